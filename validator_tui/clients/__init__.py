@@ -1,0 +1,1 @@
+"""Network clients: the Platform API (REST + WebSocket) and the dstack VMM (pRPC)."""

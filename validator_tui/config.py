@@ -1,0 +1,267 @@
+"""ValidatorConfig and ResourceLimits: loaded from TOML, overridden by the environment.
+
+Lookup order for the file: `--config`, `$VALIDATOR_TUI_CONFIG`, `./config.toml`,
+`$XDG_CONFIG_HOME/validator-tui/config.toml`. Environment overrides: `VALIDATOR_HOTKEY`,
+`PLATFORM_API_URL` (alias `PLATFORM_BASE_API`), `DSTACK_VMM_URL`, `DSTACK_VMM_TOKEN`,
+`VALIDATOR_TUI_STATE_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import tomlkit
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from tomlkit.exceptions import TOMLKitError
+
+_SS58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_SS58_RE = re.compile(f"^[{_SS58_ALPHABET}]{{46,48}}$")
+
+
+def _check_hotkey(value: str) -> str:
+    if not _SS58_RE.match(value):
+        raise ValueError("expected an SS58 address (46-48 base58 characters, e.g. 5DD…)")
+    return value
+
+
+def _check_url(value: str) -> str:
+    if not re.match(r"^(https?://[^\s/]+|unix:/\S+)", value):
+        raise ValueError("expected an http(s):// URL")
+    return value.rstrip("/")
+
+
+def _check_http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("expected an http(s):// URL")
+    return value.rstrip("/")
+
+
+Hotkey = Annotated[str, AfterValidator(_check_hotkey)]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+VmmUrl = Annotated[str, AfterValidator(_check_url)]
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ResourceLimits(Section):
+    """What this host may give to CVMs: the sum over every challenge CVM and job VM."""
+
+    cpu_cores: PositiveInt = 16
+    memory_mb: PositiveInt = 32768
+    disk_mb: PositiveInt = 512000
+    gpu_count: NonNegativeInt = 0
+
+
+class EngineSettings(Section):
+    """Loop intervals and timeouts of the engine."""
+
+    auto_claim: bool = True
+    poll_interval_s: PositiveSeconds = 5.0
+    challenge_check_interval_s: PositiveSeconds = 60.0
+    ws_backoff_cap_s: PositiveSeconds = 30.0
+    request_timeout_s: PositiveSeconds = 10.0
+    job_timeout_s: PositiveSeconds = 1800.0
+    boot_timeout_s: PositiveSeconds = 300.0
+    vm_poll_interval_s: PositiveSeconds = 1.0
+    max_job_history: PositiveInt = 10000
+
+
+class VmSpec(Section):
+    """Resources and image of one VM (dstack units: memory in MB, disk in GB)."""
+
+    image: str = "dstack-0.5.2"
+    vcpu: PositiveInt = 4
+    memory_mb: PositiveInt = 4096
+    disk_gb: PositiveInt = 50
+    gpu: NonNegativeInt = 0
+
+    @property
+    def disk_mb(self) -> int:
+        return self.disk_gb * 1024
+
+
+class HostPorts(Section):
+    """The pool of host ports mapped to VMs' evaluator port."""
+
+    start: Annotated[int, Field(ge=1, le=65535, strict=True)] = 20000
+    end: Annotated[int, Field(ge=1, le=65535, strict=True)] = 20999
+    host_address: str = "127.0.0.1"
+    evaluator_port: Annotated[int, Field(ge=1, le=65535, strict=True)] = 8080
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HostPorts:
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) must be >= start ({self.start})")
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+class OrmSettings(Section):
+    """How the executor fetches a submission's code through the challenge ORM."""
+
+    submission_query: str = "SELECT * FROM submissions WHERE id = ?"
+    code_field: str = "code"
+
+
+class ValidatorConfig(Section):
+    """The whole configuration of one validator."""
+
+    validator_hotkey: Hotkey
+    platform_api_url: HttpUrl = "http://127.0.0.1:3000"
+    dstack_vmm_url: VmmUrl = "http://127.0.0.1:11530"
+    dstack_vmm_token: SecretStr | None = None
+    state_dir: str = ""
+    resource_limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    job_vm: VmSpec = Field(default_factory=VmSpec)
+    challenge_vm: VmSpec = Field(default_factory=VmSpec)
+    host_ports: HostPorts = Field(default_factory=HostPorts)
+    orm: OrmSettings = Field(default_factory=OrmSettings)
+
+    @property
+    def state_path(self) -> Path:
+        """The state directory: `state_dir`, else `$XDG_STATE_HOME/validator-tui`."""
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "validator-tui"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data with every secret masked."""
+        data = self.model_dump(mode="json")
+        if self.dstack_vmm_token is not None:
+            data["dstack_vmm_token"] = "********"
+        return data
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the file, key, value and expectation."""
+
+
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "validator_hotkey": ("VALIDATOR_HOTKEY",),
+    "platform_api_url": ("PLATFORM_API_URL", "PLATFORM_BASE_API"),
+    "dstack_vmm_url": ("DSTACK_VMM_URL",),
+    "dstack_vmm_token": ("DSTACK_VMM_TOKEN",),
+    "state_dir": ("VALIDATOR_TUI_STATE_DIR",),
+}
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read, by the documented lookup order; None if there is none.
+
+    An explicitly named file (argument or `$VALIDATOR_TUI_CONFIG`) must exist.
+    """
+    named = explicit or os.environ.get("VALIDATOR_TUI_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    local = Path("config.toml")
+    if local.is_file():
+        return local
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    candidate = Path(xdg) / "validator-tui" / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ValidatorConfig:
+    """Load, override from the environment and validate; raise `ConfigError` on any problem."""
+    env = os.environ if env is None else env
+    file = find_config_file(path)
+    label = str(file) if file else "<no config file>"
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = tomlkit.parse(file.read_text(encoding="utf-8")).unwrap()
+        except (TOMLKitError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{label}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
+    return config_from_mapping(data, label, env)
+
+
+def config_from_mapping(
+    data: Mapping[str, Any], label: str, env: Mapping[str, str] | None = None
+) -> ValidatorConfig:
+    """Validate plain data (as parsed from TOML) plus environment overrides."""
+    merged = dict(data)
+    for key, names in ENV_OVERRIDES.items():
+        for name in names:
+            value = (env or {}).get(name)
+            if value:
+                merged[key] = value
+                break
+    try:
+        return ValidatorConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(label, exc)) from None
+
+
+def format_validation_error(label: str, exc: ValidationError) -> str:
+    """One line per problem: `file: key.path: expected …, got <value>`."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"{label}: {loc}: unknown key (check the spelling)")
+            continue
+        if kind == "missing":
+            lines.append(f"{label}: {loc}: required key is missing")
+            continue
+        if kind == "value_error":
+            expected = str(err.get("ctx", {}).get("error", err["msg"]))
+        else:
+            expected = _EXPECTED.get(kind, err["msg"])
+        got = err.get("input")
+        lines.append(f"{label}: {loc}: {expected}, got {_show(loc, got)}")
+    return "\n".join(lines)
+
+
+_EXPECTED = {
+    "greater_than": "expected a positive number",
+    "greater_than_equal": "expected a number >= the minimum",
+    "less_than_equal": "expected a number <= the maximum",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "model_type": "expected a table",
+}
+
+
+def _show(loc: str, value: Any) -> str:
+    if "token" in loc:
+        return "<secret>"
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 80 else text[:77] + "..."

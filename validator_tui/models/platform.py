@@ -1,0 +1,210 @@
+"""Wire models of the Platform API (REST bodies and WebSocket messages).
+
+Tolerant where servers vary (extra fields ignored, status values case-insensitive),
+strict where it matters (ids are non-empty strings, scores are finite numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+LowerStr = Annotated[str, BeforeValidator(_lower)]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
+class WireModel(BaseModel):
+    """Base for inbound payloads: unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Challenge(WireModel):
+    """One entry of `GET /challenges/active`."""
+
+    id: Id
+    name: str = ""
+    status: LowerStr = "active"
+    github_repo: str = ""
+    github_commit: str = ""
+    compose_hash: str = ""
+    mechanism_id: int = 0
+    emission_share: FiniteFloat = 0.0
+
+
+class ChallengesResponse(WireModel):
+    challenges: list[Challenge]
+
+
+class Job(WireModel):
+    """One entry of `GET /jobs/pending`."""
+
+    id: Id
+    challenge_id: Id
+    submission_id: str = ""
+    miner_hotkey: str = ""
+    status: LowerStr = "pending"
+    created_at: datetime | None = None
+
+
+class PendingJobsResponse(WireModel):
+    jobs: list[Job]
+
+
+class ClaimResponse(WireModel):
+    """Body of a successful `POST /jobs/{id}/claim`."""
+
+    id: Id
+    challenge_id: Id
+    submission_id: str = ""
+    status: LowerStr = "claimed"
+
+
+class JobResults(BaseModel):
+    """Body of `POST /jobs/{id}/results`; serialises exactly as the reference shows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: FiniteFloat
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    logs: list[str] = Field(default_factory=list)
+    execution_time_ms: int = Field(ge=0)
+    error: str | None = None
+
+    def to_json_bytes(self) -> bytes:
+        """The exact request body: `score, metrics, logs, execution_time_ms, error`."""
+        return json.dumps(self.model_dump(mode="json"), separators=(",", ":")).encode()
+
+
+class OrmQueryRequest(BaseModel):
+    """Body of `POST /challenges/{id}/orm/query`."""
+
+    query: str
+    params: list[Any] = Field(default_factory=list)
+
+
+class OrmQueryResponse(WireModel):
+    rows: list[dict[str, Any]]
+
+
+class NewJobMessage(WireModel):
+    type: Literal["new_job"]
+    job_id: Id
+    challenge_id: Id
+
+
+class ChallengeUpdatedMessage(WireModel):
+    type: Literal["challenge_updated"]
+    challenge_id: Id
+    github_commit: str = ""
+
+
+class JobCancelledMessage(WireModel):
+    type: Literal["job_cancelled"]
+    job_id: Id
+
+
+class UnknownMessage(WireModel):
+    """A well-formed JSON object whose `type` this validator does not know."""
+
+    type: str
+    raw: dict[str, Any]
+
+
+WsMessage = NewJobMessage | ChallengeUpdatedMessage | JobCancelledMessage | UnknownMessage
+
+_KNOWN = Annotated[
+    NewJobMessage | ChallengeUpdatedMessage | JobCancelledMessage,
+    Field(discriminator="type"),
+]
+_known_adapter: TypeAdapter[NewJobMessage | ChallengeUpdatedMessage | JobCancelledMessage] = (
+    TypeAdapter(_KNOWN)
+)
+KNOWN_TYPES = frozenset({"new_job", "challenge_updated", "job_cancelled"})
+
+
+class MessageDecodeError(ValueError):
+    """A WebSocket frame that is not a valid message (bad JSON, not an object, bad fields)."""
+
+
+def parse_ws_message(frame: str | bytes) -> WsMessage:
+    """Parse one WebSocket frame.
+
+    Returns a typed message, or `UnknownMessage` for an object with an unknown `type`.
+    Raises `MessageDecodeError` (only) for anything malformed.
+    """
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageDecodeError(f"frame is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageDecodeError(f"frame is a JSON {type(data).__name__}, expected an object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise MessageDecodeError("frame has no string `type`")
+    if kind not in KNOWN_TYPES:
+        return UnknownMessage(type=kind[:100], raw=data)
+    try:
+        return _known_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise MessageDecodeError(f"bad {kind!r} message: {_short_errors(exc)}") from None
+
+
+def _short_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class EvaluateRequest(BaseModel):
+    """Body of the evaluator's `POST /evaluate` (the contract in DESIGN.md)."""
+
+    job_id: str
+    challenge_id: str
+    submission_id: str
+    miner_hotkey: str
+    code: str
+
+
+class EvaluateResponse(WireModel):
+    """Evaluator answer. Score validity (finite, in [0, 1]) is checked by the executor."""
+
+    score: float
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    logs: list[str] = Field(default_factory=list)
+
+    @field_validator("logs", mode="before")
+    @classmethod
+    def _logs_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v if isinstance(v, str) else json.dumps(v) for v in value]
+        return value
