@@ -1,0 +1,165 @@
+"""Command-line entry: `validator-tui run | demo | sim platform | sim vmm | config check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from validator_tui import __version__
+
+if TYPE_CHECKING:
+    from validator_tui.config import ValidatorConfig
+    from validator_tui.engine.validator import Validator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="validator-tui",
+        description="Platform Network validator engine and its terminal console.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the validator (TUI, or --headless for systemd)")
+    run.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    run.add_argument("--headless", action="store_true", help="no UI: log lines only")
+    run.add_argument("--read-only", action="store_true", help="view only: refuse every command")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+
+    demo = sub.add_parser("demo", help="run against built-in simulators on loopback")
+    demo.add_argument("--headless", action="store_true", help="no UI: log lines only")
+    demo.add_argument("--jobs-per-minute", type=float, default=30.0, metavar="N")
+    demo.add_argument("--seed", type=int, default=0, metavar="N")
+    demo.add_argument("--boot-seconds", type=float, default=2.0, metavar="S")
+    demo.add_argument("--state-dir", metavar="PATH", help="keep state here (default: temporary)")
+    demo.add_argument("--read-only", action="store_true", help="view only: refuse every command")
+    demo.add_argument("--log-format", choices=("text", "json"), default="text")
+
+    sim = sub.add_parser("sim", help="serve a simulator until SIGINT/SIGTERM")
+    sims = sim.add_subparsers(dest="sim", required=True, metavar="SIMULATOR")
+    platform = sims.add_parser("platform", help="the Platform API simulator")
+    platform.add_argument("--host", default="127.0.0.1")
+    platform.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    platform.add_argument("--seed", type=int, default=0)
+    platform.add_argument("--jobs-per-minute", type=float, default=0.0, metavar="N")
+    vmm = sims.add_parser("vmm", help="the dstack VMM simulator")
+    vmm.add_argument("--host", default="127.0.0.1")
+    vmm.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    vmm.add_argument("--boot-seconds", type=float, default=2.0, metavar="S")
+
+    config = sub.add_parser("config", help="configuration tools")
+    configs = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = configs.add_parser("check", help="validate and print the effective config")
+    check.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    check.add_argument("path", nargs="?", help="config file (same as --config)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "config":
+        return _config_check(args.config or args.path)
+    if args.command == "sim":
+        return asyncio.run(_serve_sim(args))
+    if args.command == "run":
+        return _run(args)
+    return asyncio.run(_demo(args))
+
+
+def _config_check(path: str | None) -> int:
+    from validator_tui.config import ConfigError, load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"config error:\n{exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(config.masked(), indent=2))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from validator_tui.config import ConfigError, load_config
+    from validator_tui.engine.validator import Validator
+    from validator_tui.logs import setup_logging
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error:\n{exc}", file=sys.stderr)
+        return 1
+    validator = Validator(config, read_only=args.read_only)
+    if args.headless:
+        setup_logging(args.log_format)
+        return asyncio.run(_headless(validator))
+    return asyncio.run(_tui(validator))
+
+
+async def _headless(validator: Validator) -> int:
+    from validator_tui.headless import run_headless
+
+    await run_headless(validator)
+    return 0
+
+
+async def _tui(validator: Validator) -> int:
+    from validator_tui.tui.app import ValidatorApp
+
+    await ValidatorApp(validator).run_async()
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from validator_tui.demo import DemoEnvironment, build_validator
+    from validator_tui.logs import setup_logging
+
+    env = DemoEnvironment(
+        seed=args.seed,
+        jobs_per_minute=args.jobs_per_minute,
+        boot_seconds=args.boot_seconds,
+        state_dir=args.state_dir,
+    )
+    async with env:
+        config: ValidatorConfig = env.config  # type: ignore[assignment]
+        validator = build_validator(config, read_only=args.read_only)
+        if args.headless:
+            setup_logging(args.log_format)
+            print(f"platform simulator: {env.platform.url}", flush=True)
+            print(f"dstack VMM simulator: {env.vmm.url}", flush=True)
+            print(f"state dir: {config.state_path}", flush=True)
+            return await _headless(validator)
+        return await _tui(validator)
+
+
+async def _serve_sim(args: argparse.Namespace) -> int:
+    if args.sim == "platform":
+        from validator_tui.sim.platform import PlatformSimulator
+
+        platform = PlatformSimulator(seed=args.seed)
+        url = await platform.start(args.host, args.port)
+        platform.set_job_rate(args.jobs_per_minute)
+        stop = platform.stop
+    else:
+        from validator_tui.sim.vmm import VmmSimulator
+
+        vmm = VmmSimulator(boot_seconds=args.boot_seconds, token=os.environ.get("DSTACK_VMM_TOKEN"))
+        url = await vmm.start(args.host, args.port)
+        stop = vmm.stop
+    print(url, flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await stop()
+    return 0

@@ -1,0 +1,1 @@
+"""The validator engine: no UI imports here, ever (a test enforces it)."""

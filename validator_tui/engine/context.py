@@ -1,0 +1,57 @@
+"""What every engine component shares: config, state, store, quota, clients, logging."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+from validator_tui.clients.platform import PlatformClient
+from validator_tui.clients.vmm import VmmClient
+from validator_tui.config import ValidatorConfig
+from validator_tui.engine.naming import VmNaming
+from validator_tui.engine.quota import CVMQuotaManager
+from validator_tui.engine.state import EngineState
+from validator_tui.engine.store import Store
+from validator_tui.sanitize import clean_line
+
+logger = logging.getLogger("validator_tui.engine")
+
+_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+@dataclass(slots=True)
+class EngineContext:
+    config: ValidatorConfig
+    state: EngineState
+    store: Store
+    quota: CVMQuotaManager
+    platform: PlatformClient
+    vmm: VmmClient
+    http: httpx.AsyncClient
+    naming: VmNaming
+
+    def log(
+        self,
+        level: str,
+        kind: str,
+        message: str,
+        *,
+        job_id: str | None = None,
+        challenge_id: str | None = None,
+        vm_id: str | None = None,
+    ) -> None:
+        """Record an event in the state's event log and the process log, sanitised."""
+        text = clean_line(message, 500)
+        self.state.event(level, kind, text, job_id=job_id, challenge_id=challenge_id, vm_id=vm_id)
+        logger.log(
+            _LEVELS.get(level, logging.INFO),
+            text,
+            extra={"kind": kind, "job_id": job_id, "challenge_id": challenge_id, "vm_id": vm_id},
+        )
+
+    def publish_quota(self) -> None:
+        """Copy the quota manager's usage into the header the UI reads."""
+        self.state.header.quota = self.quota.get_usage()
+        self.state.header_changed()

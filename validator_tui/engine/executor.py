@@ -1,0 +1,270 @@
+"""DstackExecutor: run one job in its own CVM and produce its result.
+
+create VM (challenge compose, job env, mapped evaluator port) → wait for boot and health →
+`POST /evaluate` with the submission's code → validate the score. The VM is always destroyed,
+whatever happened; the caller releases the job's quota allocation after `execute_job` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+
+import httpx
+from pydantic import ValidationError
+
+from validator_tui.clients.errors import ClientError
+from validator_tui.engine.challenges import ChallengeManager
+from validator_tui.engine.context import EngineContext
+from validator_tui.engine.quota import Allocation
+from validator_tui.engine.records import JobRecord, JobState, VmKind, VmRecord
+from validator_tui.engine.vm_ready import VmNotReady, wait_until_ready
+from validator_tui.models.platform import EvaluateRequest, EvaluateResponse, JobResults
+from validator_tui.models.vmm import PortMapping, VmConfiguration
+from validator_tui.sanitize import clean_line, clean_lines
+
+MAX_RESULT_LOG_LINES = 200
+MAX_LOG_CHARS = 1000
+
+
+class JobFailed(Exception):
+    """A job that cannot produce a score; the message is the result's `error`."""
+
+
+class JobLog:
+    """The validator's own lines for one job, bounded and sanitised, with elapsed times."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.lines: list[str] = []
+
+    def add(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        if len(self.lines) < MAX_RESULT_LOG_LINES:
+            self.lines.append(f"[validator +{elapsed:.3f}s] {clean_line(text, MAX_LOG_CHARS)}")
+
+
+class DstackExecutor:
+    """Runs jobs in dstack CVMs."""
+
+    def __init__(self, ctx: EngineContext, challenges: ChallengeManager) -> None:
+        self.ctx = ctx
+        self.challenges = challenges
+
+    async def execute_job(self, job: JobRecord, allocation: Allocation) -> JobResults:
+        """Evaluate `job` in a fresh VM and return its result body.
+
+        Failures (VMM errors, boot timeout, evaluator errors, bad scores, job timeout) come back
+        as a result with score 0 and `error` set. Only cancellation propagates, after the VM
+        has been destroyed.
+        """
+        log = JobLog()
+        started = time.monotonic()
+        vm_id: str | None = None
+        try:
+            async with asyncio.timeout(self.ctx.config.engine.job_timeout_s):
+                code, miner = await self._fetch_code(job, log)
+                if miner and not job.miner_hotkey:
+                    job.miner_hotkey = clean_line(miner, 100)
+                self._progress(job, JobState.PROVISIONING, "creating VM")
+                vm_id = await self.create_vm(job, allocation)
+                log.add(f"created VM {vm_id} on host port {allocation.port}")
+                booted = await self._wait_ready(job, vm_id, allocation, log)
+                log.add(f"VM ready in {booted:.3f}s")
+                self._progress(job, JobState.RUNNING, "evaluating")
+                answer = await self.evaluate_submission(vm_id, code, job, allocation.port)
+            elapsed_ms = int((time.monotonic() - started) * 1000)
+            log.add(f"score {answer.score:.6f} in {elapsed_ms} ms")
+            return JobResults(
+                score=answer.score,
+                metrics=_safe_metrics(answer.metrics),
+                logs=log.lines + _evaluator_lines(answer.logs),
+                execution_time_ms=elapsed_ms,
+                error=None,
+            )
+        except TimeoutError:
+            error = f"job timed out after {self.ctx.config.engine.job_timeout_s:g}s"
+        except (JobFailed, VmNotReady, ClientError) as exc:
+            error = clean_line(str(exc), MAX_LOG_CHARS)
+        finally:
+            if vm_id is not None:
+                await asyncio.shield(self.destroy_vm(vm_id))
+                log.add(f"removed VM {vm_id}")
+        log.add(f"failed: {error}")
+        return JobResults(
+            score=0.0,
+            metrics={},
+            logs=log.lines,
+            execution_time_ms=int((time.monotonic() - started) * 1000),
+            error=error,
+        )
+
+    async def _fetch_code(self, job: JobRecord, log: JobLog) -> tuple[str, str]:
+        orm = self.ctx.config.orm
+        try:
+            rows = await self.ctx.platform.execute_orm_query(
+                job.challenge_id, orm.submission_query, [job.submission_id]
+            )
+        except ClientError as exc:
+            raise JobFailed(f"cannot fetch submission {job.submission_id}: {exc}") from None
+        if not rows:
+            raise JobFailed(f"submission {clean_line(job.submission_id, 100)} not found")
+        code = rows[0].get(orm.code_field)
+        if not isinstance(code, str):
+            raise JobFailed(f"submission row has no text field {orm.code_field!r}")
+        miner = rows[0].get("miner_hotkey")
+        log.add(f"fetched submission code ({len(code)} chars)")
+        return code, miner if isinstance(miner, str) else ""
+
+    async def create_vm(self, job: JobRecord, allocation: Allocation) -> str:
+        """Create the job's VM from the challenge's verified compose; returns its id.
+
+        The VM name is committed to the store before CreateVm, so a crash cannot orphan it.
+        """
+        compose = self.challenges.compose_for(job.challenge_id)
+        if compose is None:
+            raise JobFailed("challenge CVM is not active: no verified compose to run")
+        name = self.ctx.naming.job_vm(job.id)
+        self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_name=name)
+        vm = self.ctx.config.job_vm
+        ports = self.ctx.config.host_ports
+        env = {
+            "JOB_ID": job.id,
+            "CHALLENGE_ID": job.challenge_id,
+            "SUBMISSION_ID": job.submission_id,
+            "MINER_HOTKEY": job.miner_hotkey,
+        }
+        config = VmConfiguration(
+            name=name,
+            image=vm.image,
+            compose_file=compose.decode("utf-8"),
+            vcpu=vm.vcpu,
+            memory=vm.memory_mb,
+            disk_size=vm.disk_gb,
+            ports=[
+                PortMapping(
+                    protocol="tcp",
+                    host_port=allocation.port or 0,
+                    vm_port=ports.evaluator_port,
+                    host_address=ports.host_address,
+                )
+            ],
+            user_config=json.dumps({"env": env}),
+        )
+        try:
+            vm_id = await self.ctx.vmm.create_vm(config)
+        except ClientError as exc:
+            raise JobFailed(f"CreateVm failed: {exc}") from None
+        self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_id=vm_id)
+        job.vm_id, job.host_port = vm_id, allocation.port
+        self.ctx.state.put_vm(
+            VmRecord(vm_id, name, VmKind.JOB, job.id, status="", host_port=allocation.port)
+        )
+        self.ctx.state.put_job(job, f"VM {vm_id} created")
+        return vm_id
+
+    async def _wait_ready(
+        self, job: JobRecord, vm_id: str, allocation: Allocation, log: JobLog
+    ) -> float:
+        def on_info(info: object) -> None:
+            vm = self.ctx.state.vms.get(vm_id)
+            status = getattr(info, "status", "")
+            progress = getattr(info, "boot_progress", "")
+            if vm is not None and (vm.status, vm.boot_progress) != (status, progress):
+                vm.status, vm.boot_progress = status, progress
+                self.ctx.state.put_vm(vm)
+
+        return await wait_until_ready(
+            self.ctx.vmm,
+            self.ctx.http,
+            vm_id,
+            self._base_url(allocation.port) + "/health",
+            timeout=self.ctx.config.engine.boot_timeout_s,
+            max_interval=self.ctx.config.engine.vm_poll_interval_s,
+            on_info=on_info,
+        )
+
+    def _base_url(self, port: int | None) -> str:
+        return f"http://{self.ctx.config.host_ports.host_address}:{port}"
+
+    async def evaluate_submission(
+        self, vm_id: str, code: str, job: JobRecord, host_port: int | None = None
+    ) -> EvaluateResponse:
+        """`POST /evaluate` on the job VM's evaluator; the score is checked finite in [0, 1]."""
+        port = host_port if host_port is not None else job.host_port
+        body = EvaluateRequest(
+            job_id=job.id,
+            challenge_id=job.challenge_id,
+            submission_id=job.submission_id,
+            miner_hotkey=job.miner_hotkey,
+            code=code,
+        )
+        try:
+            response = await self.ctx.http.post(
+                self._base_url(port) + "/evaluate",
+                content=body.model_dump_json(),
+                headers={"content-type": "application/json"},
+                timeout=self.ctx.config.engine.job_timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            raise JobFailed(f"evaluator on VM {vm_id} failed: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise JobFailed(
+                f"evaluator answered HTTP {response.status_code}: {clean_line(response.text, 300)}"
+            )
+        try:
+            answer = EvaluateResponse.model_validate_json(response.content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise JobFailed(f"evaluator answer is invalid: {where}: {first['msg']}") from None
+        if not math.isfinite(answer.score) or not 0.0 <= answer.score <= 1.0:
+            raise JobFailed(
+                f"evaluator returned score {answer.score!r}, expected a number in [0, 1]"
+            )
+        return answer
+
+    async def destroy_vm(self, vm_id: str) -> None:
+        """Remove the VM (retrying briefly); an unknown VM counts as removed."""
+        for attempt in range(3):
+            try:
+                await self.ctx.vmm.remove_vm(vm_id)
+                break
+            except ClientError as exc:
+                if "not found" in str(exc).lower():
+                    break
+                if attempt == 2:
+                    self.ctx.log("error", "vm", f"cannot remove VM {vm_id}: {exc}", vm_id=vm_id)
+                    return
+                await asyncio.sleep(0.1 * (attempt + 1))
+        self.ctx.state.drop_vm(vm_id)
+
+    def _progress(self, job: JobRecord, state: JobState, note: str) -> None:
+        job.state = state
+        self.ctx.state.put_job(job, note)
+
+
+def _evaluator_lines(lines: list[str]) -> list[str]:
+    return [f"[evaluator] {line}" for line in clean_lines(lines, MAX_RESULT_LOG_LINES, 1000)]
+
+
+def _safe_metrics(metrics: dict[str, object]) -> dict[str, object]:
+    """Metrics that serialise as JSON: finite numbers, bools and short sanitised strings."""
+    safe: dict[str, object] = {}
+    for key, value in list(metrics.items())[:100]:
+        name = clean_line(str(key), 100)
+        if _is_json_number(value):
+            safe[name] = value
+        elif isinstance(value, str):
+            safe[name] = clean_line(value, 200)
+    return safe
+
+
+def _is_json_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) < 2**53
+    return isinstance(value, float) and math.isfinite(value)

@@ -1,0 +1,126 @@
+"""The results outbox: every result is stored before its first POST and sent until the
+platform answers for it (accepted, duplicate, cancelled, or refused as a dead letter)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from validator_tui.clients.backoff import Backoff
+from validator_tui.clients.errors import ApiError, ClientError
+from validator_tui.clients.platform import SubmitOutcome
+from validator_tui.engine.context import EngineContext
+from validator_tui.engine.store import StoreError
+from validator_tui.models.platform import JobResults
+
+DoneCallback = Callable[[str, str, str], None]
+
+
+class ResultOutbox:
+    """Sends queued results concurrently; a restart resumes whatever was not answered."""
+
+    def __init__(self, ctx: EngineContext, on_done: DoneCallback) -> None:
+        self.ctx = ctx
+        self._on_done = on_done
+        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._bodies: dict[str, bytes] = {}
+
+    @property
+    def pending(self) -> int:
+        return len(self._senders)
+
+    def resume(self) -> int:
+        """Start sending every result a previous run left unanswered; returns how many."""
+        entries = self.ctx.store.pending_results()
+        for entry in entries:
+            self.enqueue(entry.job_id, entry.body)
+        return len(entries)
+
+    def enqueue(self, job_id: str, body: bytes) -> None:
+        """Send `body` as the result of `job_id` (already committed to the store by the caller,
+        or kept here in memory when the store cannot be written)."""
+        if job_id in self._senders:
+            return
+        self._bodies[job_id] = body
+        self._senders[job_id] = asyncio.create_task(self._send(job_id, body))
+        self._publish()
+
+    def drop(self, job_id: str) -> bool:
+        """The platform cancelled the job: never send its result. True if one was queued."""
+        task = self._senders.pop(job_id, None)
+        self._bodies.pop(job_id, None)
+        if task is None:
+            return False
+        task.cancel()
+        self._mark(job_id, "dropped", "job cancelled by the platform")
+        self._publish()
+        return True
+
+    async def _send(self, job_id: str, body: bytes) -> None:
+        results = JobResults.model_validate_json(body)
+        backoff = Backoff(1.0, self.ctx.config.engine.ws_backoff_cap_s)
+        try:
+            while True:
+                try:
+                    outcome = await self.ctx.platform.submit_results(job_id, results)
+                except ApiError as exc:
+                    if exc.status < 500 and exc.status not in (408, 429):
+                        self._finish(job_id, "dead", str(exc))
+                        return
+                    error = str(exc)
+                except ClientError as exc:
+                    error = str(exc)
+                else:
+                    status = "dropped" if outcome is SubmitOutcome.CANCELLED else "sent"
+                    self._finish(job_id, status, outcome.value)
+                    return
+                self._note_attempt(job_id, error)
+                await asyncio.sleep(backoff.next())
+        finally:
+            if self._senders.get(job_id) is asyncio.current_task():
+                self._senders.pop(job_id, None)
+                self._bodies.pop(job_id, None)
+                self._publish()
+
+    def _finish(self, job_id: str, status: str, detail: str) -> None:
+        self._mark(job_id, status, detail if status != "sent" else "")
+        level = {"sent": "info", "dropped": "warn"}.get(status, "error")
+        if status != "sent":
+            self.ctx.log(level, "result", f"result {status}: {detail}", job_id=job_id)
+        if status == "dead":
+            self.ctx.state.header.counters.dead_letters += 1
+        self._on_done(job_id, status, detail)
+
+    def _mark(self, job_id: str, status: str, detail: str) -> None:
+        try:
+            self.ctx.store.mark_result(job_id, status, detail)
+        except StoreError as exc:
+            self.ctx.log("error", "store", str(exc), job_id=job_id)
+
+    def _note_attempt(self, job_id: str, error: str) -> None:
+        try:
+            self.ctx.store.note_attempt(job_id, error)
+        except StoreError:
+            return
+
+    def _publish(self) -> None:
+        self.ctx.state.header.counters.outbox_pending = len(self._senders)
+        self.ctx.state.header_changed()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for every queued result; True if all were answered."""
+        tasks = list(self._senders.values())
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return not pending
+
+    async def shutdown(self) -> None:
+        """Stop sending; unanswered results stay in the store for the next run."""
+        tasks = list(self._senders.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task

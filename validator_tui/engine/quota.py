@@ -1,0 +1,125 @@
+"""CVMQuotaManager: exact accounting of host resources held by VMs.
+
+Every challenge CVM and job VM holds vcpu, memory, disk, GPUs and one host port from the pool
+from the moment it is planned until it is destroyed. An `Allocation` is released exactly
+once: a second `release` of the same allocation is a no-op, so no path can make usage drift.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from validator_tui.config import HostPorts, ResourceLimits
+from validator_tui.engine.records import QuotaUsage, Resources
+
+
+class CapacityError(Exception):
+    """An allocation that does not fit in what is left."""
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """A handle on resources held by one VM; give it back to `release`."""
+
+    id: int
+    owner: str
+    resources: Resources
+    port: int | None
+
+
+class CVMQuotaManager:
+    """Tracks what the host has given to VMs against `ResourceLimits` and the port pool."""
+
+    def __init__(self, limits: ResourceLimits, ports: HostPorts) -> None:
+        self.total = Resources(limits.cpu_cores, limits.memory_mb, limits.disk_mb, limits.gpu_count)
+        self._pool_start = ports.start
+        self._pool_size = ports.size
+        self._free_ports = set(range(ports.start, ports.end + 1))
+        self._next_port = ports.start
+        self._live: dict[int, Allocation] = {}
+        self._ids = itertools.count(1)
+        self._used = Resources()
+
+    def check_capacity(self, resources: Resources, *, need_port: bool = True) -> bool:
+        """True when `resources` (and a host port, if asked) fit in what is left."""
+        used, total = self._used, self.total
+        return (
+            used.vcpu + resources.vcpu <= total.vcpu
+            and used.memory_mb + resources.memory_mb <= total.memory_mb
+            and used.disk_mb + resources.disk_mb <= total.disk_mb
+            and used.gpu + resources.gpu <= total.gpu
+            and (not need_port or bool(self._free_ports))
+        )
+
+    def allocate(
+        self,
+        resources: Resources,
+        *,
+        owner: str,
+        need_port: bool = True,
+        port: int | None = None,
+    ) -> Allocation:
+        """Reserve `resources` and a port (a specific one when `port` is given, e.g. on adoption).
+
+        Raises `CapacityError` without changing anything when they do not fit.
+        """
+        if not self.check_capacity(resources, need_port=False):
+            raise CapacityError(f"not enough capacity for {owner}: need {resources}")
+        chosen: int | None = None
+        if port is not None:
+            if port in self._free_ports:
+                chosen = port
+            elif need_port:
+                raise CapacityError(f"host port {port} is not free for {owner}")
+        elif need_port:
+            chosen = self._take_port()
+            if chosen is None:
+                raise CapacityError(f"no free host port for {owner}")
+        if chosen is not None:
+            self._free_ports.discard(chosen)
+        allocation = Allocation(next(self._ids), owner, resources, chosen)
+        self._live[allocation.id] = allocation
+        self._used = _add(self._used, resources, 1)
+        return allocation
+
+    def _take_port(self) -> int | None:
+        """The next free port after the last one handed out (round robin, avoids quick reuse)."""
+        if not self._free_ports:
+            return None
+        for offset in range(self._pool_size):
+            candidate = self._pool_start + (self._next_port - self._pool_start + offset) % (
+                self._pool_size
+            )
+            if candidate in self._free_ports:
+                self._next_port = candidate + 1
+                return candidate
+        return None
+
+    def release(self, allocation: Allocation) -> bool:
+        """Give the resources back. Returns False (and changes nothing) if already released."""
+        if self._live.pop(allocation.id, None) is None:
+            return False
+        self._used = _add(self._used, allocation.resources, -1)
+        if allocation.port is not None:
+            self._free_ports.add(allocation.port)
+        return True
+
+    def get_usage(self) -> QuotaUsage:
+        """Used and total of every resource, and the number of live allocations."""
+        return QuotaUsage(
+            used=self._used,
+            total=self.total,
+            ports_used=self._pool_size - len(self._free_ports),
+            ports_total=self._pool_size,
+            allocations=len(self._live),
+        )
+
+
+def _add(a: Resources, b: Resources, sign: int) -> Resources:
+    return Resources(
+        a.vcpu + sign * b.vcpu,
+        a.memory_mb + sign * b.memory_mb,
+        a.disk_mb + sign * b.disk_mb,
+        a.gpu + sign * b.gpu,
+    )

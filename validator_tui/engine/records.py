@@ -1,0 +1,201 @@
+"""Plain records of what the engine knows: jobs, challenges, VMs, events, quota, connections.
+
+Records are plain dataclasses (serialisable with `dataclasses.asdict`) so that a consumer in
+another process could receive them. Consumers treat what they receive as read-only copies.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    SUBMITTING = "submitting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED_JOB_STATES
+
+    @property
+    def active(self) -> bool:
+        """Claimed by us and not finished: it holds (or is about to hold) a VM."""
+        return self in _ACTIVE_JOB_STATES
+
+
+_FINISHED_JOB_STATES = frozenset(
+    {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.LOST}
+)
+_ACTIVE_JOB_STATES = frozenset(
+    {JobState.CLAIMED, JobState.PROVISIONING, JobState.RUNNING, JobState.SUBMITTING}
+)
+
+
+class ChallengeState(StrEnum):
+    PENDING = "pending"
+    FETCHING = "fetching"
+    PROVISIONING = "provisioning"
+    BOOTING = "booting"
+    ACTIVE = "active"
+    UPDATING = "updating"
+    FAILED = "failed"
+    DESTROYING = "destroying"
+
+
+class VmKind(StrEnum):
+    CHALLENGE = "challenge"
+    JOB = "job"
+
+
+@dataclass(slots=True)
+class TimelineEntry:
+    at: float
+    text: str
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """One job as this validator sees it."""
+
+    id: str
+    challenge_id: str
+    submission_id: str = ""
+    miner_hotkey: str = ""
+    state: JobState = JobState.PENDING
+    created_at: float = field(default_factory=time.time)
+    claimed_at: float | None = None
+    finished_at: float | None = None
+    vm_id: str | None = None
+    host_port: int | None = None
+    score: float | None = None
+    metrics: dict[str, object] = field(default_factory=dict)
+    error: str | None = None
+    execution_time_ms: int | None = None
+    logs: list[str] = field(default_factory=list)
+    result_status: str = ""
+    timeline: list[TimelineEntry] = field(default_factory=list)
+
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds since the claim (or creation), up to the finish."""
+        start = self.claimed_at or self.created_at
+        end = self.finished_at or (now if now is not None else time.time())
+        return max(0.0, end - start)
+
+
+@dataclass(slots=True)
+class ChallengeRecord:
+    """One active challenge and its long-lived CVM."""
+
+    id: str
+    name: str
+    state: ChallengeState = ChallengeState.PENDING
+    github_repo: str = ""
+    github_commit: str = ""
+    compose_hash: str = ""
+    mechanism_id: int = 0
+    emission_share: float = 0.0
+    vm_id: str | None = None
+    vm_status: str = ""
+    boot_progress: str = ""
+    host_port: int | None = None
+    active_since: float | None = None
+    reason: str = ""
+    jobs_running: int = 0
+
+
+@dataclass(slots=True)
+class VmRecord:
+    """A VM this validator owns (by name prefix)."""
+
+    id: str
+    name: str
+    kind: VmKind
+    owner_id: str
+    status: str = ""
+    boot_progress: str = ""
+    boot_error: str = ""
+    host_port: int | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """One line of the engine's event log: what happened, when, why."""
+
+    seq: int
+    at: float
+    level: str
+    kind: str
+    message: str
+    job_id: str | None = None
+    challenge_id: str | None = None
+    vm_id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Resources:
+    """An amount of host resources (memory and disk in MB)."""
+
+    vcpu: int = 0
+    memory_mb: int = 0
+    disk_mb: int = 0
+    gpu: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class QuotaUsage:
+    """Used and total of every resource the quota manager accounts for."""
+
+    used: Resources
+    total: Resources
+    ports_used: int
+    ports_total: int
+    allocations: int
+
+
+@dataclass(slots=True, frozen=True)
+class ConnectionView:
+    """State of one upstream connection as shown to the operator."""
+
+    status: str = "connecting"
+    retry_in: float | None = None
+    last_error: str | None = None
+    since: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class Counters:
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    lost: int = 0
+    cancelled: int = 0
+    claimed_total: int = 0
+    outbox_pending: int = 0
+    dead_letters: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    """The answer to an operator command: done, or refused with the reason."""
+
+    ok: bool
+    message: str
+    rows: tuple[dict[str, object], ...] = ()
+
+    @classmethod
+    def done(cls, message: str, rows: tuple[dict[str, object], ...] = ()) -> Outcome:
+        return cls(True, message, rows)
+
+    @classmethod
+    def refused(cls, message: str) -> Outcome:
+        return cls(False, message)

@@ -1,0 +1,236 @@
+"""The engine's one in-memory state, with a versioned change feed and a bounded event log.
+
+Writers (engine components) call the `put_*`/`drop_*`/`event` methods; every change bumps
+`version`. Readers call `changes_since(version)` whenever they like: they get copies of what
+changed since then, so a slow reader costs the engine nothing and memory stays bounded
+(finished jobs beyond `max_job_history`, events beyond `max_events` are dropped).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from validator_tui.engine.records import (
+    ChallengeRecord,
+    ConnectionView,
+    Counters,
+    Event,
+    JobRecord,
+    QuotaUsage,
+    Resources,
+    TimelineEntry,
+    VmRecord,
+)
+
+THROUGHPUT_BUCKET_S = 10.0
+THROUGHPUT_BUCKETS = 60
+MAX_TIMELINE = 50
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Header:
+    """Everything the header line shows."""
+
+    hotkey: str = ""
+    platform: ConnectionView = field(default_factory=ConnectionView)
+    vmm: ConnectionView = field(default_factory=ConnectionView)
+    last_poll_at: float | None = None
+    auto_claim: bool = True
+    read_only: bool = False
+    counters: Counters = field(default_factory=Counters)
+    quota: QuotaUsage = field(default_factory=lambda: QuotaUsage(Resources(), Resources(), 0, 0, 0))
+    throughput: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class StateDelta:
+    """What changed between two versions. `full` means: replace everything you hold."""
+
+    version: int
+    full: bool
+    jobs: list[JobRecord]
+    removed_jobs: list[str]
+    challenges: list[ChallengeRecord]
+    removed_challenges: list[str]
+    vms: list[VmRecord]
+    removed_vms: list[str]
+    events: list[Event]
+    header: Header
+
+
+class _Keyed(Generic[T]):
+    """Records by key, remembering the version at which each last changed."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, T] = {}
+        self.touched: OrderedDict[str, int] = OrderedDict()
+        self.removed: deque[tuple[int, str]] = deque(maxlen=20000)
+
+    def touch(self, key: str, version: int) -> None:
+        self.touched[key] = version
+        self.touched.move_to_end(key)
+
+    def drop(self, key: str, version: int) -> None:
+        if self.items.pop(key, None) is not None:
+            self.touched.pop(key, None)
+            self.removed.append((version, key))
+
+    def since(self, version: int) -> tuple[list[T], list[str], bool]:
+        """Changed items, removed keys, and whether `version` is too old to answer exactly."""
+        full = self.removed.maxlen is not None and len(self.removed) == self.removed.maxlen
+        if full and self.removed[0][0] > version:
+            return [], [], True
+        changed: list[T] = []
+        for key in reversed(self.touched):
+            if self.touched[key] <= version:
+                break
+            changed.append(copy.copy(self.items[key]))
+        removed = [key for v, key in self.removed if v > version]
+        return changed, removed, False
+
+
+class EngineState:
+    """The single source of truth the engine writes and the UI (or a log writer) reads."""
+
+    def __init__(
+        self, hotkey: str, *, max_job_history: int = 10000, max_events: int = 2000
+    ) -> None:
+        self.version = 0
+        self.header = Header(hotkey=hotkey)
+        self._jobs: _Keyed[JobRecord] = _Keyed()
+        self._challenges: _Keyed[ChallengeRecord] = _Keyed()
+        self._vms: _Keyed[VmRecord] = _Keyed()
+        self._finished: deque[str] = deque()
+        self._finished_ids: set[str] = set()
+        self._max_job_history = max_job_history
+        self.events: deque[Event] = deque(maxlen=max_events)
+        self._event_seq = 0
+        self._throughput: deque[list[float | int]] = deque(maxlen=THROUGHPUT_BUCKETS)
+
+    def _bump(self) -> int:
+        self.version += 1
+        return self.version
+
+    @property
+    def jobs(self) -> dict[str, JobRecord]:
+        return self._jobs.items
+
+    @property
+    def challenges(self) -> dict[str, ChallengeRecord]:
+        return self._challenges.items
+
+    @property
+    def vms(self) -> dict[str, VmRecord]:
+        return self._vms.items
+
+    def put_job(self, job: JobRecord, note: str | None = None) -> None:
+        """Insert or mark changed; `note` adds a timeline entry. Finished jobs age out."""
+        if note:
+            job.timeline.append(TimelineEntry(time.time(), note))
+            if len(job.timeline) > MAX_TIMELINE:
+                del job.timeline[: len(job.timeline) - MAX_TIMELINE]
+        is_new = job.id not in self._jobs.items
+        self._jobs.items[job.id] = job
+        self._jobs.touch(job.id, self._bump())
+        if job.state.finished and job.id not in self._finished_ids:
+            self._finished.append(job.id)
+            self._finished_ids.add(job.id)
+            self._trim_history()
+        elif is_new and len(self._jobs.items) > 4 * self._max_job_history:
+            self.event("warn", "history", "more than 4x max_job_history jobs are unfinished")
+
+    def _trim_history(self) -> None:
+        while len(self._finished) > self._max_job_history:
+            old = self._finished.popleft()
+            self._finished_ids.discard(old)
+            job = self._jobs.items.get(old)
+            if job is not None and job.state.finished:
+                self._jobs.drop(old, self._bump())
+
+    def drop_job(self, job_id: str) -> None:
+        self._finished_ids.discard(job_id)
+        self._jobs.drop(job_id, self._bump())
+
+    def put_challenge(self, challenge: ChallengeRecord) -> None:
+        self._challenges.items[challenge.id] = challenge
+        self._challenges.touch(challenge.id, self._bump())
+
+    def drop_challenge(self, challenge_id: str) -> None:
+        self._challenges.drop(challenge_id, self._bump())
+
+    def put_vm(self, vm: VmRecord) -> None:
+        self._vms.items[vm.id] = vm
+        self._vms.touch(vm.id, self._bump())
+
+    def drop_vm(self, vm_id: str) -> None:
+        self._vms.drop(vm_id, self._bump())
+
+    def header_changed(self) -> None:
+        self._bump()
+
+    def count_completion(self, now: float | None = None) -> None:
+        """Feed the jobs-per-bucket throughput history."""
+        now = time.time() if now is None else now
+        bucket = int(now // THROUGHPUT_BUCKET_S)
+        if self._throughput and self._throughput[-1][0] == bucket:
+            self._throughput[-1][1] += 1
+        else:
+            self._throughput.append([bucket, 1])
+
+    def throughput(self, now: float | None = None) -> tuple[int, ...]:
+        """Completions per 10 s bucket, oldest first, the last THROUGHPUT_BUCKETS buckets."""
+        now = time.time() if now is None else now
+        current = int(now // THROUGHPUT_BUCKET_S)
+        counts = {int(b): int(c) for b, c in self._throughput}
+        return tuple(counts.get(b, 0) for b in range(current - THROUGHPUT_BUCKETS + 1, current + 1))
+
+    def event(
+        self,
+        level: str,
+        kind: str,
+        message: str,
+        *,
+        job_id: str | None = None,
+        challenge_id: str | None = None,
+        vm_id: str | None = None,
+    ) -> Event:
+        """Append to the bounded event log (the message must already be sanitised)."""
+        self._event_seq += 1
+        ev = Event(self._event_seq, time.time(), level, kind, message, job_id, challenge_id, vm_id)
+        self.events.append(ev)
+        self._bump()
+        return ev
+
+    def changes_since(self, version: int, event_seq: int = 0) -> StateDelta:
+        """Copies of everything changed after `version`, plus events after `event_seq`."""
+        jobs, removed_jobs, stale_j = self._jobs.since(version)
+        chals, removed_chals, stale_c = self._challenges.since(version)
+        vms, removed_vms, stale_v = self._vms.since(version)
+        full = version == 0 or stale_j or stale_c or stale_v
+        if full:
+            jobs = [copy.copy(j) for j in self._jobs.items.values()]
+            chals = [copy.copy(c) for c in self._challenges.items.values()]
+            vms = [copy.copy(v) for v in self._vms.items.values()]
+            removed_jobs, removed_chals, removed_vms = [], [], []
+        events = [e for e in self.events if e.seq > event_seq]
+        header = copy.copy(self.header)
+        header.counters = copy.copy(self.header.counters)
+        header.throughput = self.throughput()
+        return StateDelta(
+            self.version,
+            full,
+            jobs,
+            removed_jobs,
+            chals,
+            removed_chals,
+            vms,
+            removed_vms,
+            events,
+            header,
+        )

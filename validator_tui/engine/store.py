@@ -1,0 +1,224 @@
+"""Durable state in SQLite (stdlib, WAL): job records, the results outbox, challenge CVMs.
+
+Every change that matters after a crash is committed before it is acted on: the claim
+intent before the claim request, the VM name before CreateVm, the result before its first
+POST. WAL with `synchronous=NORMAL` survives a killed process (not a power cut mid-commit).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    challenge_id TEXT NOT NULL,
+    submission_id TEXT NOT NULL DEFAULT '',
+    miner_hotkey TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    vm_name TEXT,
+    vm_id TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    job_id TEXT PRIMARY KEY,
+    body BLOB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS challenge_vms (
+    vm_id TEXT PRIMARY KEY,
+    challenge_id TEXT NOT NULL,
+    compose_hash TEXT NOT NULL,
+    host_port INTEGER
+);
+"""
+
+# Job rows in these states are "in flight": a restart must finish them with an error result.
+IN_FLIGHT = ("claiming", "claimed", "provisioning", "running")
+
+
+class StoreError(Exception):
+    """The state database cannot be opened or written (disk full, read-only, corrupt)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    id: str
+    challenge_id: str
+    submission_id: str
+    miner_hotkey: str
+    state: str
+    vm_name: str | None
+    vm_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    job_id: str
+    body: bytes
+    status: str
+    attempts: int
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChallengeVm:
+    vm_id: str
+    challenge_id: str
+    compose_hash: str
+    host_port: int | None
+
+
+class Store:
+    """The engine's SQLite database under the state directory."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open state database {path}: {exc}") from None
+        self.path = path
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+        try:
+            self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write state database {self.path}: {exc}") from None
+
+    def upsert_job(
+        self,
+        job_id: str,
+        challenge_id: str,
+        state: str,
+        *,
+        submission_id: str = "",
+        miner_hotkey: str = "",
+        vm_name: str | None = None,
+        vm_id: str | None = None,
+    ) -> None:
+        """Record a job's state; empty/None fields keep what was stored."""
+        self._write(
+            """INSERT INTO jobs (id, challenge_id, submission_id, miner_hotkey, state, vm_name,
+                                 vm_id, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET
+                 state = excluded.state,
+                 submission_id = CASE WHEN excluded.submission_id != ''
+                                      THEN excluded.submission_id ELSE submission_id END,
+                 miner_hotkey = CASE WHEN excluded.miner_hotkey != ''
+                                     THEN excluded.miner_hotkey ELSE miner_hotkey END,
+                 vm_name = COALESCE(excluded.vm_name, vm_name),
+                 vm_id = COALESCE(excluded.vm_id, vm_id),
+                 updated_at = excluded.updated_at""",
+            (
+                job_id,
+                challenge_id,
+                submission_id,
+                miner_hotkey,
+                state,
+                vm_name,
+                vm_id,
+                time.time(),
+            ),
+        )
+
+    def delete_job(self, job_id: str) -> None:
+        self._write("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def in_flight_jobs(self) -> list[StoredJob]:
+        """Jobs a previous run claimed (or was claiming) and did not finish."""
+        marks = ",".join("?" * len(IN_FLIGHT))
+        rows = self._db.execute(
+            "SELECT id, challenge_id, submission_id, miner_hotkey, state, vm_name, vm_id "
+            f"FROM jobs WHERE state IN ({marks}) ORDER BY updated_at",
+            IN_FLIGHT,
+        ).fetchall()
+        return [StoredJob(*row) for row in rows]
+
+    def finish_job_with_result(self, job_id: str, state: str, body: bytes) -> None:
+        """Atomically mark the job finished and queue its result in the outbox."""
+        now = time.time()
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?", (state, now, job_id)
+                )
+                self._db.execute(
+                    "INSERT OR IGNORE INTO outbox (job_id, body, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (job_id, body, now, now),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write state database {self.path}: {exc}") from None
+
+    def pending_results(self) -> list[OutboxEntry]:
+        rows = self._db.execute(
+            "SELECT job_id, body, status, attempts, last_error FROM outbox "
+            "WHERE status = 'pending' ORDER BY created_at"
+        ).fetchall()
+        return [OutboxEntry(*row) for row in rows]
+
+    def has_result(self, job_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM outbox WHERE job_id = ?", (job_id,)).fetchone()
+        return row is not None
+
+    def mark_result(self, job_id: str, status: str, last_error: str = "") -> None:
+        """Set an outbox entry's status: pending, sent, dead (refused) or dropped (cancelled)."""
+        self._write(
+            "UPDATE outbox SET status = ?, last_error = ?, attempts = attempts + 1, "
+            "updated_at = ? WHERE job_id = ?",
+            (status, last_error, time.time(), job_id),
+        )
+
+    def note_attempt(self, job_id: str, last_error: str) -> None:
+        self._write(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, updated_at = ? "
+            "WHERE job_id = ?",
+            (last_error, time.time(), job_id),
+        )
+
+    def count_results(self, status: str) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE status = ?", (status,)).fetchone()
+        return int(row[0])
+
+    def prune(self, keep_seconds: float = 7 * 86400) -> None:
+        """Forget finished jobs and sent results older than `keep_seconds` (bounded size)."""
+        cutoff = time.time() - keep_seconds
+        marks = ",".join("?" * len(IN_FLIGHT))
+        self._write(
+            f"DELETE FROM jobs WHERE updated_at < ? AND state NOT IN ({marks})",
+            (cutoff, *IN_FLIGHT),
+        )
+        self._write("DELETE FROM outbox WHERE updated_at < ? AND status != 'pending'", (cutoff,))
+
+    def put_challenge_vm(self, vm: StoredChallengeVm) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO challenge_vms (vm_id, challenge_id, compose_hash, host_port) "
+            "VALUES (?, ?, ?, ?)",
+            (vm.vm_id, vm.challenge_id, vm.compose_hash, vm.host_port),
+        )
+
+    def delete_challenge_vm(self, vm_id: str) -> None:
+        self._write("DELETE FROM challenge_vms WHERE vm_id = ?", (vm_id,))
+
+    def challenge_vms(self) -> list[StoredChallengeVm]:
+        rows = self._db.execute(
+            "SELECT vm_id, challenge_id, compose_hash, host_port FROM challenge_vms"
+        ).fetchall()
+        return [StoredChallengeVm(*row) for row in rows]

@@ -1,0 +1,279 @@
+"""A loopback dstack VMM simulator: pRPC JSON API, `/logs`, per-VM evaluators, test controls.
+
+Wire behaviour follows spec/dstack-vmm.md: `/prpc/<Method>` on POST (`?json` or a JSON
+content type) and GET (fields from the query string), `Teepod.` prefix trimmed, empty body =
+`{}`, errors HTTP 400 `{"error": …}`, Empty responses `null`. Tests steer it in-process
+(`fail_next`, `set_boot`, `set_evaluator`, `crash`) or over HTTP under `/_sim/` (never behind
+auth): POST `/_sim/fail` `{method, count, error}`, POST `/_sim/boot` `{seconds?, never?,
+name_contains?}`, POST `/_sim/evaluator` `{latency_s}`, POST `/_sim/crash` `{id, boot_error?}`,
+GET `/_sim/vms`, GET `/_sim/stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from validator_tui.sim.server import RunningServer, start_server
+from validator_tui.sim.vmm_http import DstackFront
+from validator_tui.sim.vmm_logs import CHANNELS, stream_log
+from validator_tui.sim.vmm_state import VERSION, VmmState
+from validator_tui.sim.vmm_validate import SimVmmError
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+PROTOBUF_REFUSED = "protobuf encoding not supported by the simulator; use ?json"
+_LIST_FIELDS = frozenset({"ids", "kms_urls", "gateway_urls"})
+_JSON = "application/json"
+
+
+def _error(message: str) -> Response:
+    return Response(json.dumps({"error": message}).encode(), 400, media_type=_JSON)
+
+
+def _query_body(query: QueryParams) -> dict[str, Any]:
+    """A GET request's message: one field per query key (lists for repeated fields)."""
+    body: dict[str, Any] = {}
+    for key in query:
+        if key in ("json", "token"):
+            continue
+        values = query.getlist(key)
+        body[key] = values if key in _LIST_FIELDS else values[-1]
+    return body
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    return default if value is None else value.lower() in ("true", "1", "yes")
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The control API's JSON body (an empty body is `{}`)."""
+    raw = await request.body()
+    data = json.loads(raw) if raw.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+class VmmSimulator:
+    """A dstack VMM (v0.6.0) on loopback whose VMs boot instantly or on a timer."""
+
+    def __init__(
+        self,
+        *,
+        boot_seconds: float = 0.0,
+        port_mapping_enabled: bool = True,
+        token: str | None = None,
+        max_vms: int = 1000,
+        seed: int = 0,
+        max_vcpu: int = 1024,
+        max_memory_mb: int = 4 * 1024 * 1024,
+        removing_seconds: float = 0.2,
+        shutdown_seconds: float = 0.1,
+        log_heartbeat_s: float = 60.0,
+    ) -> None:
+        self._state = VmmState(
+            boot_seconds=boot_seconds,
+            port_mapping_enabled=port_mapping_enabled,
+            max_vms=max_vms,
+            max_vcpu=max_vcpu,
+            max_memory_mb=max_memory_mb,
+            removing_seconds=removing_seconds,
+            shutdown_seconds=shutdown_seconds,
+            seed=seed,
+        )
+        self.log_heartbeat_s = log_heartbeat_s
+        self.stats: dict[str, int] = self._state.stats
+        self.url = ""
+        self._failures: dict[str, deque[str]] = {}
+        self._servers: list[RunningServer] = []
+        self._unix_paths: list[str] = []
+        routes = [
+            Route("/prpc/{method}", self._prpc, methods=["GET", "POST"]),
+            Route("/logs", self._logs, methods=["GET"]),
+            Route("/_sim/{action}", self._control, methods=["GET", "POST"]),
+        ]
+        self._controls: dict[str, Callable[[dict[str, Any]], Response]] = {
+            "fail": self._control_fail,
+            "boot": self._control_boot,
+            "evaluator": self._control_evaluator,
+            "crash": self._control_crash,
+            "vms": self._control_vms,
+            "stats": self._control_stats,
+        }
+        self.app = DstackFront(Starlette(routes=routes), token=token, version=VERSION)
+
+    # ---- serving ---------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on TCP `host:port` (0 = ephemeral); returns and remembers the base URL."""
+        running = await start_server(self.app, host, port)
+        self._servers.append(running)
+        self.url = running.url
+        return self.url
+
+    async def start_unix(self, path: str) -> str:
+        """Serve on a unix socket at `path`; returns and remembers `unix:<path>`."""
+        if os.path.exists(path):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        sock.listen(1024)
+        sock.setblocking(False)
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during start-up")
+            await asyncio.sleep(0.005)
+        self._servers.append(RunningServer(server, task, f"unix:{path}"))
+        self._unix_paths.append(path)
+        self.url = f"unix:{path}"
+        return self.url
+
+    async def stop(self) -> None:
+        """Kill every VM (closing their evaluators and log streams) and stop serving."""
+        self._state.close()
+        for running in self._servers:
+            await running.stop()
+        self._servers.clear()
+        for path in self._unix_paths:
+            if os.path.exists(path):
+                os.unlink(path)
+        self._unix_paths.clear()
+
+    # ---- controls --------------------------------------------------------------------------
+
+    def fail_next(self, method: str, count: int = 1, error: str = "simulated failure") -> None:
+        """Make the next `count` calls of `method` answer 400 `{"error": error}`."""
+        self._failures.setdefault(method, deque()).extend([error] * count)
+
+    def set_boot(
+        self, *, seconds: float | None = None, never: bool = False, name_contains: str = ""
+    ) -> None:
+        """Boot plan for VMs created from now on (only those whose name contains the text)."""
+        self._state.boot.set(seconds=seconds, never=never, name_contains=name_contains)
+
+    def set_evaluator(self, *, latency_s: float = 0.0) -> None:
+        """Extra latency every /evaluate answer waits."""
+        self._state.evaluator_latency_s = latency_s
+
+    def crash(self, vm_id: str, boot_error: str = "") -> None:
+        """Make a VM's process die by itself (status `exited`); KeyError for unknown ids."""
+        self._state.crash(vm_id, boot_error)
+
+    def vms(self) -> list[dict[str, Any]]:
+        """Every VM in creation order: id, name, status, boot_progress, host_ports, created."""
+        return self._state.summary()
+
+    # ---- routes ----------------------------------------------------------------------------
+
+    async def _prpc(self, request: Request) -> Response:
+        method = request.path_params["method"].removeprefix("Teepod.")
+        if request.method == "GET":
+            body = _query_body(request.query_params)
+        else:
+            content_type = request.headers.get("content-type", "")
+            if "json" not in request.query_params and not content_type.startswith(_JSON):
+                return _error(PROTOBUF_REFUSED)
+            raw = await request.body()
+            if len(raw) > MAX_BODY_BYTES:
+                return _error("Failed to decode request: body too large")
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError as exc:
+                return _error(f"Failed to decode request: {exc}")
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
+                return _error("Failed to decode request: expected a JSON object")
+        handler = self._state.methods.get(method)
+        if handler is None:
+            return _error(f"Service not found: {method}")
+        self.stats[method] = self.stats.get(method, 0) + 1
+        pending = self._failures.get(method)
+        if pending:
+            return _error(pending.popleft())
+        try:
+            result = await handler(body)
+        except SimVmmError as exc:
+            return _error(str(exc))
+        return Response(json.dumps(result).encode(), media_type=_JSON)
+
+    async def _logs(self, request: Request) -> Response:
+        query = request.query_params
+        vm = self._state.vms.get(query.get("id", ""))
+        if vm is None:
+            return PlainTextResponse("VM not found", 404)
+        channel = query.get("ch", "serial")
+        if channel not in CHANNELS:
+            return PlainTextResponse(f"Unknown channel {channel}", 400)
+        lines_text = query.get("lines", "10000")
+        if not lines_text.isdigit():
+            return PlainTextResponse(f"Invalid lines {lines_text}", 400)
+        chunks = stream_log(
+            vm.logs[channel],
+            lines=int(lines_text),
+            follow=_flag(query.get("follow"), False),
+            ansi=_flag(query.get("ansi"), True),
+            heartbeat_s=self.log_heartbeat_s,
+        )
+        return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
+
+    async def _control(self, request: Request) -> Response:
+        handler = self._controls.get(request.path_params["action"])
+        if handler is None:
+            return JSONResponse({"error": "unknown control"}, 404)
+        try:
+            data = await _json_object(request) if request.method == "POST" else {}
+            return handler(data)
+        except (KeyError, ValueError, TypeError) as exc:
+            return JSONResponse({"error": f"bad control request: {exc!r}"}, 400)
+
+    def _control_fail(self, data: dict[str, Any]) -> Response:
+        self.fail_next(
+            str(data["method"]),
+            int(data.get("count", 1)),
+            str(data.get("error", "simulated failure")),
+        )
+        return JSONResponse({"ok": True})
+
+    def _control_boot(self, data: dict[str, Any]) -> Response:
+        seconds = data.get("seconds")
+        self.set_boot(
+            seconds=None if seconds is None else float(seconds),
+            never=bool(data.get("never", False)),
+            name_contains=str(data.get("name_contains", "")),
+        )
+        return JSONResponse({"ok": True})
+
+    def _control_evaluator(self, data: dict[str, Any]) -> Response:
+        self.set_evaluator(latency_s=float(data.get("latency_s", 0.0)))
+        return JSONResponse({"ok": True})
+
+    def _control_crash(self, data: dict[str, Any]) -> Response:
+        try:
+            self.crash(str(data["id"]), str(data.get("boot_error", "")))
+        except KeyError:
+            return JSONResponse({"error": "VM not found"}, 404)
+        return JSONResponse({"ok": True})
+
+    def _control_vms(self, data: dict[str, Any]) -> Response:
+        return JSONResponse(self.vms())
+
+    def _control_stats(self, data: dict[str, Any]) -> Response:
+        return JSONResponse(dict(self.stats))

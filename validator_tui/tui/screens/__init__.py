@@ -1,0 +1,1 @@
+"""Screens pushed over the main screen: confirmations, help, job details, ORM queries."""

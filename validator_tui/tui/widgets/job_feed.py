@@ -1,0 +1,124 @@
+"""The job feed: one keyed row per job, newest first, filterable, updated by diff."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.binding import Binding
+
+from validator_tui.engine.records import JobRecord
+from validator_tui.sanitize import clean_line
+from validator_tui.tui.format import (
+    JOB_STATE_ORDER,
+    duration,
+    job_state_text,
+    score_text,
+    short_hotkey,
+    short_id,
+)
+from validator_tui.tui.widgets.keyed_table import Cell, ColumnSpec, KeyedTable
+
+COLUMNS = (
+    ColumnSpec("job", "Job", 8),
+    ColumnSpec("challenge", "Challenge", 14),
+    ColumnSpec("miner", "Miner", 9),
+    ColumnSpec("state", "State", 14),
+    ColumnSpec("score", "Score", 5),
+    ColumnSpec("elapsed", "Elapsed", 7),
+    ColumnSpec("vm", "VM", 8),
+)
+
+
+class JobFeed(KeyedTable):
+    """Every job the engine knows, newest first; `filter_text` hides rows that don't match."""
+
+    BINDINGS = [
+        Binding("c", "app.claim_job", "Claim"),
+        Binding("x", "app.cancel_job", "Cancel"),
+        Binding("enter", "app.job_details", "Details"),
+        Binding("s", "app.start_vm", "Start VM", show=False),
+        Binding("S", "app.stop_vm", "Stop VM", show=False),
+        Binding("D", "app.remove_vm", "Remove VM", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(COLUMNS, sort_key="job", sort_reverse=True, id=id)
+        self.border_title = "Jobs"
+        self.jobs: dict[str, JobRecord] = {}
+        self.challenge_names: dict[str, str] = {}
+        self.filter_text = ""
+
+    @property
+    def selected_job(self) -> JobRecord | None:
+        """The job under the cursor, if any."""
+        key = self.selected_key
+        return None if key is None else self.jobs.get(key)
+
+    def apply(self, changed: Iterable[JobRecord], removed: Iterable[str], now: float) -> None:
+        """Update the rows of changed jobs and drop removed ones; the cursor keeps its job."""
+        keep = self.selected_key
+        for job_id in removed:
+            self.jobs.pop(job_id, None)
+            self.discard(job_id)
+        for job in changed:
+            self.jobs[job.id] = job
+            self._show(job, now)
+        self.settle(keep)
+        self._update_title()
+
+    def tick(self, now: float) -> None:
+        """Refresh the elapsed time of unfinished jobs."""
+        keep = self.selected_key
+        for job in self.jobs.values():
+            if not job.state.finished and self.has_row(job.id):
+                self._show(job, now)
+        self.settle(keep)
+
+    def rename_challenges(self, names: dict[str, str], now: float) -> None:
+        """Use new challenge display names in the rows that show them."""
+        if names == self.challenge_names:
+            return
+        self.challenge_names = dict(names)
+        keep = self.selected_key
+        for job in self.jobs.values():
+            self._show(job, now)
+        self.settle(keep)
+
+    def set_filter(self, text: str, now: float) -> None:
+        """Show only jobs whose visible columns contain `text` (case-insensitive)."""
+        self.filter_text = text.strip().casefold()
+        keep = self.selected_key
+        for job in self.jobs.values():
+            self._show(job, now)
+        self.settle(keep)
+        self._update_title()
+
+    def _show(self, job: JobRecord, now: float) -> None:
+        cells = self.cells(job, now)
+        if self.filter_text and not any(self.filter_text in c.plain.casefold() for c in cells):
+            self.discard(job.id)
+        else:
+            self.upsert(job.id, cells)
+
+    def cells(self, job: JobRecord, now: float) -> list[Cell]:
+        """The row of one job, each cell with the value its column sorts by."""
+        name = self.challenge_names.get(job.challenge_id, job.challenge_id)
+        elapsed = job.elapsed(now) if job.claimed_at or job.finished_at else None
+        return [
+            Cell(short_id(job.id), (job.created_at, job.id)),
+            Cell(clean_line(name, 200), name),
+            Cell(short_hotkey(job.miner_hotkey), job.miner_hotkey),
+            Cell(job_state_text(job.state), JOB_STATE_ORDER[job.state]),
+            Cell(score_text(job.score), -1.0 if job.score is None else job.score),
+            Cell("-" if elapsed is None else duration(elapsed), elapsed or 0.0),
+            Cell(short_id(job.vm_id), job.vm_id or ""),
+        ]
+
+    def _update_title(self) -> None:
+        shown = self.row_count
+        total = len(self.jobs)
+        if self.filter_text:
+            self.border_title = Text(f"Jobs {shown}/{total} matching “{self.filter_text}”")
+        else:
+            self.border_title = f"Jobs ({total})"
