@@ -12,7 +12,7 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from tests.conftest import ALICE, BOB
-from validator_tui.sim import platform_state
+from validator_tui.sim import platform_state, platform_ws
 from validator_tui.sim.platform import PlatformSimulator
 
 RESULT = {"score": 0.5, "metrics": {}, "logs": [], "execution_time_ms": 7, "error": None}
@@ -270,8 +270,7 @@ async def test_history_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_websocket_broadcasts_and_records_header(platform_sim) -> None:
     ws_url = platform_sim.url.replace("http://", "ws://") + f"/validators/{ALICE}/ws"
     async with connect(ws_url, additional_headers={"X-Validator-Hotkey": ALICE}) as ws:
-        while not platform_sim.connected_validators():
-            await asyncio.sleep(0.005)
+        await asyncio.wait_for(_until(platform_sim.connected_validators), 5)
         assert platform_sim.connected_validators() == [ALICE]
         job = platform_sim.add_job()
         assert json.loads(await ws.recv()) == {
@@ -292,3 +291,20 @@ async def test_websocket_broadcasts_and_records_header(platform_sim) -> None:
         await ws.wait_closed()
     assert ("WS", f"/validators/{ALICE}/ws", ALICE) in platform_sim.requests
     assert platform_sim.stats["ws_frames_sent"] == 4
+
+
+async def test_overflowing_websocket_is_dropped(platform_sim, monkeypatch) -> None:
+    monkeypatch.setattr(platform_ws, "SEND_QUEUE_LIMIT", 2)
+    ws_url = platform_sim.url.replace("http://", "ws://") + f"/validators/{BOB}/ws"
+    async with connect(ws_url) as ws:
+        await asyncio.wait_for(_until(lambda: platform_sim.connected_validators() == [BOB]), 5)
+        sent = [platform_sim.send_raw_ws(f'{{"type":"n{i}"}}') for i in range(4)]
+        assert sent == [1, 1, 0, 0]
+        assert platform_sim.connected_validators() == []
+        await ws.wait_closed()
+        assert ws.close_code == platform_ws.CLOSE_TRY_AGAIN_LATER
+
+
+async def _until(check) -> None:
+    while not check():
+        await asyncio.sleep(0.005)

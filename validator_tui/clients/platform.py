@@ -121,15 +121,11 @@ class PlatformClient:
 
     async def get_challenges(self) -> list[Challenge]:
         """The active challenges (retried on transient failures)."""
-        what = "GET /challenges/active"
-        response = await self._retried(what, lambda: self._send("GET", "/challenges/active", what))
-        return _decode(response, ChallengesResponse, what).challenges
+        return (await self._get_json("/challenges/active", ChallengesResponse)).challenges
 
     async def get_pending_jobs(self) -> list[Job]:
         """The pending jobs offered to this validator (retried on transient failures)."""
-        what = "GET /jobs/pending"
-        response = await self._retried(what, lambda: self._send("GET", "/jobs/pending", what))
-        return _decode(response, PendingJobsResponse, what).jobs
+        return (await self._get_json("/jobs/pending", PendingJobsResponse)).jobs
 
     async def claim_job(self, job_id: str) -> ClaimResponse:
         """Claim a job, once, without retries.
@@ -191,6 +187,13 @@ class PlatformClient:
         response = await self._retried(what, lambda: self._send("GET", url, what))
         _raise_for_status(response, what)
         return response.content
+
+    async def _get_json(self, path: str, model: type[ModelT]) -> ModelT:
+        """GET `path` (retried), raise ApiError for an error status, decode the body as `model`."""
+        what = f"GET {path}"
+        response = await self._retried(what, lambda: self._send("GET", path, what))
+        _raise_for_status(response, what)
+        return _decode(response, model, what)
 
     async def _send(
         self,

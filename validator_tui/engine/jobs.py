@@ -24,6 +24,8 @@ from validator_tui.engine.store import StoreError
 from validator_tui.models.platform import Job, JobResults
 from validator_tui.sanitize import clean_line
 
+CLAIM_RETRY_S = 5.0
+
 
 @dataclass(slots=True)
 class _Run:
@@ -50,6 +52,7 @@ class JobManager:
         self.claims_allowed = True
         self._runs: dict[str, _Run] = {}
         self._claiming: set[str] = set()
+        self._retry_claim_at: dict[str, float] = {}
         self._poll_lock = asyncio.Lock()
         self.claim_sent_ns: dict[str, int] = {}
 
@@ -81,6 +84,7 @@ class JobManager:
                 gone = job_id not in listed and job_id not in self._claiming
                 if record.state is JobState.PENDING and gone:
                     self.ctx.state.drop_job(job_id)
+                    self._retry_claim_at.pop(job_id, None)
             if self.auto_claim:
                 self.claim_what_fits()
             return jobs
@@ -113,6 +117,8 @@ class JobManager:
         pending.sort(key=lambda j: j.created_at)
         for record in pending:
             if record.id in self._claiming or not self.has_capacity(record):
+                continue
+            if self._retry_claim_at.get(record.id, 0.0) > time.monotonic():
                 continue
             self._spawn_claim(record.id)
 
@@ -158,18 +164,19 @@ class JobManager:
             claim = await self.ctx.platform.claim_job(job_id)
         except ClaimLost as exc:
             self._claiming.discard(job_id)
-            self._release(allocation)
-            self._forget_stored(job_id)
             record.state, record.finished_at = JobState.LOST, time.time()
             self.ctx.state.header.counters.lost += 1
             self.ctx.state.put_job(record, f"claim lost (HTTP {exc.status})")
+            self._forget_stored(job_id)
+            self._release(allocation)
             return Outcome.refused("another validator claimed it first")
         except NetworkError as exc:
             note = f"claim answer lost ({exc}); running it, the platform decides on the result"
         except ClientError as exc:
             self._claiming.discard(job_id)
-            self._release(allocation)
+            self._retry_claim_at[job_id] = time.monotonic() + CLAIM_RETRY_S
             self._forget_stored(job_id)
+            self._release(allocation)
             self.ctx.state.put_job(record, f"claim failed: {exc}")
             self.ctx.log("warn", "claim", f"claim failed: {exc}", job_id=job_id)
             return Outcome.refused(f"claim failed: {exc}")
@@ -177,6 +184,7 @@ class JobManager:
             if claim.submission_id:
                 record.submission_id = clean_line(claim.submission_id, 200)
         self._claiming.discard(job_id)
+        self._retry_claim_at.pop(job_id, None)
         record.state, record.claimed_at = JobState.CLAIMED, time.time()
         try:
             self.ctx.store.upsert_job(
@@ -321,8 +329,11 @@ class JobManager:
     # -- helpers --------------------------------------------------------------------------
 
     def _release(self, allocation: Allocation) -> None:
+        """Give a job's resources back and, with auto-claim, use them for waiting jobs."""
         if self.ctx.quota.release(allocation):
             self.ctx.publish_quota()
+            if self.auto_claim:
+                self.claim_what_fits()
 
     def _forget_stored(self, job_id: str, state: str = "lost") -> None:
         try:

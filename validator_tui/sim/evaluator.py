@@ -28,7 +28,7 @@ _HOSTILE = "\x1b[31;1m{text}\x1b[0m\x1b]0;pwned-title\x07\x1b]52;c;cm0gLXJmIH4=\
 
 def bind_port(port: int, host: str = "127.0.0.1") -> socket.socket:
     """Reserve `host:port` (bound, not yet listening); raises OSError when it is taken."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

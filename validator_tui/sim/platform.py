@@ -156,13 +156,14 @@ class PlatformSimulator:
         method: str = "",
         delay_s: float = 0.0,
         body: str = "",
+        retry_after_s: float | None = None,
     ) -> None:
         """Make the next `count` matching REST requests answer `status` with `body`.
 
         `status=0` only delays them by `delay_s`, then serves them normally. Control routes
-        are never affected.
+        are never affected. `retry_after_s` adds a `Retry-After` header.
         """
-        self._faults.add(Fault(status, count, path_prefix, method, delay_s, body))
+        self._faults.add(Fault(status, count, path_prefix, method, delay_s, body, retry_after_s))
 
     def drop_websockets(self) -> int:
         """Close every validator WebSocket; return how many were open."""
@@ -266,7 +267,14 @@ class PlatformSimulator:
                     await asyncio.sleep(fault.delay_s)
                 if fault.status:
                     media = "application/json" if fault.body else None
-                    return Response(fault.body, status_code=fault.status, media_type=media)
+                    headers = (
+                        {"Retry-After": f"{fault.retry_after_s:g}"}
+                        if fault.retry_after_s is not None
+                        else None
+                    )
+                    return Response(
+                        fault.body, status_code=fault.status, media_type=media, headers=headers
+                    )
             if needs_hotkey and not hotkey:
                 return JSONResponse({"error": f"missing {HOTKEY_HEADER} header"}, 401)
             return await handler(request, hotkey or "")

@@ -42,6 +42,7 @@ class FaultBody(_Body):
     method: str = ""
     delay_s: float = Field(default=0.0, ge=0.0, le=600.0)
     body: str = ""
+    retry_after_s: float | None = Field(default=None, ge=0.0)
 
 
 class RateBody(_Body):

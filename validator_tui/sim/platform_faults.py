@@ -19,6 +19,7 @@ class Fault:
     method: str = ""
     delay_s: float = 0.0
     body: str = ""
+    retry_after_s: float | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return (not self.method or self.method.upper() == method) and path.startswith(

@@ -60,6 +60,7 @@ class SimJob:
             "challenge_id": self.challenge_id,
             "submission_id": self.submission_id,
             "miner_hotkey": self.miner_hotkey,
+            "code": self.code,
             "status": self.status,
             "claimed_by": self.claimed_by,
             "announced_ns": self.announced_ns,
@@ -74,6 +75,7 @@ class SimJob:
             "challenge_id": self.challenge_id,
             "submission_id": self.submission_id,
             "miner_hotkey": self.miner_hotkey,
+            "code": self.code,
             "status": self.status,
             "created_at": self.created_at,
         }

@@ -185,7 +185,7 @@ class VmmState:
         sockets, vm.sockets = vm.sockets, []
         for sock in sockets:
             server = EvaluatorServer(
-                sock, log=vm.serial.write, latency_s=lambda: self.evaluator_latency_s
+                sock, log=vm.console, latency_s=lambda: self.evaluator_latency_s
             )
             vm.evaluators.append(server)
             await server.start()
@@ -217,7 +217,7 @@ class VmmState:
         if boot_error:
             vm.boot_error = boot_error
             vm.event("boot.error", boot_error)
-            vm.serial.write(f"{rfc3339_now()} dstack-util: boot error: {boot_error}")
+            vm.console(f"dstack-util: boot error: {boot_error}")
         self._kill(vm, "crashed")
 
     def close(self) -> None:
@@ -300,7 +300,7 @@ class VmmState:
         vm.started = False
         vm.shutdown_progress = "powering off"
         vm.event("shutdown.progress", "powering off")
-        vm.serial.write(f"{rfc3339_now()} dstack-util: shutdown progress: powering off")
+        vm.console("dstack-util: shutdown progress: powering off")
         if vm.task is not None:
             vm.task.cancel()
         for server in vm.evaluators:

@@ -112,7 +112,11 @@ class SimVm:
         self.boot_progress = stage
         self.event("boot.progress", stage)
         mark = "\x1b[0;32m  OK  \x1b[0m" if stage in _COLOURED_STAGES else "  OK  "
-        self.serial.write(f"{rfc3339_now()} [{mark}] dstack-util: boot progress: {stage}")
+        self.console(f"[{mark}] dstack-util: boot progress: {stage}")
+
+    def console(self, text: str) -> None:
+        """Write a timestamped line to the serial console."""
+        self.serial.write(f"{rfc3339_now()} {text}")
 
     def info(self, *, brief: bool) -> dict[str, Any]:
         """The VmInfo JSON object (configuration null when `brief`)."""

@@ -1,0 +1,83 @@
+"""CVMQuotaManager: exact accounting, ports, release exactly once."""
+
+import random
+
+import pytest
+
+from validator_tui.config import HostPorts, ResourceLimits
+from validator_tui.engine.quota import CapacityError, CVMQuotaManager
+from validator_tui.engine.records import Resources
+
+JOB = Resources(vcpu=4, memory_mb=4096, disk_mb=51200, gpu=0)
+
+
+def make(cpu=16, ports=(20000, 20009)):
+    return CVMQuotaManager(
+        ResourceLimits(cpu_cores=cpu, memory_mb=65536, disk_mb=10_000_000, gpu_count=1),
+        HostPorts(start=ports[0], end=ports[1]),
+    )
+
+
+def test_allocate_until_full_then_refuse():
+    quota = make(cpu=16)
+    allocations = [quota.allocate(JOB, owner=f"j{i}") for i in range(4)]
+    assert not quota.check_capacity(JOB)
+    with pytest.raises(CapacityError):
+        quota.allocate(JOB, owner="too-many")
+    usage = quota.get_usage()
+    assert usage.used.vcpu == 16 and usage.ports_used == 4 and usage.allocations == 4
+    assert len({a.port for a in allocations}) == 4
+
+
+def test_release_exactly_once():
+    quota = make()
+    allocation = quota.allocate(JOB, owner="j")
+    assert quota.release(allocation) is True
+    assert quota.release(allocation) is False
+    usage = quota.get_usage()
+    assert usage.used == Resources() and usage.ports_used == 0 and usage.allocations == 0
+
+
+def test_port_pool_exhaustion_and_round_robin():
+    quota = make(cpu=1000, ports=(30000, 30002))
+    first = [quota.allocate(Resources(vcpu=1), owner=str(i)) for i in range(3)]
+    assert sorted(a.port for a in first) == [30000, 30001, 30002]
+    with pytest.raises(CapacityError, match="no free host port"):
+        quota.allocate(Resources(vcpu=1), owner="x")
+    quota.release(first[0])
+    again = quota.allocate(Resources(vcpu=1), owner="y")
+    assert again.port == 30000
+
+
+def test_specific_port_for_adoption():
+    quota = make()
+    allocation = quota.allocate(JOB, owner="cvm", port=20005)
+    assert allocation.port == 20005
+    with pytest.raises(CapacityError):
+        quota.allocate(JOB, owner="other", port=20005)
+
+
+def test_gpu_accounted():
+    quota = make()
+    quota.allocate(Resources(gpu=1), owner="g", need_port=False)
+    assert not quota.check_capacity(Resources(gpu=1), need_port=False)
+
+
+def test_random_interleaving_never_drifts():
+    rng = random.Random(7)
+    quota = make(cpu=64, ports=(40000, 40031))
+    live = []
+    for _ in range(5000):
+        if live and rng.random() < 0.5:
+            allocation = live.pop(rng.randrange(len(live)))
+            assert quota.release(allocation)
+            assert not quota.release(allocation)
+        elif quota.check_capacity(JOB):
+            live.append(quota.allocate(JOB, owner="r"))
+        usage = quota.get_usage()
+        assert usage.used.vcpu == 4 * len(live)
+        assert usage.ports_used == len(live)
+    for allocation in live:
+        quota.release(allocation)
+    assert quota.get_usage().used == Resources()
+    assert quota.get_usage().ports_used == 0

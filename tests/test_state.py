@@ -1,0 +1,57 @@
+"""EngineState: versioned change feed, bounded history and events."""
+
+from validator_tui.engine.records import JobRecord, JobState
+from validator_tui.engine.state import EngineState
+
+
+def test_changes_since_returns_only_changed_copies():
+    state = EngineState("hk")
+    state.put_job(JobRecord(id="a", challenge_id="c"))
+    state.put_job(JobRecord(id="b", challenge_id="c"))
+    first = state.changes_since(0)
+    assert first.full and {j.id for j in first.jobs} == {"a", "b"}
+    job = state.jobs["a"]
+    job.state = JobState.RUNNING
+    state.put_job(job, "running")
+    delta = state.changes_since(first.version)
+    assert not delta.full
+    assert [j.id for j in delta.jobs] == ["a"]
+    assert delta.jobs[0] is not job
+    assert delta.jobs[0].state is JobState.RUNNING
+    assert state.changes_since(delta.version).jobs == []
+
+
+def test_removed_jobs_reported():
+    state = EngineState("hk")
+    state.put_job(JobRecord(id="a", challenge_id="c"))
+    version = state.changes_since(0).version
+    state.drop_job("a")
+    delta = state.changes_since(version)
+    assert delta.removed_jobs == ["a"] and delta.jobs == []
+
+
+def test_finished_history_is_bounded():
+    state = EngineState("hk", max_job_history=100)
+    for i in range(1000):
+        job = JobRecord(id=f"j{i}", challenge_id="c", state=JobState.COMPLETED)
+        state.put_job(job)
+    assert len(state.jobs) == 100
+    assert "j999" in state.jobs and "j0" not in state.jobs
+
+
+def test_events_bounded_and_incremental():
+    state = EngineState("hk", max_events=50)
+    for i in range(200):
+        state.event("info", "test", f"event {i}")
+    assert len(state.events) == 50
+    delta = state.changes_since(0, event_seq=195)
+    assert [e.message for e in delta.events] == [f"event {i}" for i in range(195, 200)]
+
+
+def test_timeline_bounded():
+    state = EngineState("hk")
+    job = JobRecord(id="a", challenge_id="c")
+    for i in range(500):
+        state.put_job(job, f"note {i}")
+    assert len(job.timeline) <= 50
+    assert job.timeline[-1].text == "note 499"
