@@ -120,8 +120,10 @@ async def test_operator_cancel_sends_cancelled_result():
         async with running(env.config) as validator:
             job = env.platform.add_job(code="#sim:hang")
             await wait_for(
-                lambda: job["id"] in validator.state.jobs
-                and validator.state.jobs[job["id"]].state is JobState.RUNNING,
+                lambda: (
+                    job["id"] in validator.state.jobs
+                    and validator.state.jobs[job["id"]].state is JobState.RUNNING
+                ),
                 5,
             )
             outcome = await validator.cancel(job["id"])
@@ -142,8 +144,10 @@ async def test_challenge_updated_rebuilds_and_bad_hash_is_refused():
             old_vm = validator.state.challenges[challenge["id"]].vm_id
             updated = env.platform.update_challenge(challenge["id"])
             await wait_for(
-                lambda: validator.state.challenges[challenge["id"]].vm_id != old_vm
-                and validator.state.challenges[challenge["id"]].state is ChallengeState.ACTIVE,
+                lambda: (
+                    validator.state.challenges[challenge["id"]].vm_id != old_vm
+                    and validator.state.challenges[challenge["id"]].state is ChallengeState.ACTIVE
+                ),
                 10,
                 "rebuilt CVM active",
             )
