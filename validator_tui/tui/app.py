@@ -424,14 +424,14 @@ class ValidatorApp(App[None]):
                 self._quit_answered,
             )
         else:
-            self._shutdown()
+            self._stop_engine_and_exit()
 
     def _quit_answered(self, yes: bool | None) -> None:
         if yes:
-            self._shutdown()
+            self._stop_engine_and_exit()
 
     @work(exit_on_error=False, group="shutdown")
-    async def _shutdown(self) -> None:
+    async def _stop_engine_and_exit(self) -> None:
         self._quitting = True
         self.notify("stopping the engine…", title="quit", markup=False)
         await self.validator.stop()
