@@ -165,6 +165,7 @@ async def test_result_statuses(platform_sim, http) -> None:
 
 async def test_orm_runs_real_sql_read_only(platform_sim, http) -> None:
     job = platform_sim.add_job(code="print('hi')  #sim:hang")
+    assert job["code"] == "print('hi')  #sim:hang"
     path = f"/challenges/{job['challenge_id']}/orm/query"
     rows = await http.post(
         path,

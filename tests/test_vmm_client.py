@@ -173,7 +173,7 @@ async def test_logs_tail_follow_and_unknown(vmm_sim: VmmSimulator, vmm_client: V
     assert (await asyncio.wait_for(first, 5)).endswith("health check: ok")
     await stream.aclose()
 
-    with pytest.raises(VmmError, match="^VM not found$"):
+    with pytest.raises(VmmError, match=r"^VM not found$"):
         async for _ in vmm_client.logs("missing"):
             pass
 

@@ -182,7 +182,7 @@ class PlatformSimulator:
         return {job_id: list(bodies) for job_id, bodies in self._state.results.items()}
 
     def job(self, job_id: str) -> dict[str, Any]:
-        """One job: id, challenge_id, submission_id, miner_hotkey, status, claimed_by,
+        """One job: id, challenge_id, submission_id, miner_hotkey, code, status, claimed_by,
         announced_ns, claim_received_ns, created_at. KeyError if unknown."""
         return self._state.job(job_id).as_dict()
 

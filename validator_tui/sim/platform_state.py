@@ -54,7 +54,7 @@ class SimJob:
     announce_written: bool = field(default=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """The control view of the job (what `PlatformSimulator.job` returns)."""
+        """The control view of the job (what `PlatformSimulator.job` returns), with its code."""
         return {
             "id": self.id,
             "challenge_id": self.challenge_id,
@@ -75,7 +75,6 @@ class SimJob:
             "challenge_id": self.challenge_id,
             "submission_id": self.submission_id,
             "miner_hotkey": self.miner_hotkey,
-            "code": self.code,
             "status": self.status,
             "created_at": self.created_at,
         }

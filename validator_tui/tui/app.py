@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar
@@ -11,7 +12,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from validator_tui.engine.records import JobRecord, JobState, Outcome, VmRecord
 from validator_tui.engine.state import Header, StateDelta
@@ -60,7 +61,7 @@ class ValidatorApp(App[None]):
         Binding("o", "orm_query", "ORM"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("f", "toggle_follow", "Follow/pause"),
+        Binding("f", "toggle_follow", "Log pause"),
         Binding("w", "toggle_wrap", "Wrap", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -127,6 +128,11 @@ class ValidatorApp(App[None]):
         self._engine_worker = self._run_engine()
         self.refresh_from_engine()
         self.set_interval(1.0 / self.refresh_hz, self.refresh_from_engine)
+
+    def on_resize(self, event: events.Resize) -> None:
+        footer = self.query_one(Footer)
+        footer.compact = event.size.width < 120
+        footer.show_command_palette = event.size.width >= 100
 
     # -- engine -------------------------------------------------------------------------------
 
@@ -432,13 +438,18 @@ class ValidatorApp(App[None]):
 
     @work(exit_on_error=False, group="shutdown")
     async def _stop_engine_and_exit(self) -> None:
-        self._quitting = True
         self.notify("stopping the engine…", title="quit", markup=False)
+        await self.stop_engine()
+        self.exit()
+
+    async def stop_engine(self) -> None:
+        """Stop the engine the clean way (as headless does) and wait until it has stopped."""
+        self._quitting = True
         await self.validator.stop()
         worker = self._engine_worker
         if worker is not None and not worker.is_finished:
-            await self.workers.wait_for_complete([worker])
-        self.exit()
+            with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                await worker.wait()
 
     # -- command plumbing ---------------------------------------------------------------------
 

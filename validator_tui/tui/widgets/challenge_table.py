@@ -14,13 +14,13 @@ from validator_tui.tui.widgets.keyed_table import Cell, ColumnSpec, KeyedTable
 COLUMNS = (
     ColumnSpec("challenge", "Challenge", 14),
     ColumnSpec("state", "State", 12),
-    ColumnSpec("commit", "Commit", 8),
-    ColumnSpec("hash", "Hash", 8),
-    ColumnSpec("vm", "VM", 8),
     ColumnSpec("vm_status", "VM status", 9),
     ColumnSpec("boot", "Boot", 10),
     ColumnSpec("uptime", "Uptime", 7),
     ColumnSpec("jobs", "Jobs", 4),
+    ColumnSpec("vm", "VM", 8),
+    ColumnSpec("commit", "Commit", 8),
+    ColumnSpec("hash", "Hash", 8),
 )
 
 _STATE_ORDER = {state: index for index, state in enumerate(ChallengeState)}
@@ -78,11 +78,11 @@ class ChallengeTable(KeyedTable):
         return [
             Cell(clean_line(name, 200), name.casefold()),
             Cell(challenge_state_text(challenge.state), _STATE_ORDER[challenge.state]),
-            Cell(short_id(challenge.github_commit)),
-            Cell(short_id(challenge.compose_hash)),
-            Cell(short_id(challenge.vm_id)),
             Cell(clean_line(challenge.vm_status, 40) or "-"),
             Cell(clean_line(challenge.boot_progress, 40) or "-"),
             Cell("-" if uptime is None else duration(uptime), uptime or 0.0),
             Cell(str(challenge.jobs_running), challenge.jobs_running),
+            Cell(short_id(challenge.vm_id)),
+            Cell(short_id(challenge.github_commit)),
+            Cell(short_id(challenge.compose_hash)),
         ]

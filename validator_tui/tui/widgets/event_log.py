@@ -18,7 +18,7 @@ _LEVEL_MARKS = {"error": "✗", "warn": "!", "info": "·"}
 def event_line(event: Event, now: float) -> Text:
     """`12:03:04 ✗ job  message` built as Text: nothing in the message is parsed as markup."""
     style = _LEVEL_STYLES.get(event.level, "")
-    line = Text(no_wrap=True, overflow="ellipsis")
+    line = Text()
     line.append(wall_time(event.at, now), style="dim")
     line.append(f" {_LEVEL_MARKS.get(event.level, '·')} ", style=style)
     line.append(f"{clean_line(event.kind, 20):<9}", style="dim")
@@ -30,7 +30,7 @@ class EventLog(RichLog):
     """Appends engine events (and the console's own notes) as they arrive."""
 
     def __init__(self, *, max_lines: int = 500, id: str | None = None) -> None:
-        super().__init__(max_lines=max_lines, wrap=False, markup=False, highlight=False, id=id)
+        super().__init__(max_lines=max_lines, wrap=True, markup=False, highlight=False, id=id)
         self.border_title = "Events"
 
     def add_events(self, events: Iterable[Event], now: float) -> None:

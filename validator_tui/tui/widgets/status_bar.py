@@ -8,7 +8,7 @@ from textual.widgets import Static
 from validator_tui.engine.state import Header
 from validator_tui.tui.format import ago, connection_text, short_hotkey
 
-_SEP = ("  │  ", "dim")
+_SEP = (" │ ", "dim")
 
 
 class StatusBar(Static):
@@ -33,7 +33,7 @@ def render_header(header: Header, now: float) -> Text:
     top.append(*_SEP)
     top.append("platform ")
     top.append_text(connection_text(header.platform, now))
-    top.append(f" · poll {ago(header.last_poll_at, now)}", style="dim")
+    top.append(f" · poll {ago(header.last_poll_at, now).removesuffix(' ago')}", style="dim")
     top.append(*_SEP)
     top.append("vmm ")
     top.append_text(connection_text(header.vmm, now))
@@ -59,10 +59,10 @@ def render_header(header: Header, now: float) -> Text:
     ]
     for index, (marker, label, value, style) in enumerate(parts):
         if index:
-            bottom.append("  ")
+            bottom.append(*_SEP)
         bottom.append(f"{marker} {label} ")
         bottom.append(str(value), style=style or "bold")
     if counters.dead_letters:
-        bottom.append("  ")
+        bottom.append(*_SEP)
         bottom.append(f"‼ dead letters {counters.dead_letters}", style="bold red")
-    return Text("\n").join([top, bottom])
+    return Text("\n", no_wrap=True, overflow="ellipsis").join([top, bottom])

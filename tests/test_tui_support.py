@@ -1,0 +1,144 @@
+"""Helpers for the TUI tests (no tests here): the app against the real engine and simulators.
+
+`running_app` runs simulators, engine and app in the test's event loop (Pilot tests);
+`SimThread` runs the simulators in a thread of their own, for `snap_compare`, which runs
+the app in a fresh event loop of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from textual.pilot import Pilot
+
+from validator_tui.demo import DemoEnvironment, build_validator
+from validator_tui.engine.records import ChallengeState, JobState
+from validator_tui.tui.app import ValidatorApp
+
+#: The frozen "now" of every test app: before any real timestamp, so every age reads 0s.
+FIXED_NOW = 1_700_000_000.0
+T = TypeVar("T")
+
+
+def frozen_clock() -> float:
+    return FIXED_NOW
+
+
+def env_options(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A quiet, deterministic demo: no job stream, instant boots, auto-claim off."""
+    options: dict[str, Any] = {
+        "seed": 7,
+        "jobs_per_minute": 0.0,
+        "boot_seconds": 0.0,
+        "auto_claim": False,
+        "state_dir": str(tmp_path / "state"),
+    }
+    options.update(overrides)
+    return options
+
+
+async def wait_until(
+    pilot: Pilot[Any], predicate: Callable[[], bool], what: str, timeout: float = 10.0
+) -> None:
+    """Let the app run until `predicate()` holds; fail with `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await pilot.pause(0.05)
+
+
+def settled(app: ValidatorApp, pending: int) -> bool:
+    """Every challenge CVM active and running, exactly `pending` pending jobs fully listed."""
+    challenges = app.challenge_table.challenges.values()
+    jobs = list(app.feed.jobs.values())
+    return (
+        len(challenges) > 0
+        and all(
+            c.state is ChallengeState.ACTIVE and c.vm_status == "running" and c.vm_id
+            for c in challenges
+        )
+        and len(jobs) == pending
+        and all(j.state is JobState.PENDING and j.miner_hotkey for j in jobs)
+        and app.feed.row_count == pending
+        and app.header.last_poll_at is not None
+    )
+
+
+def select_row(table: Any, key: str) -> None:
+    """Put the table's cursor on the row with `key`."""
+    table.move_cursor(row=table.get_row_index(key))
+
+
+@dataclass
+class Running:
+    env: DemoEnvironment
+    app: ValidatorApp
+    pilot: Pilot[Any]
+
+
+@asynccontextmanager
+async def running_app(
+    tmp_path: Path,
+    *,
+    pending: int = 0,
+    read_only: bool = False,
+    size: tuple[int, int] = (140, 40),
+    **env_overrides: Any,
+) -> AsyncIterator[Running]:
+    """Simulators + engine + app; yields once the app has settled with `pending` jobs listed.
+
+    On exit the engine is stopped the way the app's quit does it, then the simulators.
+    """
+    async with DemoEnvironment(**env_options(tmp_path, **env_overrides)) as env:
+        if pending:
+            env.platform.add_jobs(pending)
+        assert env.config is not None
+        app = ValidatorApp(
+            build_validator(env.config, read_only=read_only),
+            clock=frozen_clock,
+            cursor_blink=False,
+        )
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: settled(app, pending), "engine settled")
+            try:
+                yield Running(env, app, pilot)
+            finally:
+                await app.stop_engine()
+
+
+class SimThread:
+    """A DemoEnvironment serving from its own thread and event loop."""
+
+    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.env = DemoEnvironment(**env_options(tmp_path, **overrides))
+        self._run(self.env.__aenter__())
+
+    def _run(self, coro: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout=30)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in the simulators' loop and return its result."""
+
+        async def invoke() -> T:
+            return fn(*args)
+
+        return self._run(invoke())
+
+    def close(self) -> None:
+        self._run(self.env.__aexit__(None, None, None))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
