@@ -17,6 +17,7 @@ from validator_tui.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"
+DEMO = [sys.executable, "-m", "validator_tui", "demo", "--headless"]
 
 
 @pytest.mark.parametrize(
@@ -108,8 +109,7 @@ def test_demo_headless_runs_jobs_and_stops_cleanly(tmp_path):
     log = tmp_path / "demo.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "validator_tui", "demo", "--headless"]
-            + ["--jobs-per-minute", "600", "--boot-seconds", "0"],
+            [*DEMO, "--jobs-per-minute", "600", "--boot-seconds", "0"],
             stdout=subprocess.PIPE,
             stderr=sink,
             text=True,
