@@ -158,6 +158,10 @@ class EvaluatorServer:
             await self._serve_requests(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # `close` cancelled this connection (the VM went away). asyncio's stream server
+            # would log a cancelled handler task as an error, so the task ends normally.
+            pass
         finally:
             if task is not None:
                 self._connections.discard(task)
