@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-from rich.text import Text
+from rich.console import Console
 from textual.widgets import DataTable, Input, Select, Static, TextArea
 
 from tests.conftest import ALICE
@@ -21,7 +22,7 @@ def _sim_job_ids(env) -> list[str]:
 
 
 def _footer_actions(app) -> set[str]:
-    return {binding.action for binding in app.screen.active_bindings.values() if binding.enabled}
+    return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
 
 
 async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) -> None:
@@ -43,6 +44,12 @@ async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) ->
         assert row[3].plain == "✓ completed"
         assert app.validator.state.header.counters.completed == 1
         await wait_until(pilot, lambda: "claim_job" not in _enabled(app), "claim greyed")
+
+
+def _plain(renderable) -> str:
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
 
 
 def _enabled(app) -> set[str]:
@@ -247,7 +254,7 @@ async def test_read_only_hides_and_refuses_every_command(tmp_path: Path) -> None
         commands |= {"remove_vm", "toggle_auto_claim", "orm_query"}
         for name in commands:
             assert app.check_action(name, ()) is False
-        shown = {b.action.removeprefix("app.") for b in app.screen.active_bindings.values()}
+        shown = {b.binding.action.removeprefix("app.") for b in app.screen.active_bindings.values()}
         assert not shown & commands
         job_id = _sim_job_ids(r.env)[0]
         select_row(app.feed, job_id)
@@ -280,8 +287,7 @@ async def test_job_details_screen_is_sanitised(tmp_path: Path) -> None:
         await pilot.press("enter")
         assert isinstance(app.screen, JobDetailsScreen)
         await pilot.pause()
-        body = app.screen.query_one("#details-body", Static).render()
-        text = body.plain if isinstance(body, Text) else str(body)
+        text = _plain(app.screen.query_one("#details-body", Static).content)
         assert job["id"] in text
         assert "[bold red]EVIL[/]" in text
         assert "\x1b" not in text
