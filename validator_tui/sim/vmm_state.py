@@ -101,7 +101,7 @@ class VmmState:
         self.evaluator_latency_s = 0.0
         self.vms: dict[str, SimVm] = {}
         self.stats: Counter[str] = Counter()
-        self._rng = random.Random(seed)
+        self._rng = random.Random(f"dstack-vmm-{seed}")
         self._created = 0
         self._cleanups: set[asyncio.Task[None]] = set()
         self.methods: dict[str, Handler] = {
