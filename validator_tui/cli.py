@@ -36,9 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run against built-in simulators on loopback")
     demo.add_argument("--headless", action="store_true", help="no UI: log lines only")
-    demo.add_argument("--jobs-per-minute", type=float, default=30.0, metavar="N")
+    demo.add_argument("--jobs-per-minute", type=float, default=60.0, metavar="N")
     demo.add_argument("--seed", type=int, default=0, metavar="N")
-    demo.add_argument("--boot-seconds", type=float, default=2.0, metavar="S")
+    demo.add_argument("--boot-seconds", type=float, default=2.0, metavar="S", help="VM boot time")
+    demo.add_argument(
+        "--eval-seconds", type=float, default=1.5, metavar="S", help="evaluation time per job"
+    )
     demo.add_argument("--state-dir", metavar="PATH", help="keep state here (default: temporary)")
     demo.add_argument("--read-only", action="store_true", help="view only: refuse every command")
     demo.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -126,6 +129,7 @@ async def _demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         jobs_per_minute=args.jobs_per_minute,
         boot_seconds=args.boot_seconds,
+        evaluator_latency_s=args.eval_seconds,
         state_dir=args.state_dir,
     )
     async with env:

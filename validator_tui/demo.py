@@ -60,9 +60,11 @@ class DemoEnvironment:
         resource_limits: ResourceLimits | None = None,
         engine: dict[str, Any] | None = None,
         port_pool: int = 200,
+        evaluator_latency_s: float = 0.0,
     ) -> None:
         self.platform = PlatformSimulator(seed=seed, challenges=challenges)
         self.vmm = VmmSimulator(boot_seconds=boot_seconds, seed=seed)
+        self._evaluator_latency_s = evaluator_latency_s
         self._jobs_per_minute = jobs_per_minute
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._state_dir = state_dir
@@ -79,6 +81,7 @@ class DemoEnvironment:
     async def __aenter__(self) -> DemoEnvironment:
         await self.platform.start()
         await self.vmm.start()
+        self.vmm.set_evaluator(latency_s=self._evaluator_latency_s)
         if self._state_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="validator-tui-demo-")
             self._state_dir = self._tmp.name
