@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,9 +26,10 @@ from validator_tui.engine.records import (
     VmRecord,
 )
 from validator_tui.engine.store import StoredChallengeVm
+from validator_tui.engine.vm_ops import remove_vm, vm_configuration
 from validator_tui.engine.vm_ready import VmNotReady, wait_until_ready
 from validator_tui.models.platform import Challenge
-from validator_tui.models.vmm import PortMapping, VmConfiguration, VmInfo
+from validator_tui.models.vmm import VmInfo
 
 
 @dataclass(slots=True)
@@ -266,7 +266,15 @@ class ChallengeManager:
             allocation = self.ctx.quota.allocate(self._vm_resources(), owner=f"challenge {spec.id}")
             self.ctx.publish_quota()
             try:
-                vm_id = await self.ctx.vmm.create_vm(self._vm_config(spec, compose, allocation))
+                config = vm_configuration(
+                    self.ctx,
+                    self.ctx.config.challenge_vm,
+                    self.ctx.naming.challenge_vm(spec.id),
+                    compose,
+                    allocation.port,
+                    {"CHALLENGE_ID": spec.id},
+                )
+                vm_id = await self.ctx.vmm.create_vm(config)
             except BaseException:
                 self.ctx.quota.release(allocation)
                 self.ctx.publish_quota()
@@ -368,18 +376,8 @@ class ChallengeManager:
             self.ctx.publish_quota()
 
     async def _remove_vm_id(self, vm_id: str, why: str) -> None:
-        for attempt in range(3):
-            try:
-                await self.ctx.vmm.remove_vm(vm_id)
-                break
-            except ClientError as exc:
-                if "not found" in str(exc).lower():
-                    break
-                if attempt == 2:
-                    self.ctx.log("error", "cvm", f"cannot remove CVM {vm_id}: {exc}", vm_id=vm_id)
-                await asyncio.sleep(0.2 * (attempt + 1))
-        self.ctx.state.drop_vm(vm_id)
-        self.ctx.log("info", "cvm", f"removed CVM {vm_id} ({why})", vm_id=vm_id)
+        if await remove_vm(self.ctx, vm_id):
+            self.ctx.log("info", "cvm", f"removed CVM {vm_id} ({why})", vm_id=vm_id)
 
     def forget_vm(self, vm_id: str) -> None:
         """The operator removed this CVM: release it; the challenge is re-provisioned later."""
@@ -419,29 +417,6 @@ class ChallengeManager:
     def _vm_resources(self) -> Resources:
         spec = self.ctx.config.challenge_vm
         return Resources(spec.vcpu, spec.memory_mb, spec.disk_mb, spec.gpu)
-
-    def _vm_config(
-        self, spec: Challenge, compose: bytes, allocation: Allocation
-    ) -> VmConfiguration:
-        vm = self.ctx.config.challenge_vm
-        ports = self.ctx.config.host_ports
-        return VmConfiguration(
-            name=self.ctx.naming.challenge_vm(spec.id),
-            image=vm.image,
-            compose_file=compose.decode("utf-8"),
-            vcpu=vm.vcpu,
-            memory=vm.memory_mb,
-            disk_size=vm.disk_gb,
-            ports=[
-                PortMapping(
-                    protocol="tcp",
-                    host_port=allocation.port or 0,
-                    vm_port=ports.evaluator_port,
-                    host_address=ports.host_address,
-                )
-            ],
-            user_config=json.dumps({"env": {"CHALLENGE_ID": spec.id}}),
-        )
 
     def _ensure_record(self, spec: Challenge) -> None:
         record = self.ctx.state.challenges.get(spec.id) or ChallengeRecord(spec.id, spec.name)

@@ -8,7 +8,6 @@ whatever happened; the caller releases the job's quota allocation after `execute
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 
@@ -20,9 +19,9 @@ from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.quota import Allocation
 from validator_tui.engine.records import JobRecord, JobState, VmKind, VmRecord
+from validator_tui.engine.vm_ops import remove_vm, vm_configuration
 from validator_tui.engine.vm_ready import VmNotReady, wait_until_ready
 from validator_tui.models.platform import EvaluateRequest, EvaluateResponse, JobResults
-from validator_tui.models.vmm import PortMapping, VmConfiguration
 from validator_tui.sanitize import clean_line, clean_lines
 
 MAX_RESULT_LOG_LINES = 200
@@ -128,30 +127,14 @@ class DstackExecutor:
             raise JobFailed("challenge CVM is not active: no verified compose to run")
         name = self.ctx.naming.job_vm(job.id)
         self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_name=name)
-        vm = self.ctx.config.job_vm
-        ports = self.ctx.config.host_ports
         env = {
             "JOB_ID": job.id,
             "CHALLENGE_ID": job.challenge_id,
             "SUBMISSION_ID": job.submission_id,
             "MINER_HOTKEY": job.miner_hotkey,
         }
-        config = VmConfiguration(
-            name=name,
-            image=vm.image,
-            compose_file=compose.decode("utf-8"),
-            vcpu=vm.vcpu,
-            memory=vm.memory_mb,
-            disk_size=vm.disk_gb,
-            ports=[
-                PortMapping(
-                    protocol="tcp",
-                    host_port=allocation.port or 0,
-                    vm_port=ports.evaluator_port,
-                    host_address=ports.host_address,
-                )
-            ],
-            user_config=json.dumps({"env": env}),
+        config = vm_configuration(
+            self.ctx, self.ctx.config.job_vm, name, compose, allocation.port, env
         )
         try:
             vm_id = await self.ctx.vmm.create_vm(config)
@@ -228,18 +211,7 @@ class DstackExecutor:
 
     async def destroy_vm(self, vm_id: str) -> None:
         """Remove the VM (retrying briefly); an unknown VM counts as removed."""
-        for attempt in range(3):
-            try:
-                await self.ctx.vmm.remove_vm(vm_id)
-                break
-            except ClientError as exc:
-                if "not found" in str(exc).lower():
-                    break
-                if attempt == 2:
-                    self.ctx.log("error", "vm", f"cannot remove VM {vm_id}: {exc}", vm_id=vm_id)
-                    return
-                await asyncio.sleep(0.1 * (attempt + 1))
-        self.ctx.state.drop_vm(vm_id)
+        await remove_vm(self.ctx, vm_id)
 
     def _progress(self, job: JobRecord, state: JobState, note: str) -> None:
         job.state = state

@@ -1,0 +1,64 @@
+"""VM operations shared by challenge CVMs and job VMs: their configuration and their removal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from validator_tui.clients.errors import ClientError
+from validator_tui.config import VmSpec
+from validator_tui.engine.context import EngineContext
+from validator_tui.models.vmm import PortMapping, VmConfiguration
+
+REMOVE_ATTEMPTS = 3
+
+
+def vm_configuration(
+    ctx: EngineContext,
+    spec: VmSpec,
+    name: str,
+    compose: bytes,
+    port: int | None,
+    env: dict[str, str],
+) -> VmConfiguration:
+    """CreateVm's request: the verified compose, `spec`'s resources, one port to the evaluator,
+    and the env as `user_config` JSON (`{"env": {…}}`)."""
+    ports = ctx.config.host_ports
+    return VmConfiguration(
+        name=name,
+        image=spec.image,
+        compose_file=compose.decode("utf-8"),
+        vcpu=spec.vcpu,
+        memory=spec.memory_mb,
+        disk_size=spec.disk_gb,
+        ports=[
+            PortMapping(
+                protocol="tcp",
+                host_port=port or 0,
+                vm_port=ports.evaluator_port,
+                host_address=ports.host_address,
+            )
+        ],
+        user_config=json.dumps({"env": env}),
+    )
+
+
+async def remove_vm(ctx: EngineContext, vm_id: str) -> bool:
+    """Remove the VM, retrying briefly; True once it is gone (an unknown VM counts as gone).
+
+    On lasting failure the error is logged and False returned; the reconciler retries later.
+    """
+    for attempt in range(REMOVE_ATTEMPTS):
+        try:
+            await ctx.vmm.remove_vm(vm_id)
+        except ClientError as exc:
+            if "not found" in str(exc).lower():
+                break
+            if attempt == REMOVE_ATTEMPTS - 1:
+                ctx.log("error", "vm", f"cannot remove VM {vm_id}: {exc}", vm_id=vm_id)
+                return False
+            await asyncio.sleep(0.1 * (attempt + 1))
+        else:
+            break
+    ctx.state.drop_vm(vm_id)
+    return True
