@@ -45,6 +45,12 @@ async def start_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Runn
     """Start `app` on `host:port` (0 = ephemeral) and return once it accepts connections."""
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    return await serve_socket(app, sock, f"http://{shown}:{bound_port}")
+
+
+async def serve_socket(app: Any, sock: socket.socket, url: str) -> RunningServer:
+    """Serve `app` on an already listening socket (TCP or unix); return once it accepts."""
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -62,8 +68,7 @@ async def start_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Runn
             task.result()
             raise RuntimeError("server stopped during start-up")
         await asyncio.sleep(0.005)
-    shown = f"[{host}]" if ":" in host else host
-    return RunningServer(server, task, f"http://{shown}:{bound_port}")
+    return RunningServer(server, task, url)
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,6 @@ GET `/_sim/vms`, GET `/_sim/stats`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -19,14 +18,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from validator_tui.sim.server import RunningServer, start_server
+from validator_tui.sim.server import RunningServer, serve_socket, start_server
 from validator_tui.sim.vmm_http import DstackFront
 from validator_tui.sim.vmm_logs import CHANNELS, stream_log
 from validator_tui.sim.vmm_state import VERSION, VmmState
@@ -131,16 +129,7 @@ class VmmSimulator:
         sock.bind(path)
         sock.listen(1024)
         sock.setblocking(False)
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server stopped during start-up")
-            await asyncio.sleep(0.005)
-        self._servers.append(RunningServer(server, task, f"unix:{path}"))
+        self._servers.append(await serve_socket(self.app, sock, f"unix:{path}"))
         self._unix_paths.append(path)
         self.url = f"unix:{path}"
         return self.url
