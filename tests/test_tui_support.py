@@ -39,6 +39,7 @@ def env_options(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "boot_seconds": 0.0,
         "auto_claim": False,
         "state_dir": str(tmp_path / "state"),
+        "engine": {"poll_interval_s": 0.5, "challenge_check_interval_s": 1.0},
     }
     options.update(overrides)
     return options
@@ -122,8 +123,11 @@ class SimThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.env = DemoEnvironment(**env_options(tmp_path, **overrides))
-        self._run(self.env.__aenter__())
+
+        async def start() -> DemoEnvironment:
+            return await DemoEnvironment(**env_options(tmp_path, **overrides)).__aenter__()
+
+        self.env: DemoEnvironment = self._run(start())
 
     def _run(self, coro: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)

@@ -370,7 +370,7 @@ def _server_words(response: httpx.Response) -> str:
     text = response.content.decode("utf-8", "replace")
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     if isinstance(data, dict):
         for key in ("error", "detail", "message"):

@@ -49,7 +49,7 @@ def _error_text(response: httpx.Response) -> str:
     """dstack's `{"error": …}` text, or the raw body when it is not that shape."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return response.text
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return body["error"]
@@ -64,6 +64,7 @@ class VmmClient:
         self._timeout = timeout
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         transport, base_url = _transport_for(url, limits)
+        self._token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
             transport=transport, base_url=base_url, headers=headers, timeout=timeout
@@ -102,18 +103,20 @@ class VmmClient:
         if response.status_code == 200:
             try:
                 return response.json()
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise DecodeError(f"dstack VMM {method}: response is not JSON") from exc
         self._raise_for(response, method)
 
-    @staticmethod
-    def _raise_for(response: httpx.Response, what: str) -> NoReturn:
-        """Raise the typed error for a non-200 answer."""
+    def _raise_for(self, response: httpx.Response, what: str) -> NoReturn:
+        """Raise the typed error for a non-200 answer (the token masked, should it be echoed)."""
         if response.status_code == 400:
-            raise VmmError(clean_line(_error_text(response), 500))
+            raise VmmError(clean_line(self._redact(_error_text(response)), 500))
         if response.status_code == 401:
             raise VmmError(UNAUTHORIZED)
-        raise ApiError(response.status_code, response.text, what=f"dstack VMM {what}")
+        raise ApiError(response.status_code, self._redact(response.text), what=f"dstack VMM {what}")
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "********") if self._token else text
 
     @staticmethod
     def _parse(model: type[_ModelT], data: Any, method: str) -> _ModelT:

@@ -8,6 +8,7 @@ whatever happened; the caller releases the job's quota allocation after `execute
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 
@@ -19,6 +20,7 @@ from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.quota import Allocation
 from validator_tui.engine.records import JobRecord, JobState, VmKind, VmRecord
+from validator_tui.engine.store import StoreError
 from validator_tui.engine.vm_ops import remove_vm, vm_configuration
 from validator_tui.engine.vm_ready import VmNotReady, wait_until_ready
 from validator_tui.models.platform import EvaluateRequest, EvaluateResponse, JobResults
@@ -126,7 +128,10 @@ class DstackExecutor:
         if compose is None:
             raise JobFailed("challenge CVM is not active: no verified compose to run")
         name = self.ctx.naming.job_vm(job.id)
-        self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_name=name)
+        try:
+            self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_name=name)
+        except StoreError as exc:
+            raise JobFailed(f"not creating a VM: {exc}") from None
         env = {
             "JOB_ID": job.id,
             "CHALLENGE_ID": job.challenge_id,
@@ -140,7 +145,8 @@ class DstackExecutor:
             vm_id = await self.ctx.vmm.create_vm(config)
         except ClientError as exc:
             raise JobFailed(f"CreateVm failed: {exc}") from None
-        self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_id=vm_id)
+        with contextlib.suppress(StoreError):  # the committed name finds the VM after a crash
+            self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_id=vm_id)
         job.vm_id, job.host_port = vm_id, allocation.port
         self.ctx.state.put_vm(
             VmRecord(vm_id, name, VmKind.JOB, job.id, status="", host_port=allocation.port)

@@ -222,6 +222,8 @@ class JobManager:
             results = self._after_cancel(job, reason)
             if reason == "platform":
                 return
+        except Exception as exc:
+            results = self._internal_error(job, exc)
         finally:
             self._runs.pop(job.id, None)
             self._release(allocation)
@@ -229,6 +231,18 @@ class JobManager:
             self._count_challenge_job(job.challenge_id, -1)
             if results is not None:
                 self._submit(job, results)
+
+    def _internal_error(self, job: JobRecord, exc: Exception) -> JobResults:
+        """A bug or an unexpected failure must not leave a claimed job unanswered."""
+        error = f"validator error: {clean_line(str(exc) or type(exc).__name__, 300)}"
+        self.ctx.log("error", "job", error, job_id=job.id)
+        return JobResults(
+            score=0.0,
+            metrics={},
+            logs=[f"[validator] {error}"],
+            execution_time_ms=int(job.elapsed() * 1000),
+            error=error,
+        )
 
     def _after_cancel(self, job: JobRecord, reason: str) -> JobResults | None:
         if reason == "platform":

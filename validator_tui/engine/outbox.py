@@ -16,6 +16,11 @@ from validator_tui.models.platform import JobResults
 
 DoneCallback = Callable[[str, str, str], None]
 
+#: A 403 ("not claimed by this validator") can mean our claim has not been processed yet: a
+#: claim request that timed out on our side may still land after the result. Retry that many
+#: times (with backoff) before treating the result as a dead letter.
+FORBIDDEN_RETRIES = 5
+
 
 class ResultOutbox:
     """Sends queued results concurrently; a restart resumes whatever was not answered."""
@@ -60,12 +65,15 @@ class ResultOutbox:
     async def _send(self, job_id: str, body: bytes) -> None:
         results = JobResults.model_validate_json(body)
         backoff = Backoff(1.0, self.ctx.config.engine.ws_backoff_cap_s)
+        forbidden = 0
         try:
             while True:
                 try:
                     outcome = await self.ctx.platform.submit_results(job_id, results)
                 except ApiError as exc:
-                    if exc.status < 500 and exc.status not in (408, 429):
+                    forbidden += exc.status == 403
+                    late_claim = exc.status == 403 and forbidden <= FORBIDDEN_RETRIES
+                    if exc.status < 500 and exc.status not in (408, 429) and not late_claim:
                         self._finish(job_id, "dead", str(exc))
                         return
                     error = str(exc)

@@ -197,15 +197,24 @@ class Store:
         row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE status = ?", (status,)).fetchone()
         return int(row[0])
 
-    def prune(self, keep_seconds: float = 7 * 86400) -> None:
-        """Forget finished jobs and sent results older than `keep_seconds` (bounded size)."""
+    def prune(self, keep_seconds: float = 7 * 86400, keep_rows: int = 10000) -> None:
+        """Forget finished jobs and answered results older than `keep_seconds`, and all but the
+        newest `keep_rows` of each (bounded size at any job rate). In-flight jobs and unsent
+        results are never touched."""
         cutoff = time.time() - keep_seconds
         marks = ",".join("?" * len(IN_FLIGHT))
         self._write(
-            f"DELETE FROM jobs WHERE updated_at < ? AND state NOT IN ({marks})",
-            (cutoff, *IN_FLIGHT),
+            f"DELETE FROM jobs WHERE state NOT IN ({marks}) AND (updated_at < ? OR id NOT IN "
+            f"(SELECT id FROM jobs WHERE state NOT IN ({marks}) ORDER BY updated_at DESC "
+            "LIMIT ?))",
+            (*IN_FLIGHT, cutoff, *IN_FLIGHT, keep_rows),
         )
-        self._write("DELETE FROM outbox WHERE updated_at < ? AND status != 'pending'", (cutoff,))
+        self._write(
+            "DELETE FROM outbox WHERE status != 'pending' AND (updated_at < ? OR job_id NOT IN "
+            "(SELECT job_id FROM outbox WHERE status != 'pending' ORDER BY updated_at DESC "
+            "LIMIT ?))",
+            (cutoff, keep_rows),
+        )
 
     def put_challenge_vm(self, vm: StoredChallengeVm) -> None:
         self._write(

@@ -40,6 +40,7 @@ logger = logging.getLogger("validator_tui.engine")
 
 RECONCILE_INTERVAL_S = 5.0
 SHUTDOWN_FLUSH_S = 10.0
+HOUSEKEEPING_INTERVAL_S = 300.0
 
 
 class Validator:
@@ -112,9 +113,11 @@ class Validator:
                 ws_backoff_cap=config.engine.ws_backoff_cap_s,
             ),
             vmm=VmmClient(config.dstack_vmm_url, token, timeout=timeout),
+            # Evaluator connections go to a new host port per job VM: keep few idle ones, as
+            # httpx scans every pooled connection on each request (a profiled hotspot).
             http=httpx.AsyncClient(
                 timeout=timeout,
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=16),
                 trust_env=False,
             ),
             naming=VmNaming(config.validator_hotkey),
@@ -274,7 +277,7 @@ class Validator:
                 ctx.state.put_vm(record)
             if ctx.naming.is_challenge_vm(info.name):
                 self.challenges.on_vm_info(info)
-            elif info.name not in active_names:
+            elif info.name not in active_names and info.status != "removing":
                 with contextlib.suppress(ClientError):
                     await ctx.vmm.remove_vm(info.id)
                 ctx.state.drop_vm(info.id)
@@ -284,8 +287,8 @@ class Validator:
         assert self.ctx is not None
         while True:
             with contextlib.suppress(StoreError):
-                self.ctx.store.prune()
-            await asyncio.sleep(3600)
+                self.ctx.store.prune(keep_rows=self.config.engine.max_job_history)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
     # -- platform messages ----------------------------------------------------------------------
 

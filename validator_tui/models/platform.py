@@ -162,7 +162,7 @@ def parse_ws_message(frame: str | bytes) -> WsMessage:
     """
     try:
         data = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MessageDecodeError(f"frame is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MessageDecodeError(f"frame is a JSON {type(data).__name__}, expected an object")

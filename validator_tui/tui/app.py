@@ -10,6 +10,7 @@ from typing import ClassVar
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
@@ -44,6 +45,15 @@ COMMAND_ACTIONS = frozenset(
         "orm_query",
     }
 )
+#: Actions on the main screen's selection: not while another screen or a dialog is up.
+MAIN_SCREEN_ACTIONS = COMMAND_ACTIONS | {
+    "job_details",
+    "filter",
+    "clear_filter",
+    "toggle_follow",
+    "toggle_wrap",
+    "help",
+}
 STARTABLE_VM = frozenset({"stopped", "exited"})
 STOPPABLE_VM = frozenset({"running", "stopping"})
 
@@ -54,7 +64,7 @@ class ValidatorApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "validator-tui"
     COMMANDS: ClassVar = App.COMMANDS | {ActionsProvider}
-    HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (120, "-medium"), (150, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar = [(0, "-short"), (36, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "toggle_auto_claim", "Auto-claim"),
@@ -270,6 +280,8 @@ class ValidatorApp(App[None]):
         """Hide every command in read-only mode; grey out what the selection can't take."""
         if action in COMMAND_ACTIONS and self.read_only:
             return False
+        if action in MAIN_SCREEN_ACTIONS and not self._main_screen_active():
+            return False
         if action == "clear_filter":
             return bool(self.feed.filter_text) or None
         job = self.feed.selected_job if self.is_mounted else None
@@ -291,6 +303,12 @@ class ValidatorApp(App[None]):
             if action == "stop_vm":
                 return status in STOPPABLE_VM or None
         return True
+
+    def _main_screen_active(self) -> bool:
+        """True when the main screen is on top (the command palette does not count)."""
+        stack = self.screen_stack
+        top = [screen for screen in stack if not isinstance(screen, CommandPalette)]
+        return len(top) == 1
 
     def action_claim_job(self) -> None:
         job = self.feed.selected_job

@@ -157,11 +157,8 @@ class OrmScreen(Screen[None]):
         for row in outcome.rows[:MAX_ROWS_SHOWN]:
             table.add_row(*(cell_text(row.get(column)) for column in columns))
         count = len(outcome.rows)
-        more = f" (showing {MAX_ROWS_SHOWN})" if count > MAX_ROWS_SHOWN else ""
-        message = clean_line(outcome.message, 200)
-        self._status(
-            Text(f"{count} row{'s' if count != 1 else ''}{more} · {message}", style="green")
-        )
+        more = f" (showing the first {MAX_ROWS_SHOWN})" if count > MAX_ROWS_SHOWN else ""
+        self._status(Text(f"{count} row{'s' if count != 1 else ''}{more}", style="green"))
 
     def _status(self, text: Text) -> None:
         self.query_one("#orm-status", Static).update(text)

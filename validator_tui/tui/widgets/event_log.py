@@ -30,7 +30,9 @@ class EventLog(RichLog):
     """Appends engine events (and the console's own notes) as they arrive."""
 
     def __init__(self, *, max_lines: int = 500, id: str | None = None) -> None:
-        super().__init__(max_lines=max_lines, wrap=True, markup=False, highlight=False, id=id)
+        super().__init__(
+            max_lines=max_lines, min_width=20, wrap=True, markup=False, highlight=False, id=id
+        )
         self.border_title = "Events"
 
     def add_events(self, events: Iterable[Event], now: float) -> None:

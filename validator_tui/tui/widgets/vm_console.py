@@ -23,7 +23,8 @@ FLUSH_DELAY_S = 0.1
 class VmConsole(Vertical):
     """Shows the log of the VM given to `follow`; switching VMs cancels the old stream.
 
-    `toggle_pause` holds new lines back (the view stays still) and shows them on resume;
+    While following, the view stays on the newest line; `toggle_pause` holds new lines back
+    (the view stays still, scroll freely) and shows them on resume;
     `toggle_wrap` re-renders the kept lines wrapped to the panel width.
     """
 
@@ -120,7 +121,9 @@ class VmConsole(Vertical):
         if not lines:
             return
         self._lines.extend(lines)
-        self.query_one(Log).write_lines(self._display(lines))
+        log = self.query_one(Log)
+        log.write_lines(self._display(lines), scroll_end=False)
+        self.call_after_refresh(log.scroll_end, animate=False)
 
     def _rewrite(self) -> None:
         log = self.query_one(Log)

@@ -1,0 +1,183 @@
+"""Claim latency: the simulator writes `new_job` on the WebSocket → the simulator receives the
+claim request (both stamped with time.monotonic_ns() inside the platform simulator process).
+
+Both simulators run in their own processes. Jobs are generated one at a time, spaced by
+`--interval-ms`, so the number is latency, not queueing. Phases, each with its own hotkey:
+
+1. baseline: a minimal asyncio claimer in this process (websockets recv → httpx POST claim),
+2. the engine headless in this process,
+3. the engine with the TUI: `validator-tui run --config …` in a pseudo-terminal (real
+   rendering), the job feed busy with the same job stream,
+4. the baseline again (the baseline figure is the median over phases 1 and 4).
+
+    .venv/bin/python bench/claim_latency.py --jobs 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import httpx
+from benchlib import (
+    HOTKEYS,
+    PtyProgram,
+    Row,
+    SimProcesses,
+    bench_config,
+    cli_argv,
+    median,
+    percentile,
+    print_machine,
+    print_table,
+    sim_processes,
+    write_bench_config,
+)
+from websockets.asyncio.client import connect
+
+from validator_tui.engine.validator import Validator
+
+HOTKEY_HEADER = "X-Validator-Hotkey"
+
+Claimer = Callable[[SimProcesses, str, Path], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def baseline_claimer(sims: SimProcesses, hotkey: str, _dir: Path) -> AsyncIterator[None]:
+    """The floor: recv a frame, parse it, POST the claim; nothing else."""
+
+    async def claim_forever() -> None:
+        ws_url = sims.platform_url.replace("http://", "ws://") + f"/validators/{hotkey}/ws"
+        async with (
+            httpx.AsyncClient(
+                base_url=sims.platform_url, headers={HOTKEY_HEADER: hotkey}, trust_env=False
+            ) as http,
+            connect(ws_url, additional_headers={HOTKEY_HEADER: hotkey}, compression=None) as ws,
+        ):
+            async for frame in ws:
+                message = json.loads(frame)
+                if message.get("type") == "new_job":
+                    await http.post(f"/jobs/{message['job_id']}/claim")
+
+    task = asyncio.create_task(claim_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@asynccontextmanager
+async def engine_claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[None]:
+    """The engine, headless, in this process."""
+    validator = Validator(bench_config(sims.platform_url, sims.vmm_url, state, hotkey=hotkey))
+    task = asyncio.create_task(validator.run())
+    try:
+        yield
+    finally:
+        await validator.stop()
+        await asyncio.wait_for(task, 60)
+
+
+@asynccontextmanager
+async def tui_claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[None]:
+    """`validator-tui run` (engine + TUI) in a pseudo-terminal, output read as it comes."""
+    config = bench_config(sims.platform_url, sims.vmm_url, state, hotkey=hotkey)
+    path = write_bench_config(config, state)
+    program = PtyProgram(cli_argv("run", "--config", str(path)))
+    drain = asyncio.create_task(program.drain(1e9))
+    try:
+        yield
+    finally:
+        drain.cancel()
+        await program.stop()
+
+
+async def run_phase(
+    sims: SimProcesses, claimer: Claimer, hotkey: str, jobs: int, interval_ms: float
+) -> list[float]:
+    """Latencies (ms) of the jobs this claimer took while jobs were generated one at a time."""
+    with tempfile.TemporaryDirectory(prefix="bench-claim-") as state:
+        async with claimer(sims, hotkey, Path(state)):
+            await sims.wait_claimer_ready(hotkey)
+            start_ns = time.monotonic_ns()
+            claims_before = (await sims.stats()).get("claims_ok", 0)
+            await sims.set_rate(60_000.0 / interval_ms)
+            deadline = time.monotonic() + jobs * interval_ms / 1000 * 3 + 30
+            while (await sims.stats()).get("claims_ok", 0) - claims_before < jobs:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the claimer fell behind the job stream")
+                await asyncio.sleep(0.2)
+            await sims.set_rate(0)
+            await asyncio.sleep(max(0.5, 3 * interval_ms / 1000))
+    return [
+        (job["claim_received_ns"] - job["announced_ns"]) / 1e6
+        for job in await sims.jobs()
+        if job["claimed_by"] == hotkey
+        and job["announced_ns"] is not None
+        and job["announced_ns"] >= start_ns
+        and job["claim_received_ns"] is not None
+    ]
+
+
+async def main(args: argparse.Namespace) -> None:
+    print_machine()
+    print(
+        f"claim latency: {args.jobs} jobs per phase, one every {args.interval_ms:g} ms, "
+        f"first {args.warmup} of each phase dropped",
+        flush=True,
+    )
+    phases: list[tuple[str, Claimer]] = [
+        ("baseline", baseline_claimer),
+        ("engine headless", engine_claimer),
+    ]
+    if not args.no_tui:
+        phases.append(("engine + TUI (pty)", tui_claimer))
+    phases.append(("baseline (again)", baseline_claimer))
+    samples: dict[str, list[float]] = {}
+    async with sim_processes(seed=args.seed) as sims:
+        for index, (name, claimer) in enumerate(phases):
+            latencies = await run_phase(
+                sims, claimer, HOTKEYS[index], args.jobs + args.warmup, args.interval_ms
+            )
+            samples[name] = latencies[args.warmup :]
+            print(f"  {name}: {len(samples[name])} samples", flush=True)
+    floor = samples["baseline"] + samples["baseline (again)"]
+    base = median(floor)
+    rows = [Row("baseline recv→POST (ms)", base, percentile(floor, 99), base)]
+    for name in samples:
+        if name.startswith("baseline"):
+            continue
+        values = samples[name]
+        rows.append(
+            Row(
+                f"{name} (ms)",
+                median(values),
+                percentile(values, 99),
+                base,
+                "median ≤1.25x, p99 ≤10 ms",
+            )
+        )
+    print_table("Claim latency: new_job written → claim received", rows)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=300, help="samples per phase")
+    parser.add_argument("--interval-ms", type=float, default=40.0, help="spacing of the jobs")
+    parser.add_argument("--warmup", type=int, default=5, help="samples dropped per phase")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-tui", action="store_true", help="skip the engine + TUI phase")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))

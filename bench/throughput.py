@@ -1,0 +1,225 @@
+"""Engine throughput: jobs per second end to end (claim → VM → evaluate → result → VM removed)
+with instant boots and evaluators, and the CPU each job costs.
+
+Modes (each measured over `--jobs` jobs after a warm-up, with about `--backlog` unfinished
+jobs offered at any time):
+
+- headless, simulators in their own processes: the engine runs in this process; its CPU and
+  the simulators' CPU are reported separately;
+- headless, simulators in this process (as `validator-tui demo --headless` runs them);
+- engine + TUI: `validator-tui run --config …` in a pseudo-terminal (real rendering),
+  simulators in their own processes.
+
+`--profile` repeats the headless (and, unless `--no-tui`, the TUI) run under cProfile and
+prints where the time goes.
+
+    .venv/bin/python bench/throughput.py --jobs 3000 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib import (
+    HOTKEYS,
+    PtyProgram,
+    Row,
+    bench_config,
+    cli_argv,
+    cpu_seconds,
+    print_machine,
+    print_profile,
+    print_table,
+    sim_processes,
+    wait_until,
+    write_bench_config,
+)
+
+from validator_tui.config import EngineSettings, ResourceLimits
+from validator_tui.demo import DemoEnvironment
+from validator_tui.engine.records import ChallengeState
+from validator_tui.engine.validator import Validator
+
+CPU_CORES = 64
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run: jobs, wall seconds, CPU seconds of the engine and of the simulators."""
+
+    jobs: int
+    seconds: float
+    engine_cpu: float
+    sims_cpu: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds
+
+    def engine_ms_per_job(self) -> float:
+        return 1000 * self.engine_cpu / self.jobs
+
+
+def challenges_active(validator: Validator) -> bool:
+    challenges = validator.state.challenges.values()
+    return len(challenges) == 3 and all(c.state is ChallengeState.ACTIVE for c in challenges)
+
+
+async def headless_separate(
+    jobs: int, warmup: int, backlog: int, profile: cProfile.Profile | None
+) -> Run:
+    """The engine in this process; both simulators in their own."""
+    async with sim_processes() as sims:
+        with tempfile.TemporaryDirectory(prefix="bench-tput-") as state:
+            config = bench_config(sims.platform_url, sims.vmm_url, state, cpu_cores=CPU_CORES)
+            validator = Validator(config)
+            task = asyncio.create_task(validator.run())
+            try:
+                await sims.wait_claimer_ready(HOTKEYS[0])
+                await sims.feed(warmup, backlog)
+                cpu0, sims0 = time.process_time(), sims.cpu_seconds()
+                if profile is not None:
+                    profile.enable()
+                seconds = await sims.feed(jobs, backlog)
+                if profile is not None:
+                    profile.disable()
+                return Run(
+                    jobs,
+                    seconds,
+                    time.process_time() - cpu0,
+                    sims.cpu_seconds() - sims0,
+                )
+            finally:
+                await validator.stop()
+                await asyncio.wait_for(task, 60)
+
+
+async def headless_together(jobs: int, warmup: int, backlog: int) -> Run:
+    """The engine and both simulators in this process (one event loop)."""
+    limits = ResourceLimits(
+        cpu_cores=CPU_CORES, memory_mb=CPU_CORES * 1024, disk_mb=10_000_000, gpu_count=0
+    )
+    engine = EngineSettings().model_dump() | {"vm_poll_interval_s": 0.05}
+    env = DemoEnvironment(
+        jobs_per_minute=0, boot_seconds=0, resource_limits=limits, engine=engine, port_pool=400
+    )
+    async with env:
+        assert env.config is not None
+        validator = Validator(env.config)
+        task = asyncio.create_task(validator.run())
+        platform = env.platform
+
+        async def feed(total: int) -> float:
+            done_before = platform.stats["results_accepted"]
+            started, added = time.monotonic(), 0
+            while (done := platform.stats["results_accepted"] - done_before) < total:
+                want = min(total, done + backlog) - added
+                if want > 0:
+                    platform.add_jobs(want)
+                    added += want
+                await asyncio.sleep(0.02)
+            return time.monotonic() - started
+
+        try:
+            await wait_until(lambda: challenges_active(validator), 60, "challenge CVMs")
+            await feed(warmup)
+            cpu0 = time.process_time()
+            seconds = await feed(jobs)
+            return Run(jobs, seconds, time.process_time() - cpu0, None)
+        finally:
+            await validator.stop()
+            await asyncio.wait_for(task, 60)
+
+
+async def with_tui(jobs: int, warmup: int, backlog: int, profile_to: Path | None) -> Run:
+    """`validator-tui run` in a pseudo-terminal; both simulators in their own processes."""
+    async with sim_processes() as sims:
+        with tempfile.TemporaryDirectory(prefix="bench-tput-tui-") as state:
+            config = bench_config(
+                sims.platform_url, sims.vmm_url, state, hotkey=HOTKEYS[1], cpu_cores=CPU_CORES
+            )
+            path = write_bench_config(config, Path(state))
+            argv = cli_argv("run", "--config", str(path))
+            if profile_to is not None:
+                argv[1:1] = ["-m", "cProfile", "-o", str(profile_to)]
+            program = PtyProgram(argv)
+            drain = asyncio.create_task(program.drain(1e9))
+            try:
+                await sims.wait_claimer_ready(HOTKEYS[1])
+                await sims.feed(warmup, backlog)
+                cpu0, sims0 = cpu_seconds(program.pid), sims.cpu_seconds()
+                seconds = await sims.feed(jobs, backlog)
+                run = Run(
+                    jobs,
+                    seconds,
+                    cpu_seconds(program.pid) - cpu0,
+                    sims.cpu_seconds() - sims0,
+                )
+                if profile_to is not None:
+                    await asyncio.sleep(1.0)
+                    program.send(b"q")
+                    await wait_until(lambda: program.process.poll() is not None, 60, "TUI exit")
+                return run
+            finally:
+                drain.cancel()
+                await program.stop()
+
+
+def row(name: str, run: Run, target: str) -> list[Row]:
+    rows = [
+        Row(f"{name}: jobs/s", run.rate, target=target),
+        Row(f"{name}: engine CPU ms/job", run.engine_ms_per_job()),
+    ]
+    if run.sims_cpu is not None:
+        rows.append(Row(f"{name}: simulators CPU ms/job", 1000 * run.sims_cpu / run.jobs))
+    return rows
+
+
+async def main(args: argparse.Namespace) -> None:
+    print_machine()
+    print(
+        f"throughput: {args.jobs} jobs per mode after {args.warmup} warm-up jobs, "
+        f"backlog {args.backlog}, boot 0 s, evaluator latency 0 s",
+        flush=True,
+    )
+    rows: list[Row] = []
+    run = await headless_separate(args.jobs, args.warmup, args.backlog, None)
+    rows += row("headless, sims in own processes", run, "≥100 jobs/s")
+    run = await headless_together(args.jobs, args.warmup, args.backlog)
+    rows += row("headless, sims in the same process", run, "")
+    if not args.no_tui:
+        run = await with_tui(args.jobs, args.warmup, args.backlog, None)
+        rows += row("engine + TUI (pty), sims in own processes", run, "≥50 jobs/s")
+    print_table("Throughput: instant boots and evaluators", rows)
+    if args.profile:
+        profile = cProfile.Profile()
+        await headless_separate(args.jobs, args.warmup, args.backlog, profile)
+        print("profile of the headless engine (sims in their own processes):")
+        print_profile(profile)
+        if not args.no_tui:
+            with tempfile.TemporaryDirectory(prefix="bench-prof-") as tmp:
+                target = Path(tmp) / "tui.prof"
+                await with_tui(args.jobs, args.warmup, args.backlog, target)
+                print("profile of `validator-tui run` (engine + TUI) over the whole run:")
+                print_profile(pstats.Stats(str(target)))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=3000, help="measured jobs per mode")
+    parser.add_argument("--warmup", type=int, default=200, help="jobs before measuring")
+    parser.add_argument("--backlog", type=int, default=200, help="unfinished jobs offered")
+    parser.add_argument("--profile", action="store_true", help="also profile (cProfile)")
+    parser.add_argument("--no-tui", action="store_true", help="skip the engine + TUI mode")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))

@@ -1,0 +1,105 @@
+"""Regenerate the SVG screenshots in this directory from the real app.
+
+Runs the console headless against a DemoEnvironment (both simulators on loopback, a steady
+job stream, auto-claim on), lets jobs flow for a few seconds, and saves the main screen at
+160x48 and 80x24, the job details, the ORM query and the help screens.
+
+    .venv/bin/python screenshots/make_screenshots.py [--seed N] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from validator_tui.demo import DemoEnvironment, build_validator
+from validator_tui.engine.records import JobState
+from validator_tui.tui.app import ValidatorApp
+
+HERE = Path(__file__).resolve().parent
+
+
+async def _wait(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate() and loop.time() < deadline:
+        await pilot.pause(0.1)
+
+
+def _save(app: ValidatorApp, name: str) -> None:
+    app.save_screenshot(filename=name, path=str(HERE))
+    print(f"wrote {HERE / name}")
+
+
+def _select_running_job(app: ValidatorApp) -> None:
+    running = [j for j in app.feed.jobs.values() if j.state is JobState.RUNNING and j.vm_id]
+    if running:
+        app.feed.move_cursor(row=app.feed.get_row_index(running[0].id))
+
+
+def _select_completed_job(app: ValidatorApp) -> None:
+    done = [j for j in app.feed.jobs.values() if j.state is JobState.COMPLETED]
+    if done:
+        app.feed.move_cursor(row=app.feed.get_row_index(done[0].id))
+
+
+async def _large(env: DemoEnvironment, seconds: float) -> None:
+    assert env.config is not None
+    app = ValidatorApp(build_validator(env.config), cursor_blink=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(seconds)
+        _select_running_job(app)
+        await _wait(pilot, lambda: len(app.vm_console.lines) > 5, timeout=3.0)
+        await pilot.pause(0.5)
+        _save(app, "main-160x48.svg")
+
+        _select_completed_job(app)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        _save(app, "job-details.svg")
+        await pilot.press("escape")
+
+        await pilot.press("o")
+        await pilot.press("ctrl+r")
+        table = app.screen.query_one("#orm-results", DataTable)
+        await _wait(pilot, lambda: table.row_count > 0, timeout=5.0)
+        _save(app, "orm-query.svg")
+        await pilot.press("escape")
+
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+        _save(app, "help.svg")
+        await pilot.press("escape")
+        await app.stop_engine()
+
+
+async def _small(env: DemoEnvironment, seconds: float) -> None:
+    assert env.config is not None
+    app = ValidatorApp(build_validator(env.config), cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(seconds)
+        _select_running_job(app)
+        await pilot.pause(1.0)
+        _save(app, "main-80x24.svg")
+        await app.stop_engine()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=8.0, help="let jobs flow this long")
+    args = parser.parse_args()
+    async with DemoEnvironment(seed=args.seed, jobs_per_minute=90, boot_seconds=1.0) as env:
+        env.vmm.set_evaluator(latency_s=10.0)
+        await _large(env, args.seconds)
+        await _small(env, args.seconds / 2)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

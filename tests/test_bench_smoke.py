@@ -1,0 +1,36 @@
+"""Each bench script runs with tiny parameters and prints its result table (no timing asserts:
+the numbers live in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TABLE_HEADER = "| metric"
+
+SCRIPTS = {
+    "claim_latency.py": ["--jobs", "3", "--warmup", "0", "--interval-ms", "20"],
+    "throughput.py": ["--jobs", "5", "--warmup", "2", "--backlog", "5"],
+    "tui_latency.py": ["--samples", "2", "--settle-s", "0.2", "--jobs-per-second", "5"],
+    "idle_cpu.py": ["--seconds", "0.2", "--windows", "1", "--settle-s", "0"],
+    "memory.py": ["--jobs", "10", "--first", "5", "--every", "5", "--backlog", "5"],
+    "startup.py": ["--runs", "1"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_bench_script_runs_and_prints_its_table(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *SCRIPTS[script]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "machine: " in result.stdout
+    assert TABLE_HEADER in result.stdout

@@ -1,0 +1,37 @@
+"""Chaos against the simulators: faults at a configured rate over ~100 jobs, and the invariant
+(one accepted result per claimed job, no orphan VM, exact quota). The long run is
+`bench/chaos.py --jobs 2000`; both run the same code."""
+
+from __future__ import annotations
+
+from bench.chaos import run_chaos
+from validator_tui.demo import DemoEnvironment
+
+from .engine_helpers import running, wait_for
+from .test_engine_e2e import FAST
+
+
+async def test_100_jobs_under_faults_keep_the_invariant():
+    report = await run_chaos(100, fault_rate=0.35, seed=7, jobs_per_second=40.0)
+    assert report.problems == []
+    assert sum(report.faults.values()) >= 25
+    assert len(report.faults) >= 8, report.faults
+    assert report.outcomes["scored"] >= 50
+    assert report.outcomes["error result"] >= 5
+    assert sum(report.outcomes.values()) == 100
+    unclaimed = sum(n for kind, n in report.outcomes.items() if kind.startswith("not claimed"))
+    assert unclaimed <= report.faults["5xx_empty"]
+
+
+async def test_reconciler_leaves_vms_being_removed_alone():
+    async with DemoEnvironment(seed=31, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
+        async with running(env.config) as validator:
+            for _ in range(5):
+                job = env.platform.add_job()
+                await wait_for(lambda job=job: job["id"] in env.platform.results(), 5, "result")
+                removing = [vm for vm in env.vmm.vms() if vm["status"] == "removing"]
+                await validator.reconcile()
+                if removing:
+                    break
+            assert removing, "no VM was caught while being removed"
+            assert [e.message for e in validator.state.events if e.kind == "reconcile"] == []

@@ -1,0 +1,195 @@
+"""Hostile text from every untrusted source (evaluator logs, miner hotkeys, challenge names,
+WebSocket frames, server error bodies) never reaches the headless log output, the engine's
+event log or a result uninterpreted, and stays bounded."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from validator_tui.clients.errors import ApiError, VmmError
+from validator_tui.clients.platform import PlatformClient
+from validator_tui.clients.vmm import VmmClient
+from validator_tui.demo import DemoEnvironment
+from validator_tui.engine.validator import Validator
+from validator_tui.logs import JsonFormatter, TextFormatter
+from validator_tui.sanitize import MAX_LINE_CHARS, clean_line, clean_lines
+from validator_tui.sim.server import start_server
+
+from .conftest import ALICE
+from .engine_helpers import running, wait_for
+from .test_engine_e2e import FAST, job_vms
+
+HOSTILE = (
+    "\x1b]0;pwned-title\x07"  # OSC 0: window title
+    "\x1b]52;c;cm0gLXJmIH4=\x07"  # OSC 52: clipboard write
+    "\x1b]8;;https://evil.example\x1b\\link\x1b]8;;\x1b\\"  # OSC 8 hyperlink
+    "\x1b[2J\x1b[H\x1b[1A\x1b[2K"  # erase screen, cursor home/up, erase line
+    "\x1b[31;1mred\x1b[0m"  # colours
+    "\x9b2J\x9d0;c1-title\x9c"  # 8-bit CSI / OSC
+    "[link=https://evil.example]click[/link][/][bold]"  # Rich markup
+    "\x00nul\x07bel\x08bs\r\n\x7f"  # NUL and other controls
+)
+UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+MEGABYTE = "A" * (1 << 20)
+
+
+def inert(text: str, limit: int = MAX_LINE_CHARS) -> bool:
+    """No control character (so no escape sequence) or surrogate, at most `limit` chars.
+
+    (Text shown as a Python repr, e.g. `'\\x1b]0;…'`, is inert: backslashes are printable.)"""
+    return not UNSAFE.search(text) and len(text) <= limit
+
+
+@contextlib.contextmanager
+def captured_logs() -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """Everything `validator_tui` logs, through the headless text and JSON formatters."""
+    text, jsonl = io.StringIO(), io.StringIO()
+    handlers = []
+    for stream, formatter in ((text, TextFormatter()), (jsonl, JsonFormatter())):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        handlers.append(handler)
+    logger = logging.getLogger("validator_tui")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        yield text, jsonl
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def check_log_output(text: io.StringIO, jsonl: io.StringIO) -> None:
+    lines = text.getvalue().splitlines()
+    assert lines, "nothing was logged"
+    for line in lines:
+        assert inert(line, 8000), line[:200]
+    for line in jsonl.getvalue().splitlines():
+        assert "\\u001b" not in line.lower() and "\\u009b" not in line.lower()
+        record = json.loads(line)
+        assert all(inert(str(value), 8000) for value in record.values()), line[:200]
+
+
+def check_engine_state(validator: Validator) -> None:
+    for event in validator.state.events:
+        assert inert(event.message, 500), event
+    for job in validator.state.jobs.values():
+        assert inert(job.miner_hotkey, 100) and inert(job.submission_id, 200)
+        assert inert(job.error or "")
+        assert len(job.logs) <= 400
+        assert all(inert(line, 1100) for line in job.logs)
+        assert all(inert(entry.text, 2000) for entry in job.timeline)
+    for challenge in validator.state.challenges.values():
+        assert inert(challenge.reason)
+
+
+async def test_hostile_evaluator_miner_and_platform_text_is_inert():
+    async with DemoEnvironment(seed=41, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
+        with captured_logs() as (text, jsonl):
+            async with running(env.config) as validator:
+                ansi = env.platform.add_job(code="#sim:ansi #sim:logs=300", miner_hotkey=HOSTILE)
+                failing = env.platform.add_job(code="#sim:status=500", miner_hotkey=MEGABYTE)
+                env.platform.inject_fault(
+                    status=503, count=2, path_prefix="/jobs/pending", body=HOSTILE + MEGABYTE
+                )
+                env.platform.inject_fault(
+                    status=503, path_prefix="/jobs/", method="POST", body="[" * 100_000
+                )
+                env.platform.send_raw_ws(json.dumps({"type": HOSTILE, "job_id": HOSTILE}))
+                env.platform.send_raw_ws(HOSTILE)
+                env.platform.send_raw_ws('{"type": "new_job", "job_id": ' + "[" * 50_000)
+                await wait_for(
+                    lambda: {ansi["id"], failing["id"]} <= set(env.platform.results()),
+                    15,
+                    "both results",
+                )
+                await wait_for(lambda: not job_vms(env), 5, "job VMs removed")
+                result = env.platform.results()[ansi["id"]]
+                assert len(result) == 1 and result[0]["error"] is None
+                logs = result[0]["logs"]
+                assert any("test 300/300 ok" in line for line in logs)
+                assert len(logs) <= 400 and all(inert(line, 1100) for line in logs)
+                assert not any("pwned" in line or "cm0gLXJmIH4" in line for line in logs)
+                assert len(env.platform.results()[failing["id"]]) == 1
+                assert (
+                    "[link=https://evil.example]" in validator.state.jobs[ansi["id"]].miner_hotkey
+                )
+                check_engine_state(validator)
+                assert validator.state.header.platform.status == "connected"
+        check_log_output(text, jsonl)
+
+
+async def test_hostile_challenge_name_is_inert():
+    async with DemoEnvironment(seed=42, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
+        with captured_logs() as (text, jsonl):
+            async with running(env.config) as validator:
+                hostile = env.platform.add_challenge(name=HOSTILE)
+                await validator.check_challenge_updates()
+                await wait_for(lambda: hostile["id"] in validator.state.challenges, 5)
+                check_engine_state(validator)
+        check_log_output(text, jsonl)
+
+
+@pytest.fixture
+async def hostile_server():
+    """Answers every request with an error status and hostile raw bytes (invalid UTF-8)."""
+    body = (HOSTILE.encode() + b"\xff\xfe\xc3\x28\xed\xa0\x80" + b"B" * (1 << 20)) * 2
+
+    async def answer(request):
+        status = 400 if request.url.path.startswith("/prpc/") else 503
+        return Response(body, status_code=status, media_type="application/json")
+
+    routes = [Route("/{path:path}", answer, methods=["GET", "POST"])]
+    server = await start_server(Starlette(routes=routes), "127.0.0.1", 0)
+    yield server.url
+    await server.stop()
+
+
+async def test_error_bodies_with_raw_bytes_become_short_safe_messages(hostile_server):
+    async with PlatformClient(hostile_server, ALICE, timeout=5.0) as platform:
+        with pytest.raises(ApiError) as raised:
+            await platform.claim_job("job-1")
+    assert inert(str(raised.value), 700) and raised.value.status == 503
+    async with VmmClient(hostile_server, "secret-token") as vmm:
+        with pytest.raises(VmmError) as vmm_raised:
+            await vmm.remove_vm("vm-1")
+    assert inert(str(vmm_raised.value), 700)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.text() | st.binary(),
+    limit=st.integers(min_value=1, max_value=300),
+)
+def test_clean_line_output_is_always_inert_and_bounded(data, limit):
+    assert inert(clean_line(data, limit), limit)
+
+
+@settings(max_examples=100, deadline=None)
+@given(lines=st.lists(st.text(max_size=50), max_size=50), keep=st.integers(1, 20))
+def test_clean_lines_keeps_a_bounded_tail(lines, keep):
+    cleaned = clean_lines(lines, keep, 80)
+    assert len(cleaned) <= keep + 1
+    assert all(inert(line, 80) for line in cleaned)
+
+
+def test_clean_line_strips_every_hostile_sequence():
+    cleaned = clean_line(HOSTILE + "tail")
+    assert inert(cleaned)
+    assert "evil" not in cleaned.replace("[link=https://evil.example]", "")
+    assert cleaned.endswith("tail")

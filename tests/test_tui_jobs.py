@@ -1,0 +1,199 @@
+"""Pilot tests of the job flows (claim, cancel, auto-claim, filter, sort, details, quit),
+against the real engine and the loopback simulators."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+from textual.widgets import Input, Static
+
+from tests.conftest import ALICE
+from tests.test_tui_support import running_app, select_row, wait_until
+from validator_tui.engine.records import JobState
+from validator_tui.tui.screens.confirm import ConfirmScreen
+from validator_tui.tui.screens.job_details import JobDetailsScreen
+
+
+def _sim_job_ids(env) -> list[str]:
+    return [job["id"] for job in env.platform.jobs()]
+
+
+def _footer_actions(app) -> set[str]:
+    return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
+
+
+def _plain(renderable) -> str:
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def _enabled(app) -> set[str]:
+    return {
+        name
+        for name in ("claim_job", "cancel_job", "job_details", "start_vm", "stop_vm", "remove_vm")
+        if app.check_action(name, ()) is True
+    }
+
+
+async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) -> None:
+    async with running_app(tmp_path, pending=3) as r:
+        app, pilot = r.app, r.pilot
+        target = _sim_job_ids(r.env)[1]
+        select_row(app.feed, target)
+        await pilot.pause()
+        assert "app.claim_job" in _footer_actions(app)
+        await pilot.press("c")
+        await wait_until(
+            pilot, lambda: app.feed.jobs[target].state is JobState.COMPLETED, "job completed"
+        )
+        assert r.env.platform.job(target)["claimed_by"] == ALICE
+        await wait_until(pilot, lambda: target in r.env.platform.results(), "result accepted")
+        others = [j for j in _sim_job_ids(r.env) if j != target]
+        assert all(app.feed.jobs[j].state is JobState.PENDING for j in others)
+        row = app.feed.get_row(target)
+        assert row[3].plain == "✓ completed"
+        assert app.validator.state.header.counters.completed == 1
+        await wait_until(pilot, lambda: "claim_job" not in _enabled(app), "claim greyed")
+
+
+async def test_cancel_running_job_asks_first(tmp_path: Path) -> None:
+    async with running_app(tmp_path, pending=1) as r:
+        app, pilot = r.app, r.pilot
+        r.env.vmm.set_evaluator(latency_s=30.0)
+        job_id = _sim_job_ids(r.env)[0]
+        select_row(app.feed, job_id)
+        await pilot.press("c")
+        await wait_until(
+            pilot, lambda: app.feed.jobs[job_id].state is JobState.RUNNING, "job running"
+        )
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.pause(0.2)
+        assert app.feed.jobs[job_id].state is JobState.RUNNING
+
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_until(
+            pilot, lambda: app.feed.jobs[job_id].state.finished, "job finished after cancel"
+        )
+        await wait_until(pilot, lambda: job_id in r.env.platform.results(), "error result sent")
+        (result,) = r.env.platform.results()[job_id]
+        assert result["error"] == "cancelled by operator"
+        assert result["score"] == 0
+        vm_id = app.feed.jobs[job_id].vm_id
+        assert vm_id is not None
+        await wait_until(
+            pilot, lambda: vm_id not in {vm["id"] for vm in r.env.vmm.vms()}, "job VM removed"
+        )
+
+
+async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
+    async with running_app(tmp_path, pending=2) as r:
+        app, pilot = r.app, r.pilot
+        assert "auto-claim OFF" in app.query_one("#status", Static).render().plain
+        await pilot.press("a")
+        await wait_until(pilot, lambda: app.header.auto_claim, "auto-claim on in the header")
+        assert app.validator.state.header.auto_claim is True
+        await wait_until(
+            pilot,
+            lambda: all(job.state is JobState.COMPLETED for job in app.feed.jobs.values()),
+            "both jobs completed",
+        )
+        assert set(r.env.platform.results()) == set(_sim_job_ids(r.env))
+        await pilot.press("a")
+        await wait_until(pilot, lambda: not app.header.auto_claim, "auto-claim off again")
+        (new_job,) = [job["id"] for job in r.env.platform.add_jobs(1)]
+        await wait_until(pilot, lambda: new_job in app.feed.jobs, "new job listed")
+        await pilot.pause(0.3)
+        assert app.feed.jobs[new_job].state is JobState.PENDING
+        assert "auto-claim OFF" in app.query_one("#status", Static).render().plain
+
+
+async def test_filter_and_sort_job_feed(tmp_path: Path) -> None:
+    async with running_app(tmp_path, pending=6) as r:
+        app, pilot = r.app, r.pilot
+        feed = app.feed
+        name = app.challenge_table.challenges[next(iter(app.challenge_table.challenges))].name
+        expected = {
+            job.id
+            for job in feed.jobs.values()
+            if app.challenge_table.names()[job.challenge_id] == name
+        }
+        assert 0 < len(expected) < 6
+        await pilot.press("slash")
+        assert app.focused is app.query_one("#filter", Input)
+        await pilot.press(*name)
+        assert set(feed.row_keys()) == expected
+        assert feed.filter_text == name
+        await pilot.press("enter")
+        assert app.focused is feed
+        await pilot.press("escape")
+        assert len(feed.row_keys()) == 6
+        assert feed.filter_text == ""
+
+        newest_first = sorted(feed.jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
+        assert feed.row_keys() == [job.id for job in newest_first]
+        await pilot.press("greater_than_sign")
+        assert feed.sort_key == "challenge"
+        names = [feed.get_row(key)[1].plain for key in feed.row_keys()]
+        assert names == sorted(names, reverse=True)
+        await pilot.press("exclamation_mark")
+        names = [feed.get_row(key)[1].plain for key in feed.row_keys()]
+        assert names == sorted(names)
+
+
+async def test_job_details_screen_is_sanitised(tmp_path: Path) -> None:
+    async with running_app(tmp_path, pending=0) as r:
+        app, pilot = r.app, r.pilot
+        evil = "[bold red]EVIL[/]\x1b[2J\x1b]0;owned\x07"
+        (job,) = [r.env.platform.add_job(miner_hotkey=evil)]
+        await wait_until(
+            pilot,
+            lambda: job["id"] in app.feed.jobs and app.feed.jobs[job["id"]].miner_hotkey,
+            "job listed",
+        )
+        select_row(app.feed, job["id"])
+        await pilot.press("c")
+        await wait_until(
+            pilot, lambda: app.feed.jobs[job["id"]].state is JobState.COMPLETED, "job done"
+        )
+        await pilot.press("enter")
+        assert isinstance(app.screen, JobDetailsScreen)
+        await pilot.pause()
+        text = _plain(app.screen.query_one("#details-body", Static).content)
+        assert job["id"] in text
+        assert "[bold red]EVIL[/]" in text
+        assert "\x1b" not in text
+        assert "claimed" in text
+        score = app.feed.jobs[job["id"]].score
+        assert score is not None and f"{score:.3f}" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, JobDetailsScreen)
+
+
+async def test_quit_with_running_jobs_confirms_then_stops_engine(tmp_path: Path) -> None:
+    async with running_app(tmp_path, pending=1) as r:
+        app, pilot = r.app, r.pilot
+        r.env.vmm.set_evaluator(latency_s=30.0)
+        job_id = _sim_job_ids(r.env)[0]
+        select_row(app.feed, job_id)
+        await pilot.press("c")
+        await wait_until(
+            pilot, lambda: app.feed.jobs[job_id].state is JobState.RUNNING, "job running"
+        )
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert app.is_running and not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("q")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running, "app exited", timeout=20.0)
+        (result,) = r.env.platform.results()[job_id]
+        assert result["error"]
+        assert result["score"] == 0
