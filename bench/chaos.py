@@ -111,9 +111,9 @@ class FaultMaker:
             vmm.set_boot(never=True, name_contains="-job-")
             self._later(0.3, lambda: vmm.set_boot(seconds=0.05))
         elif kind == "crash_vm":
-            running = [vm for vm in vmm.vms() if "-job-" in vm["name"] and vm["status"] == "running"]
-            if running:
-                vmm.crash(self.rng.choice(running)["id"], "simulated kernel panic")
+            alive = [vm for vm in job_vms(self.env) if vm["status"] == "running"]
+            if alive:
+                vmm.crash(self.rng.choice(alive)["id"], "simulated kernel panic")
         elif kind == "hang":
             return "#sim:hang"
         elif kind == "nan_score":

@@ -167,7 +167,8 @@ async def sampler(validator: Validator, every: float, out: list[Sample], started
 
 
 def idle(validator: Validator) -> bool:
-    return validator.running_job_count() == 0 and validator.state.header.counters.outbox_pending == 0
+    counters = validator.state.header.counters
+    return validator.running_job_count() == 0 and counters.outbox_pending == 0
 
 
 async def check_invariant(sims: SimProcesses, validator: Validator, hotkey: str) -> list[str]:

@@ -35,3 +35,15 @@ async def test_reconciler_leaves_vms_being_removed_alone():
                     break
             assert removing, "no VM was caught while being removed"
             assert [e.message for e in validator.state.events if e.kind == "reconcile"] == []
+
+
+async def test_result_that_overtakes_a_late_claim_is_retried_not_dead_lettered():
+    engine = FAST | {"request_timeout_s": 0.5, "ws_backoff_cap_s": 0.3}
+    async with DemoEnvironment(seed=32, jobs_per_minute=0, boot_seconds=0, engine=engine) as env:
+        async with running(env.config) as validator:
+            env.platform.inject_fault(status=0, delay_s=1.5, path_prefix="/jobs/", method="POST")
+            job = env.platform.add_job()
+            await wait_for(lambda: job["id"] in env.platform.results(), 15, "the result")
+            assert env.platform.stats["results_rejected"] >= 1
+            assert len(env.platform.results()[job["id"]]) == 1
+            assert validator.state.header.counters.dead_letters == 0

@@ -52,6 +52,8 @@ class JobManager:
         self.claims_allowed = True
         self._runs: dict[str, _Run] = {}
         self._claiming: set[str] = set()
+        self._claim_tasks: set[asyncio.Task[Outcome]] = set()
+        self.stopping = False
         self._retry_claim_at: dict[str, float] = {}
         self._poll_lock = asyncio.Lock()
         self.claim_sent_ns: dict[str, int] = {}
@@ -124,7 +126,13 @@ class JobManager:
 
     def _spawn_claim(self, job_id: str) -> None:
         task = asyncio.create_task(self.claim_job(job_id))
-        task.add_done_callback(_consume)
+        self._claim_tasks.add(task)
+        task.add_done_callback(self._claim_done)
+
+    def _claim_done(self, task: asyncio.Task[Outcome]) -> None:
+        self._claim_tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -135,6 +143,8 @@ class JobManager:
             return Outcome.refused(f"unknown job {job_id}")
         if record.state is not JobState.PENDING or job_id in self._claiming:
             return Outcome.refused(f"job is {record.state.value}, not pending")
+        if self.stopping:
+            return Outcome.refused("the validator is shutting down")
         if not self.claims_allowed:
             return Outcome.refused("claims are suspended: the state database is not writable")
         if not self.challenges.is_active(record.challenge_id):
@@ -199,6 +209,10 @@ class JobManager:
         counters = self.ctx.state.header.counters
         counters.claimed_total += 1
         self.ctx.state.put_job(record, note)
+        if self.stopping:
+            self._release(allocation)
+            self._submit(record, _error_result(record, "validator shutting down"))
+            return Outcome.refused("claimed while shutting down: error result queued")
         task = asyncio.create_task(self._run(record, allocation))
         self._runs[job_id] = _Run(task, allocation)
         return Outcome.done(f"claimed job {job_id}")
@@ -252,13 +266,7 @@ class JobManager:
             self.ctx.state.put_job(job, "cancelled by the platform: VM destroyed, no result")
             return None
         error = "cancelled by operator" if reason == "operator" else "validator shutting down"
-        return JobResults(
-            score=0.0,
-            metrics={},
-            logs=[f"[validator] {error}"],
-            execution_time_ms=int(job.elapsed() * 1000),
-            error=error,
-        )
+        return _error_result(job, error)
 
     def _submit(self, job: JobRecord, results: JobResults) -> None:
         body = results.to_json_bytes()
@@ -329,7 +337,11 @@ class JobManager:
         return Outcome.done(f"cancelled job {job_id}; VM destroyed, result sent")
 
     async def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel running jobs (VMs destroyed, error results queued)."""
+        """Claim nothing more; let claims in flight settle; cancel running jobs (VMs destroyed,
+        error results queued)."""
+        self.stopping = True
+        if self._claim_tasks:
+            await asyncio.wait(list(self._claim_tasks), timeout=timeout)
         runs = list(self._runs.values())
         for run in runs:
             run.cancel_reason = run.cancel_reason or "shutdown"
@@ -346,7 +358,7 @@ class JobManager:
         """Give a job's resources back and, with auto-claim, use them for waiting jobs."""
         if self.ctx.quota.release(allocation):
             self.ctx.publish_quota()
-            if self.auto_claim:
+            if self.auto_claim and not self.stopping:
                 self.claim_what_fits()
 
     def _forget_stored(self, job_id: str, state: str = "lost") -> None:
@@ -363,6 +375,12 @@ class JobManager:
         self.ctx.state.header_changed()
 
 
-def _consume(task: asyncio.Task[Outcome]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _error_result(job: JobRecord, error: str) -> JobResults:
+    """A score-0 result carrying `error`, for a job that could not be evaluated."""
+    return JobResults(
+        score=0.0,
+        metrics={},
+        logs=[f"[validator] {error}"],
+        execution_time_ms=int(job.elapsed() * 1000),
+        error=error,
+    )

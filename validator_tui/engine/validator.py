@@ -167,7 +167,7 @@ class Validator:
             ctx.log("error", "vmm", f"cannot list VMs at start-up: {exc}")
             return
         self._set_vmm(ConnectionView("connected"))
-        ours = [vm for vm in listing.vms if ctx.naming.owns(vm.name)]
+        ours = [vm for vm in listing.vms if ctx.naming.owns(vm.name) and vm.status != "removing"]
         for info in ours:
             if ctx.naming.is_job_vm(info.name):
                 with contextlib.suppress(ClientError):
@@ -266,7 +266,7 @@ class Validator:
             ctx.naming.job_vm(job.id) for job in ctx.state.jobs.values() if job.state.active
         }
         for info in listing.vms:
-            if not ctx.naming.owns(info.name):
+            if not ctx.naming.owns(info.name) or info.status == "removing":
                 continue
             record = ctx.state.vms.get(info.id)
             if record is not None and (record.status, record.boot_progress) != (

@@ -101,7 +101,8 @@ class VmmState:
         self.evaluator_latency_s = 0.0
         self.vms: dict[str, SimVm] = {}
         self.stats: Counter[str] = Counter()
-        self._rng = random.Random(f"dstack-vmm-{seed}")
+        self._seed = seed
+        self._names_seen: Counter[str] = Counter()
         self._created = 0
         self._cleanups: set[asyncio.Task[None]] = set()
         self.methods: dict[str, Handler] = {
@@ -193,8 +194,14 @@ class VmmState:
             self._release(vm)
             return
         if vm.instance_id is None:
-            vm.instance_id = self._rng.getrandbits(160).to_bytes(20, "big").hex()
+            vm.instance_id = self._vm_rng(vm.id).getrandbits(160).to_bytes(20, "big").hex()
         vm.set_progress("done")
+
+    def _vm_rng(self, key: str) -> random.Random:
+        """Randomness for one VM, from (seed, key, how often key was seen): VM ids do not
+        depend on the order in which concurrent CreateVm calls arrive."""
+        self._names_seen[key] += 1
+        return random.Random(f"dstack-vmm-{self._seed}-{key}-{self._names_seen[key]}")
 
     def _kill(self, vm: SimVm, why: str) -> None:
         """End the fake process (cancelling its boot/shutdown task) and free its ports."""
@@ -244,8 +251,9 @@ class VmmState:
             raise SimVmmError(f"Failed to load VM: Failed to load image: {config.image} not found")
         check_compose(config.compose_file)
         app_id = app_id_for(config)
-        vm_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-        mac = "02:" + ":".join(f"{self._rng.getrandbits(8):02x}" for _ in range(5))
+        rng = self._vm_rng(config.name)
+        vm_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        mac = "02:" + ":".join(f"{rng.getrandbits(8):02x}" for _ in range(5))
         self._created += 1
         vm = SimVm(
             id=vm_id,
