@@ -49,7 +49,7 @@ async def test_200_jobs_over_3_challenges_with_tight_quota():
             usage = validator.ctx.quota.get_usage()
             assert usage.used == challenge_resources()
             assert usage.allocations == 3 and usage.ports_used == 3
-            assert validator.state.header.counters.completed == 200
+            await wait_for(lambda: validator.state.header.counters.completed == 200, 5)
         assert {vm["name"].split("-ch-")[0] for vm in env.vmm.vms()} == {f"vt-{ALICE[:8]}"}
         assert len(env.vmm.vms()) == 3
 
@@ -232,7 +232,9 @@ async def test_vm_and_evaluator_failures_fail_the_job_and_engine_carries_on():
             assert "invalid" in results[text["id"]][0]["error"]
             for job in (create_fail, never, hang, nan, big, text):
                 assert results[job["id"]][0]["score"] == 0
-                assert validator.state.jobs[job["id"]].state is JobState.FAILED
+                await wait_for(
+                    lambda job=job: validator.state.jobs[job["id"]].state is JobState.FAILED, 5
+                )
             good = env.platform.add_job()
             await wait_for(lambda: good["id"] in env.platform.results(), 10)
             assert env.platform.results()[good["id"]][0]["error"] is None
