@@ -277,7 +277,7 @@ class Validator:
                 ctx.state.put_vm(record)
             if ctx.naming.is_challenge_vm(info.name):
                 self.challenges.on_vm_info(info)
-            elif info.name not in active_names and info.status != "removing":
+            elif info.name not in active_names:
                 with contextlib.suppress(ClientError):
                     await ctx.vmm.remove_vm(info.id)
                 ctx.state.drop_vm(info.id)
