@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import platform
 import random
@@ -167,6 +168,7 @@ def main() -> int:
     parser.add_argument("--max-up", type=float, default=3.0, help="longest life before a kill")
     parser.add_argument("--settle-timeout", type=float, default=120.0)
     args = parser.parse_args()
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # client-disconnect tracebacks
     print(
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}"

@@ -127,13 +127,15 @@ class ChallengeManager:
                         spec.compose_hash,
                     )
                 except (CapacityError, ComposeError) as exc:
-                    self.ctx.log("warn", "adopt", f"cannot adopt CVM {info.id}: {exc}")
+                    self.ctx.log("warn", "adopt", f"{spec.name}: cannot adopt CVM {info.id}: {exc}")
                 else:
                     runtime.vm = ChallengeVm(info.id, spec.compose_hash, allocation)
                     runtime.compose = compose
                     self._record_vm(runtime, info.id, port, info.status, info.boot_progress)
                     self._set(spec.id, ChallengeState.ACTIVE, reason="adopted after restart")
-                    self.ctx.log("info", "adopt", f"adopted CVM {info.id}", challenge_id=spec.id)
+                    self.ctx.log(
+                        "info", "adopt", f"{spec.name}: adopted CVM {info.id}", challenge_id=spec.id
+                    )
                     adopted = True
                     continue
             await self._remove_vm_id(info.id, f"stale CVM of challenge {spec.id}")
@@ -293,7 +295,13 @@ class ChallengeManager:
                     host_port=allocation.port,
                 )
             )
-            self.ctx.log("info", "cvm", f"created CVM {vm_id}", challenge_id=spec.id, vm_id=vm_id)
+            self.ctx.log(
+                "info",
+                "cvm",
+                f"{spec.name}: created CVM {vm_id}",
+                challenge_id=spec.id,
+                vm_id=vm_id,
+            )
             if not rebuilding:
                 self._set(spec.id, ChallengeState.BOOTING)
             await wait_until_ready(
@@ -311,7 +319,7 @@ class ChallengeManager:
             runtime.failures = 0
             self._record_vm(runtime, runtime.vm.vm_id, allocation.port, "running", "done")
             self._set(spec.id, ChallengeState.ACTIVE, reason="")
-            self.ctx.log("info", "cvm", "challenge CVM active", challenge_id=spec.id)
+            self.ctx.log("info", "cvm", f"{spec.name}: challenge CVM active", challenge_id=spec.id)
             if old is not None:
                 await self._destroy(old, "replaced by rebuilt CVM")
             self._on_active(spec.id)
@@ -330,7 +338,12 @@ class ChallengeManager:
             old, runtime.vm, runtime.compose = runtime.vm, None, None
             await self._destroy(old, "rebuild failed")
         self._set(runtime.spec.id, ChallengeState.FAILED, reason=reason)
-        self.ctx.log("error", "cvm", f"challenge failed: {reason}", challenge_id=runtime.spec.id)
+        self.ctx.log(
+            "error",
+            "cvm",
+            f"{runtime.spec.name}: challenge failed: {reason}",
+            challenge_id=runtime.spec.id,
+        )
 
     def _on_boot_info(self, challenge_id: str, info: VmInfo, rebuilding: bool) -> None:
         vm = self.ctx.state.vms.get(info.id)
@@ -364,7 +377,9 @@ class ChallengeManager:
             await self._destroy(extra, "challenge left the active list")
         self._runtimes.pop(challenge_id, None)
         self.ctx.state.drop_challenge(challenge_id)
-        self.ctx.log("info", "cvm", "challenge drained and destroyed", challenge_id=challenge_id)
+        self.ctx.log(
+            "info", "cvm", f"{runtime.spec.name}: drained and destroyed", challenge_id=challenge_id
+        )
 
     # -- VM teardown -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from validator_tui.models.platform import Job, JobResults
 from validator_tui.sanitize import clean_line
 
 CLAIM_RETRY_S = 5.0
+
+logger = logging.getLogger("validator_tui.engine")
 
 
 @dataclass(slots=True)
@@ -302,6 +305,14 @@ class JobManager:
         note = f"result {status}" + (f": {detail}" if detail and status != "sent" else "")
         self._forget_stored(job_id, state=job.state.value)
         self.ctx.state.put_job(job, note)
+        logger.info(
+            "%s, score %s in %s ms%s",
+            job.state.value,
+            "-" if job.score is None else f"{job.score:.6f}",
+            job.execution_time_ms,
+            f" ({clean_line(job.error, 200)})" if job.error else "",
+            extra={"kind": "job", "job_id": job_id, "challenge_id": job.challenge_id},
+        )
 
     # -- cancelling -----------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ def event_line(event: Event, now: float) -> Text:
     line.append(wall_time(event.at, now), style="dim")
     line.append(f" {_LEVEL_MARKS.get(event.level, '·')} ", style=style)
     line.append(f"{clean_line(event.kind, 20):<9}", style="dim")
+    if event.job_id:
+        line.append(f"job {clean_line(event.job_id, 8)} ", style="dim")
     line.append(clean_line(event.message, 500), style=style)
     return line
 
