@@ -93,10 +93,11 @@ async def _small(env: DemoEnvironment, seconds: float) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=8.0, help="let jobs flow this long")
+    parser.add_argument("--seconds", type=float, default=12.0, help="let jobs flow this long")
     args = parser.parse_args()
-    async with DemoEnvironment(seed=args.seed, jobs_per_minute=90, boot_seconds=1.0) as env:
-        env.vmm.set_evaluator(latency_s=10.0)
+    async with DemoEnvironment(
+        seed=args.seed, jobs_per_minute=120, boot_seconds=1.0, evaluator_latency_s=3.0
+    ) as env:
         await _large(env, args.seconds)
         await _small(env, args.seconds / 2)
 
