@@ -95,10 +95,18 @@ def sample(validator: Validator, started: float) -> Sample:
 
 
 class Faults:
-    """Random faults through the simulators' `/_sim/` control routes."""
+    """Random faults through the simulators' `/_sim/` control routes (cheap calls only: what
+    this process allocates shows in the engine's RSS)."""
 
-    def __init__(self, sims: SimProcesses, rng: random.Random, args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        sims: SimProcesses,
+        validator: Validator,
+        rng: random.Random,
+        args: argparse.Namespace,
+    ) -> None:
         self.sims = sims
+        self.validator = validator
         self.rng = rng
         self.args = args
         self.counts: dict[str, int] = {}
@@ -142,9 +150,9 @@ class Faults:
             if jobs:
                 await self.post(vmm, "/_sim/crash", {"id": self.rng.choice(jobs)["id"]})
         else:
-            claimed = [j for j in await self.sims.jobs() if j["status"] == "claimed"]
-            if claimed:
-                job_id = self.rng.choice(claimed)["id"]
+            running = [j.id for j in self.validator.state.jobs.values() if j.state.active]
+            if running:
+                job_id = self.rng.choice(running)
                 await self.post(platform, f"/_sim/jobs/{job_id}/cancel", {})
 
     async def run(self, every: float) -> None:
@@ -236,7 +244,7 @@ async def main() -> int:
             await asyncio.wait_for(validator.wait_started(), 30)
             started = time.monotonic()
             await sims.set_rate(args.jobs_per_minute)
-            faults = Faults(sims, rng, args)
+            faults = Faults(sims, validator, rng, args)
             background = [
                 asyncio.create_task(faults.run(args.fault_every)),
                 asyncio.create_task(sampler(validator, args.sample_s, samples, started)),

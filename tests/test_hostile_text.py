@@ -30,6 +30,7 @@ from validator_tui.sim.server import start_server
 from .conftest import ALICE
 from .engine_helpers import running, wait_for
 from .test_engine_e2e import FAST, job_vms
+from .test_tui_support import running_app, wait_until
 
 HOSTILE = (
     "\x1b]0;pwned-title\x07"  # OSC 0: window title
@@ -141,6 +142,9 @@ async def test_hostile_challenge_name_is_inert():
                 hostile = env.platform.add_challenge(name=HOSTILE)
                 await validator.check_challenge_updates()
                 await wait_for(lambda: hostile["id"] in validator.state.challenges, 5)
+                record = validator.state.challenges[hostile["id"]]
+                await wait_for(lambda: record.state.value == "failed", 5, "challenge failed")
+                assert "not a usable URL" in record.reason
                 check_engine_state(validator)
         check_log_output(text, jsonl)
 
@@ -193,3 +197,24 @@ def test_clean_line_strips_every_hostile_sequence():
     assert inert(cleaned)
     assert "evil" not in cleaned.replace("[link=https://evil.example]", "")
     assert cleaned.endswith("tail")
+
+
+async def test_tui_shows_hostile_text_as_inert_characters(tmp_path):
+    async with running_app(tmp_path, size=(120, 36)) as run:
+        env, app, pilot = run.env, run.app, run.pilot
+        jobs = [env.platform.add_job(miner_hotkey=HOSTILE) for _ in range(2)]
+        env.platform.add_challenge(name=HOSTILE)
+        await wait_until(pilot, lambda: app.feed.row_count == 2, "hostile jobs listed")
+        await app.validator.check_challenge_updates()
+        challenges = app.validator.state.challenges
+        await wait_until(pilot, lambda: len(challenges) == 4, "hostile challenge listed")
+        hostile = next(c for c in challenges.values() if c.name == HOSTILE)
+        await wait_until(pilot, lambda: hostile.state.value == "failed", "hostile challenge failed")
+        assert "not a usable URL" in hostile.reason
+        await pilot.pause(0.5)
+        screenshot = app.export_screenshot()
+        assert app.size == (120, 36)
+        assert {job["id"] for job in jobs} <= set(app.feed.jobs)
+        for payload in ("pwned", "cm0gLXJmIH4", "c1-title", "\x1b", "\x07", "\x00"):
+            assert payload not in screenshot
+        assert 'href="https://evil.example' not in screenshot

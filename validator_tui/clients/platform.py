@@ -24,7 +24,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from validator_tui.clients.backoff import Backoff, full_jitter
-from validator_tui.clients.errors import ApiError, ClaimLost, DecodeError, NetworkError
+from validator_tui.clients.errors import (
+    ApiError,
+    ClaimLost,
+    ClientError,
+    DecodeError,
+    NetworkError,
+)
 from validator_tui.clients.orm_guard import check_read_only
 from validator_tui.models.platform import (
     Challenge,
@@ -204,9 +210,12 @@ class PlatformClient:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """One request; transport failures and timeouts become NetworkError."""
+        """One request; transport failures and timeouts become NetworkError, a URL that cannot
+        be requested (e.g. built from a hostile `github_repo`) a ClientError."""
         try:
             return await self._http.request(method, url, content=content, headers=headers)
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"{what}: not a usable URL: {clean_line(str(exc), 200)}") from None
         except httpx.TimeoutException as exc:
             raise NetworkError(f"{what}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
