@@ -55,3 +55,18 @@ def test_timeline_bounded():
         state.put_job(job, f"note {i}")
     assert len(job.timeline) <= 50
     assert job.timeline[-1].text == "note 499"
+
+
+def test_old_finished_jobs_keep_no_logs():
+    state = EngineState("hk", max_job_history=1000)
+    for i in range(300):
+        job = JobRecord(id=f"j{i}", challenge_id="c", logs=["x" * 100] * 50, metrics={"a": 1})
+        for n in range(10):
+            state.put_job(job, f"step {n}")
+        job.state = JobState.COMPLETED
+        job.score = 0.5
+        state.put_job(job, "done")
+    old, recent = state.jobs["j0"], state.jobs["j299"]
+    assert old.logs == [] and old.metrics == {} and len(old.timeline) <= 4
+    assert old.score == 0.5 and old.timeline[-1].text == "done"
+    assert len(recent.logs) == 50 and len(recent.timeline) == 11

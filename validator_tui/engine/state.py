@@ -29,6 +29,10 @@ from validator_tui.engine.records import (
 THROUGHPUT_BUCKET_S = 10.0
 THROUGHPUT_BUCKETS = 60
 MAX_TIMELINE = 50
+#: Finished jobs keep their logs, metrics and full timeline only while among the latest this many;
+#: older ones keep state, score, error and a short timeline (bounded memory over weeks).
+DETAILED_FINISHED_JOBS = 200
+SHORT_TIMELINE = 4
 
 T = TypeVar("T")
 
@@ -108,6 +112,7 @@ class EngineState:
         self._vms: _Keyed[VmRecord] = _Keyed()
         self._finished: deque[str] = deque()
         self._finished_ids: set[str] = set()
+        self._detailed: deque[str] = deque()
         self._max_job_history = max_job_history
         self.events: deque[Event] = deque(maxlen=max_events)
         self._event_seq = 0
@@ -141,9 +146,19 @@ class EngineState:
         if job.state.finished and job.id not in self._finished_ids:
             self._finished.append(job.id)
             self._finished_ids.add(job.id)
+            self._detailed.append(job.id)
+            if len(self._detailed) > DETAILED_FINISHED_JOBS:
+                self._strip_details(self._detailed.popleft())
             self._trim_history()
         elif is_new and len(self._jobs.items) > 4 * self._max_job_history:
             self.event("warn", "history", "more than 4x max_job_history jobs are unfinished")
+
+    def _strip_details(self, job_id: str) -> None:
+        job = self._jobs.items.get(job_id)
+        if job is not None and job.state.finished:
+            job.logs = []
+            job.metrics = {}
+            job.timeline = job.timeline[-SHORT_TIMELINE:]
 
     def _trim_history(self) -> None:
         while len(self._finished) > self._max_job_history:
