@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from validator_tui.clients.errors import ApiError, VmmError
 from validator_tui.clients.platform import PlatformClient
-from validator_tui.clients.vmm import VmmClient
+from validator_tui.clients.vmm import MAX_LOG_LINE_BYTES, VmmClient
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.validator import Validator
 from validator_tui.logs import JsonFormatter, TextFormatter
@@ -218,3 +218,27 @@ async def test_tui_shows_hostile_text_as_inert_characters(tmp_path):
         for payload in ("pwned", "cm0gLXJmIH4", "c1-title", "\x1b", "\x07", "\x00"):
             assert payload not in screenshot
         assert 'href="https://evil.example' not in screenshot
+
+
+async def test_vm_log_stream_with_an_endless_line_stays_bounded():
+    async def body():
+        yield b"first\n"
+        for _ in range(80):  # 5 MB without a newline
+            yield b"A" * 65536
+        yield b"\x1b]52;c;cm0gLXJmIH4=\x07tail of the long line\n" + HOSTILE.encode() + b"\n"
+        yield b"last\xff\n"
+
+    async def logs(request):
+        return StreamingResponse(body(), media_type="text/plain")
+
+    server = await start_server(Starlette(routes=[Route("/logs", logs)]))
+    try:
+        async with VmmClient(server.url) as vmm:
+            lines = [line async for line in vmm.logs("vm-1", follow=True)]
+    finally:
+        await server.stop()
+    assert lines[0] == "first" and lines[-1] == "last\ufffd"
+    assert len(lines[1]) == MAX_LOG_LINE_BYTES and "tail of the long line" not in "".join(lines)
+    assert max(len(line) for line in lines) == MAX_LOG_LINE_BYTES and len(lines) == 5
+    assert all(inert(clean_line(line)) for line in lines)
+    assert "pwned" not in clean_line(lines[2])

@@ -59,6 +59,11 @@ WS_HEALTHY_AFTER = 10.0
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+#: httpcore checks every idle pooled connection on each request: a small idle pool is faster
+#: (measured: 100 -> 16 idle connections, 13.8 -> 11.7 CPU ms per job end to end).
+KEEPALIVE = 16
+
+
 class SubmitOutcome(enum.Enum):
     """What the platform did with a result."""
 
@@ -105,7 +110,7 @@ class PlatformClient:
             base_url=self.base_url,
             headers={HOTKEY_HEADER: hotkey},
             timeout=timeout,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=KEEPALIVE),
         )
 
     async def __aenter__(self) -> Self:
