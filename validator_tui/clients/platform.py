@@ -32,6 +32,7 @@ from validator_tui.clients.errors import (
     NetworkError,
 )
 from validator_tui.clients.orm_guard import check_read_only
+from validator_tui.clients.pool import POOL_LIMITS
 from validator_tui.models.platform import (
     Challenge,
     ChallengesResponse,
@@ -57,11 +58,6 @@ WS_FIRST_DELAY = 0.5
 WS_HEALTHY_AFTER = 10.0
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-#: httpcore checks every idle pooled connection on each request: a small idle pool is faster
-#: (measured: 100 -> 16 idle connections, 13.8 -> 11.7 CPU ms per job end to end).
-KEEPALIVE = 16
 
 
 class SubmitOutcome(enum.Enum):
@@ -110,7 +106,7 @@ class PlatformClient:
             base_url=self.base_url,
             headers={HOTKEY_HEADER: hotkey},
             timeout=timeout,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=KEEPALIVE),
+            limits=POOL_LIMITS,
         )
 
     async def __aenter__(self) -> Self:
