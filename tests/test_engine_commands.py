@@ -47,7 +47,10 @@ async def test_random_command_storm_keeps_quota_exact():
             assert any(o.ok for o in outcomes) and any(not o.ok for o in outcomes)
             assert all(o.message for o in outcomes)
             await validator.set_auto_claim(True)
-            await wait_for(lambda: all_challenges_active(validator), 30, "challenges active again")
+            for challenge in list(validator.state.challenges.values()):
+                if challenge.vm_id and challenge.vm_status in ("stopped", "exited"):
+                    assert (await validator.start_vm(challenge.vm_id)).ok
+            await wait_for(lambda: all_challenges_active(validator), 60, "challenges active again")
             await wait_for(
                 lambda: (
                     all(job.state.finished for job in validator.state.jobs.values())

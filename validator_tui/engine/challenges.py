@@ -234,6 +234,7 @@ class ChallengeManager:
         if spec is not None:
             runtime.spec = spec
             self._ensure_record(spec)
+        runtime.failures = 0
         self._start(runtime, partial(self._provision, runtime))
         return True
 
@@ -402,7 +403,7 @@ class ChallengeManager:
                     self.ctx.publish_quota()
                 self.ctx.store.delete_challenge_vm(vm_id)
                 runtime.vm, runtime.compose = None, None
-                runtime.retry_after = 0.0
+                runtime.failures, runtime.retry_after = 0, 0.0
                 self._set(runtime.spec.id, ChallengeState.FAILED, reason="CVM removed by operator")
 
     def on_vm_info(self, info: VmInfo) -> None:
