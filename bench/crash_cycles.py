@@ -77,6 +77,7 @@ async def run(args: argparse.Namespace) -> int:
             evaluator_latency_s=0.2,
         )
         async with env:
+            logging.getLogger("uvicorn.error").disabled = True  # client-disconnect tracebacks
             config: ValidatorConfig = env.config  # type: ignore[assignment]
             config_path = write_config(config, workdir / "config.toml")
             log_path = workdir / "engine.log"
@@ -168,7 +169,6 @@ def main() -> int:
     parser.add_argument("--max-up", type=float, default=3.0, help="longest life before a kill")
     parser.add_argument("--settle-timeout", type=float, default=120.0)
     args = parser.parse_args()
-    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # client-disconnect tracebacks
     print(
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}"

@@ -165,20 +165,22 @@ class ValidatorApp(App[None]):
             self.query_one(EventLog).note("warn", "the engine stopped", self.clock())
 
     def refresh_from_engine(self) -> None:
-        """Apply what changed in the engine since the last call (nothing when nothing did)."""
+        """Apply what changed in the engine since the last call, and once a second refresh the
+        relative times (nothing at all when neither is due)."""
         now = self.clock()
         state = self.validator.state
-        if state.version != self._version:
-            delta = state.changes_since(self._version, self._event_seq)
-            with self.batch_update():
-                self._apply(delta, now)
-        elif int(now) != self._last_second:
-            with self.batch_update():
+        changed = state.version != self._version
+        new_second = int(now) != self._last_second
+        if not changed and not new_second:
+            return
+        with self.batch_update():
+            if changed:
+                self._apply(state.changes_since(self._version, self._event_seq), now)
+            if new_second:
                 self._tick(now)
 
     def _apply(self, delta: StateDelta, now: float) -> None:
         self._version = delta.version
-        self._last_second = int(now)
         feed, table = self.feed, self.challenge_table
         removed_jobs: list[str] = delta.removed_jobs
         removed_challenges: list[str] = delta.removed_challenges
@@ -195,8 +197,6 @@ class ValidatorApp(App[None]):
         table.apply(delta.challenges, removed_challenges, now)
         feed.rename_challenges(table.names(), now)
         feed.apply(delta.jobs, removed_jobs, now)
-        feed.tick(now)
-        table.tick(now)
         if delta.events:
             self._event_seq = delta.events[-1].seq
             self.query_one(EventLog).add_events(delta.events, now)
@@ -393,7 +393,8 @@ class ValidatorApp(App[None]):
             self.push_screen(JobDetailsScreen(job.id, self._lookup_job, self.clock))
 
     def _lookup_job(self, job_id: str) -> tuple[JobRecord | None, str]:
-        job = self.feed.jobs.get(job_id)
+        """The job as the feed shows it, else from the engine's history (the feed is bounded)."""
+        job = self.feed.jobs.get(job_id) or self.validator.state.jobs.get(job_id)
         if job is None:
             return None, ""
         return job, self.challenge_table.names().get(job.challenge_id, job.challenge_id)

@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from validator_tui.tui.widgets.job_feed import MAX_FEED_JOBS
+
 KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "Jobs",
@@ -44,6 +46,10 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ),
 )
 
+FEED_NOTE = (
+    f"the feed shows the latest {MAX_FEED_JOBS} jobs; older ones stay in the engine's history"
+)
+
 
 def help_table(read_only: bool) -> Table:
     """The key table; in read-only mode it says that every command is refused."""
@@ -54,6 +60,8 @@ def help_table(read_only: bool) -> Table:
         table.add_row("", Text(section, style="bold underline"))
         for key, what in keys:
             table.add_row(Text(key), Text(what))
+        if section == "Jobs":
+            table.add_row("", Text(FEED_NOTE, style="dim"))
         table.add_row("", "")
     if read_only:
         table.add_row("", Text("read-only mode: every command is refused", style="bold yellow"))

@@ -1,7 +1,13 @@
-"""The job feed: one keyed row per job, newest first, filterable, updated by diff."""
+"""The job feed: one keyed row per recent job, newest first, filterable, updated by diff.
+
+The feed holds at most `MAX_FEED_JOBS` jobs: when more arrive, the oldest finished ones leave
+the feed (never an unfinished job, and the one under the cursor only when nothing else can
+go). They stay in the engine's history, where the details screen still finds them.
+"""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 
 from rich.text import Text
@@ -19,6 +25,9 @@ from validator_tui.tui.format import (
 )
 from validator_tui.tui.widgets.keyed_table import Cell, ColumnSpec, KeyedTable
 
+#: The feed shows the latest this many jobs; older ones stay in the engine's history.
+MAX_FEED_JOBS = 500
+
 COLUMNS = (
     ColumnSpec("job", "Job", 8),
     ColumnSpec("challenge", "Challenge", 14),
@@ -28,10 +37,11 @@ COLUMNS = (
     ColumnSpec("elapsed", "Elapsed", 7),
     ColumnSpec("vm", "VM", 8),
 )
+ELAPSED = 5
 
 
 class JobFeed(KeyedTable):
-    """Every job the engine knows, newest first; `filter_text` hides rows that don't match."""
+    """The latest jobs the engine knows, newest first; `filter_text` hides rows that don't match."""
 
     BINDINGS = [
         Binding("c", "app.claim_job", "Claim"),
@@ -42,9 +52,10 @@ class JobFeed(KeyedTable):
         Binding("D", "app.remove_vm", "Remove VM", show=False),
     ]
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, max_jobs: int = MAX_FEED_JOBS, id: str | None = None) -> None:
         super().__init__(COLUMNS, sort_key="job", sort_reverse=True, id=id)
         self.border_title = "Jobs"
+        self.max_jobs = max_jobs
         self.jobs: dict[str, JobRecord] = {}
         self.challenge_names: dict[str, str] = {}
         self.filter_text = ""
@@ -56,23 +67,29 @@ class JobFeed(KeyedTable):
         return None if key is None else self.jobs.get(key)
 
     def apply(self, changed: Iterable[JobRecord], removed: Iterable[str], now: float) -> None:
-        """Update the rows of changed jobs and drop removed ones; the cursor keeps its job."""
+        """Update the rows of changed jobs, drop removed ones and the oldest finished ones
+        beyond `max_jobs`; the cursor keeps its job."""
         keep = self.selected_key
         for job_id in removed:
-            self.jobs.pop(job_id, None)
-            self.discard(job_id)
+            self._drop(job_id)
+        changed = list(changed)
         for job in changed:
             self.jobs[job.id] = job
-            self._show(job, now)
+        self._evict(keep)
+        for job in changed:
+            if self.jobs.get(job.id) is job:
+                self._show(job, now)
         self.settle(keep)
         self._update_title()
 
     def tick(self, now: float) -> None:
-        """Refresh the elapsed time of unfinished jobs."""
+        """Refresh the elapsed time of unfinished jobs (only cells whose text changes)."""
         keep = self.selected_key
         for job in self.jobs.values():
-            if not job.state.finished and self.has_row(job.id):
-                self._show(job, now)
+            if job.state.finished or not job.claimed_at or not self.has_row(job.id):
+                continue
+            elapsed = job.elapsed(now)
+            self.set_cell(job.id, ELAPSED, Cell(duration(elapsed), elapsed))
         self.settle(keep)
 
     def rename_challenges(self, names: dict[str, str], now: float) -> None:
@@ -93,6 +110,22 @@ class JobFeed(KeyedTable):
             self._show(job, now)
         self.settle(keep)
         self._update_title()
+
+    def _drop(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+        self.discard(job_id)
+
+    def _evict(self, keep: str | None) -> None:
+        """Drop the oldest finished jobs while the feed holds more than `max_jobs`."""
+        excess = len(self.jobs) - self.max_jobs
+        if excess <= 0:
+            return
+        finished = (job for job in self.jobs.values() if job.state.finished)
+        oldest = heapq.nsmallest(
+            excess, finished, key=lambda job: (job.id == keep, job.created_at, job.id)
+        )
+        for job in oldest:
+            self._drop(job.id)
 
     def _show(self, job: JobRecord, now: float) -> None:
         cells = self.cells(job, now)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
@@ -61,6 +63,7 @@ class KeyedTable(DataTable[Cell]):
         self.sort_key = sort_key
         self.sort_reverse = sort_reverse
         self._needs_sort = False
+        self._removing = False
 
     def on_mount(self) -> None:
         for spec in self._specs:
@@ -89,25 +92,53 @@ class KeyedTable(DataTable[Cell]):
         old = self._cells.get(key)
         if old is None:
             self.add_row(*cells, key=key)
+            self._cells[key] = cells
             self._needs_sort = True
-        else:
-            for column, (before, after) in enumerate(zip(old, cells, strict=True)):
-                if not before.same_as(after):
-                    self.update_cell(key, self._keys[column], after)
-                    if (
-                        self._keys[column] == self.sort_key
-                        and before.sort_value != after.sort_value
-                    ):
-                        self._needs_sort = True
-        self._cells[key] = cells
+            return
+        for column, cell in enumerate(cells):
+            self.set_cell(key, column, cell)
+
+    def set_cell(self, key: str, column: int, cell: Cell) -> None:
+        """Show `cell` in column number `column` of a shown row, unless it looks the same."""
+        row = self._cells[key]
+        before = row[column]
+        if before.same_as(cell):
+            return
+        row[column] = cell
+        self.update_cell(key, self._keys[column], cell)
+        if self._keys[column] == self.sort_key and before.sort_value != cell.sort_value:
+            self._needs_sort = True
 
     def discard(self, key: str) -> None:
         """Remove the row if it is shown."""
         if self._cells.pop(key, None) is not None:
+            self._removing = True
             try:
                 self.remove_row(key)
             except RowDoesNotExist:
                 return
+            finally:
+                self._removing = False
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        """As `Widget.refresh`, but removing a row repaints without a screen-wide layout.
+
+        `DataTable.remove_row` asks for a layout every time; the table's size is its
+        stylesheet's, and its scrollable height is re-measured when idle (a changed
+        `virtual_size` lays the screen out again by itself), so the repaint is enough.
+        """
+        return super().refresh(
+            *regions,
+            repaint=repaint,
+            layout=layout and not self._removing,
+            recompose=recompose,
+        )
 
     def has_row(self, key: str) -> bool:
         return key in self._cells

@@ -49,9 +49,12 @@ def gauge_rows(usage: QuotaUsage) -> list[tuple[str, int, int, str]]:
 
 
 class QuotaGauges(Widget):
-    """One bar per resource; with the `compact` class a single `cpu 8/16 · mem …` line."""
+    """One bar per resource; with the `compact` class a single `cpu 8/16 · mem …` line.
 
-    usage: reactive[QuotaUsage] = reactive(_EMPTY, layout=True)
+    A new `usage` only repaints: the number of lines never changes with it.
+    """
+
+    usage: reactive[QuotaUsage] = reactive(_EMPTY)
 
     def render(self) -> Text:
         rows = gauge_rows(self.usage)

@@ -12,7 +12,10 @@ _SEP = (" │ ", "dim")
 
 
 class StatusBar(Static):
-    """Renders a `Header` snapshot; re-renders only when what it shows has changed."""
+    """Renders a `Header` snapshot; re-renders only when what it shows has changed.
+
+    Its size comes from the stylesheet, so an update repaints it without a screen layout.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -23,7 +26,7 @@ class StatusBar(Static):
         text = render_header(header, now)
         if text.markup != self._shown:
             self._shown = text.markup
-            self.update(text)
+            self.update(text, layout=False)
 
 
 def render_header(header: Header, now: float) -> Text:
