@@ -46,7 +46,7 @@ def env_options(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 
 async def wait_until(
-    pilot: Pilot[Any], predicate: Callable[[], bool], what: str, timeout: float = 10.0
+    pilot: Pilot[Any], predicate: Callable[[], bool], what: str, timeout: float = 20.0
 ) -> None:
     """Let the app run until `predicate()` holds; fail with `what` after `timeout` seconds."""
     loop = asyncio.get_running_loop()
