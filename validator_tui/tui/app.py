@@ -12,6 +12,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
@@ -173,11 +174,15 @@ class ValidatorApp(App[None]):
         new_second = int(now) != self._last_second
         if not changed and not new_second:
             return
-        with self.batch_update():
-            if changed:
-                self._apply(state.changes_since(self._version, self._event_seq), now)
-            if new_second:
-                self._tick(now)
+        try:
+            with self.batch_update():
+                if changed:
+                    self._apply(state.changes_since(self._version, self._event_seq), now)
+                if new_second:
+                    self._tick(now)
+        except NoMatches:
+            if not (self._exit or self._closing):
+                raise
 
     def _apply(self, delta: StateDelta, now: float) -> None:
         self._version = delta.version
