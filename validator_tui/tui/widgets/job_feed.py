@@ -68,8 +68,10 @@ class JobFeed(KeyedTable):
 
     def apply(self, changed: Iterable[JobRecord], removed: Iterable[str], now: float) -> None:
         """Update the rows of changed jobs, drop removed ones and the oldest finished ones
-        beyond `max_jobs`; the cursor keeps its job."""
-        keep = self.selected_key
+        beyond `max_jobs`. A cursor on the top row stays on the top row (it follows the newest
+        job, like `tail -f`); anywhere else it keeps its job."""
+        following = self.cursor_row == 0
+        keep = None if following else self.selected_key
         for job_id in removed:
             self._drop(job_id)
         changed = list(changed)
@@ -80,6 +82,8 @@ class JobFeed(KeyedTable):
             if self.jobs.get(job.id) is job:
                 self._show(job, now)
         self.settle(keep)
+        if following and self.row_count:
+            self.move_cursor(row=0, scroll=True)
         self._update_title()
 
     def tick(self, now: float) -> None:
