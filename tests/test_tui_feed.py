@@ -97,3 +97,19 @@ async def test_details_of_a_job_that_left_the_feed(tmp_path: Path) -> None:
         select_row(app.feed, app.feed.row_keys()[0])
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, JobDetailsScreen), "details")
+
+
+async def test_cursor_on_top_row_follows_the_newest_job() -> None:
+    app = FeedApp(max_jobs=50)
+    async with app.run_test() as pilot:
+        feed = app.query_one(JobFeed)
+        feed.apply([job(i) for i in range(3)], [], FIXED_NOW)
+        await pilot.pause()
+        assert feed.selected_key == "j002"
+        feed.apply([job(3)], [], FIXED_NOW)
+        await pilot.pause()
+        assert feed.cursor_row == 0 and feed.selected_key == "j003"
+        select_row(feed, "j002")
+        feed.apply([job(4)], [], FIXED_NOW)
+        await pilot.pause()
+        assert feed.selected_key == "j002"
