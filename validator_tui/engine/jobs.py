@@ -58,6 +58,7 @@ class JobManager:
         self._claim_tasks: set[asyncio.Task[Outcome]] = set()
         self.stopping = False
         self._retry_claim_at: dict[str, float] = {}
+        self._pending: dict[str, None] = {}
         self._poll_lock = asyncio.Lock()
         self.claim_sent_ns: dict[str, int] = {}
 
@@ -104,6 +105,7 @@ class JobManager:
                 miner_hotkey=clean_line(miner, 100),
             )
             self.ctx.state.put_job(record, "seen pending")
+            self._pending[job_id] = None
         elif record.state is JobState.PENDING and (submission_id and not record.submission_id):
             record.submission_id = clean_line(submission_id, 200)
             record.miner_hotkey = clean_line(miner, 100)
@@ -118,9 +120,11 @@ class JobManager:
 
     def claim_what_fits(self) -> None:
         """Start claims for pending jobs, oldest first, while capacity allows."""
-        pending = [j for j in self.ctx.state.jobs.values() if j.state is JobState.PENDING]
-        pending.sort(key=lambda j: j.created_at)
-        for record in pending:
+        for job_id in list(self._pending):
+            record = self.ctx.state.jobs.get(job_id)
+            if record is None or record.state is not JobState.PENDING:
+                del self._pending[job_id]
+                continue
             if record.id in self._claiming or not self.has_capacity(record):
                 continue
             if self._retry_claim_at.get(record.id, 0.0) > time.monotonic():
