@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -57,6 +58,7 @@ class Validator:
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self.ctx: EngineContext | None = None
         self.jobs: JobManager | None = None
         self.challenges: ChallengeManager | None = None
@@ -177,9 +179,10 @@ class Validator:
 
     async def _shutdown(self, ctx: EngineContext) -> None:
         assert self.jobs is not None and self.challenges is not None
-        for task in self._loops:
+        stopping = [*self._loops, *self._tasks]
+        for task in stopping:
             task.cancel()
-        for task in self._loops:
+        for task in stopping:
             with contextlib.suppress(BaseException):
                 await task
         await self.jobs.shutdown()
@@ -306,9 +309,15 @@ class Validator:
                     "challenge updated: rebuilding its CVM",
                     challenge_id=message.challenge_id,
                 )
-                await self.check_challenge_updates()
+                self._background(self.check_challenge_updates())
         else:
             self.ctx.log("warn", "ws", f"ignored unknown message type {message.type!r}")
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` without holding up the WebSocket reader (a new_job may be next)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_ws_state(self, ws: WsState) -> None:
         self.state.header.platform = ConnectionView(
