@@ -8,8 +8,9 @@ import httpx
 
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.naming import VmNaming
+from validator_tui.engine.records import ChallengeState
 from validator_tui.engine.store import Store
-from validator_tui.models.platform import JobResults
+from validator_tui.models.platform import Challenge, JobResults
 
 from .engine_helpers import running, wait_for
 
@@ -97,3 +98,26 @@ async def test_unsent_results_are_resent_after_restart(tmp_path):
         store = Store(tmp_path / "state.sqlite3")
         assert store.pending_results() == []
         store.close()
+
+
+async def test_challenge_manager_reference_methods():
+    async with DemoEnvironment(seed=24, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
+        async with running(env.config) as validator:
+            manager = validator.challenges
+            challenge = env.platform.challenges()[0]
+            status = manager.get_challenge_status(challenge["id"])
+            assert status is not None and status.state is ChallengeState.ACTIVE
+            old_vm = status.vm_id
+            rebuilt = await manager.update_challenge(challenge["id"])
+            assert rebuilt is not None and rebuilt.state is ChallengeState.ACTIVE
+            assert rebuilt.vm_id != old_vm
+            spec = Challenge.model_validate(challenge)
+            await manager.destroy_challenge(challenge["id"])
+            assert manager.get_challenge_status(challenge["id"]) is None
+            live = {vm["id"] for vm in env.vmm.vms() if vm["status"] != "removing"}
+            assert rebuilt.vm_id not in live
+            again = await manager.provision_challenge(spec)
+            assert again.state is ChallengeState.ACTIVE and again.vm_id in {
+                vm["id"] for vm in env.vmm.vms()
+            }
+            assert validator.ctx.quota.get_usage().allocations == 3

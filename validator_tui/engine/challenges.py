@@ -84,14 +84,6 @@ class ChallengeManager:
         runtime = self._runtimes.get(challenge_id)
         return runtime.compose if runtime and runtime.vm else None
 
-    def owned_vm_ids(self) -> set[str]:
-        ids: set[str] = set()
-        for runtime in self._runtimes.values():
-            if runtime.vm:
-                ids.add(runtime.vm.vm_id)
-            ids.update(vm.vm_id for vm in runtime.extra_vms)
-        return ids
-
     # -- start-up adoption -----------------------------------------------------------------
 
     def offer_existing(self, vms: list[VmInfo]) -> None:

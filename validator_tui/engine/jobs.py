@@ -364,9 +364,6 @@ class JobManager:
         if runs:
             await asyncio.wait([r.task for r in runs], timeout=timeout)
 
-    def running_jobs(self) -> int:
-        return len(self._runs)
-
     # -- helpers --------------------------------------------------------------------------
 
     def _release(self, allocation: Allocation) -> None:

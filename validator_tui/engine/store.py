@@ -193,10 +193,6 @@ class Store:
             (last_error, time.time(), job_id),
         )
 
-    def count_results(self, status: str) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE status = ?", (status,)).fetchone()
-        return int(row[0])
-
     def prune(self, keep_seconds: float = 7 * 86400, keep_rows: int = 10000) -> None:
         """Forget finished jobs and answered results older than `keep_seconds`, and all but the
         newest `keep_rows` of each (bounded size at any job rate). In-flight jobs and unsent
