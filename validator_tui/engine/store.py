@@ -137,9 +137,6 @@ class Store:
             ),
         )
 
-    def delete_job(self, job_id: str) -> None:
-        self._write("DELETE FROM jobs WHERE id = ?", (job_id,))
-
     def in_flight_jobs(self) -> list[StoredJob]:
         """Jobs a previous run claimed (or was claiming) and did not finish."""
         marks = ",".join("?" * len(IN_FLIGHT))
