@@ -3,40 +3,21 @@ real engine and the loopback simulators."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from rich.console import Console
 from textual.command import CommandList
 from textual.widgets import DataTable, Input, Select, Static, TextArea
 
-from tests.test_tui_support import running_app, select_row, wait_until
+from tests.test_tui_support import (
+    running_app,
+    select_row,
+    sim_job_ids,
+    wait_until,
+)
 from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.help import HelpScreen
 from validator_tui.tui.screens.orm import OrmScreen
-
-
-def _sim_job_ids(env) -> list[str]:
-    return [job["id"] for job in env.platform.jobs()]
-
-
-def _footer_actions(app) -> set[str]:
-    return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
-
-
-def _plain(renderable) -> str:
-    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
-    console.print(renderable)
-    return console.export_text()
-
-
-def _enabled(app) -> set[str]:
-    return {
-        name
-        for name in ("claim_job", "cancel_job", "job_details", "start_vm", "stop_vm", "remove_vm")
-        if app.check_action(name, ()) is True
-    }
 
 
 async def test_rebuild_challenge_after_confirm(tmp_path: Path) -> None:
@@ -150,7 +131,7 @@ async def test_read_only_hides_and_refuses_every_command(tmp_path: Path) -> None
             assert app.check_action(name, ()) is False
         shown = {b.binding.action.removeprefix("app.") for b in app.screen.active_bindings.values()}
         assert not shown & commands
-        job_id = _sim_job_ids(r.env)[0]
+        job_id = sim_job_ids(r.env)[0]
         select_row(app.feed, job_id)
         await pilot.press("c", "a", "o")
         await pilot.pause(0.3)
@@ -184,7 +165,7 @@ async def test_vm_console_follows_selection(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=1) as r:
         app, pilot = r.app, r.pilot
         r.env.vmm.set_evaluator(latency_s=30.0)
-        job_id = _sim_job_ids(r.env)[0]
+        job_id = sim_job_ids(r.env)[0]
         select_row(app.feed, job_id)
         await pilot.press("c")
         await wait_until(

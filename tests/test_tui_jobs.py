@@ -3,67 +3,51 @@ against the real engine and the loopback simulators."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from rich.console import Console
 from textual.widgets import Input, Static
 
 from tests.conftest import ALICE
-from tests.test_tui_support import running_app, select_row, wait_until
+from tests.test_tui_support import (
+    enabled_actions,
+    footer_actions,
+    plain_text,
+    running_app,
+    select_row,
+    sim_job_ids,
+    wait_until,
+)
 from validator_tui.engine.records import JobState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.job_details import JobDetailsScreen
 
 
-def _sim_job_ids(env) -> list[str]:
-    return [job["id"] for job in env.platform.jobs()]
-
-
-def _footer_actions(app) -> set[str]:
-    return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
-
-
-def _plain(renderable) -> str:
-    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
-    console.print(renderable)
-    return console.export_text()
-
-
-def _enabled(app) -> set[str]:
-    return {
-        name
-        for name in ("claim_job", "cancel_job", "job_details", "start_vm", "stop_vm", "remove_vm")
-        if app.check_action(name, ()) is True
-    }
-
-
 async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=3) as r:
         app, pilot = r.app, r.pilot
-        target = _sim_job_ids(r.env)[1]
+        target = sim_job_ids(r.env)[1]
         select_row(app.feed, target)
         await pilot.pause()
-        assert "app.claim_job" in _footer_actions(app)
+        assert "app.claim_job" in footer_actions(app)
         await pilot.press("c")
         await wait_until(
             pilot, lambda: app.feed.jobs[target].state is JobState.COMPLETED, "job completed"
         )
         assert r.env.platform.job(target)["claimed_by"] == ALICE
         await wait_until(pilot, lambda: target in r.env.platform.results(), "result accepted")
-        others = [j for j in _sim_job_ids(r.env) if j != target]
+        others = [j for j in sim_job_ids(r.env) if j != target]
         assert all(app.feed.jobs[j].state is JobState.PENDING for j in others)
         row = app.feed.get_row(target)
         assert row[3].plain == "✓ completed"
         assert app.validator.state.header.counters.completed == 1
-        await wait_until(pilot, lambda: "claim_job" not in _enabled(app), "claim greyed")
+        await wait_until(pilot, lambda: "claim_job" not in enabled_actions(app), "claim greyed")
 
 
 async def test_cancel_running_job_asks_first(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=1) as r:
         app, pilot = r.app, r.pilot
         r.env.vmm.set_evaluator(latency_s=30.0)
-        job_id = _sim_job_ids(r.env)[0]
+        job_id = sim_job_ids(r.env)[0]
         select_row(app.feed, job_id)
         await pilot.press("c")
         await wait_until(
@@ -105,7 +89,7 @@ async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
             lambda: all(job.state is JobState.COMPLETED for job in app.feed.jobs.values()),
             "both jobs completed",
         )
-        assert set(r.env.platform.results()) == set(_sim_job_ids(r.env))
+        assert set(r.env.platform.results()) == set(sim_job_ids(r.env))
         await pilot.press("a")
         await wait_until(pilot, lambda: not app.header.auto_claim, "auto-claim off again")
         (new_job,) = [job["id"] for job in r.env.platform.add_jobs(1)]
@@ -166,7 +150,7 @@ async def test_job_details_screen_is_sanitised(tmp_path: Path) -> None:
         await pilot.press("enter")
         assert isinstance(app.screen, JobDetailsScreen)
         await pilot.pause()
-        text = _plain(app.screen.query_one("#details-body", Static).content)
+        text = plain_text(app.screen.query_one("#details-body", Static).content)
         assert job["id"] in text
         assert "[bold red]EVIL[/]" in text
         assert "\x1b" not in text
@@ -181,7 +165,7 @@ async def test_quit_with_running_jobs_confirms_then_stops_engine(tmp_path: Path)
     async with running_app(tmp_path, pending=1) as r:
         app, pilot = r.app, r.pilot
         r.env.vmm.set_evaluator(latency_s=30.0)
-        job_id = _sim_job_ids(r.env)[0]
+        job_id = sim_job_ids(r.env)[0]
         select_row(app.feed, job_id)
         await pilot.press("c")
         await wait_until(

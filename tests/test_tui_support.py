@@ -8,6 +8,7 @@ the app in a fresh event loop of its own.
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rich.console import Console
 from textual.pilot import Pilot
 
 from validator_tui.demo import DemoEnvironment, build_validator
@@ -146,3 +148,29 @@ class SimThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+
+def sim_job_ids(env: Any) -> list[str]:
+    """Ids of every job the platform simulator holds."""
+    return [job["id"] for job in env.platform.jobs()]
+
+
+def footer_actions(app: Any) -> set[str]:
+    """Actions the active screen's footer offers as enabled."""
+    return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
+
+
+def plain_text(renderable: Any) -> str:
+    """A Rich renderable as plain text, no colour."""
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def enabled_actions(app: Any) -> set[str]:
+    """Which of the selection-dependent actions `check_action` allows now."""
+    return {
+        name
+        for name in ("claim_job", "cancel_job", "job_details", "start_vm", "stop_vm", "remove_vm")
+        if app.check_action(name, ()) is True
+    }
