@@ -38,6 +38,9 @@ from validator_tui.config_io import write_config
 from validator_tui.demo import find_free_port_range
 
 REPO = Path(__file__).resolve().parent.parent
+# Bench scripts share the test suite's harnesses (tests/support): make the repository importable.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 HOTKEYS = (
     "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
     "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty",

@@ -17,36 +17,19 @@ import os
 import platform
 import random
 import signal
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+import benchlib  # noqa: F401  (puts the repository root on sys.path)
+
+from tests.support.crash import start_engine
 from validator_tui.config import ValidatorConfig
 from validator_tui.config_io import write_config
 from validator_tui.demo import DemoEnvironment
 
 ENGINE = {"poll_interval_s": 0.5, "vm_poll_interval_s": 0.05, "job_timeout_s": 30.0}
-
-
-async def start_engine(config_path: Path, log_path: Path) -> asyncio.subprocess.Process:
-    """`validator-tui run --headless` as a child process, appending to `log_path`."""
-    with log_path.open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "validator_tui",
-            "run",
-            "--headless",
-            "--config",
-            str(config_path),
-            "--log-format",
-            "json",
-            stdout=log,
-            stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 async def settle(env: DemoEnvironment, hotkey: str, timeout: float) -> bool:

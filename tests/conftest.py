@@ -1,6 +1,3 @@
-"""Shared fixtures: the loopback simulators and test identities."""
+"""Fixtures shared by every suite: the loopback simulators (see tests/support)."""
 
-pytest_plugins = ["tests.fixtures.platform_sim", "tests.fixtures.vmm_sim"]
-
-ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
-BOB = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+pytest_plugins = ["tests.support.platform_fixtures", "tests.support.vmm_fixtures"]

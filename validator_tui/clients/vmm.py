@@ -54,9 +54,8 @@ def _error_text(response: httpx.Response) -> str:
         body = response.json()
     except (ValueError, RecursionError):
         return response.text
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"]
-    return response.text
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else response.text
 
 
 class VmmClient:

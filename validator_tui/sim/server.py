@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
@@ -21,6 +21,15 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers alone: the program that
+    embeds a simulator (the demo, a test) owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class RunningServer:
@@ -60,8 +69,7 @@ async def serve_socket(app: Any, sock: socket.socket, url: str) -> RunningServer
         ws_ping_interval=None,
         timeout_graceful_shutdown=1,
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

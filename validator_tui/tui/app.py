@@ -65,8 +65,8 @@ class ValidatorApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "validator-tui"
     COMMANDS: ClassVar = App.COMMANDS | {ActionsProvider}
-    HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (120, "-medium"), (150, "-wide")]
-    VERTICAL_BREAKPOINTS: ClassVar = [(0, "-short"), (36, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-medium"), (150, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "toggle_auto_claim", "Auto-claim"),
         Binding("o", "orm_query", "ORM"),
@@ -290,7 +290,7 @@ class ValidatorApp(App[None]):
             return False
         if action == "clear_filter":
             return bool(self.feed.filter_text) or None
-        job = self.feed.selected_job if self.is_mounted else None
+        job = self.feed.selected_job if self._is_mounted else None
         if action == "claim_job":
             return (job is not None and job.state is JobState.PENDING) or None
         if action == "cancel_job":

@@ -57,8 +57,8 @@ def job_details(job: JobRecord, challenge_name: str, now: float) -> RenderableTy
     parts: list[RenderableType] = [fields]
     parts.append(_section("Metrics"))
     if job.metrics:
-        for key, value in sorted(job.metrics.items()):
-            rendered = json.dumps(value, default=str, ensure_ascii=False)
+        for key, metric in sorted(job.metrics.items()):
+            rendered = json.dumps(metric, default=str, ensure_ascii=False)
             parts.append(Text(f"  {clean_line(key, 100)} = {clean_line(rendered, 500)}"))
     else:
         parts.append(Text("  none", style="dim"))

@@ -8,6 +8,7 @@ from typing import Self
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
@@ -84,7 +85,8 @@ class KeyedTable(DataTable[Cell]):
     def row_keys(self) -> list[str]:
         """Every row's key, in display order."""
         return [
-            self.coordinate_to_cell_key((i, 0)).row_key.value or "" for i in range(self.row_count)
+            self.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value or ""
+            for i in range(self.row_count)
         ]
 
     def upsert(self, key: str, cells: list[Cell]) -> None:

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from validator_tui.config import ValidatorConfig
-from validator_tui.engine.records import ChallengeState
+from validator_tui.demo import DemoEnvironment
+from validator_tui.engine.records import ChallengeState, Resources
 from validator_tui.engine.validator import Validator
 
 
@@ -44,3 +46,14 @@ async def running(
     finally:
         await validator.stop()
         await asyncio.wait_for(task, 30)
+
+
+FAST = {"poll_interval_s": 0.5, "vm_poll_interval_s": 0.05}
+
+
+def job_vms(env: DemoEnvironment) -> list[dict[str, Any]]:
+    return [vm for vm in env.vmm.vms() if "-job-" in vm["name"]]
+
+
+def challenge_resources(n: int = 3) -> Resources:
+    return Resources(vcpu=2 * n, memory_mb=2048 * n, disk_mb=20 * 1024 * n)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 
+from tests.support.crash import crash_cycles, final_run
+from tests.support.engine import wait_for
+from tests.support.identities import ALICE
 from validator_tui.demo import DemoEnvironment
-
-from .conftest import ALICE
-from .crash_harness import crash_cycles, final_run
-from .engine_helpers import wait_for
 
 
 def claimed_by_us(env: DemoEnvironment) -> list[dict]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from textual.widgets import Input, Static
 
-from tests.conftest import ALICE
-from tests.test_tui_support import (
+from tests.support.identities import ALICE
+from tests.support.tui import (
     enabled_actions,
     footer_actions,
     plain_text,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
+from tests.support.engine import all_challenges_active, running, wait_for
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.records import JobState, Resources, VmKind
-
-from .engine_helpers import all_challenges_active, running, wait_for
 
 FAST = {"poll_interval_s": 0.3, "vm_poll_interval_s": 0.05, "challenge_check_interval_s": 0.5}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.conftest import ALICE, BOB
+from tests.support.identities import ALICE, BOB
 from validator_tui.clients.errors import (
     ApiError,
     ClaimLost,

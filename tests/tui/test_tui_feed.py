@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult
 
-from tests.test_tui_support import FIXED_NOW, running_app, select_row, wait_until
+from tests.support.tui import FIXED_NOW, running_app, select_row, wait_until
 from validator_tui.engine.records import JobRecord, JobState
 from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.widgets.job_feed import JobFeed

@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.command import CommandList
 from textual.widgets import DataTable, Input, Select, Static, TextArea
 
-from tests.test_tui_support import (
+from tests.support.tui import (
     running_app,
     select_row,
     sim_job_ids,

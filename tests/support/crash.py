@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
+import sys
 from pathlib import Path
 
-from bench.crash_cycles import start_engine
 from validator_tui.config import ValidatorConfig
 from validator_tui.config_io import write_config
+
+
+async def start_engine(config_path: Path, log_path: Path) -> asyncio.subprocess.Process:
+    """`validator-tui run --headless` as a child process, appending to `log_path`."""
+    with log_path.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "validator_tui",
+            "run",
+            "--headless",
+            "--config",
+            str(config_path),
+            "--log-format",
+            "json",
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
 
 async def crash_cycles(

@@ -11,6 +11,9 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tests.support.engine import FAST, running, wait_for
+from tests.support.hostile import captured_logs
+from tests.support.identities import ALICE
 from validator_tui.cli import main
 from validator_tui.clients.errors import ClientError
 from validator_tui.clients.vmm import VmmClient
@@ -19,11 +22,6 @@ from validator_tui.config_io import write_config
 from validator_tui.demo import DemoEnvironment
 from validator_tui.sim.server import start_server
 from validator_tui.sim.vmm import VmmSimulator
-
-from .conftest import ALICE
-from .engine_helpers import running, wait_for
-from .test_engine_e2e import FAST
-from .test_hostile_text import captured_logs
 
 TOKEN = "vmm-t0ken-Zq9XfP2kLw8s"
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.fixtures.vmm_sim import free_port
+from tests.support.vmm_fixtures import free_port
 from validator_tui.clients.errors import VmmError
 from validator_tui.clients.vmm import VmmClient
 from validator_tui.models.vmm import PortMapping, VmConfiguration

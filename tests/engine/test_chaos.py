@@ -4,11 +4,9 @@
 
 from __future__ import annotations
 
-from bench.chaos import run_chaos
+from tests.support.chaos import run_chaos
+from tests.support.engine import FAST, running, wait_for
 from validator_tui.demo import DemoEnvironment
-
-from .engine_helpers import running, wait_for
-from .test_engine_e2e import FAST
 
 
 async def test_100_jobs_under_faults_keep_the_invariant():

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.fixtures.vmm_sim import free_port
+from tests.support.vmm_fixtures import free_port
 from validator_tui.sim.vmm import VmmSimulator
 from validator_tui.sim.vmm_vm import BOOT_STAGES, humantime
 

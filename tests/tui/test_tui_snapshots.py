@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.test_tui_support import SimThread, frozen_clock, settled, wait_until
+from tests.support.tui import SimThread, frozen_clock, settled, wait_until
 from validator_tui.demo import build_validator
 from validator_tui.tui.app import ValidatorApp
 from validator_tui.tui.widgets.event_log import EventLog

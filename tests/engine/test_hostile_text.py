@@ -4,12 +4,7 @@ event log or a result uninterpreted, and stays bounded."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
-import re
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -18,72 +13,16 @@ from starlette.applications import Starlette
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.engine import FAST, job_vms, running, wait_for
+from tests.support.hostile import HOSTILE, MEGABYTE, captured_logs, check_log_output, inert
+from tests.support.identities import ALICE
 from validator_tui.clients.errors import ApiError, VmmError
 from validator_tui.clients.platform import PlatformClient
 from validator_tui.clients.vmm import MAX_LOG_LINE_BYTES, VmmClient
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.validator import Validator
-from validator_tui.logs import JsonFormatter, TextFormatter
-from validator_tui.sanitize import MAX_LINE_CHARS, clean_line, clean_lines
+from validator_tui.sanitize import clean_line, clean_lines
 from validator_tui.sim.server import start_server
-
-from .conftest import ALICE
-from .engine_helpers import running, wait_for
-from .test_engine_e2e import FAST, job_vms
-from .test_tui_support import running_app, wait_until
-
-HOSTILE = (
-    "\x1b]0;pwned-title\x07"  # OSC 0: window title
-    "\x1b]52;c;cm0gLXJmIH4=\x07"  # OSC 52: clipboard write
-    "\x1b]8;;https://evil.example\x1b\\link\x1b]8;;\x1b\\"  # OSC 8 hyperlink
-    "\x1b[2J\x1b[H\x1b[1A\x1b[2K"  # erase screen, cursor home/up, erase line
-    "\x1b[31;1mred\x1b[0m"  # colours
-    "\x9b2J\x9d0;c1-title\x9c"  # 8-bit CSI / OSC
-    "[link=https://evil.example]click[/link][/][bold]"  # Rich markup
-    "\x00nul\x07bel\x08bs\r\n\x7f"  # NUL and other controls
-)
-UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
-MEGABYTE = "A" * (1 << 20)
-
-
-def inert(text: str, limit: int = MAX_LINE_CHARS) -> bool:
-    """No control character (so no escape sequence) or surrogate, at most `limit` chars.
-
-    (Text shown as a Python repr, e.g. `'\\x1b]0;…'`, is inert: backslashes are printable.)"""
-    return not UNSAFE.search(text) and len(text) <= limit
-
-
-@contextlib.contextmanager
-def captured_logs() -> Iterator[tuple[io.StringIO, io.StringIO]]:
-    """Everything `validator_tui` logs, through the headless text and JSON formatters."""
-    text, jsonl = io.StringIO(), io.StringIO()
-    handlers = []
-    for stream, formatter in ((text, TextFormatter()), (jsonl, JsonFormatter())):
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(formatter)
-        handlers.append(handler)
-    logger = logging.getLogger("validator_tui")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    for handler in handlers:
-        logger.addHandler(handler)
-    try:
-        yield text, jsonl
-    finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def check_log_output(text: io.StringIO, jsonl: io.StringIO) -> None:
-    lines = text.getvalue().splitlines()
-    assert lines, "nothing was logged"
-    for line in lines:
-        assert inert(line, 8000), line[:200]
-    for line in jsonl.getvalue().splitlines():
-        assert "\\u001b" not in line.lower() and "\\u009b" not in line.lower()
-        record = json.loads(line)
-        assert all(inert(str(value), 8000) for value in record.values()), line[:200]
 
 
 def check_engine_state(validator: Validator) -> None:
@@ -197,27 +136,6 @@ def test_clean_line_strips_every_hostile_sequence():
     assert inert(cleaned)
     assert "evil" not in cleaned.replace("[link=https://evil.example]", "")
     assert cleaned.endswith("tail")
-
-
-async def test_tui_shows_hostile_text_as_inert_characters(tmp_path):
-    async with running_app(tmp_path, size=(120, 36)) as run:
-        env, app, pilot = run.env, run.app, run.pilot
-        jobs = [env.platform.add_job(miner_hotkey=HOSTILE) for _ in range(2)]
-        env.platform.add_challenge(name=HOSTILE)
-        await wait_until(pilot, lambda: app.feed.row_count == 2, "hostile jobs listed")
-        await app.validator.check_challenge_updates()
-        challenges = app.validator.state.challenges
-        await wait_until(pilot, lambda: len(challenges) == 4, "hostile challenge listed")
-        hostile = next(c for c in challenges.values() if c.name == HOSTILE)
-        await wait_until(pilot, lambda: hostile.state.value == "failed", "hostile challenge failed")
-        assert "not a usable URL" in hostile.reason
-        await pilot.pause(0.5)
-        screenshot = app.export_screenshot()
-        assert app.size == (120, 36)
-        assert {job["id"] for job in jobs} <= set(app.feed.jobs)
-        for payload in ("pwned", "cm0gLXJmIH4", "c1-title", "\x1b", "\x07", "\x00"):
-            assert payload not in screenshot
-        assert 'href="https://evil.example' not in screenshot
 
 
 async def test_vm_log_stream_with_an_endless_line_stays_bounded():

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect
 
-from tests.conftest import ALICE, BOB
+from tests.support.identities import ALICE, BOB
 from validator_tui.sim import platform_state, platform_ws
 from validator_tui.sim.platform import PlatformSimulator
 

@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.engine import FAST, challenge_resources, job_vms, running, wait_for
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.records import JobState
-
-from .engine_helpers import running, wait_for
-from .test_engine_e2e import FAST, challenge_resources, job_vms
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess[bytes]:

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.support.engine import FAST, challenge_resources, job_vms, running, wait_for
+from tests.support.identities import ALICE, BOB
 from validator_tui.config import ResourceLimits
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, JobState, Resources
+from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.sim.scoring import score_for_code
-
-from .conftest import ALICE, BOB
-from .engine_helpers import running, wait_for
-
-FAST = {"poll_interval_s": 0.5, "vm_poll_interval_s": 0.05}
-
-
-def job_vms(env: DemoEnvironment) -> list[dict]:
-    return [vm for vm in env.vmm.vms() if "-job-" in vm["name"]]
-
-
-def challenge_resources(n: int = 3) -> Resources:
-    return Resources(vcpu=2 * n, memory_mb=2048 * n, disk_mb=20 * 1024 * n)
 
 
 async def test_200_jobs_over_3_challenges_with_tight_quota():

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.fixtures.vmm_sim import free_port
+from tests.support.vmm_fixtures import free_port
 from validator_tui.clients.errors import ApiError, DecodeError, NetworkError, VmmError
 from validator_tui.clients.vmm import VmmClient
 from validator_tui.models.vmm import GpuConfig, PortMapping, VmConfiguration
-from validator_tui.sim.server import serving
+from validator_tui.sim.server import serving, start_server
 from validator_tui.sim.vmm import VmmSimulator
 
 COMPOSE = json.dumps({"manifest_version": 2, "name": "evaluator", "runner": "docker-compose"})
@@ -251,3 +251,21 @@ async def test_plain_dstack_style_requests_work(vmm_sim: VmmSimulator) -> None:
         assert answer.json()["found"] is True
         assert answer.json()["info"]["status"] == "running"
         assert (await http.post("/prpc/StopVm?json", json={"id": vm_id})).text == "null"
+
+
+async def test_vmm_client_refuses_deeply_nested_answers():
+    nested = "[" * 100_000
+
+    async def answer(request):
+        status = 200 if request.url.path.endswith("GetInfo") else 400
+        return Response(nested, status_code=status, media_type="application/json")
+
+    server = await start_server(Starlette(routes=[Route("/prpc/{m}", answer, methods=["POST"])]))
+    try:
+        async with VmmClient(server.url) as client:
+            with pytest.raises(DecodeError):
+                await client.get_info("vm-1")
+            with pytest.raises(VmmError):
+                await client.remove_vm("vm-1")
+    finally:
+        await server.stop()

@@ -15,7 +15,7 @@ import pytest
 
 from validator_tui.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 DEMO = [sys.executable, "-m", "validator_tui", "demo", "--headless"]
 
@@ -66,16 +66,6 @@ def test_config_check_bad_hotkey_and_bad_toml(tmp_path, capsys):
     bad.write_text("validator_hotkey = \n")
     assert main(["config", "check", str(bad)]) == 1
     assert "not valid TOML" in capsys.readouterr().err
-
-
-def test_engine_imports_no_textual():
-    code = (
-        "import sys, validator_tui.engine.validator, validator_tui.headless, validator_tui.demo\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'textual')\n"
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:

@@ -11,6 +11,7 @@ import tomlkit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.identities import ALICE
 from validator_tui.config import (
     ConfigError,
     EngineSettings,
@@ -22,8 +23,6 @@ from validator_tui.config import (
     config_from_mapping,
     load_config,
 )
-
-from .conftest import ALICE
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SECTIONS = {
