@@ -1,4 +1,5 @@
-"""Command-line entry: `validator-tui run | demo | sim platform | sim vmm | config check`."""
+"""Command-line entry: `validator-tui run | demo | sim platform | sim vmm | config check |
+outbox list|retry|discard`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from validator_tui import __version__
 
 if TYPE_CHECKING:
     from validator_tui.config import ValidatorConfig
+    from validator_tui.engine.store import OutboxRow
     from validator_tui.engine.validator import Validator
 
 
@@ -58,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     vmm.add_argument("--port", type=int, default=0, help="0 picks a free port")
     vmm.add_argument("--boot-seconds", type=float, default=2.0, metavar="S")
 
+    outbox = sub.add_parser("outbox", help="results outbox: list, retry or discard dead letters")
+    outbox.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    actions.add_parser("list", help="dead letters, unsent and the latest answered results")
+    retry = actions.add_parser("retry", help="send a dead letter again")
+    retry.add_argument("job_id", metavar="ID")
+    discard = actions.add_parser("discard", help="give up on a dead letter for good")
+    discard.add_argument("job_id", metavar="ID")
+    discard.add_argument("--yes", action="store_true", help="confirm: the result is never sent")
+
     config = sub.add_parser("config", help="configuration tools")
     configs = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = configs.add_parser("check", help="validate and print the effective config")
@@ -75,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_serve_sim(args))
     if args.command == "run":
         return _run(args)
+    if args.command == "outbox":
+        return _outbox(args)
     return asyncio.run(_demo(args))
 
 
@@ -88,6 +102,66 @@ def _config_check(path: str | None) -> int:
         return 1
     print(json.dumps(config.masked(), indent=2))
     return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    """`outbox list|retry|discard` on the state directory's store (the engine stopped)."""
+    from validator_tui.config import ConfigError, load_config
+    from validator_tui.engine import outbox_admin
+    from validator_tui.engine.store import StoreError
+
+    if args.outbox_command == "discard" and not args.yes:
+        print(
+            f"refusing to discard the result of job {args.job_id} without --yes: "
+            "a discarded result is never sent",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        config = load_config(args.config)
+        store = outbox_admin.open_store(config.state_path)
+    except (ConfigError, StoreError) as exc:
+        print(f"outbox: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.outbox_command == "list":
+            print(_outbox_table(outbox_admin.list_outbox(store)))
+            return 0
+        act = (
+            outbox_admin.retry_dead_letter
+            if args.outbox_command == "retry"
+            else outbox_admin.discard_dead_letter
+        )
+        outcome = act(store, args.job_id)
+    except StoreError as exc:
+        print(f"outbox: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def _outbox_table(rows: Sequence[OutboxRow]) -> str:
+    """One line per entry: job id, status, attempts, last update (UTC), last error."""
+    import time
+
+    from validator_tui.sanitize import clean_line
+
+    if not rows:
+        return "the outbox is empty"
+    dead = sum(row.status == "dead" for row in rows)
+    lines = [
+        f"{dead} dead letters, {len(rows)} entries",
+        "JOB ID  STATUS  ATTEMPTS  UPDATED  ERROR",
+    ]
+    for row in rows:
+        updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row.updated_at))
+        error = clean_line(row.last_error, 300) or "-"
+        lines.append(
+            f"{clean_line(row.job_id, 100)}  {row.status}  {row.attempts}  {updated}  {error}"
+        )
+    return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import json
 from validator_tui.clients.errors import ClientError
 from validator_tui.config import VmSpec
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.records import Resources
 from validator_tui.models.vmm import PortMapping, VmConfiguration
 
 REMOVE_ATTEMPTS = 3
@@ -41,6 +42,17 @@ def vm_configuration(
         ],
         user_config=json.dumps({"env": env}),
     )
+
+
+def vm_resources(spec: VmSpec) -> Resources:
+    """What one VM of `spec` holds from the quota (disk in MB)."""
+    return Resources(spec.vcpu, spec.memory_mb, spec.disk_mb, spec.gpu)
+
+
+async def find_vms_named(ctx: EngineContext, name: str) -> list[str]:
+    """Ids of the VMs (not being removed) whose name is exactly `name`, oldest first."""
+    listing = await ctx.vmm.status(keyword=name, brief=True)
+    return [vm.id for vm in listing.vms if vm.name == name and vm.status != "removing"]
 
 
 async def remove_vm(ctx: EngineContext, vm_id: str) -> bool:
