@@ -131,7 +131,7 @@ async def send(
         return Answer(status, response.headers, body)
     except TimeoutError:
         timed_out = True
-        error = f"{what}: no complete answer within {deadline:g}s"
+        error = f"{what}: timed out (no complete answer within {deadline:g}s)"
         if watch.sent:
             raise AnswerLost(error) from None
         raise NotSent(error) from None

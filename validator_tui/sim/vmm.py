@@ -3,10 +3,10 @@
 Wire behaviour follows spec/dstack-vmm.md: `/prpc/<Method>` on POST (`?json` or a JSON
 content type) and GET (fields from the query string), `Teepod.` prefix trimmed, empty body =
 `{}`, errors HTTP 400 `{"error": …}`, Empty responses `null`. Tests steer it in-process
-(`fail_next`, `set_boot`, `set_evaluator`, `crash`) or over HTTP under `/_sim/` (never behind
-auth): POST `/_sim/fail` `{method, count, error}`, POST `/_sim/boot` `{seconds?, never?,
-name_contains?}`, POST `/_sim/evaluator` `{latency_s}`, POST `/_sim/crash` `{id, boot_error?}`,
-GET `/_sim/vms`, GET `/_sim/stats`.
+(`fail_next`, `set_boot`, `set_evaluator`, `crash`, `restart_empty`) or over HTTP under
+`/_sim/` (never behind auth): POST `/_sim/fail` `{method, count, error}`, POST `/_sim/boot`
+`{seconds?, never?, name_contains?}`, POST `/_sim/evaluator` `{latency_s}`, POST `/_sim/crash`
+`{id, boot_error?}`, GET `/_sim/vms`, GET `/_sim/stats`.
 """
 
 from __future__ import annotations
@@ -164,6 +164,11 @@ class VmmSimulator:
     def crash(self, vm_id: str, boot_error: str = "") -> None:
         """Make a VM's process die by itself (status `exited`); KeyError for unknown ids."""
         self._state.crash(vm_id, boot_error)
+
+    def restart_empty(self) -> int:
+        """Act as a VMM that restarted and forgot every VM (killed, ports freed, no longer
+        listed). Returns how many VMs were forgotten."""
+        return self._state.forget_all()
 
     def vms(self) -> list[dict[str, Any]]:
         """Every VM in creation order: id, name, status, boot_progress, host_ports, created."""
