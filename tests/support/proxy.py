@@ -11,10 +11,10 @@
 - `trickle`: what the server sends reaches the client one byte every `interval` seconds.
 - `slow`: every chunk, both ways, is delayed by `delay` seconds.
 
-`cut(pattern, where)` makes the next request whose bytes contain `pattern` lose its answer
+`cut(pattern, where, then=…)` makes the next request whose bytes contain `pattern` lose its answer
 (`where="response"`: the server gets the request and answers, the client's connection is reset
 instead of answered) or be lost itself (`where="request"`: the server never sees it, the client
-is reset after sending).
+is reset after sending), and can switch the mode at that moment.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ CHUNK = 65536
 class _Cut:
     pattern: bytes
     where: Literal["request", "response"]
+    then: Mode | None = None
 
 
 class _Link:
@@ -42,7 +43,7 @@ class _Link:
     def __init__(self, client: asyncio.StreamWriter) -> None:
         self.client = client
         self.upstream: asyncio.StreamWriter | None = None
-        self.cut_response = False
+        self.cut_response: _Cut | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
     def abort(self) -> None:
@@ -104,9 +105,16 @@ class FaultProxy:
         elif previous == "refuse":
             await self._listen()
 
-    def cut(self, pattern: bytes, where: Literal["request", "response"] = "response") -> None:
-        """Lose the answer to (or the whole of) the next request containing `pattern`."""
-        self._cuts.append(_Cut(pattern, where))
+    def cut(
+        self,
+        pattern: bytes,
+        where: Literal["request", "response"] = "response",
+        *,
+        then: Literal["blackhole", "trickle", "slow"] | None = None,
+    ) -> None:
+        """Lose the answer to (or the whole of) the next request containing `pattern`; with
+        `then`, switch to that mode at the moment of the cut."""
+        self._cuts.append(_Cut(pattern, where, then))
 
     @property
     def connections(self) -> int:
@@ -185,8 +193,9 @@ class FaultProxy:
                 continue
             if to_server and self._cut_request(link, data):
                 return
-            if not to_server and link.cut_response:
+            if not to_server and link.cut_response is not None:
                 self.stats["responses cut"] += 1
+                self._after_cut(link.cut_response)
                 link.abort()
                 return
             if self.mode == "slow":
@@ -207,8 +216,14 @@ class FaultProxy:
                 self._cuts.remove(cut)
                 if cut.where == "request":
                     self.stats["requests cut"] += 1
+                    self._after_cut(cut)
                     link.abort()
                     return True
-                link.cut_response = True
+                link.cut_response = cut
                 return False
         return False
+
+    def _after_cut(self, cut: _Cut) -> None:
+        if cut.then is not None:
+            self.mode = cut.then
+            self.stats[f"mode {cut.then}"] += 1

@@ -52,3 +52,10 @@ class QueryRefused(ClientError):
 
 class VmmError(ClientError):
     """The dstack VMM answered HTTP 400 `{"error": …}`; the text is that error, sanitised."""
+
+
+def is_transient(exc: ClientError) -> bool:
+    """Worth retrying later: no answer (NetworkError), or HTTP 408 / 429 / 5xx."""
+    if isinstance(exc, NetworkError):
+        return True
+    return isinstance(exc, ApiError) and (exc.status >= 500 or exc.status in (408, 429))

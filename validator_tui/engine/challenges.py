@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from validator_tui.clients.backoff import Backoff
-from validator_tui.clients.errors import AnswerLost, ApiError, ClientError, NetworkError, VmmError
+from validator_tui.clients.errors import AnswerLost, ClientError, VmmError, is_transient
 from validator_tui.engine.compose import ComposeCache, ComposeError, fetch_verified_compose
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.quota import Allocation, CapacityError, scaled
@@ -445,9 +445,7 @@ class ChallengeManager:
             except AnswerLost:
                 maybe_created = True
             except ClientError as exc:
-                if not isinstance(exc, NetworkError) and not (
-                    isinstance(exc, ApiError) and exc.status >= 500
-                ):
+                if not is_transient(exc):
                     raise
             await asyncio.sleep(backoff.next())
 

@@ -19,13 +19,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from validator_tui.clients.backoff import Backoff
-from validator_tui.clients.errors import (
-    AnswerLost,
-    ApiError,
-    ClientError,
-    NetworkError,
-    VmmError,
-)
+from validator_tui.clients.errors import AnswerLost, ClientError, VmmError, is_transient
 from validator_tui.clients.transport import AnswerTooLarge, send
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
@@ -78,13 +72,6 @@ class JobVm:
     @property
     def needs_cleanup(self) -> bool:
         return self.vm_id is not None or self.maybe_created or self.creating is not None
-
-
-def transient(exc: ClientError) -> bool:
-    """Worth retrying: no answer, or 408 / 429 / 5xx."""
-    if isinstance(exc, NetworkError):
-        return True
-    return isinstance(exc, ApiError) and (exc.status >= 500 or exc.status in (408, 429))
 
 
 class DstackExecutor:
@@ -144,6 +131,10 @@ class DstackExecutor:
     async def _fetch_code(self, job: JobRecord, log: JobLog) -> tuple[str, str]:
         """The submission's code (and miner) through the ORM; a read, so transient failures
         are retried with backoff until the job timeout."""
+        if not job.submission_id:
+            # Only the claim's answer and `/jobs/pending` name the submission; a job announced
+            # over the WebSocket whose claim answer was lost has neither.
+            raise JobFailed("submission id unknown: the claim's answer was lost")
         orm = self.ctx.config.orm
         backoff = Backoff(RETRY_FIRST_S, RETRY_CAP_S)
         while True:
@@ -153,7 +144,7 @@ class DstackExecutor:
                 )
                 break
             except ClientError as exc:
-                if not transient(exc):
+                if not is_transient(exc):
                     raise JobFailed(f"cannot fetch submission {job.submission_id}: {exc}") from None
                 log.add(f"submission fetch failed, retrying: {exc}")
             await asyncio.sleep(backoff.next())
@@ -199,7 +190,7 @@ class DstackExecutor:
             except VmmError as exc:
                 raise JobFailed(f"CreateVm failed: {exc}") from None
             except ClientError as exc:
-                if not transient(exc):
+                if not is_transient(exc):
                     raise JobFailed(f"CreateVm failed: {exc}") from None
                 log.add(f"CreateVm failed, retrying: {exc}")
                 await asyncio.sleep(backoff.next())
