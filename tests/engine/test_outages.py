@@ -9,12 +9,19 @@ import time
 
 import pytest
 
-from tests.support.engine import challenge_resources, job_vms, running, wait_for
-from tests.support.outage import behind_proxies, events
+from tests.support.engine import (
+    all_challenges_active,
+    challenge_resources,
+    job_vms,
+    running,
+    wait_for,
+)
+from tests.support.outage import behind_proxies, events, loop_errors
 from validator_tui.config import ResourceLimits
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine import validator as validator_module
 from validator_tui.engine.records import ChallengeState, JobState
+from validator_tui.engine.validator import Validator
 from validator_tui.sim.scoring import score_for_code
 
 ENGINE = {
@@ -202,3 +209,61 @@ def all_challenges_back(validator, before: dict[str, str | None]) -> bool:
         c.state is ChallengeState.ACTIVE and c.vm_status == "running" and c.vm_id != before[c.id]
         for c in challenges
     )
+
+
+ENGINE_TASK_PREFIXES = ("engine-", "job-", "claim-", "result-", "create-", "remove-")
+
+
+def engine_tasks() -> list[str]:
+    return sorted(
+        task.get_name()
+        for task in asyncio.all_tasks()
+        if task.get_name().startswith(ENGINE_TASK_PREFIXES) and not task.done()
+    )
+
+
+@pytest.mark.parametrize(("vmm_mode", "deadline"), [("blackhole", 4.0), ("slow", 8.0)])
+async def test_stop_with_create_vm_in_flight_keeps_the_deadline(vmm_mode, deadline):
+    """Stop while CreateVm is in flight, the VMM black-holed (or slow: 0.5 s per chunk): the
+    engine is stopped within `shutdown_deadline_s`, every task has ended before the store and
+    clients closed, no "exception was never retrieved", every job's result is sent; the slow
+    VMM's job VMs are removed, the black-holed VMM's are said in the log and removed at the
+    next start."""
+    engine = ENGINE | {"shutdown_deadline_s": deadline, "request_timeout_s": 2.0}
+    async with DemoEnvironment(seed=46, jobs_per_minute=0, boot_seconds=0, engine=engine) as env:
+        async with behind_proxies(env) as (config, _platform, vmm):
+            with loop_errors() as errors:
+                validator = Validator(config)
+                task = asyncio.create_task(validator.run())
+                await asyncio.wait_for(validator.wait_started(), 10)
+                await wait_for(lambda: all_challenges_active(validator), 15, "CVMs")
+                await vmm.set_mode(vmm_mode, delay=0.5)
+                env.platform.add_jobs(3)
+                await wait_for(
+                    lambda: (
+                        sum(j.state is JobState.PROVISIONING for j in validator.state.jobs.values())
+                        == 3
+                    ),
+                    10,
+                    "CreateVm in flight",
+                )
+                await asyncio.sleep(0.3)
+                started = time.monotonic()
+                await validator.stop()
+                await asyncio.wait_for(task, deadline + 5)
+                took = time.monotonic() - started
+                leftover = engine_tasks()
+            assert took <= deadline + 0.5, took
+            assert leftover == []
+            assert errors == []
+            results = env.platform.results()
+            assert len(results) == 3
+            assert all(b[0]["error"] == "validator shutting down" for b in results.values())
+            await vmm.set_mode("up")
+            if vmm_mode == "slow":
+                assert job_vms(env) == []
+                return
+            assert events(validator, "not removed", level="error")
+            async with running(config) as second:
+                await wait_for(lambda: not job_vms(env), 10, "job VMs removed at the next start")
+                assert second.state.header.counters.failed == 0

@@ -107,13 +107,14 @@ async def send(
     `AnswerLost` when it may have reached the server but no complete answer came back
     (timeouts, resets, the deadline), `AnswerTooLarge` when `max_body` is given and the body
     exceeds it (read no further than the bound), and `ClientError` for a URL that cannot be
-    requested. Every outcome is reported to `observer`.
+    requested. Every outcome but a cancellation is reported to `observer`.
     """
     watch = _SendWatch()
     started = time.monotonic()
     status: int | None = None
     error = ""
     timed_out = False
+    completed = False
     try:
         request = http.build_request(
             method, url, content=content, headers=headers, extensions={"trace": watch}
@@ -128,7 +129,9 @@ async def send(
                 body = await _read_body(response, what, max_body)
             finally:
                 await response.aclose()
-        return Answer(status, response.headers, body)
+        answer = Answer(status, response.headers, body)
+        completed = True
+        return answer
     except TimeoutError:
         timed_out = True
         error = f"{what}: timed out (no complete answer within {deadline:g}s)"
@@ -148,7 +151,8 @@ async def send(
         error = str(exc)
         raise
     finally:
-        if observer is not None:
+        # A cancelled request (the caller gave up) says nothing about the server.
+        if observer is not None and (completed or error):
             elapsed = time.monotonic() - started
             observer(RequestReport(what, elapsed, deadline, status, watch.sent, timed_out, error))
 

@@ -556,8 +556,15 @@ class JobManager:
         for run in runs:
             run.cancel_reason = run.cancel_reason or "shutdown"
             run.task.cancel()
-        if runs:
-            await asyncio.wait([r.task for r in runs], timeout=_left(until))
+        if not runs:
+            return
+        _, waiting = await asyncio.wait([r.task for r in runs], timeout=_left(until))
+        # Still removing their VMs (a VMM that does not answer): stop waiting for that, so their
+        # results are queued now; the removals go on until the final deadline.
+        for task in waiting:
+            task.cancel()
+        if waiting:
+            await asyncio.wait(waiting, timeout=1.0)
 
     # -- helpers --------------------------------------------------------------------------
 
