@@ -143,7 +143,8 @@ def _outbox(args: argparse.Namespace) -> int:
 
 
 def _outbox_table(rows: Sequence[OutboxRow]) -> str:
-    """One line per entry: job id, status, attempts, last update (UTC), last error."""
+    """A summary line, then one aligned line per entry: job id, status, attempts, last update
+    (UTC) and the last error (for a dead letter, the platform's words), sanitised."""
     import time
 
     from validator_tui.sanitize import clean_line
@@ -151,16 +152,17 @@ def _outbox_table(rows: Sequence[OutboxRow]) -> str:
     if not rows:
         return "the outbox is empty"
     dead = sum(row.status == "dead" for row in rows)
-    lines = [
-        f"{dead} dead letters, {len(rows)} entries",
-        "JOB ID  STATUS  ATTEMPTS  UPDATED  ERROR",
-    ]
+    unsent = sum(row.status == "pending" for row in rows)
+    table = [("JOB", "STATUS", "ATTEMPTS", "UPDATED (UTC)", "LAST ERROR")]
     for row in rows:
-        updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row.updated_at))
+        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.updated_at))
         error = clean_line(row.last_error, 300) or "-"
-        lines.append(
-            f"{clean_line(row.job_id, 100)}  {row.status}  {row.attempts}  {updated}  {error}"
-        )
+        table.append((clean_line(row.job_id, 100), row.status, str(row.attempts), updated, error))
+    widths = [max(len(line[column]) for line in table) for column in range(4)]
+    lines = [f"{dead} dead letters, {unsent} unsent, {len(rows)} entries"]
+    for line in table:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        lines.append("  ".join([*cells, line[4]]))
     return "\n".join(lines)
 
 

@@ -5,6 +5,8 @@ scaled down from the issue's (60 s → a few seconds); the logic they exercise i
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
 
 import pytest
@@ -17,11 +19,12 @@ from tests.support.engine import (
     wait_for,
 )
 from tests.support.outage import behind_proxies, events, loop_errors
-from validator_tui.config import ResourceLimits
+from validator_tui.config import ResourceLimits, VmSpec
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine import validator as validator_module
 from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.engine.validator import Validator
+from validator_tui.headless import run_headless
 from validator_tui.sim.scoring import score_for_code
 
 ENGINE = {
@@ -267,3 +270,237 @@ async def test_stop_with_create_vm_in_flight_keeps_the_deadline(vmm_mode, deadli
             async with running(config) as second:
                 await wait_for(lambda: not job_vms(env), 10, "job VMs removed at the next start")
                 assert second.state.header.counters.failed == 0
+
+
+async def test_trickling_platform_is_warned_about_and_recovers_by_itself():
+    """The platform trickles one byte every 0.25 s (the issue: every 2 s for 120 s): every
+    request ends at its total deadline (2 s) instead of hanging, a slow-request warning is in
+    the log and the header within 2x that deadline, claims pause, and everything recovers by
+    itself when the platform answers normally again."""
+    request_deadline = 2.0
+    engine = ENGINE | {"request_timeout_s": request_deadline}
+    async with DemoEnvironment(seed=47, jobs_per_minute=0, boot_seconds=0, engine=engine) as env:
+        async with behind_proxies(env) as (config, platform, _vmm):
+            async with running(config) as validator:
+                await platform.set_mode("trickle", interval=0.25)
+                started = time.monotonic()
+                await wait_for(
+                    lambda: bool(events(validator, "slow platform", level="warn")),
+                    2 * request_deadline + 1.0,
+                    "a slow-request warning",
+                )
+                warned_after = time.monotonic() - started
+                assert "slow platform" in validator.state.header.slow_request
+                assert warned_after <= 2 * request_deadline, warned_after
+                job = env.platform.add_job()
+                await asyncio.sleep(2 * request_deadline)
+                assert job["id"] not in env.platform.results()
+                assert len(events(validator, "slow platform", level="warn")) == 1
+                await platform.set_mode("up")
+                await wait_for(lambda: job["id"] in env.platform.results(), 20, "the result")
+                await wait_for(
+                    lambda: validator.state.header.slow_request == "", 10, "warning cleared"
+                )
+                assert events(validator, "platform answers in time again")
+                assert env.platform.results()[job["id"]][0]["error"] is None
+
+
+async def test_one_transient_orm_503_does_not_fail_the_job():
+    """The submission fetch is a read: one 503 on it is retried and the job completes."""
+    async with DemoEnvironment(seed=48, jobs_per_minute=0, boot_seconds=0, engine=ENGINE) as env:
+        async with running(env.config):
+            env.platform.inject_fault(status=503, path_prefix="/challenges/", method="POST")
+            job = env.platform.add_job()
+            await wait_for(lambda: job["id"] in env.platform.results(), 15, "the result")
+            assert env.platform.results()[job["id"]][0]["error"] is None
+            assert env.platform.stats["orm_queries"] == 1
+
+
+@pytest.mark.parametrize("claim_delay_s", [0.5, 1.5], ids=["answered", "answer-lost"])
+async def test_cancel_during_a_slow_claim_costs_no_vm(claim_delay_s):
+    """The platform cancels a job while our claim is in flight (answered late, or later than
+    the 1 s request deadline): the job is never run, no VM is created, no result is sent."""
+    async with DemoEnvironment(seed=49, jobs_per_minute=0, boot_seconds=0, engine=ENGINE) as env:
+        async with running(env.config) as validator:
+            env.platform.inject_fault(
+                status=0, delay_s=claim_delay_s, path_prefix="/jobs/", method="POST"
+            )
+            job = env.platform.add_job()
+            await wait_for(lambda: env.platform.stats["POST /jobs/{job_id}/claim"] == 1, 5)
+            env.platform.cancel_job(job["id"])
+            await wait_for(
+                lambda: validator.state.jobs[job["id"]].state.finished, 10, "job finished"
+            )
+            await asyncio.sleep(1.0)
+            assert env.vmm.stats["vms_created"] == 3
+            assert env.platform.results() == {}
+            assert validator.state.jobs[job["id"]].state in (JobState.CANCELLED, JobState.LOST)
+
+
+async def test_cancel_seen_before_an_accepted_claim_answers_costs_no_vm():
+    """The claim is accepted but its answer arrives after a `job_cancelled` (the platform's
+    cancel overtook it): the job is not run and no VM is created."""
+    engine = ENGINE | {"request_timeout_s": 3.0}
+    async with DemoEnvironment(
+        seed=50, jobs_per_minute=0, boot_seconds=0, engine=engine, auto_claim=False
+    ) as env:
+        async with behind_proxies(env) as (config, platform, _vmm):
+            async with running(config) as validator:
+                job = env.platform.add_job()
+                await wait_for(lambda: job["id"] in validator.state.jobs, 5, "the job seen")
+                await platform.set_mode("slow", delay=0.4)
+                claim = asyncio.create_task(validator.claim(job["id"]))
+                await wait_for(lambda: env.platform.job(job["id"])["status"] == "claimed", 5)
+                assert validator.jobs is not None
+                validator.jobs.on_job_cancelled(job["id"])
+                outcome = await claim
+                await platform.set_mode("up")
+                assert not outcome.ok and "cancelled" in outcome.message
+                assert validator.state.jobs[job["id"]].state is JobState.CANCELLED
+                await asyncio.sleep(0.5)
+                assert env.vmm.stats["vms_created"] == 3
+
+
+async def test_more_challenges_than_capacity_keep_the_job_reserve():
+    """50 challenges on 16 vCPU with 4-vCPU CVMs and job VMs (the issue's numbers): the CVMs
+    of the 3 highest `emission_share` challenges are provisioned, room for one job VM stays
+    free so their jobs run, and the shortfall is one warning (header and log, at most once a
+    minute), never an error per challenge, over several challenge checks."""
+    limits = ResourceLimits(cpu_cores=16, memory_mb=32768, disk_mb=512_000, gpu_count=0)
+    engine = ENGINE | {"challenge_check_interval_s": 0.5}
+    async with DemoEnvironment(
+        seed=51, jobs_per_minute=0, boot_seconds=0, challenges=50, engine=engine
+    ) as env:
+        four = VmSpec(vcpu=4, memory_mb=4096, disk_gb=20)
+        config = env.config.model_copy(
+            update={"resource_limits": limits, "job_vm": four, "challenge_vm": four}
+        )
+        by_share = sorted(env.platform.challenges(), key=lambda c: -c["emission_share"])
+        validator = Validator(config)
+        task = asyncio.create_task(validator.run())
+        try:
+            await asyncio.wait_for(validator.wait_started(), 10)
+
+            def active() -> set[str]:
+                return {
+                    c.id
+                    for c in validator.state.challenges.values()
+                    if c.state is ChallengeState.ACTIVE
+                }
+
+            await wait_for(lambda: len(active()) == 3, 20, "3 challenge CVMs")
+            assert active() == {c["id"] for c in by_share[:3]}
+            jobs = [env.platform.add_job(challenge_id=c["id"]) for c in by_share[:3] * 2]
+            waiting = env.platform.add_job(challenge_id=by_share[10]["id"])
+            await wait_for(lambda: all_scored(env, jobs), 30, "the jobs of active challenges")
+            await asyncio.sleep(2.0)
+            assert waiting["id"] not in env.platform.results()
+            assert env.platform.job(waiting["id"])["status"] == "pending"
+            assert "capacity shortfall: 47 of 50 challenges" in (
+                validator.state.header.capacity_warning
+            )
+            assert len(events(validator, "capacity shortfall", level="warn")) == 1
+            assert [e for e in validator.state.events if e.level == "error"] == []
+            usage = validator.ctx.quota.get_usage()
+            assert usage.used.vcpu == 12 and usage.allocations == 3
+            assert env.platform.stats["GET /challenges/active"] >= 4
+            assert len(env.vmm.vms()) == 3
+        finally:
+            await validator.stop()
+            await asyncio.wait_for(task, 30)
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MB (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+async def test_five_50_mb_evaluator_answers_fail_with_the_size_error_and_memory_comes_back():
+    """Five evaluators answering 50 MB at once (streamed, no Content-Length): each job fails
+    with an error naming the 1 MiB bound, the answers are never held whole (the sampled peak
+    stays far below 250 MB), and RSS comes back within 20 MB of before."""
+    async with DemoEnvironment(seed=52, jobs_per_minute=0, boot_seconds=0, engine=ENGINE) as env:
+        async with running(env.config):
+            warm = env.platform.add_job()
+            await wait_for(lambda: warm["id"] in env.platform.results(), 10, "a warm-up job")
+            gc.collect()
+            before = rss_mb()
+            peak = before
+            jobs = [env.platform.add_job(code="#sim:bytes=52428800") for _ in range(5)]
+
+            def done() -> bool:
+                nonlocal peak
+                peak = max(peak, rss_mb())
+                return all_scored(env, jobs)
+
+            await wait_for(done, 60, "five results")
+            gc.collect()
+            after = rss_mb()
+            for job in jobs:
+                error = env.platform.results()[job["id"]][0]["error"]
+                assert error == (
+                    "evaluator answer larger than 1048576 bytes "
+                    "(engine.max_evaluator_answer_bytes): refused"
+                )
+            print(f"RSS before {before:.1f} MB, peak {peak:.1f} MB, after {after:.1f} MB")
+            assert peak - before < 100, (before, peak)
+            assert after - before < 20, (before, after)
+
+
+async def test_dead_letters_are_counted_after_a_restart_and_can_be_retried_or_discarded(
+    tmp_path, caplog
+):
+    """Two results refused by the platform (HTTP 400) are dead letters: counted in the header
+    and the headless status line, again after a restart (from the store); `list_outbox` shows
+    the server's words; `retry_dead_letter` sends one again (accepted this time),
+    `discard_dead_letter` gives up on the other; the counter follows."""
+    async with DemoEnvironment(
+        seed=53,
+        jobs_per_minute=0,
+        boot_seconds=0,
+        engine=ENGINE,
+        auto_claim=False,
+        state_dir=str(tmp_path),
+    ) as env:
+        jobs = env.platform.add_jobs(2)
+        async with running(env.config) as validator:
+            for job in jobs:
+                await wait_for(lambda job=job: job["id"] in validator.state.jobs, 5, "seen")
+                env.platform.inject_fault(
+                    status=400,
+                    path_prefix=f"/jobs/{job['id']}/results",
+                    body='{"error": "results refused: \\u001b[31mred\\u001b[0m"}',
+                )
+                assert (await validator.claim(job["id"])).ok
+            await wait_for(lambda: validator.state.header.counters.dead_letters == 2, 10)
+        caplog.set_level(logging.INFO)
+        validator = Validator(env.config)
+        headless = asyncio.create_task(run_headless(validator, status_every=0.2))
+        try:
+            await asyncio.wait_for(validator.wait_started(), 10)
+            assert validator.state.header.counters.dead_letters == 2
+            await wait_for(lambda: "dead_letters=2" in caplog.text, 5, "the status line")
+            rows = validator.list_outbox()
+            assert {row.job_id: row.status for row in rows} == {
+                jobs[0]["id"]: "dead",
+                jobs[1]["id"]: "dead",
+            }
+            dead = next(row for row in rows if row.job_id == jobs[0]["id"])
+            assert dead.last_error.endswith("HTTP 400: results refused: red"), dead.last_error
+            retried = await validator.retry_dead_letter(jobs[0]["id"])
+            assert retried.ok, retried.message
+            await wait_for(lambda: jobs[0]["id"] in env.platform.results(), 10, "resent")
+            discarded = await validator.discard_dead_letter(jobs[1]["id"])
+            assert discarded.ok, discarded.message
+            assert not (await validator.discard_dead_letter(jobs[1]["id"])).ok
+            assert not (await validator.retry_dead_letter("no-such-job")).ok
+            assert validator.state.header.counters.dead_letters == 0
+            statuses = {row.job_id: row.status for row in validator.list_outbox()}
+            assert statuses == {jobs[0]["id"]: "sent", jobs[1]["id"]: "discarded"}
+        finally:
+            await validator.stop()
+            await asyncio.wait_for(headless, 30)
