@@ -504,3 +504,21 @@ async def test_dead_letters_are_counted_after_a_restart_and_can_be_retried_or_di
         finally:
             await validator.stop()
             await asyncio.wait_for(headless, 30)
+
+
+async def test_a_job_listed_as_pending_again_is_claimable_whatever_our_history():
+    """A claim answered 503 with an empty body is recorded as lost; the platform still lists
+    the job as pending (nobody claimed it), so a later poll makes it claimable again and it
+    completes (before, a lost or failed record blocked the job forever)."""
+    async with DemoEnvironment(seed=54, jobs_per_minute=0, boot_seconds=0, engine=ENGINE) as env:
+        async with running(env.config) as validator:
+            env.platform.inject_fault(status=503, path_prefix="/jobs/", method="POST")
+            job = env.platform.add_job()
+            await wait_for(lambda: job["id"] in env.platform.results(), 15, "the result")
+            assert env.platform.results()[job["id"]][0]["error"] is None
+            record = validator.state.jobs[job["id"]]
+            notes = [entry.text for entry in record.timeline]
+            assert "listed as pending again (was lost): claimable" in notes, notes
+            counters = validator.state.header.counters
+            assert counters.lost == 1 and counters.claimed_total == 1
+            await wait_for(lambda: counters.completed == 1, 5, "completed")
