@@ -74,6 +74,7 @@ class JobManager:
         self._claiming: set[str] = set()
         self._claim_tasks: set[asyncio.Task[Outcome]] = set()
         self._unsure: dict[str, _Unsure] = {}
+        self._maybe_ours: dict[str, None] = {}
         self._cancel_requested: dict[str, str] = {}
         self.stopping = False
         self._retry_claim_at: dict[str, float] = {}
@@ -138,9 +139,15 @@ class JobManager:
                 self._see(job.id, job.challenge_id, job.submission_id, job.miner_hotkey, asked_wall)
             for job_id, record in list(self.ctx.state.jobs.items()):
                 gone = job_id not in listed and job_id not in self._claiming
-                if record.state is JobState.PENDING and gone:
+                if record.state is not JobState.PENDING or not gone:
+                    continue
+                self._retry_claim_at.pop(job_id, None)
+                if record.claim_unsure:
+                    # Our own lost claim may be what took it: it may be ours to run.
+                    self._maybe_ours[job_id] = None
+                else:
                     self.ctx.state.drop_job(job_id)
-                    self._retry_claim_at.pop(job_id, None)
+            self._run_maybe_ours()
             if self.auto_claim:
                 self.claim_what_fits()
             return jobs
@@ -194,7 +201,10 @@ class JobManager:
             self._spawn_claim(job_id)
 
     def claim_what_fits(self) -> None:
-        """Start claims for pending jobs, oldest first, while capacity allows."""
+        """Start claims for pending jobs, oldest first, while capacity allows (jobs that may
+        already be ours come first)."""
+        if self._maybe_ours:
+            self._run_maybe_ours()
         if self.claim_blocker():
             return
         for job_id in list(self._pending):
@@ -363,6 +373,25 @@ class JobManager:
                 self._submit(record, _error_result(record, "validator restarted"))
                 continue
             self._claimed(record, unsure.allocation, note, unsure=True)
+
+    def _run_maybe_ours(self) -> None:
+        """Run the jobs that left the pending list after a lost claim answer of ours (they may
+        be ours), as capacity allows; the platform decides on their results."""
+        for job_id in list(self._maybe_ours):
+            record = self.ctx.state.jobs.get(job_id)
+            if record is None or record.state is not JobState.PENDING or self.stopping:
+                del self._maybe_ours[job_id]
+                continue
+            if not self.challenges.is_active(record.challenge_id):
+                continue
+            try:
+                allocation = self.ctx.quota.allocate(self.job_resources(), owner=f"job {job_id}")
+            except CapacityError:
+                return
+            del self._maybe_ours[job_id]
+            self.ctx.publish_quota()
+            note = "left the pending list after a lost claim answer: may be ours, running it"
+            self._claimed(record, allocation, note, unsure=True)
 
     def _cancel_unsure(self, job_id: str) -> None:
         unsure = self._unsure.pop(job_id)
