@@ -36,6 +36,8 @@ class ServerHealth:
         self.kind = kind
         self.down_on_5xx = down_on_5xx
         self.up = True
+        #: A request has reported back at least once (before that, `up` is a presumption).
+        self.heard = False
         self.last_error = ""
         self.down_since: float | None = None
         #: The latest slow request, shown in the header; "" once requests are in time again.
@@ -53,14 +55,9 @@ class ServerHealth:
         status = report.status
         answered = status is not None and not (self.down_on_5xx and status >= 500)
         changed = self._reachability(answered, report.error or f"HTTP {status}")
-        changed = self._slowness(report) or changed
+        changed = self._slowness(report) or changed or not self.heard
+        self.heard = True
         if changed:
-            for listener in list(self._listeners):
-                listener()
-
-    def mark_down(self, error: str) -> None:
-        """Learnt some other way that the server does not answer (e.g. at start-up)."""
-        if self._reachability(False, error):
             for listener in list(self._listeners):
                 listener()
 
