@@ -522,3 +522,23 @@ async def test_a_job_listed_as_pending_again_is_claimable_whatever_our_history()
             counters = validator.state.header.counters
             assert counters.lost == 1 and counters.claimed_total == 1
             await wait_for(lambda: counters.completed == 1, 5, "completed")
+
+
+async def test_stop_during_start_up_with_a_black_holed_vmm_keeps_the_deadline():
+    """Start-up lists the VMs (Status): with the VMM black-holed that would take the whole
+    request deadline (5 s here); a stop meanwhile cancels the recovery instead of waiting."""
+    engine = ENGINE | {"shutdown_deadline_s": 2.0, "request_timeout_s": 5.0}
+    async with DemoEnvironment(seed=55, jobs_per_minute=0, boot_seconds=0, engine=engine) as env:
+        async with behind_proxies(env) as (config, _platform, vmm):
+            await vmm.set_mode("blackhole")
+            with loop_errors() as errors:
+                validator = Validator(config)
+                task = asyncio.create_task(validator.run())
+                await asyncio.sleep(0.5)
+                started = time.monotonic()
+                await validator.stop()
+                await asyncio.wait_for(task, 10)
+                took = time.monotonic() - started
+                leftover = engine_tasks()
+            assert took < 2.5, took
+            assert leftover == [] and errors == []

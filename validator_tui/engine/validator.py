@@ -77,7 +77,8 @@ class Validator:
         """Run every loop until `stop()`; then shut down cleanly."""
         ctx = self._build()
         try:
-            await self._recover(ctx)
+            if not await self._recovered(ctx):
+                return
             self._loops = [
                 self._loop("websocket", self._websocket_loop),
                 self._loop("poll", self._poll_loop),
@@ -89,6 +90,18 @@ class Validator:
             await self._stop.wait()
         finally:
             await self._shutdown(ctx)
+
+    async def _recovered(self, ctx: EngineContext) -> bool:
+        """Run start-up recovery; False if `stop()` came first (recovery is then cancelled by
+        the shutdown, so a VMM that does not answer cannot delay the exit)."""
+        recovery = ctx.tasks.spawn(self._recover(ctx), name="engine-recover", quiet=True)
+        stopped = ctx.tasks.spawn(self._stop.wait(), name="engine-stop-wait", quiet=True)
+        await asyncio.wait({recovery, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not recovery.done():
+            return False
+        recovery.result()
+        return True
 
     async def wait_started(self) -> None:
         """Return once recovery is done and the loops run."""
@@ -237,8 +250,10 @@ class Validator:
             task.cancel()
         if stopping:
             await asyncio.wait(stopping, timeout=_left(deadline - final))
-        await self.challenges.shutdown(until=started + total * JOBS_SHARE)
-        await self.jobs.shutdown(until=started + total * JOBS_SHARE)
+        jobs_until = started + total * JOBS_SHARE
+        await asyncio.gather(
+            self.challenges.shutdown(until=jobs_until), self.jobs.shutdown(until=jobs_until)
+        )
         flushed = await self.jobs.outbox.flush(_left(deadline - final))
         if not flushed:
             ctx.log("warn", "shutdown", "some results are unsent; the next start resends them")
