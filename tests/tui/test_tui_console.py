@@ -139,7 +139,7 @@ async def test_read_only_hides_and_refuses_every_command(tmp_path: Path) -> None
         assert app.feed.jobs[job_id].state is JobState.PENDING
         assert r.env.platform.job(job_id)["claimed_by"] is None
         assert not app.header.auto_claim
-        refused = await app.validator.claim(job_id)
+        refused = await r.engine.claim(job_id)
         assert not refused.ok and "read-only" in refused.message
         assert "READ-ONLY" in app.query_one("#status", Static).render().plain
 

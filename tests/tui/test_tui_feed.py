@@ -90,9 +90,9 @@ async def test_details_of_a_job_that_left_the_feed(tmp_path: Path) -> None:
             lambda: len(r.env.platform.results()) == 3 and len(app.feed.jobs) == 2,
             "three results, two jobs in the feed",
         )
-        (gone,) = set(app.validator.state.jobs) - set(app.feed.jobs)
-        assert app.validator.state.jobs[gone].state is JobState.COMPLETED
-        record, _ = app._lookup_job(gone)
+        (gone,) = set(await r.state(lambda s: list(s.jobs))) - set(app.feed.jobs)
+        assert await r.state(lambda s: s.jobs[gone].state) is JobState.COMPLETED
+        record, _ = await app._lookup_job(gone)
         assert record is not None and record.id == gone
         select_row(app.feed, app.feed.row_keys()[0])
         await pilot.press("enter")

@@ -39,7 +39,7 @@ async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) ->
         assert all(app.feed.jobs[j].state is JobState.PENDING for j in others)
         row = app.feed.get_row(target)
         assert row[3].plain == "✓ completed"
-        assert app.validator.state.header.counters.completed == 1
+        assert await r.state(lambda s: s.header.counters.completed) == 1
         await wait_until(pilot, lambda: "claim_job" not in enabled_actions(app), "claim greyed")
 
 
@@ -83,7 +83,7 @@ async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
         assert "auto-claim OFF" in app.query_one("#status", Static).render().plain
         await pilot.press("a")
         await wait_until(pilot, lambda: app.header.auto_claim, "auto-claim on in the header")
-        assert app.validator.state.header.auto_claim is True
+        assert await r.state(lambda s: s.header.auto_claim) is True
         await wait_until(
             pilot,
             lambda: all(job.state is JobState.COMPLETED for job in app.feed.jobs.values()),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar
@@ -14,11 +13,17 @@ from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input
-from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
+from textual.worker import Worker, WorkerState
 
-from validator_tui.engine.records import JobRecord, JobState, Outcome, VmRecord
-from validator_tui.engine.state import Header, StateDelta
-from validator_tui.engine.validator import Validator
+from validator_tui.control import (
+    EngineClient,
+    Header,
+    JobRecord,
+    JobState,
+    Outcome,
+    StateDelta,
+    VmRecord,
+)
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.commands import ActionsProvider
 from validator_tui.tui.format import short_id
@@ -60,7 +65,7 @@ STOPPABLE_VM = frozenset({"running", "stopping"})
 
 
 class ValidatorApp(App[None]):
-    """Embeds a `Validator`: runs it, drains its change feed on a timer, sends its commands."""
+    """The console of one engine: drains its change feed on a timer, sends its commands."""
 
     CSS_PATH = "app.tcss"
     TITLE = "validator-tui"
@@ -80,26 +85,25 @@ class ValidatorApp(App[None]):
 
     def __init__(
         self,
-        validator: Validator,
+        engine: EngineClient,
         *,
         clock: Callable[[], float] = time.time,
         refresh_hz: float = 4.0,
         cursor_blink: bool = True,
     ) -> None:
         super().__init__()
-        self.validator = validator
+        self.engine = engine
         self.clock = clock
         self.refresh_hz = refresh_hz
         self.cursor_blink = cursor_blink
-        self.read_only = validator.read_only
-        self.header: Header = validator.state.header
+        self.read_only = engine.read_only
+        self.header = Header(hotkey=engine.info.hotkey)
         self.vms: dict[str, VmRecord] = {}
         self._version = 0
         self._event_seq = 0
         self._last_second = -1
         self._active_table: str = "jobs"
         self._bindings_signature: tuple[bool | None, ...] = ()
-        self._engine_worker: Worker[None] | None = None
         self._quitting = False
 
     # -- layout -------------------------------------------------------------------------------
@@ -136,9 +140,8 @@ class ValidatorApp(App[None]):
         self.query_one("#events").add_class("panel")
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.feed.focus()
-        self._engine_worker = self._run_engine()
-        self.refresh_from_engine()
         self.set_interval(1.0 / self.refresh_hz, self.refresh_from_engine)
+        self.call_later(self.refresh_from_engine)
 
     def on_resize(self, event: events.Resize) -> None:
         footer = self.query_one(Footer)
@@ -147,37 +150,30 @@ class ValidatorApp(App[None]):
 
     # -- engine -------------------------------------------------------------------------------
 
-    @work(exit_on_error=False, group="engine", name="engine")
-    async def _run_engine(self) -> None:
-        await self.validator.run()
-
     def _vm_log_lines(self, vm_id: str) -> AsyncIterator[str]:
-        return self.validator.vm_logs(vm_id, lines=200, follow=True)
+        return self.engine.vm_logs(vm_id, lines=200, follow=True)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """An engine or command failure is shown (toast + event log); the app stays up."""
+        """A command that failed is shown (toast + event log); the app stays up."""
         worker = event.worker
         if event.state is WorkerState.ERROR:
-            what = "engine" if worker.group == "engine" else "command"
             error = clean_line(f"{type(worker.error).__name__}: {worker.error}", 300)
-            self.notify(error, title=f"{what} error", severity="error", markup=False)
-            self.query_one(EventLog).note("error", f"{what} error: {error}", self.clock())
-        elif event.state is WorkerState.SUCCESS and worker.group == "engine" and not self._quitting:
-            self.query_one(EventLog).note("warn", "the engine stopped", self.clock())
+            self.notify(error, title="command error", severity="error", markup=False)
+            self.query_one(EventLog).note("error", f"command error: {error}", self.clock())
 
-    def refresh_from_engine(self) -> None:
+    async def refresh_from_engine(self) -> None:
         """Apply what changed in the engine since the last call, and once a second refresh the
         relative times (nothing at all when neither is due)."""
+        delta = await self.engine.changes_since(self._version, self._event_seq)
         now = self.clock()
-        state = self.validator.state
-        changed = state.version != self._version
+        changed = delta.version != self._version
         new_second = int(now) != self._last_second
         if not changed and not new_second:
             return
         try:
             with self.batch_update():
                 if changed:
-                    self._apply(state.changes_since(self._version, self._event_seq), now)
+                    self._apply(delta, now)
                 if new_second:
                     self._tick(now)
         except NoMatches:
@@ -319,7 +315,7 @@ class ValidatorApp(App[None]):
     def action_claim_job(self) -> None:
         job = self.feed.selected_job
         if job is not None:
-            self._run_command("claim", lambda: self.validator.claim(job.id))
+            self._run_command("claim", lambda: self.engine.claim(job.id))
 
     def action_cancel_job(self) -> None:
         job = self.feed.selected_job
@@ -330,7 +326,7 @@ class ValidatorApp(App[None]):
             "Its VM is destroyed and the platform gets an error result "
             "(“cancelled by operator”, score 0).",
             "cancel",
-            lambda: self.validator.cancel(job.id),
+            lambda: self.engine.cancel(job.id),
         )
 
     def action_rebuild_challenge(self) -> None:
@@ -341,14 +337,14 @@ class ValidatorApp(App[None]):
             f"Rebuild the CVM of {clean_line(challenge.name or challenge.id, 60)}?",
             "A fresh CVM is provisioned; jobs of this challenge wait until it is active.",
             "rebuild",
-            lambda: self.validator.rebuild(challenge.id),
+            lambda: self.engine.rebuild(challenge.id),
         )
 
     def action_start_vm(self) -> None:
         selected = self.selected_vm()
         if selected is not None:
             vm_id = selected[0]
-            self._run_command("start VM", lambda: self.validator.start_vm(vm_id))
+            self._run_command("start VM", lambda: self.engine.start_vm(vm_id))
 
     def action_stop_vm(self) -> None:
         selected = self.selected_vm()
@@ -359,7 +355,7 @@ class ValidatorApp(App[None]):
             f"Stop VM {short_id(vm_id)}?",
             f"{label}\nA job running in it fails.",
             "stop VM",
-            lambda: self.validator.stop_vm(vm_id),
+            lambda: self.engine.stop_vm(vm_id),
         )
 
     def action_remove_vm(self) -> None:
@@ -371,12 +367,12 @@ class ValidatorApp(App[None]):
             f"Remove VM {short_id(vm_id)}?",
             f"{label}\nA job in it fails; a challenge CVM is provisioned again.",
             "remove VM",
-            lambda: self.validator.remove_vm(vm_id),
+            lambda: self.engine.remove_vm(vm_id),
         )
 
     def action_toggle_auto_claim(self) -> None:
         enabled = not self.header.auto_claim
-        self._run_command("auto-claim", lambda: self.validator.set_auto_claim(enabled))
+        self._run_command("auto-claim", lambda: self.engine.set_auto_claim(enabled))
 
     def action_orm_query(self) -> None:
         challenges = sorted(
@@ -387,7 +383,7 @@ class ValidatorApp(App[None]):
         self.push_screen(
             OrmScreen(
                 challenges,
-                self.validator.orm_query,
+                self.engine.orm_query,
                 selected=None if selected is None else selected.id,
                 cursor_blink=self.cursor_blink,
             )
@@ -398,9 +394,9 @@ class ValidatorApp(App[None]):
         if job is not None:
             self.push_screen(JobDetailsScreen(job.id, self._lookup_job, self.clock))
 
-    def _lookup_job(self, job_id: str) -> tuple[JobRecord | None, str]:
+    async def _lookup_job(self, job_id: str) -> tuple[JobRecord | None, str]:
         """The job as the feed shows it, else from the engine's history (the feed is bounded)."""
-        job = self.feed.jobs.get(job_id) or self.validator.state.jobs.get(job_id)
+        job = self.feed.jobs.get(job_id) or await self.engine.job(job_id)
         if job is None:
             return None, ""
         return job, self.challenge_table.names().get(job.challenge_id, job.challenge_id)
@@ -463,18 +459,10 @@ class ValidatorApp(App[None]):
 
     @work(exit_on_error=False, group="shutdown")
     async def _stop_engine_and_exit(self) -> None:
-        self.notify("stopping the engine…", title="quit", markup=False)
-        await self.stop_engine()
-        self.exit()
-
-    async def stop_engine(self) -> None:
-        """Stop the engine the clean way (as headless does) and wait until it has stopped."""
         self._quitting = True
-        await self.validator.stop()
-        worker = self._engine_worker
-        if worker is not None and not worker.is_finished:
-            with contextlib.suppress(WorkerCancelled, WorkerFailed):
-                await worker.wait()
+        self.notify("stopping the engine…", title="quit", markup=False)
+        await self.engine.stop_validator()
+        self.exit()
 
     # -- command plumbing ---------------------------------------------------------------------
 
@@ -501,4 +489,4 @@ class ValidatorApp(App[None]):
             self.notify(message, title=label, markup=False)
         else:
             self.notify(message, title=f"{label}: refused", severity="error", markup=False)
-        self.refresh_from_engine()
+        await self.refresh_from_engine()

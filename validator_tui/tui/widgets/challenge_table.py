@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from textual.binding import Binding
 
-from validator_tui.engine.records import ChallengeRecord, ChallengeState
+from validator_tui.control import ChallengeRecord, ChallengeState
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import challenge_state_text, duration, short_id
 from validator_tui.tui.widgets.keyed_table import Cell, ColumnSpec, KeyedTable

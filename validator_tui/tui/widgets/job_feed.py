@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.binding import Binding
 
-from validator_tui.engine.records import JobRecord
+from validator_tui.control import JobRecord
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import (
     JOB_STATE_ORDER,
