@@ -5,6 +5,7 @@ The console imports the engine's record types from here, never from `validator_t
 """
 
 from validator_tui.control.interface import (
+    ConsoleExit,
     EngineClient,
     EngineInfo,
     EngineMode,
@@ -33,6 +34,7 @@ __all__ = [
     "ChallengeRecord",
     "ChallengeState",
     "ConnectionView",
+    "ConsoleExit",
     "Counters",
     "EngineClient",
     "EngineInfo",

@@ -36,6 +36,13 @@ class EngineInfo:
     started_at: float
 
 
+class ConsoleExit(StrEnum):
+    """What the operator chose when the console closed (the app's return value)."""
+
+    DETACH = "detach"  # close the console, keep the validator running (attach later)
+    STOP = "stop"  # the validator is stopping the graceful way; wait for it
+
+
 class LinkStatus(StrEnum):
     """How the console reaches its engine."""
 
