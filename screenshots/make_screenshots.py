@@ -18,6 +18,8 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
+from validator_tui.control import EngineMode
+from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.demo import DemoEnvironment, build_validator
 from validator_tui.engine.records import JobState
 from validator_tui.tui.app import ValidatorApp
@@ -38,24 +40,38 @@ def _save(app: ValidatorApp, name: str) -> None:
 
 
 def _select_running_job(app: ValidatorApp) -> None:
-    running = [j for j in app.feed.jobs.values() if j.state is JobState.RUNNING and j.vm_id]
+    running = [j for j in app.main.feed.jobs.values() if j.state is JobState.RUNNING and j.vm_id]
     if running:
-        app.feed.move_cursor(row=app.feed.get_row_index(running[0].id))
+        app.main.feed.move_cursor(row=app.main.feed.get_row_index(running[0].id))
 
 
 def _select_completed_job(app: ValidatorApp) -> None:
-    done = [j for j in app.feed.jobs.values() if j.state is JobState.COMPLETED]
+    done = [j for j in app.main.feed.jobs.values() if j.state is JobState.COMPLETED]
     if done:
-        app.feed.move_cursor(row=app.feed.get_row_index(done[0].id))
+        app.main.feed.move_cursor(row=app.main.feed.get_row_index(done[0].id))
+
+
+def _engine(env: DemoEnvironment) -> InProcessEngine:
+    """The demo's engine on its own thread, as `validator-tui demo` runs it."""
+    assert env.config is not None
+    engine = InProcessEngine(build_validator(env.config), mode=EngineMode.DEMO)
+    engine.start()
+    return engine
+
+
+async def _stop(engine: InProcessEngine) -> None:
+    engine.request_stop()
+    await engine.wait_stopped()
 
 
 async def _large(env: DemoEnvironment, seconds: float) -> None:
     assert env.config is not None
-    app = ValidatorApp(build_validator(env.config), cursor_blink=False)
+    engine = _engine(env)
+    app = ValidatorApp(engine, cursor_blink=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(seconds)
         _select_running_job(app)
-        await _wait(pilot, lambda: len(app.vm_console.lines) > 5, timeout=3.0)
+        await _wait(pilot, lambda: len(app.main.vm_console.lines) > 5, timeout=3.0)
         await pilot.pause(0.5)
         _save(app, "main-160x48.svg")
 
@@ -76,18 +92,19 @@ async def _large(env: DemoEnvironment, seconds: float) -> None:
         await pilot.pause(0.3)
         _save(app, "help.svg")
         await pilot.press("escape")
-        await app.stop_engine()
+    await _stop(engine)
 
 
 async def _small(env: DemoEnvironment, seconds: float) -> None:
     assert env.config is not None
-    app = ValidatorApp(build_validator(env.config), cursor_blink=False)
+    engine = _engine(env)
+    app = ValidatorApp(engine, cursor_blink=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(seconds)
         _select_running_job(app)
         await pilot.pause(1.0)
         _save(app, "main-80x24.svg")
-        await app.stop_engine()
+    await _stop(engine)
 
 
 async def main() -> None:

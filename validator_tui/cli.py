@@ -17,6 +17,7 @@ from validator_tui import __version__
 
 if TYPE_CHECKING:
     from validator_tui.config import ValidatorConfig
+    from validator_tui.control.interface import EngineMode
     from validator_tui.engine.store import OutboxRow
     from validator_tui.engine.validator import Validator
 
@@ -168,6 +169,7 @@ def _outbox_table(rows: Sequence[OutboxRow]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from validator_tui.config import ConfigError, load_config
+    from validator_tui.control.interface import EngineMode
     from validator_tui.engine.validator import Validator
     from validator_tui.logs import setup_logging
 
@@ -180,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.headless:
         setup_logging(args.log_format)
         return asyncio.run(_headless(validator))
-    return asyncio.run(_tui(validator))
+    return asyncio.run(_tui(validator, EngineMode.CONSOLE))
 
 
 async def _headless(validator: Validator) -> int:
@@ -190,14 +192,24 @@ async def _headless(validator: Validator) -> int:
     return 0
 
 
-async def _tui(validator: Validator) -> int:
+async def _tui(validator: Validator, mode: EngineMode) -> int:
+    """The engine in this process with its console; when the console ends, so does the engine
+    (the graceful way: running jobs get their results)."""
+    from validator_tui.control.inprocess import InProcessEngine
     from validator_tui.tui.app import ValidatorApp
 
-    await ValidatorApp(validator).run_async()
+    engine = InProcessEngine(validator, mode=mode)
+    engine.start()
+    try:
+        await ValidatorApp(engine).run_async()
+    finally:
+        engine.request_stop()
+        await engine.wait_stopped()
     return 0
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    from validator_tui.control.interface import EngineMode
     from validator_tui.demo import DemoEnvironment, build_validator
     from validator_tui.logs import setup_logging
 
@@ -217,7 +229,7 @@ async def _demo(args: argparse.Namespace) -> int:
             print(f"dstack VMM simulator: {env.vmm.url}", flush=True)
             print(f"state dir: {config.state_path}", flush=True)
             return await _headless(validator)
-        return await _tui(validator)
+        return await _tui(validator, EngineMode.DEMO)
 
 
 async def _serve_sim(args: argparse.Namespace) -> int:

@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 from rich.console import Console
 from textual.pilot import Pilot
 
+from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.demo import DemoEnvironment, build_validator
 from validator_tui.engine.records import ChallengeState, JobState
+from validator_tui.engine.state import EngineState
 from validator_tui.tui.app import ValidatorApp
 
 #: The frozen "now" of every test app: before any real timestamp, so every age reads 0s.
@@ -61,8 +63,8 @@ async def wait_until(
 
 def settled(app: ValidatorApp, pending: int) -> bool:
     """Every challenge CVM active and running, exactly `pending` pending jobs fully listed."""
-    challenges = app.challenge_table.challenges.values()
-    jobs = list(app.feed.jobs.values())
+    challenges = app.main.challenge_table.challenges.values()
+    jobs = list(app.main.feed.jobs.values())
     return (
         len(challenges) > 0
         and all(
@@ -71,8 +73,8 @@ def settled(app: ValidatorApp, pending: int) -> bool:
         )
         and len(jobs) == pending
         and all(j.state is JobState.PENDING and j.miner_hotkey for j in jobs)
-        and app.feed.row_count == pending
-        and app.header.last_poll_at is not None
+        and app.main.feed.row_count == pending
+        and app.main.header.last_poll_at is not None
     )
 
 
@@ -86,6 +88,15 @@ class Running:
     env: DemoEnvironment
     app: ValidatorApp
     pilot: Pilot[Any]
+    engine: InProcessEngine
+
+    async def state(self, read: Callable[[EngineState], T]) -> T:
+        """`read(state)` run on the engine's own thread (its state is only touched there)."""
+
+        async def reading() -> T:
+            return read(self.engine.validator.state)
+
+        return await self.engine.call(reading)
 
 
 @asynccontextmanager
@@ -99,23 +110,23 @@ async def running_app(
 ) -> AsyncIterator[Running]:
     """Simulators + engine + app; yields once the app has settled with `pending` jobs listed.
 
-    On exit the engine is stopped the way the app's quit does it, then the simulators.
+    The engine runs on its own thread, as in `validator-tui run`; on exit it is stopped the
+    graceful way, then the simulators.
     """
     async with DemoEnvironment(**env_options(tmp_path, **env_overrides)) as env:
         if pending:
             env.platform.add_jobs(pending)
         assert env.config is not None
-        app = ValidatorApp(
-            build_validator(env.config, read_only=read_only),
-            clock=frozen_clock,
-            cursor_blink=False,
-        )
-        async with app.run_test(size=size) as pilot:
-            await wait_until(pilot, lambda: settled(app, pending), "engine settled")
-            try:
-                yield Running(env, app, pilot)
-            finally:
-                await app.stop_engine()
+        engine = InProcessEngine(build_validator(env.config, read_only=read_only))
+        engine.start()
+        try:
+            app = ValidatorApp(engine, clock=frozen_clock, cursor_blink=False)
+            async with app.run_test(size=size) as pilot:
+                await wait_until(pilot, lambda: settled(app, pending), "engine settled")
+                yield Running(env, app, pilot, engine)
+        finally:
+            engine.request_stop()
+            await engine.wait_stopped()
 
 
 class SimThread:
@@ -172,5 +183,5 @@ def enabled_actions(app: Any) -> set[str]:
     return {
         name
         for name in ("claim_job", "cancel_job", "job_details", "start_vm", "stop_vm", "remove_vm")
-        if app.check_action(name, ()) is True
+        if app.main.check_action(name, ()) is True
     }

@@ -180,6 +180,11 @@ class EngineState:
             if job is not None and job.state.finished:
                 self._jobs.drop(old, self._bump())
 
+    def job_copy(self, job_id: str) -> JobRecord | None:
+        """A copy of one job's record (also one that no change feed reader holds any more)."""
+        job = self._jobs.items.get(job_id)
+        return None if job is None else copy.copy(job)
+
     def drop_job(self, job_id: str) -> None:
         self._finished_ids.discard(job_id)
         self._jobs.drop(job_id, self._bump())

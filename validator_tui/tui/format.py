@@ -10,7 +10,7 @@ import time
 
 from rich.text import Text
 
-from validator_tui.engine.records import ChallengeState, ConnectionView, JobState
+from validator_tui.control import ChallengeState, ConnectionView, JobState
 from validator_tui.sanitize import clean_line
 
 JOB_MARKERS: dict[JobState, tuple[str, str]] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from validator_tui.engine.records import JobRecord
+from validator_tui.control import JobRecord
 from validator_tui.sanitize import clean_line, clean_lines
 from validator_tui.tui.format import ago, duration, job_state_text, score_text
 
@@ -94,7 +94,7 @@ class JobDetailsScreen(ModalScreen[None]):
     def __init__(
         self,
         job_id: str,
-        lookup: Callable[[str], tuple[JobRecord | None, str]],
+        lookup: Callable[[str], Awaitable[tuple[JobRecord | None, str]]],
         clock: Callable[[], float],
     ) -> None:
         super().__init__()
@@ -110,11 +110,11 @@ class JobDetailsScreen(ModalScreen[None]):
             yield Static(id="details-body")
 
     def on_mount(self) -> None:
-        self._refresh_job()
+        self.call_later(self._refresh_job)
         self.set_interval(REFRESH_S, self._refresh_job)
 
-    def _refresh_job(self) -> None:
-        job, challenge_name = self._lookup(self.job_id)
+    async def _refresh_job(self) -> None:
+        job, challenge_name = await self._lookup(self.job_id)
         if job is None:
             if self._shown is None:
                 self.query_one("#details-body", Static).update(Text("This job is gone."))

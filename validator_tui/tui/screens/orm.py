@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static, TextArea
 
-from validator_tui.engine.records import Outcome
+from validator_tui.control import Outcome
 from validator_tui.sanitize import clean_line
 
 RunQuery = Callable[[str, str, list[object]], Awaitable[Outcome]]

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from validator_tui.engine.records import Event
+from validator_tui.control import Event
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import wall_time
 

@@ -9,8 +9,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
-from validator_tui.engine.records import QuotaUsage, Resources
-from validator_tui.engine.state import THROUGHPUT_BUCKET_S
+from validator_tui.control import THROUGHPUT_BUCKET_S, QuotaUsage, Resources
 from validator_tui.tui.format import bar
 
 _EMPTY = QuotaUsage(Resources(), Resources(), 0, 0, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from validator_tui.engine.state import Header
+from validator_tui.control import Header
 from validator_tui.tui.format import ago, connection_text, short_hotkey
 
 _SEP = (" │ ", "dim")

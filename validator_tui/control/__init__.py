@@ -1,0 +1,55 @@
+"""The seam between the console and the engine: the `EngineClient` interface, its in-process
+implementation, and the data that crosses it.
+
+The console imports the engine's record types from here, never from `validator_tui.engine`.
+"""
+
+from validator_tui.control.interface import (
+    ConsoleExit,
+    EngineClient,
+    EngineInfo,
+    EngineMode,
+    Link,
+    LinkStatus,
+)
+from validator_tui.engine.records import (
+    ChallengeRecord,
+    ChallengeState,
+    ConnectionView,
+    Counters,
+    Event,
+    JobRecord,
+    JobState,
+    Outcome,
+    QuotaUsage,
+    Resources,
+    TimelineEntry,
+    VmKind,
+    VmRecord,
+)
+from validator_tui.engine.state import THROUGHPUT_BUCKET_S, Header, StateDelta
+
+__all__ = [
+    "THROUGHPUT_BUCKET_S",
+    "ChallengeRecord",
+    "ChallengeState",
+    "ConnectionView",
+    "ConsoleExit",
+    "Counters",
+    "EngineClient",
+    "EngineInfo",
+    "EngineMode",
+    "Event",
+    "Header",
+    "JobRecord",
+    "JobState",
+    "Link",
+    "LinkStatus",
+    "Outcome",
+    "QuotaUsage",
+    "Resources",
+    "StateDelta",
+    "TimelineEntry",
+    "VmKind",
+    "VmRecord",
+]
