@@ -81,6 +81,8 @@ class ChaosReport:
     faults: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    #: What the engine went through: claims, lost claim answers, outage seconds, …
+    engine: Counter[str] = field(default_factory=Counter)
 
 
 class FaultMaker:
@@ -100,6 +102,7 @@ class FaultMaker:
         self.counts: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._outage: asyncio.Task[None] | None = None
+        self.outage_seconds = 0.0
 
     def inject(self) -> str | None:
         """Inject a random fault; returns the job code to use for the next job, if any."""
@@ -155,6 +158,7 @@ class FaultMaker:
 
     def _start_outage(self, proxy: FaultProxy, mode: Mode) -> None:
         seconds = self.rng.uniform(*OUTAGE_S)
+        self.outage_seconds += seconds
 
         async def outage() -> None:
             await proxy.set_mode(mode, interval=0.05)
@@ -234,6 +238,16 @@ def check(env: DemoEnvironment, validator: Validator, report: ChaosReport) -> No
     for event in validator.state.events:
         if event.kind == "reconcile":
             report.problems.append(f"engine lost track of a VM: {event.message}")
+    counters = validator.state.header.counters
+    report.engine["claims (200)"] = counters.claimed_total
+    report.engine["claims lost (409/410/empty 5xx)"] = counters.lost
+    for label, text in (
+        ("claim answers lost", "claim answer lost"),
+        ("platform down", "platform is not answering"),
+        ("VMM down", "VMM is not answering"),
+        ("CVMs lost to a VMM restart", "lost (the VMM no longer has it)"),
+    ):
+        report.engine[label] = sum(text in e.message for e in validator.state.events)
 
 
 async def _started(validator: Validator) -> None:
@@ -288,6 +302,7 @@ async def run_chaos(
                     break
                 await asyncio.sleep(0.05)
             report.faults = faults.counts
+            report.engine["outage seconds"] = round(faults.outage_seconds)
             check(env, validator, report)
         finally:
             await validator.stop()
