@@ -49,7 +49,7 @@ async def wait_until_ready(
             last = f"GetInfo failed: {exc}"
         else:
             if info is None:
-                raise VmNotReady(f"VM {vm_id} vanished while booting")
+                raise VmNotReady(f"VM lost: the VMM no longer has VM {vm_id} (while booting)")
             if on_info is not None:
                 on_info(info)
             if info.boot_error:
