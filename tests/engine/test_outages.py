@@ -9,6 +9,7 @@ import gc
 import logging
 import time
 
+import httpx
 import pytest
 
 from tests.support.engine import (
@@ -23,6 +24,7 @@ from validator_tui.config import ResourceLimits, VmSpec
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine import validator as validator_module
 from validator_tui.engine.records import ChallengeState, JobState
+from validator_tui.engine.store import Store
 from validator_tui.engine.validator import Validator
 from validator_tui.headless import run_headless
 from validator_tui.sim.scoring import score_for_code
@@ -542,3 +544,35 @@ async def test_stop_during_start_up_with_a_black_holed_vmm_keeps_the_deadline():
                 leftover = engine_tasks()
             assert took < 2.5, took
             assert leftover == [] and errors == []
+
+
+async def test_claims_interrupted_by_a_restart_are_settled_by_the_first_poll(tmp_path):
+    """Two claims a previous run sent without hearing the answer (store rows `claiming`): the
+    one the platform still lists is claimable again and completes; the one it gave us gets the
+    error result "validator restarted". Neither is answered blindly."""
+    async with DemoEnvironment(
+        seed=56, jobs_per_minute=0, boot_seconds=0, engine=ENGINE, state_dir=str(tmp_path)
+    ) as env:
+        never_landed, landed = env.platform.add_jobs(2)
+        async with httpx.AsyncClient() as http:
+            claim = await http.post(
+                f"{env.platform.url}/jobs/{landed['id']}/claim",
+                headers={"X-Validator-Hotkey": env.config.validator_hotkey},
+            )
+            assert claim.status_code == 200
+        store = Store(tmp_path / "state.sqlite3")
+        for job in (never_landed, landed):
+            store.begin_claim(job["id"], job["challenge_id"])
+        store.close()
+        async with running(env.config) as validator:
+            await wait_for(
+                lambda: {never_landed["id"], landed["id"]} <= set(env.platform.results()),
+                15,
+                "both answered",
+            )
+            results = env.platform.results()
+            assert results[never_landed["id"]][0]["error"] is None
+            assert results[landed["id"]][0]["error"] == "validator restarted"
+            assert env.platform.stats["results_rejected"] == 0
+            notes = [e.text for e in validator.state.jobs[never_landed["id"]].timeline]
+            assert "still pending at the platform: not ours, claimable" in notes, notes
