@@ -95,7 +95,8 @@ async def test_sigterm_with_create_vm_in_flight(tmp_path: Path, vmm_mode: str):
                 assert job_vms(env) == []
                 return
             assert "not removed" in text
-            assert len(job_vms(env)) == 1
+            # The CreateVm whose answer was cut made a VM (others may have got through too).
+            assert job_vms(env)
             process = await start_engine(config_path, log)
             try:
                 await wait_for(lambda: not job_vms(env), 30, "job VM removed at the next start")

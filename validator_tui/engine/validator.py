@@ -63,6 +63,7 @@ class Validator:
         self.state.header.auto_claim = config.engine.auto_claim
         self.state.header.read_only = read_only
         self._stop = asyncio.Event()
+        self._stop_at: float | None = None
         self._started = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,16 +93,23 @@ class Validator:
             await self._shutdown(ctx)
 
     async def _recovered(self, ctx: EngineContext) -> bool:
-        """Run start-up recovery; False if `stop()` came first (recovery is then cancelled by
-        the shutdown, so a VMM that does not answer cannot delay the exit)."""
+        """Run start-up recovery; False if `stop()` came first. Recovery (results queued, our
+        orphaned job VMs removed) then gets the jobs' share of the shutdown deadline to finish
+        before the shutdown cancels it, so a VMM that does not answer cannot delay the exit."""
         recovery = ctx.tasks.spawn(self._recover(ctx), name="engine-recover", quiet=True)
         stopped = ctx.tasks.spawn(self._stop.wait(), name="engine-stop-wait", quiet=True)
         await asyncio.wait({recovery, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
-        if not recovery.done():
-            return False
-        recovery.result()
-        return True
+        if recovery.done():
+            recovery.result()
+            return True
+        share = self.config.engine.shutdown_deadline_s * JOBS_SHARE
+        await asyncio.wait({recovery}, timeout=_left(self._stop_requested_at() + share))
+        return False
+
+    def _stop_requested_at(self) -> float:
+        """When `stop()` was called (time.monotonic); now if it was not."""
+        return self._stop_at if self._stop_at is not None else time.monotonic()
 
     async def wait_started(self) -> None:
         """Return once recovery is done and the loops run."""
@@ -110,6 +118,8 @@ class Validator:
     async def stop(self) -> None:
         """Ask `run()` to finish within `engine.shutdown_deadline_s`: claims stop, running jobs
         end with an error result and their VMs are removed, results are flushed."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stop.set()
 
     def _build(self) -> EngineContext:
@@ -240,7 +250,7 @@ class Validator:
         store. Whatever is still unsent stays in the store for the next start."""
         assert self.jobs is not None and self.challenges is not None
         total = self.config.engine.shutdown_deadline_s
-        started = time.monotonic()
+        started = self._stop_requested_at()
         deadline = started + total
         final = max(total * FINAL_SHARE, min(1.0, total / 2))
         self.jobs.stopping = True
