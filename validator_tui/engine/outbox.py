@@ -5,7 +5,6 @@ letter). Dead letters stay in the store until the operator retries or discards t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from validator_tui.clients.backoff import Backoff
@@ -134,9 +133,13 @@ class ResultOutbox:
             return outcome
         self.count_dead_letters()
         self.ctx.log("info", "result", "operator: dead letter sent again", job_id=job_id)
-        body = self.ctx.store.result_body(job_id)
-        if body is not None:
-            self.enqueue(job_id, body)
+        try:
+            body = self.ctx.store.result_body(job_id)
+        except StoreError:
+            body = None
+        if body is None:
+            return Outcome.done(f"result of job {job_id} queued again: sent at the next start")
+        self.enqueue(job_id, body)
         return Outcome.done(f"result of job {job_id} queued again")
 
     def discard_dead_letter(self, job_id: str) -> Outcome:
@@ -170,12 +173,3 @@ class ResultOutbox:
             return True
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         return not pending
-
-    async def shutdown(self) -> None:
-        """Stop sending; unanswered results stay in the store for the next run."""
-        tasks = list(self._senders.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
