@@ -26,6 +26,8 @@ from pydantic import (
 )
 from tomlkit.exceptions import TOMLKitError
 
+from validator_tui.models.resources import Resources
+
 _SS58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _SS58_RE = re.compile(f"^[{_SS58_ALPHABET}]{{46,48}}$")
 
@@ -70,6 +72,11 @@ class ResourceLimits(Section):
     disk_mb: PositiveInt = 512000
     gpu_count: NonNegativeInt = 0
 
+    @property
+    def total(self) -> Resources:
+        """The limits as an amount of resources."""
+        return Resources(self.cpu_cores, self.memory_mb, self.disk_mb, self.gpu_count)
+
 
 class EngineSettings(Section):
     """Loop intervals and timeouts of the engine."""
@@ -100,6 +107,11 @@ class VmSpec(Section):
     @property
     def disk_mb(self) -> int:
         return self.disk_gb * 1024
+
+    @property
+    def resources(self) -> Resources:
+        """What one VM of this spec holds from the quota (disk in MB)."""
+        return Resources(self.vcpu, self.memory_mb, self.disk_mb, self.gpu)
 
 
 class HostPorts(Section):

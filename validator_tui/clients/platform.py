@@ -38,7 +38,6 @@ from validator_tui.models.platform import (
     ChallengesResponse,
     ClaimResponse,
     Job,
-    JobResults,
     MessageDecodeError,
     OrmQueryRequest,
     OrmQueryResponse,
@@ -152,15 +151,15 @@ class PlatformClient:
         _raise_for_status(response, what)
         return _decode(response, ClaimResponse, what)
 
-    async def submit_results(self, job_id: str, results: JobResults) -> SubmitOutcome:
-        """Send a job's results (retried on transient failures).
+    async def submit_results(self, job_id: str, body: bytes) -> SubmitOutcome:
+        """Send a job's results, `body` as serialised once by `JobResults.to_json_bytes`
+        (retried on transient failures).
 
         ACCEPTED on 2xx, DUPLICATE on 409 (already accepted), CANCELLED on 410; any other
         error status raises ApiError.
         """
         what = f"POST /jobs/{clean_line(job_id, 100)}/results"
         path = f"/jobs/{_segment(job_id)}/results"
-        body = results.to_json_bytes()
         headers = {"Content-Type": "application/json"}
         response = await self._retried(
             what, lambda: self._send("POST", path, what, content=body, headers=headers)

@@ -24,7 +24,7 @@ from validator_tui.clients.backoff import Backoff
 from validator_tui.clients.errors import AnswerLost, ClientError, VmmError, is_transient
 from validator_tui.engine.compose import ComposeCache, ComposeError, fetch_verified_compose
 from validator_tui.engine.context import EngineContext
-from validator_tui.engine.quota import Allocation, CapacityError, scaled
+from validator_tui.engine.quota import Allocation, CapacityError
 from validator_tui.engine.records import (
     ChallengeRecord,
     ChallengeState,
@@ -33,13 +33,8 @@ from validator_tui.engine.records import (
     VmRecord,
 )
 from validator_tui.engine.store import StoredChallengeVm, StoreError
-from validator_tui.engine.vm_ops import (
-    find_vms_named,
-    remove_vm,
-    vm_configuration,
-    vm_resources,
-)
-from validator_tui.engine.vm_ready import VmNotReady, wait_until_ready
+from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
+from validator_tui.engine.vm_ready import VmNotReady
 from validator_tui.models.platform import Challenge
 from validator_tui.models.vmm import VmConfiguration, VmInfo
 
@@ -277,11 +272,10 @@ class ChallengeManager:
         room for `reserve_job_vms` job VMs beside every challenge CVM."""
         held = self.ctx.quota.used_by(KIND)
         if runtime.vm is not None:
-            held = _minus(held, runtime.vm.allocation.resources)
-        reserve = scaled(
-            vm_resources(self.ctx.config.job_vm), self.ctx.config.engine.reserve_job_vms
-        )
-        return self.ctx.quota.fits_beside(_plus(held, reserve), self._vm_resources())
+            held -= runtime.vm.allocation.resources
+        config = self.ctx.config
+        reserve = config.job_vm.resources.times(config.engine.reserve_job_vms)
+        return self.ctx.quota.fits_beside(held + reserve, self._vm_resources())
 
     def capacity_freed(self) -> None:
         """Resources came back: give them to waiting challenges first (emission order)."""
@@ -391,13 +385,10 @@ class ChallengeManager:
             )
             if not rebuilding:
                 self._set(spec.id, ChallengeState.BOOTING)
-            await wait_until_ready(
-                self.ctx.vmm,
-                self.ctx.http,
+            await self.ctx.watcher.wait_ready(
                 vm_id,
                 f"http://{self.ctx.config.host_ports.host_address}:{allocation.port}/health",
                 timeout=self.ctx.config.engine.boot_timeout_s,
-                max_interval=self.ctx.config.engine.vm_poll_interval_s,
                 on_info=lambda info: self._on_boot_info(spec.id, info, rebuilding),
             )
             old = runtime.vm
@@ -464,14 +455,8 @@ class ChallengeManager:
         )
 
     def _on_boot_info(self, challenge_id: str, info: VmInfo, rebuilding: bool) -> None:
-        vm = self.ctx.state.vms.get(info.id)
-        if vm is not None:
-            vm.status, vm.boot_progress, vm.boot_error = (
-                info.status,
-                info.boot_progress,
-                info.boot_error,
-            )
-            self.ctx.state.put_vm(vm)
+        """The new CVM's boot progress shows on the challenge's record (not while a rebuild
+        keeps the old CVM serving)."""
         if not rebuilding:
             record = self.ctx.state.challenges.get(challenge_id)
             if record is not None:
@@ -592,7 +577,7 @@ class ChallengeManager:
     # -- helpers ---------------------------------------------------------------------------
 
     def _vm_resources(self) -> Resources:
-        return vm_resources(self.ctx.config.challenge_vm)
+        return self.ctx.config.challenge_vm.resources
 
     def _ensure_record(self, spec: Challenge) -> None:
         record = self.ctx.state.challenges.get(spec.id) or ChallengeRecord(spec.id, spec.name)
@@ -621,23 +606,12 @@ class ChallengeManager:
             record.vm_id, record.host_port = vm_id, port
             record.vm_status, record.boot_progress = status, progress
             self.ctx.state.put_challenge(record)
-        vm = self.ctx.state.vms.get(vm_id) or VmRecord(
-            vm_id, self.ctx.naming.challenge_vm(runtime.spec.id), VmKind.CHALLENGE, runtime.spec.id
-        )
-        vm.status, vm.boot_progress, vm.host_port = status, progress, port
-        self.ctx.state.put_vm(vm)
-
-
-def _plus(a: Resources, b: Resources) -> Resources:
-    return Resources(
-        a.vcpu + b.vcpu, a.memory_mb + b.memory_mb, a.disk_mb + b.disk_mb, a.gpu + b.gpu
-    )
-
-
-def _minus(a: Resources, b: Resources) -> Resources:
-    return Resources(
-        a.vcpu - b.vcpu, a.memory_mb - b.memory_mb, a.disk_mb - b.disk_mb, a.gpu - b.gpu
-    )
+        if vm_id not in self.ctx.state.vms:
+            name = self.ctx.naming.challenge_vm(runtime.spec.id)
+            self.ctx.state.put_vm(
+                VmRecord(vm_id, name, VmKind.CHALLENGE, runtime.spec.id, host_port=port)
+            )
+        self.ctx.state.set_vm_status(vm_id, status, progress)
 
 
 def _changed(old: Challenge, new: Challenge) -> bool:

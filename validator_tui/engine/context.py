@@ -16,6 +16,7 @@ from validator_tui.engine.quota import CVMQuotaManager
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import Store
 from validator_tui.engine.tasks import TaskRegistry
+from validator_tui.engine.vm_ready import VmWatcher
 
 
 @dataclass(slots=True)
@@ -31,6 +32,7 @@ class EngineContext:
     tasks: TaskRegistry
     platform_health: ServerHealth
     vmm_health: ServerHealth
+    watcher: VmWatcher
 
     def log(
         self,

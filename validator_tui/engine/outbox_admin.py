@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from validator_tui.engine.records import Outcome
+from validator_tui.engine.records import Outcome, ResultStatus
 from validator_tui.engine.store import OutboxRow, Store, StoreError
 
 STORE_FILE = "state.sqlite3"
@@ -31,7 +31,7 @@ def list_outbox(store: Store, limit: int = 1000) -> list[OutboxRow]:
 def retry_dead_letter(store: Store, job_id: str) -> Outcome:
     """Make a dead letter unsent again: the engine sends it at its next start."""
     try:
-        if not store.set_result_status(job_id, "pending", "dead"):
+        if not store.set_result_status(job_id, ResultStatus.PENDING, ResultStatus.DEAD):
             return Outcome.refused(f"job {job_id} has no dead letter")
     except StoreError as exc:
         return Outcome.refused(str(exc))
@@ -41,7 +41,7 @@ def retry_dead_letter(store: Store, job_id: str) -> Outcome:
 def discard_dead_letter(store: Store, job_id: str) -> Outcome:
     """Give up on a dead letter for good (kept as `discarded`)."""
     try:
-        if not store.set_result_status(job_id, "discarded", "dead"):
+        if not store.set_result_status(job_id, ResultStatus.DISCARDED, ResultStatus.DEAD):
             return Outcome.refused(f"job {job_id} has no dead letter")
     except StoreError as exc:
         return Outcome.refused(str(exc))

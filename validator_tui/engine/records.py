@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from validator_tui.models.resources import Resources as Resources
+
 
 class JobState(StrEnum):
     PENDING = "pending"
@@ -49,6 +51,26 @@ class ChallengeState(StrEnum):
     UPDATING = "updating"
     FAILED = "failed"
     DESTROYING = "destroying"
+
+
+class ResultStatus(StrEnum):
+    """Where a job's result stands in the outbox."""
+
+    PENDING = "pending"  # not answered yet: being sent
+    SENT = "sent"  # accepted (or a duplicate of one accepted)
+    DEAD = "dead"  # refused by the platform: a dead letter, until retried or discarded
+    DROPPED = "dropped"  # the platform cancelled the job: never sent, or refused as cancelled
+    NOT_OURS = "not_ours"  # the job turned out not to be ours (a lost claim answer)
+    DISCARDED = "discarded"  # a dead letter the operator gave up on
+
+
+class CancelReason(StrEnum):
+    """Why a claimed job is being ended early."""
+
+    PLATFORM = "platform"  # `job_cancelled`: no result is sent
+    OPERATOR = "operator"  # the result says "cancelled by operator"
+    VM_LOST = "vm_lost"  # the VMM no longer has the job's VM
+    SHUTDOWN = "shutdown"  # the validator is stopping
 
 
 class VmKind(StrEnum):
@@ -142,16 +164,6 @@ class Event:
     job_id: str | None = None
     challenge_id: str | None = None
     vm_id: str | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class Resources:
-    """An amount of host resources (memory and disk in MB)."""
-
-    vcpu: int = 0
-    memory_mb: int = 0
-    disk_mb: int = 0
-    gpu: int = 0
 
 
 @dataclass(slots=True, frozen=True)

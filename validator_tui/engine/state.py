@@ -200,6 +200,21 @@ class EngineState:
         self._vms.items[vm.id] = vm
         self._vms.touch(vm.id, self._bump())
 
+    def set_vm_status(
+        self, vm_id: str, status: str, boot_progress: str, boot_error: str | None = None
+    ) -> VmRecord | None:
+        """Record what the VMM says of one of our VMs (`boot_error` None: keep the known one);
+        a change is published, an unchanged status costs nothing. Returns the VM's record, or
+        None when we hold no record of it."""
+        vm = self._vms.items.get(vm_id)
+        if vm is None:
+            return None
+        error = vm.boot_error if boot_error is None else boot_error
+        if (vm.status, vm.boot_progress, vm.boot_error) != (status, boot_progress, error):
+            vm.status, vm.boot_progress, vm.boot_error = status, boot_progress, error
+            self.put_vm(vm)
+        return vm
+
     def drop_vm(self, vm_id: str) -> None:
         self._vms.drop(vm_id, self._bump())
 
