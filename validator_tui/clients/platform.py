@@ -93,6 +93,8 @@ class PlatformClient:
         observer: RequestObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: How errors name this server: `platform http://host:port`.
+        self.name = f"platform {clean_line(self.base_url, 200)}"
         #: Told about every REST request (the engine watches the platform's health with it).
         self.observer = observer
         self.hotkey = hotkey
@@ -143,7 +145,7 @@ class PlatformClient:
         error status; NotSent if the request never left (not claimed); AnswerLost if it may
         have reached the platform but no answer came (claimed or not: ask `/jobs/pending`).
         """
-        what = f"POST /jobs/{clean_line(job_id, 100)}/claim"
+        what = f"{self.name} POST /jobs/{clean_line(job_id, 100)}/claim"
         response = await self._send("POST", f"/jobs/{_segment(job_id)}/claim", what)
         status = response.status_code
         if status in CLAIM_LOST_STATUSES or (status >= 500 and not response.content.strip()):
@@ -158,7 +160,7 @@ class PlatformClient:
         ACCEPTED on 2xx, DUPLICATE on 409 (already accepted), CANCELLED on 410; any other
         error status raises ApiError.
         """
-        what = f"POST /jobs/{clean_line(job_id, 100)}/results"
+        what = f"{self.name} POST /jobs/{clean_line(job_id, 100)}/results"
         path = f"/jobs/{_segment(job_id)}/results"
         headers = {"Content-Type": "application/json"}
         response = await self._retried(
@@ -181,7 +183,7 @@ class PlatformClient:
         the server's words if the server refuses it.
         """
         check_read_only(query)
-        what = f"POST /challenges/{clean_line(challenge_id, 100)}/orm/query"
+        what = f"{self.name} POST /challenges/{clean_line(challenge_id, 100)}/orm/query"
         path = f"/challenges/{_segment(challenge_id)}/orm/query"
         body = OrmQueryRequest(query=query, params=list(params)).model_dump_json().encode()
         headers = {"Content-Type": "application/json"}
@@ -203,7 +205,7 @@ class PlatformClient:
 
     async def _get_json(self, path: str, model: type[ModelT]) -> ModelT:
         """GET `path` (retried), raise ApiError for an error status, decode the body as `model`."""
-        what = f"GET {path}"
+        what = f"{self.name} GET {path}"
         response = await self._retried(what, lambda: self._send("GET", path, what))
         _raise_for_status(response, what)
         return _decode(response, model, what)

@@ -34,12 +34,14 @@ from validator_tui.engine.records import (
 )
 from validator_tui.engine.store import StoredChallengeVm, StoreError
 from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
-from validator_tui.engine.vm_ready import VmNotReady
+from validator_tui.engine.vm_ready import FAILED_STATUSES, VmNotReady
 from validator_tui.models.platform import Challenge
 from validator_tui.models.vmm import VmConfiguration, VmInfo
 
 #: Quota kind of challenge CVM allocations.
 KIND = "challenge"
+#: States of a challenge whose CVM, once running and booted again, serves jobs again.
+_RESUMABLE = frozenset({ChallengeState.STOPPED, ChallengeState.BOOTING})
 #: The capacity-shortfall warning is logged at most this often (the header always shows it).
 SHORTFALL_WARNING_EVERY_S = 60.0
 
@@ -199,12 +201,30 @@ class ChallengeManager:
         if record and record.state is ChallengeState.FAILED and idle and due:
             runtime.waiting = True
 
-    def _start(self, runtime: _Runtime, work: Callable[[], Awaitable[None]]) -> None:
-        """Cancel the challenge's current lifecycle work and run `work` once it has ended."""
+    def _start(
+        self,
+        runtime: _Runtime,
+        work: Callable[[], Awaitable[None]],
+        allocation: Allocation | None = None,
+    ) -> None:
+        """Cancel the challenge's current lifecycle work and run `work` once it has ended.
+        `allocation`, taken for `work`, is released if `work` ends (or is cancelled before it
+        began) without a CVM of the challenge holding it."""
         previous = runtime.task
         if previous is not None and not previous.done():
             previous.cancel()
-        runtime.task = asyncio.create_task(self._after(previous, work))
+        task = asyncio.create_task(self._after(previous, work))
+        if allocation is not None:
+            task.add_done_callback(lambda _: self._release_unheld(runtime, allocation))
+        runtime.task = task
+
+    def _release_unheld(self, runtime: _Runtime, allocation: Allocation) -> None:
+        held = [vm.allocation for vm in (runtime.vm, *runtime.extra_vms) if vm is not None]
+        if all(held_one is not allocation for held_one in held) and self.ctx.quota.release(
+            allocation
+        ):
+            self.ctx.publish_quota()
+            self.capacity_freed()
 
     async def _after(
         self, previous: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]
@@ -307,7 +327,7 @@ class ChallengeManager:
                 continue
             runtime.waiting = False
             self.ctx.publish_quota()
-            self._start(runtime, partial(self._provision, runtime, allocation))
+            self._start(runtime, partial(self._provision, runtime, allocation), allocation)
         self._report_shortfall(short)
 
     def _set_waiting(self, runtime: _Runtime, reason: str) -> None:
@@ -330,7 +350,7 @@ class ChallengeManager:
         reserve = self.ctx.config.engine.reserve_job_vms
         text = (
             f"capacity shortfall: {short} of {len(self._runtimes)} challenges have no CVM "
-            f"(each needs {spec.vcpu} vCPU, {spec.memory_mb} MB; {reserve} job VMs kept free)"
+            f"(each needs {spec.resources}; {reserve} job VMs kept free)"
         )
         if header.capacity_warning != text:
             header.capacity_warning = text
@@ -487,29 +507,71 @@ class ChallengeManager:
     # -- VM teardown -----------------------------------------------------------------------
 
     async def _destroy(self, vm: ChallengeVm, why: str) -> None:
-        """Remove the CVM and release what it held, exactly once."""
-        await self._remove_vm_id(vm.vm_id, why)
-        with contextlib.suppress(StoreError):
-            self.ctx.store.delete_challenge_vm(vm.vm_id)
-        if self.ctx.quota.release(vm.allocation):
-            self.ctx.publish_quota()
-            self.capacity_freed()
+        """Remove the CVM and release what it held, exactly once, also when the work that
+        destroys it is cancelled (the removal goes on in a task of its own); a challenge record
+        that showed it shows no VM any more."""
+        removal = self.ctx.tasks.spawn(
+            self._remove_vm_id(vm.vm_id, why), name=f"remove-cvm-{vm.vm_id}"
+        )
+        try:
+            await asyncio.shield(removal)
+        finally:
+            for record in self.ctx.state.challenges.values():
+                if record.vm_id == vm.vm_id:
+                    record.vm_id, record.host_port, record.active_since = None, None, None
+                    record.vm_status, record.boot_progress = "", ""
+                    self.ctx.state.put_challenge(record)
+            with contextlib.suppress(StoreError):
+                self.ctx.store.delete_challenge_vm(vm.vm_id)
+            if self.ctx.quota.release(vm.allocation):
+                self.ctx.publish_quota()
+                self.capacity_freed()
 
     async def _remove_vm_id(self, vm_id: str, why: str) -> None:
         if await remove_vm(self.ctx, vm_id):
             self.ctx.log("info", "cvm", f"removed CVM {vm_id} ({why})", vm_id=vm_id)
 
     def forget_vm(self, vm_id: str) -> None:
-        """The operator removed this CVM: release it; the challenge is re-provisioned later."""
+        """The operator removed this CVM: release it and provision a new one now."""
+        for runtime in self._runtimes.values():
+            if runtime.vm is None or runtime.vm.vm_id != vm_id:
+                continue
+            if self.ctx.quota.release(runtime.vm.allocation):
+                self.ctx.publish_quota()
+            with contextlib.suppress(StoreError):
+                self.ctx.store.delete_challenge_vm(vm_id)
+            runtime.vm, runtime.compose = None, None
+            runtime.failures, runtime.retry_after = 0, 0.0
+            record = self.ctx.state.challenges.get(runtime.spec.id)
+            if record is not None:
+                record.vm_id, record.host_port, record.active_since = None, None, None
+                record.vm_status, record.boot_progress = "", ""
+            reason = "CVM removed by operator: provisioning a new one"
+            self._set(runtime.spec.id, ChallengeState.PENDING, reason=reason)
+            if not runtime.leaving:
+                runtime.waiting = True
+                self._place_waiting()
+
+    def operator_stopped(self, vm_id: str) -> None:
+        """The operator stopped this CVM: its challenge is `stopped` (no jobs, uptime ends)
+        until the CVM runs again."""
+        challenge_id = self._challenge_holding(vm_id)
+        if challenge_id is not None:
+            self._set(challenge_id, ChallengeState.STOPPED, reason="stopped by operator")
+
+    def operator_started(self, vm_id: str) -> None:
+        """The operator started this CVM: its challenge is `booting` until the CVM is ready."""
+        challenge_id = self._challenge_holding(vm_id)
+        record = self.ctx.state.challenges.get(challenge_id) if challenge_id else None
+        if record is not None and record.state is ChallengeState.STOPPED:
+            self._set(record.id, ChallengeState.BOOTING, reason="started by operator")
+
+    def _challenge_holding(self, vm_id: str) -> str | None:
+        """The challenge whose serving CVM is `vm_id`, if any."""
         for runtime in self._runtimes.values():
             if runtime.vm is not None and runtime.vm.vm_id == vm_id:
-                if self.ctx.quota.release(runtime.vm.allocation):
-                    self.ctx.publish_quota()
-                    self.capacity_freed()
-                self.ctx.store.delete_challenge_vm(vm_id)
-                runtime.vm, runtime.compose = None, None
-                runtime.failures, runtime.retry_after = 0, 0.0
-                self._set(runtime.spec.id, ChallengeState.FAILED, reason="CVM removed by operator")
+                return runtime.spec.id
+        return None
 
     def holds(self, vm_id: str) -> bool:
         """True when `vm_id` is one of the challenge CVMs this manager holds (or is booting)."""
@@ -553,17 +615,24 @@ class ChallengeManager:
         return False
 
     def on_vm_info(self, info: VmInfo) -> None:
-        """Reconciler report on one of our CVMs: keep the record's VM status current."""
-        for runtime in self._runtimes.values():
-            if runtime.vm is not None and runtime.vm.vm_id == info.id:
-                record = self.ctx.state.challenges.get(runtime.spec.id)
-                if record is not None and (
-                    record.vm_status != info.status or record.boot_progress != info.boot_progress
-                ):
-                    record.vm_status, record.boot_progress = info.status, info.boot_progress
-                    self.ctx.state.put_challenge(record)
-                    if self.is_active(runtime.spec.id):
-                        self._on_active(runtime.spec.id)
+        """Report on one of our CVMs (reconciler, operator command): keep the record's VM status
+        current; a serving CVM found stopped makes its challenge `stopped`, one running and
+        booted again makes it `active`."""
+        challenge_id = self._challenge_holding(info.id)
+        record = self.ctx.state.challenges.get(challenge_id) if challenge_id else None
+        if record is None:
+            return
+        if record.vm_status == info.status and record.boot_progress == info.boot_progress:
+            return
+        record.vm_status, record.boot_progress = info.status, info.boot_progress
+        if record.state is ChallengeState.ACTIVE and info.status in FAILED_STATUSES:
+            self._set(record.id, ChallengeState.STOPPED, reason=f"CVM is {info.status}")
+        elif record.state in _RESUMABLE and info.is_ready:
+            self._set(record.id, ChallengeState.ACTIVE, reason="")
+        else:
+            self.ctx.state.put_challenge(record)
+        if self.is_active(record.id):
+            self._on_active(record.id)
 
     async def shutdown(self, until: float) -> None:
         """Stop provisioning work (waiting until `until`, time.monotonic, at the latest); CVMs
@@ -591,11 +660,11 @@ class ChallengeManager:
         record = self.ctx.state.challenges.get(challenge_id)
         if record is None:
             return
-        record.state = state
-        if reason is not None:
-            record.reason = reason
+        record.enter(state, reason)
         if state is ChallengeState.ACTIVE:
             record.active_since = time.time()
+        elif state is ChallengeState.STOPPED:
+            record.active_since = None
         self.ctx.state.put_challenge(record)
 
     def _record_vm(

@@ -15,6 +15,7 @@ it, and returns the result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ RETRY_CAP_S = 10.0
 #: Longest wait for a CreateVm in flight when its job is cancelled (its id is needed to remove
 #: the VM it may create), and for the removal itself.
 CLEANUP_WAIT_S = 15.0
+#: Lines of a job VM's serial log kept with the job's record once the VM is gone, and how long
+#: reading them may take before the VM is removed.
+KEPT_VM_LOG_LINES = 200
+LOG_TAIL_WITHIN_S = 1.0
 
 
 class JobFailed(Exception):
@@ -65,6 +70,9 @@ class JobProgress(Protocol):
 
     def evaluating(self) -> None:
         """The VM is ready; the evaluation starts."""
+
+    def vm_log(self, lines: tuple[str, ...]) -> None:
+        """The last lines of the VM's serial log (sanitised), read just before its removal."""
 
 
 class JobLog:
@@ -144,7 +152,7 @@ class DstackExecutor:
             error = clean_line(str(exc), MAX_LOG_CHARS)
         finally:
             if vm.needs_cleanup:
-                await self._cleanup(job, vm, log)
+                await self._cleanup(job, vm, log, progress)
         log.add(f"failed: {error}")
         return JobResults.failure(error, int((time.monotonic() - started) * 1000), log.lines)
 
@@ -243,13 +251,33 @@ class DstackExecutor:
         vm.creating, vm.maybe_created = None, False
         return vm_id
 
-    async def _cleanup(self, job: JobRecord, vm: JobVm, log: JobLog) -> None:
-        """Remove the job's VM in a task of its own that a second cancel does not interrupt
-        (shutdown cancels and awaits it through the task registry when time is up)."""
-        task = self.ctx.tasks.spawn(self._remove(job, vm), name=f"remove-{vm.name}")
+    async def _cleanup(self, job: JobRecord, vm: JobVm, log: JobLog, progress: JobProgress) -> None:
+        """Keep the tail of the VM's log, then remove the VM, in a task of its own that a
+        second cancel does not interrupt (shutdown cancels and awaits it through the task
+        registry when time is up)."""
+        task = self.ctx.tasks.spawn(
+            self._keep_and_remove(job, vm, progress), name=f"remove-{vm.name}"
+        )
         await asyncio.shield(task)
         if vm.vm_id is not None:
             log.add(f"removed VM {vm.vm_id}")
+
+    async def _keep_and_remove(self, job: JobRecord, vm: JobVm, progress: JobProgress) -> None:
+        if vm.vm_id is not None and self.ctx.vmm_health.up:
+            lines = await self._log_tail(vm.vm_id)
+            if lines:
+                progress.vm_log(lines)
+        await self._remove(job, vm)
+
+    async def _log_tail(self, vm_id: str) -> tuple[str, ...]:
+        """The last KEPT_VM_LOG_LINES lines of the VM's serial log, sanitised; what came within
+        LOG_TAIL_WITHIN_S (nothing if the VMM does not answer)."""
+        lines: list[str] = []
+        with contextlib.suppress(TimeoutError, ClientError):
+            async with asyncio.timeout(LOG_TAIL_WITHIN_S):
+                async for line in self.ctx.vmm.logs(vm_id, lines=KEPT_VM_LOG_LINES):
+                    lines.append(line)
+        return tuple(clean_lines(lines[-KEPT_VM_LOG_LINES:], KEPT_VM_LOG_LINES, MAX_LOG_CHARS))
 
     async def _remove(self, job: JobRecord, vm: JobVm) -> None:
         """Wait (bounded) for a CreateVm in flight, then remove the VM by id, or by name when

@@ -119,15 +119,6 @@ class JobManager:
             return "claims paused: the VMM is not answering"
         return ""
 
-    def has_capacity(self, job: JobRecord | Job) -> bool:
-        """True when claims may run, a job VM fits in the quota and the job's challenge CVM is
-        active."""
-        return (
-            not self.claim_blocker()
-            and self.challenges.is_active(job.challenge_id)
-            and self.ctx.quota.check_capacity(self.job_resources())
-        )
-
     def publish_claim_state(self) -> None:
         """Show in the header why claims are paused (nothing while they run)."""
         reason = self.claim_blocker()
@@ -139,8 +130,37 @@ class JobManager:
     def on_health_change(self) -> None:
         """The platform's or the VMM's health changed: pause or resume claims."""
         self.publish_claim_state()
-        if self.auto_claim and not self.claim_blocker():
-            self.claim_what_fits()
+        self.claim_what_fits()
+
+    def _capacity_reason(self) -> str:
+        """Why no job VM fits now ("" when one does), in human units."""
+        need = self.job_resources()
+        if self.ctx.quota.check_capacity(need):
+            return ""
+        usage = self.ctx.quota.get_usage()
+        short = need.shortfall(usage.total - usage.used)
+        if not short:
+            return "waiting for a free host port"
+        return f"waiting for capacity ({short})"
+
+    def _waiting_reason(self, record: JobRecord, blocker: str, capacity: str) -> str:
+        """Why the pending `record` is not being claimed now ("" if nothing holds it)."""
+        if not self.auto_claim:
+            return "auto-claim off"
+        if blocker:
+            return blocker
+        if not self.challenges.is_active(record.challenge_id):
+            return "challenge CVM not active"
+        if capacity:
+            return capacity
+        if self._retry_claim_at.get(record.id, 0.0) > time.monotonic():
+            return "claim failed: retrying shortly"
+        return ""
+
+    def _show_waiting(self, record: JobRecord, reason: str) -> None:
+        if record.waiting_reason != reason:
+            record.waiting_reason = reason
+            self.ctx.state.put_job(record)
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -166,9 +186,7 @@ class JobManager:
                     self._maybe_ours[job_id] = None
                 else:
                     self.ctx.state.drop_job(job_id)
-            self._run_maybe_ours()
-            if self.auto_claim:
-                self.claim_what_fits()
+            self.claim_what_fits()
             return jobs
 
     def _see(
@@ -214,38 +232,61 @@ class JobManager:
         )
 
     def on_new_job(self, job_id: str, challenge_id: str) -> None:
-        """A `new_job` notification: show it and, with auto-claim, claim it right away."""
+        """A `new_job` notification: show it and, with auto-claim, claim it right away (its
+        quota is taken before this returns; the claim request goes out on its own task)."""
         record = self._see(job_id, challenge_id, "", "")
-        if self.auto_claim and record.state is JobState.PENDING and self.has_capacity(record):
-            self._spawn_claim(job_id)
+        if record.state is not JobState.PENDING or job_id in self._claiming:
+            return
+        blocker, capacity = self.claim_blocker(), self._capacity_reason()
+        reason = self._waiting_reason(record, blocker, capacity)
+        if not reason and self._spawn_claim(job_id):
+            return
+        self._show_waiting(record, reason)
 
     def claim_what_fits(self) -> None:
-        """Start claims for pending jobs, oldest first, while capacity allows (jobs that may
-        already be ours come first)."""
+        """With auto-claim, start claims for pending jobs, oldest first, while capacity allows
+        (jobs that may already be ours come first); every pending job left says why it waits."""
         if self._maybe_ours:
             self._run_maybe_ours()
-        if self.claim_blocker():
-            return
+        blocker = self.claim_blocker()
+        capacity = self._capacity_reason()
         for job_id in list(self._pending):
             record = self.ctx.state.jobs.get(job_id)
             if record is None or record.state is not JobState.PENDING:
                 del self._pending[job_id]
                 continue
-            if record.id in self._claiming or not self.has_capacity(record):
+            if job_id in self._claiming:
                 continue
-            if self._retry_claim_at.get(record.id, 0.0) > time.monotonic():
+            reason = self._waiting_reason(record, blocker, capacity)
+            if not reason and self._spawn_claim(job_id):
+                capacity = self._capacity_reason()
                 continue
-            self._spawn_claim(record.id)
+            self._show_waiting(record, reason)
 
-    def _spawn_claim(self, job_id: str) -> None:
-        task = self.ctx.tasks.spawn(self.claim_job(job_id), name=f"claim-{job_id}", quiet=True)
+    def _spawn_claim(self, job_id: str) -> bool:
+        """Take the job's quota and send its claim on a task of its own; False if refused."""
+        started = self._begin_claim(job_id)
+        if isinstance(started, Outcome):
+            return False
+        task = self.ctx.tasks.spawn(
+            self._claim_request(*started), name=f"claim-{job_id}", quiet=True
+        )
         self._claim_tasks.add(task)
         task.add_done_callback(self._claim_tasks.discard)
+        return True
 
     # -- claiming -------------------------------------------------------------------------
 
     async def claim_job(self, job_id: str) -> Outcome:
         """Claim one pending job and start running it; refused with a reason otherwise."""
+        started = self._begin_claim(job_id)
+        if isinstance(started, Outcome):
+            return started
+        return await self._claim_request(*started)
+
+    def _begin_claim(self, job_id: str) -> tuple[JobRecord, Allocation] | Outcome:
+        """Check that `job_id` may be claimed now, take its quota and commit the intent to
+        claim it; the refusal (with its reason) otherwise."""
         record = self.ctx.state.jobs.get(job_id)
         if record is None:
             return Outcome.refused(f"unknown job {job_id}")
@@ -273,7 +314,8 @@ class JobManager:
         if forgot_dead_letter:
             self.outbox.count_dead_letters()
         self.ctx.publish_quota()
-        return await self._claim_request(record, allocation)
+        record.waiting_reason = ""
+        return record, allocation
 
     async def _claim_request(self, record: JobRecord, allocation: Allocation) -> Outcome:
         job_id = record.id
@@ -640,6 +682,7 @@ class JobManager:
         record = self.ctx.state.challenges.get(challenge_id)
         if record is not None:
             record.jobs_running = max(0, record.jobs_running + delta)
+            record.jobs_run += max(0, delta)
             self.ctx.state.put_challenge(record)
         self.ctx.state.header_changed()
 
@@ -689,3 +732,7 @@ class _Progress:
     def evaluating(self) -> None:
         self.job.state = JobState.RUNNING
         self.jobs.ctx.state.put_job(self.job, "evaluating")
+
+    def vm_log(self, lines: tuple[str, ...]) -> None:
+        self.job.vm_log = lines
+        self.jobs.ctx.state.put_job(self.job)

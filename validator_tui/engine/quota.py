@@ -63,10 +63,8 @@ class CVMQuotaManager:
         Raises `CapacityError` without changing anything when they do not fit.
         """
         if not self.check_capacity(resources, need_port=False):
-            raise CapacityError(
-                f"not enough capacity for {owner}: needs {resources}, "
-                f"{self.total - self._used} free"
-            )
+            short = resources.shortfall(self.total - self._used)
+            raise CapacityError(f"not enough capacity for {owner}: {short}")
         chosen: int | None = None
         if port is not None:
             if port in self._free_ports:

@@ -51,6 +51,12 @@ class ChallengeState(StrEnum):
     UPDATING = "updating"
     FAILED = "failed"
     DESTROYING = "destroying"
+    #: The operator stopped the CVM: no jobs run on it until it is started again.
+    STOPPED = "stopped"
+
+
+#: State changes a challenge record keeps.
+MAX_CHALLENGE_HISTORY = 50
 
 
 class ResultStatus(StrEnum):
@@ -108,6 +114,11 @@ class JobRecord:
     #: A claim of this job got no answer: it may be ours or not (the platform decides when a
     #: result is sent; a lasting 403 then means "not ours", not a dead letter).
     claim_unsure: bool = False
+    #: Why a pending job is not being claimed ("auto-claim off", "waiting for capacity (needs
+    #: 4 vCPU, 0 free)", …); "" when it is not waiting.
+    waiting_reason: str = ""
+    #: The last lines of the job VM's serial log (sanitised), kept after the VM is removed.
+    vm_log: tuple[str, ...] = ()
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the claim (or creation), up to the finish."""
@@ -135,6 +146,26 @@ class ChallengeRecord:
     active_since: float | None = None
     reason: str = ""
     jobs_running: int = 0
+    #: Every state change, oldest first (the latest MAX_CHALLENGE_HISTORY), with its reason.
+    #: A tuple, replaced on change: a copy handed to a reader never changes under it.
+    history: tuple[TimelineEntry, ...] = ()
+    #: The latest failure's reason, kept after the CVM recovers ("" if it never failed).
+    last_error: str = ""
+    #: Jobs of this challenge this engine has run (counted from the engine's start).
+    jobs_run: int = 0
+
+    def enter(self, state: ChallengeState, reason: str | None = None) -> None:
+        """Move to `state` (and `reason`, when given), noting the change in `history`; a
+        failure's reason is kept in `last_error`."""
+        self.state = state
+        if reason is not None:
+            self.reason = reason
+            if state is ChallengeState.FAILED and reason:
+                self.last_error = reason
+        text = f"{state.value}: {reason}" if reason else state.value
+        if not self.history or self.history[-1].text != text:
+            entry = TimelineEntry(time.time(), text)
+            self.history = (*self.history, entry)[-MAX_CHALLENGE_HISTORY:]
 
 
 @dataclass(slots=True)

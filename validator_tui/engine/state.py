@@ -170,6 +170,7 @@ class EngineState:
         if job is not None and job.state.finished:
             job.logs = []
             job.metrics = {}
+            job.vm_log = ()
             job.timeline = job.timeline[-SHORT_TIMELINE:]
 
     def _trim_history(self) -> None:

@@ -27,7 +27,14 @@ from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.quota import CVMQuotaManager
 from validator_tui.engine.reconciler import Reconciler
-from validator_tui.engine.records import ConnectionView, JobState, Outcome, ResultStatus, VmKind
+from validator_tui.engine.records import (
+    ConnectionView,
+    JobRecord,
+    JobState,
+    Outcome,
+    ResultStatus,
+    VmKind,
+)
 from validator_tui.engine.recovery import Recovery
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import OutboxRow, Store, StoreError
@@ -104,9 +111,16 @@ class Validator:
         config = self.config
         timeout = config.engine.request_timeout_s
         token = config.dstack_vmm_token.get_secret_value() if config.dstack_vmm_token else None
-        platform_health = ServerHealth(self.state, "platform", "platform", down_on_5xx=False)
-        vmm_health = ServerHealth(self.state, "VMM", "vmm", down_on_5xx=True)
-        vmm = VmmClient(config.dstack_vmm_url, token, timeout=timeout, observer=vmm_health.observe)
+        platform = PlatformClient(
+            config.platform_api_url,
+            config.validator_hotkey,
+            timeout=timeout,
+            ws_backoff_cap=config.engine.ws_backoff_cap_s,
+        )
+        vmm = VmmClient(config.dstack_vmm_url, token, timeout=timeout)
+        platform_health = ServerHealth(self.state, platform.name, "platform", down_on_5xx=False)
+        vmm_health = ServerHealth(self.state, vmm.name, "vmm", down_on_5xx=True)
+        platform.observer, vmm.observer = platform_health.observe, vmm_health.observe
         # Evaluator connections go to a new host port per job VM: keep few idle ones, as
         # httpx scans every pooled connection on each request (a profiled hotspot).
         http = httpx.AsyncClient(
@@ -120,13 +134,7 @@ class Validator:
             state=self.state,
             store=store,
             quota=CVMQuotaManager(config.resource_limits, config.host_ports),
-            platform=PlatformClient(
-                config.platform_api_url,
-                config.validator_hotkey,
-                timeout=timeout,
-                ws_backoff_cap=config.engine.ws_backoff_cap_s,
-                observer=platform_health.observe,
-            ),
+            platform=platform,
             vmm=vmm,
             http=http,
             naming=VmNaming(config.validator_hotkey),
@@ -400,9 +408,14 @@ class Validator:
             await calls[action](vm_id)
         except ClientError as exc:
             return Outcome.refused(f"{action} failed: {exc}")
-        if action == "remove" and record.kind is VmKind.CHALLENGE:
-            self.challenges.forget_vm(vm_id)
-            self.state.drop_vm(vm_id)
+        if record.kind is VmKind.CHALLENGE:
+            if action == "remove":
+                self.challenges.forget_vm(vm_id)
+                self.state.drop_vm(vm_id)
+            elif action == "stop":
+                self.challenges.operator_stopped(vm_id)
+            else:
+                self.challenges.operator_started(vm_id)
         self.ctx.log("info", "operator", f"operator {action} VM {vm_id}", vm_id=vm_id)
         with contextlib.suppress(ClientError):
             info = await vmm.get_info(vm_id)
@@ -420,8 +433,7 @@ class Validator:
         self.jobs.auto_claim = enabled
         self.state.header.auto_claim = enabled
         self.state.header_changed()
-        if enabled:
-            self.jobs.claim_what_fits()
+        self.jobs.claim_what_fits()
         return Outcome.done(f"auto-claim {'on' if enabled else 'off'}")
 
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
@@ -462,9 +474,25 @@ class Validator:
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True
     ) -> AsyncIterator[str]:
-        """The VM's serial log lines (raw, untrusted: sanitise before display)."""
+        """The VM's serial log lines (raw, untrusted: sanitise before display). For a job VM
+        that is gone, the lines kept with its job's record (see `JobRecord.vm_log`)."""
+        if vm_id not in self.state.vms:
+            job = self._job_of_vm(vm_id)
+            if job is not None:
+                for line in job.vm_log[-lines:]:
+                    yield line
+                kept = f"its last {len(job.vm_log)} log lines" if job.vm_log else "no log"
+                yield f"[validator] VM {vm_id} of job {job.id} is gone: {kept} kept"
+                return
         async for line in self.ctx.vmm.logs(vm_id, follow=follow, lines=lines, ansi=False):
             yield line
+
+    def _job_of_vm(self, vm_id: str) -> JobRecord | None:
+        """The job (still in the history) that ran in VM `vm_id`."""
+        for job in reversed(self.state.jobs.values()):
+            if job.vm_id == vm_id:
+                return job
+        return None
 
     def running_job_count(self) -> int:
         return sum(1 for job in self.state.jobs.values() if job.state.active)

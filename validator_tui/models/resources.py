@@ -41,6 +41,29 @@ class Resources:
             and self.gpu <= total.gpu
         )
 
+    def shortfall(self, free: Resources) -> str:
+        """What of this amount does not fit in `free`: `4 vCPU, 0 free; 4 GB RAM, 2 GB free`
+        ("" when it all fits)."""
+        parts = [
+            f"needs {need}, {have} free"
+            for need, have, short in (
+                (f"{self.vcpu} vCPU", f"{max(0, free.vcpu)}", self.vcpu > free.vcpu),
+                (
+                    f"{_size(self.memory_mb)} RAM",
+                    _size(max(0, free.memory_mb)),
+                    self.memory_mb > free.memory_mb,
+                ),
+                (
+                    f"{_size(self.disk_mb)} disk",
+                    _size(max(0, free.disk_mb)),
+                    self.disk_mb > free.disk_mb,
+                ),
+                (f"{self.gpu} GPU", f"{max(0, free.gpu)}", self.gpu > free.gpu),
+            )
+            if short
+        ]
+        return "; ".join(parts)
+
     def __str__(self) -> str:
         """`4 vCPU, 4 GB RAM, 50 GB disk` (GPUs when there are any): for messages and toasts."""
         parts = [f"{self.vcpu} vCPU", f"{_size(self.memory_mb)} RAM", f"{_size(self.disk_mb)} disk"]
