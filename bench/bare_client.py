@@ -10,9 +10,9 @@ must spend to make these requests in Python.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
+from collections import deque
 
 import httpx
 from websockets.asyncio.client import connect
@@ -37,7 +37,8 @@ class BareClient:
         self.vmm = httpx.AsyncClient(base_url=config.dstack_vmm_url, timeout=30.0, trust_env=False)
         self.http = httpx.AsyncClient(timeout=30.0, trust_env=False)
         ports = config.host_ports
-        self._ports = itertools.cycle(range(ports.start, ports.end + 1))
+        #: Host ports not mapped by a VM now (a port goes back once its VM is removed).
+        self._ports = deque(range(ports.start, ports.end + 1))
         self._composes: dict[str, str] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,8 +77,15 @@ class BareClient:
             try:
                 await self._run(job_id, challenge_id)
                 self.done += 1
-            except (httpx.HTTPError, KeyError, ValueError):
+            except (httpx.HTTPError, KeyError, ValueError, IndexError) as exc:
                 self.failed += 1
+                error = {"score": 0.0, "metrics": {}, "logs": [], "execution_time_ms": 0}
+                error["error"] = f"bare client: {type(exc).__name__}"
+                await self.platform.post(
+                    f"/jobs/{job_id}/results",
+                    content=json.dumps(error).encode(),
+                    headers=HEADERS_JSON,
+                )
 
     async def _run(self, job_id: str, challenge_id: str) -> None:
         started = time.monotonic()
@@ -93,7 +101,7 @@ class BareClient:
             headers=HEADERS_JSON,
         )
         row = rows.json()["rows"][0]
-        port = next(self._ports)
+        port = self._ports.popleft()
         spec, ports = self.config.job_vm, self.config.host_ports
         config = {
             "name": f"bare-job-{job_id}",
@@ -112,10 +120,14 @@ class BareClient:
             ],
             "user_config": json.dumps({"env": {"JOB_ID": job_id}}),
         }
-        created = await self.vmm.post(
-            "/prpc/CreateVm?json", content=json.dumps(config).encode(), headers=HEADERS_JSON
-        )
-        vm_id = created.json()["id"]
+        try:
+            created = await self.vmm.post(
+                "/prpc/CreateVm?json", content=json.dumps(config).encode(), headers=HEADERS_JSON
+            )
+            vm_id = created.json()["id"]
+        except BaseException:
+            self._ports.append(port)
+            raise
         try:
             pause = 0.005
             while True:
@@ -148,6 +160,7 @@ class BareClient:
                 content=json.dumps({"id": vm_id}).encode(),
                 headers=HEADERS_JSON,
             )
+            self._ports.append(port)
         results = {
             "score": result["score"],
             "metrics": result.get("metrics", {}),

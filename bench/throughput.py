@@ -79,11 +79,15 @@ def challenges_active(validator: Validator) -> bool:
 
 
 async def headless_separate(
-    jobs: int, warmup: int, backlog: int, profile: cProfile.Profile | None
+    jobs: int,
+    warmup: int,
+    backlog: int,
+    profile: cProfile.Profile | None,
+    boot_seconds: float = 0.0,
 ) -> tuple[Run, Run]:
     """The engine in this process, both simulators in their own; then, on the same
     simulators, the bare client (`bare_client.py`) over as many jobs: (engine, bare)."""
-    async with sim_processes() as sims:
+    async with sim_processes(boot_seconds=boot_seconds) as sims:
         with tempfile.TemporaryDirectory(prefix="bench-tput-") as state:
             config = bench_config(sims.platform_url, sims.vmm_url, state, cpu_cores=CPU_CORES)
             validator = Validator(config)
@@ -242,6 +246,15 @@ async def main(args: argparse.Namespace) -> None:
     assert run.requests is not None and baseline.requests is not None
     print_requests("Requests per job, engine (headless)", run.requests)
     print_requests("Requests per job, bare client", baseline.requests)
+    if args.boot_s > 0:
+        booting, bare_booting = await headless_separate(
+            args.boot_jobs, 20, args.backlog, None, boot_seconds=args.boot_s
+        )
+        assert booting.requests is not None and bare_booting.requests is not None
+        title = f"VMs booting for {args.boot_s:g} s"
+        print_requests(f"Requests per job, engine (headless), {title}", booting.requests)
+        print_requests(f"Requests per job, bare client, {title}", bare_booting.requests)
+        rows += row(f"headless, {title}", booting, "")
     if not args.no_together:
         run = await headless_together(args.jobs, args.warmup, args.backlog)
         rows += row("headless, sims in the same process", run, "")
@@ -272,6 +285,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-together", action="store_true", help="skip the sims-in-the-same-process mode"
     )
+    parser.add_argument(
+        "--boot-s",
+        type=float,
+        default=2.0,
+        help="also count requests per job with VMs that boot this long (0: skip)",
+    )
+    parser.add_argument("--boot-jobs", type=int, default=300, help="jobs of the booting run")
     return parser.parse_args()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 
 import httpx
 
@@ -27,6 +29,7 @@ def _state(validator, job_id: str) -> JobState | None:
 
 
 async def test_operator_cancel_counts_as_cancelled_not_failed():
+    handlers_before = list(logging.getLogger().handlers)
     async with DemoEnvironment(seed=6, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
         async with running(env.config) as validator:
             job = env.platform.add_job(code="#sim:hang")
@@ -39,6 +42,11 @@ async def test_operator_cancel_counts_as_cancelled_not_failed():
             assert counters.cancelled == 1 and counters.failed == 0
             record = validator.state.jobs[job["id"]]
             assert record.error == "cancelled by operator"
+        lines = (env.config.state_path / "validator.log").read_text().splitlines()
+        cancelled = [line for line in lines if f"job={job['id']}" in line and "cancelled" in line]
+        assert cancelled and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO ", cancelled[-1])
+        assert any("challenge CVM active" in line for line in lines)
+        assert logging.getLogger().handlers == handlers_before
 
 
 async def test_job_vm_log_is_kept_after_the_vm_is_removed():

@@ -14,8 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -31,7 +30,7 @@ from validator_tui.clients.errors import (
     NetworkError,
 )
 from validator_tui.clients.orm_guard import check_read_only
-from validator_tui.clients.pool import POOL_LIMITS
+from validator_tui.clients.pool import POOL_LIMITS, PooledClient
 from validator_tui.clients.transport import Answer, RequestObserver, send
 from validator_tui.models.platform import (
     Challenge,
@@ -77,7 +76,7 @@ class WsState:
     since: float = field(default_factory=time.monotonic)
 
 
-class PlatformClient:
+class PlatformClient(PooledClient):
     """Async client of the Platform API; one pooled HTTP client, usable as a context manager."""
 
     def __init__(
@@ -112,21 +111,6 @@ class PlatformClient:
             timeout=timeout,
             limits=POOL_LIMITS,
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections."""
-        await self._http.aclose()
 
     # REST
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from validator_tui.clients.errors import ApiError, DecodeError, NetworkError, VmmError
-from validator_tui.clients.pool import POOL_LIMITS
+from validator_tui.clients.pool import POOL_LIMITS, PooledClient
 from validator_tui.clients.transport import Answer, RequestObserver, send
 from validator_tui.models.vmm import (
     CreateVmResponse,
@@ -60,7 +59,7 @@ def _error_text(response: Answer | httpx.Response) -> str:
     return error if isinstance(error, str) else response.text
 
 
-class VmmClient:
+class VmmClient(PooledClient):
     """One pooled HTTP connection set to a dstack VMM. The token is never logged or shown."""
 
     def __init__(
@@ -86,21 +85,6 @@ class VmmClient:
 
     def __repr__(self) -> str:
         return f"VmmClient(url={self.url!r})"
-
-    async def aclose(self) -> None:
-        """Close every pooled connection."""
-        await self._http.aclose()
-
-    async def __aenter__(self) -> VmmClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _call(self, method: str, body: dict[str, Any] | None = None) -> Any:
         """POST one RPC (whole request bounded by the timeout) and return its decoded JSON

@@ -129,13 +129,7 @@ class ChallengeManager:
                     allocation = self.ctx.quota.allocate(
                         self._vm_resources(), owner=f"challenge {spec.id}", port=port, kind=KIND
                     )
-                    compose = await fetch_verified_compose(
-                        self.ctx.platform,
-                        self._cache,
-                        spec.github_repo,
-                        spec.github_commit,
-                        spec.compose_hash,
-                    )
+                    compose = await self._compose(spec)
                 except (CapacityError, ComposeError) as exc:
                     self.ctx.log("warn", "adopt", f"{spec.name}: cannot adopt CVM {info.id}: {exc}")
                 else:
@@ -369,13 +363,7 @@ class ChallengeManager:
         new_vm: ChallengeVm | None = None
         try:
             self._set(spec.id, ChallengeState.UPDATING if rebuilding else ChallengeState.FETCHING)
-            compose = await fetch_verified_compose(
-                self.ctx.platform,
-                self._cache,
-                spec.github_repo,
-                spec.github_commit,
-                spec.compose_hash,
-            )
+            compose = await self._compose(spec)
             if not rebuilding:
                 self._set(spec.id, ChallengeState.PROVISIONING)
             name = self.ctx.naming.challenge_vm(spec.id)
@@ -644,6 +632,12 @@ class ChallengeManager:
             await asyncio.wait(tasks, timeout=max(0.0, until - time.monotonic()))
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _compose(self, spec: Challenge) -> bytes:
+        """The challenge's verified compose (cached by hash)."""
+        return await fetch_verified_compose(
+            self.ctx.platform, self._cache, spec.github_repo, spec.github_commit, spec.compose_hash
+        )
 
     def _vm_resources(self) -> Resources:
         return self.ctx.config.challenge_vm.resources

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from dataclasses import dataclass
 
@@ -208,15 +209,15 @@ class JobManager:
         if record is None:
             record = JobRecord(
                 id=job_id,
-                challenge_id=challenge_id,
+                challenge_id=sys.intern(challenge_id),
                 submission_id=clean_line(submission_id, 200),
-                miner_hotkey=clean_line(miner, 100),
+                miner_hotkey=sys.intern(clean_line(miner, 100)),
             )
             self.ctx.state.put_job(record, note)
             self._pending[job_id] = None
         elif record.state is JobState.PENDING and (submission_id and not record.submission_id):
             record.submission_id = clean_line(submission_id, 200)
-            record.miner_hotkey = clean_line(miner, 100)
+            record.miner_hotkey = sys.intern(clean_line(miner, 100))
             self.ctx.state.put_job(record)
         return record
 
@@ -707,7 +708,7 @@ class _Progress:
 
     def submission_fetched(self, miner_hotkey: str) -> None:
         if miner_hotkey and not self.job.miner_hotkey:
-            self.job.miner_hotkey = miner_hotkey
+            self.job.miner_hotkey = sys.intern(miner_hotkey)
 
     def creating_vm(self, vm_name: str) -> None:
         job, ctx = self.job, self.jobs.ctx

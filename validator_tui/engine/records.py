@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypedDict
 
 from validator_tui.models.resources import Resources as Resources
 
@@ -181,6 +182,14 @@ class VmRecord:
     boot_error: str = ""
     host_port: int | None = None
     created_at: float = field(default_factory=time.time)
+
+
+class EventRefs(TypedDict, total=False):
+    """What an event is about (each optional)."""
+
+    job_id: str | None
+    challenge_id: str | None
+    vm_id: str | None
 
 
 @dataclass(slots=True, frozen=True)

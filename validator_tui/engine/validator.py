@@ -23,6 +23,7 @@ from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor
 from validator_tui.engine.health import ServerHealth
 from validator_tui.engine.jobs import JobManager
+from validator_tui.engine.log_file import keep_log_file, release_log_file
 from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.quota import CVMQuotaManager
@@ -149,7 +150,9 @@ class Validator:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run every loop until `stop()`; then shut down cleanly."""
+        """Run every loop until `stop()`; then shut down cleanly. The engine's lines go to
+        `<state_dir>/validator.log` meanwhile (see `log_file`)."""
+        log_file = keep_log_file(self.config.state_path)
         try:
             if not await self._recovered():
                 return
@@ -164,6 +167,7 @@ class Validator:
             await self._stop.wait()
         finally:
             await self._shutdown()
+            release_log_file(log_file)
 
     async def _recovered(self) -> bool:
         """Run start-up recovery; False if `stop()` came first. Recovery (results queued, our

@@ -1,0 +1,62 @@
+"""The engine's own log file, `<state_dir>/validator.log`, kept in every mode: operator
+commands, CVM events, job failures and every other engine event, one line each with its
+absolute UTC time, size-bounded and rotated.
+
+Whoever set up logging may already write that file (the console's engine logs there); then
+nothing is added. Otherwise a rotating handler is added to the root logger for the engine's
+lifetime: `validator_tui` lines from INFO, other libraries' from WARNING.
+"""
+
+from __future__ import annotations
+
+import logging
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+from validator_tui.logs import TextFormatter
+
+LOG_NAME = "validator.log"
+#: The file is rotated at this size, with this many old files kept (40 MB at most).
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 3
+
+
+class _EngineLines(logging.Filter):
+    """`validator_tui` lines at INFO and above, anything else at WARNING and above."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "validator_tui" or record.name.startswith("validator_tui."):
+            return record.levelno >= logging.INFO
+        return record.levelno >= logging.WARNING
+
+
+def keep_log_file(state_dir: Path) -> logging.Handler | None:
+    """Make sure the engine's lines reach `<state_dir>/validator.log`; returns the handler
+    added (give it to `release_log_file` at the end), or None when the file is written
+    already or cannot be opened."""
+    path = (state_dir / LOG_NAME).resolve()
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path:
+            return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        added = RotatingFileHandler(
+            path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+    except OSError:
+        return None
+    added.setFormatter(TextFormatter())
+    added.addFilter(_EngineLines())
+    root.addHandler(added)
+    engine = logging.getLogger("validator_tui")
+    if engine.level == logging.NOTSET or engine.level > logging.INFO:
+        engine.setLevel(logging.INFO)
+    return added
+
+
+def release_log_file(handler: logging.Handler | None) -> None:
+    """Detach and close a handler `keep_log_file` added."""
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
