@@ -247,8 +247,9 @@ async def main(args: argparse.Namespace) -> None:
     print_requests("Requests per job, engine (headless)", run.requests)
     print_requests("Requests per job, bare client", baseline.requests)
     if args.boot_s > 0:
+        boot_jobs = args.boot_jobs or min(args.jobs, 300)
         booting, bare_booting = await headless_separate(
-            args.boot_jobs, 20, args.backlog, None, boot_seconds=args.boot_s
+            boot_jobs, min(args.warmup, 20), args.backlog, None, boot_seconds=args.boot_s
         )
         assert booting.requests is not None and bare_booting.requests is not None
         title = f"VMs booting for {args.boot_s:g} s"
@@ -291,7 +292,9 @@ def parse_args() -> argparse.Namespace:
         default=2.0,
         help="also count requests per job with VMs that boot this long (0: skip)",
     )
-    parser.add_argument("--boot-jobs", type=int, default=300, help="jobs of the booting run")
+    parser.add_argument(
+        "--boot-jobs", type=int, default=0, help="jobs of the booting run (0: --jobs, at most 300)"
+    )
     return parser.parse_args()
 
 

@@ -9,6 +9,7 @@ lifetime: `validator_tui` lines from INFO, other libraries' from WARNING.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -19,6 +20,18 @@ LOG_NAME = "validator.log"
 #: The file is rotated at this size, with this many old files kept (40 MB at most).
 LOG_FILE_BYTES = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 3
+
+
+class _LogFile(RotatingFileHandler):
+    """The rotating file; a line that cannot be written (disk full, file gone) is dropped
+    quietly: the log file must never disturb the engine or the terminal."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        return
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            super().close()
 
 
 class _EngineLines(logging.Filter):
@@ -41,7 +54,7 @@ def keep_log_file(state_dir: Path) -> logging.Handler | None:
             return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        added = RotatingFileHandler(
+        added = _LogFile(
             path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
         )
     except OSError:
