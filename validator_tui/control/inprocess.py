@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
+from validator_tui.control import frames
+from validator_tui.control.host import EngineHost
 from validator_tui.control.interface import EngineInfo, EngineMode, Link
 from validator_tui.engine.records import JobRecord, Outcome
 from validator_tui.engine.state import StateDelta
@@ -37,15 +38,17 @@ class InProcessEngine:
     other thread's event loop.
     """
 
-    def __init__(self, validator: Validator, *, mode: EngineMode = EngineMode.CONSOLE) -> None:
+    def __init__(
+        self,
+        validator: Validator,
+        *,
+        mode: EngineMode = EngineMode.CONSOLE,
+        host: EngineHost | None = None,
+    ) -> None:
         self.validator = validator
-        self._info = EngineInfo(
-            state_dir=str(validator.config.state_path),
-            pid=os.getpid(),
-            mode=mode,
-            hotkey=validator.config.validator_hotkey,
-            started_at=time.time(),
-        )
+        self.host = host or EngineHost(validator, mode=mode)
+        self._info = self.host.info
+        self._origin = f"embedded console (pid {os.getpid()})"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name="engine", daemon=True)
         self._started = threading.Event()
@@ -77,7 +80,7 @@ class InProcessEngine:
 
         marker = asyncio.create_task(mark_started())
         try:
-            await self.validator.run()
+            await self.host.run()
         finally:
             marker.cancel()
 
@@ -144,35 +147,38 @@ class InProcessEngine:
 
         return await self.call(lookup)
 
+    async def _command(self, command: frames.Command) -> Outcome:
+        """Through the engine's command desk, like every console's commands."""
+        return await self.call(lambda: self.host.desk.run(self._origin, command, read_only=False))
+
     async def claim(self, job_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.claim(job_id))
+        return await self._command(frames.Claim(job_id=job_id))
 
     async def cancel(self, job_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.cancel(job_id))
+        return await self._command(frames.Cancel(job_id=job_id))
 
     async def rebuild(self, challenge_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.rebuild(challenge_id))
+        return await self._command(frames.Rebuild(challenge_id=challenge_id))
 
     async def start_vm(self, vm_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.start_vm(vm_id))
+        return await self._command(frames.StartVm(vm_id=vm_id))
 
     async def stop_vm(self, vm_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.stop_vm(vm_id))
+        return await self._command(frames.StopVm(vm_id=vm_id))
 
     async def remove_vm(self, vm_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.remove_vm(vm_id))
+        return await self._command(frames.RemoveVm(vm_id=vm_id))
 
     async def set_auto_claim(self, enabled: bool) -> Outcome:
-        return await self.call(lambda: self.validator.set_auto_claim(enabled))
+        return await self._command(frames.SetAutoClaim(enabled=enabled))
 
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
-        return await self.call(lambda: self.validator.orm_query(challenge_id, sql, params))
+        return await self._command(
+            frames.OrmQuery(challenge_id=challenge_id, sql=sql, params=params)  # type: ignore[arg-type]
+        )
 
     async def stop_validator(self) -> Outcome:
-        if self.validator.read_only:
-            return Outcome.refused("read-only console: stopping the validator is refused")
-        self.request_stop()
-        return Outcome.done("the validator is stopping")
+        return await self._command(frames.StopValidator())
 
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True
