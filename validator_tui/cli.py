@@ -1,4 +1,4 @@
-"""Command-line entry: `validator-tui run | demo | sim platform | sim vmm | config check`."""
+"""Command-line entry: `validator-tui run | attach | demo | sim | config check`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING
 from validator_tui import __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from validator_tui.config import ValidatorConfig
     from validator_tui.control.interface import EngineMode
+    from validator_tui.control.lock import StateDirLock
     from validator_tui.engine.validator import Validator
 
 
@@ -34,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="no UI: log lines only")
     run.add_argument("--read-only", action="store_true", help="view only: refuse every command")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
+
+    attach = sub.add_parser(
+        "attach", help="open the console of a running engine (quitting leaves it running)"
+    )
+    attach.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    attach.add_argument(
+        "--state-dir", metavar="PATH", help="the engine's state dir (default: from the config)"
+    )
+    attach.add_argument(
+        "--read-only", action="store_true", help="view only: the engine refuses every command"
+    )
 
     demo = sub.add_parser("demo", help="run against built-in simulators on loopback")
     demo.add_argument("--headless", action="store_true", help="no UI: log lines only")
@@ -76,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_serve_sim(args))
     if args.command == "run":
         return _run(args)
+    if args.command == "attach":
+        return _attach(args)
     return asyncio.run(_demo(args))
 
 
@@ -91,6 +107,20 @@ def _config_check(path: str | None) -> int:
     return 0
 
 
+def _lock(state_dir: Path, mode: EngineMode, hotkey: str) -> StateDirLock | None:
+    """The state dir's lock, or None after saying on stderr who holds it (or what is wrong)."""
+    from validator_tui.control.lock import StateDirLock, StateDirLocked
+    from validator_tui.control.paths import ControlPathError
+
+    try:
+        return StateDirLock.acquire(state_dir, mode=mode, hotkey=hotkey)
+    except StateDirLocked as exc:
+        print(f"validator-tui: {exc}", file=sys.stderr)
+    except (ControlPathError, OSError) as exc:
+        print(f"validator-tui: cannot use state dir {state_dir}: {exc}", file=sys.stderr)
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from validator_tui.config import ConfigError, load_config
     from validator_tui.control.interface import EngineMode
@@ -102,41 +132,64 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
+    mode = EngineMode.HEADLESS if args.headless else EngineMode.CONSOLE
+    lock = _lock(config.state_path, mode, config.validator_hotkey)
+    if lock is None:
+        return 1
     validator = Validator(config, read_only=args.read_only)
     if args.headless:
         setup_logging(args.log_format)
-        return asyncio.run(_headless(validator))
-    return asyncio.run(_tui(validator, EngineMode.CONSOLE))
+        return asyncio.run(_headless(validator, mode, args.log_format))
+    return asyncio.run(_embedded(validator, mode, args.log_format))
 
 
-async def _headless(validator: Validator) -> int:
+def _attach(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from validator_tui.config import ConfigError, load_config
+
+    if args.state_dir:
+        state_dir = Path(args.state_dir)
+    else:
+        try:
+            state_dir = load_config(args.config).state_path
+        except ConfigError as exc:
+            print(
+                f"config error:\n{exc}\n(or name the engine's state dir: --state-dir PATH)",
+                file=sys.stderr,
+            )
+            return 1
+    from validator_tui.console import run_attached
+
+    return asyncio.run(run_attached(state_dir, read_only=args.read_only))
+
+
+async def _headless(validator: Validator, mode: EngineMode, log_format: str) -> int:
     from validator_tui.headless import run_headless
 
-    await run_headless(validator)
+    await run_headless(validator, mode=mode, log_format=log_format)
     return 0
 
 
-async def _tui(validator: Validator, mode: EngineMode) -> int:
-    """The engine in this process with its console; when the console ends, so does the engine
-    (the graceful way: running jobs get their results)."""
-    from validator_tui.control.inprocess import InProcessEngine
-    from validator_tui.tui.app import ValidatorApp
+async def _embedded(validator: Validator, mode: EngineMode, log_format: str) -> int:
+    """The engine in this process with its console (see validator_tui.console)."""
+    from validator_tui.console import EmbeddedConsole
 
-    engine = InProcessEngine(validator, mode=mode)
-    engine.start()
-    try:
-        await ValidatorApp(engine).run_async()
-    finally:
-        engine.request_stop()
-        await engine.wait_stopped()
-    return 0
+    return await EmbeddedConsole(validator, mode, log_format).run()
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from validator_tui.control.interface import EngineMode
-    from validator_tui.demo import DemoEnvironment, build_validator
+    from validator_tui.demo import DEMO_HOTKEY, DemoEnvironment, build_validator
     from validator_tui.logs import setup_logging
 
+    lock = None
+    if args.state_dir:
+        lock = _lock(Path(args.state_dir), EngineMode.DEMO, DEMO_HOTKEY)
+        if lock is None:
+            return 1
     env = DemoEnvironment(
         seed=args.seed,
         jobs_per_minute=args.jobs_per_minute,
@@ -146,14 +199,17 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     async with env:
         config: ValidatorConfig = env.config  # type: ignore[assignment]
+        lock = lock or _lock(config.state_path, EngineMode.DEMO, DEMO_HOTKEY)
+        if lock is None:
+            return 1
         validator = build_validator(config, read_only=args.read_only)
         if args.headless:
             setup_logging(args.log_format)
             print(f"platform simulator: {env.platform.url}", flush=True)
             print(f"dstack VMM simulator: {env.vmm.url}", flush=True)
             print(f"state dir: {config.state_path}", flush=True)
-            return await _headless(validator)
-        return await _tui(validator, EngineMode.DEMO)
+            return await _headless(validator, EngineMode.DEMO, args.log_format)
+        return await _embedded(validator, EngineMode.DEMO, args.log_format)
 
 
 async def _serve_sim(args: argparse.Namespace) -> int:

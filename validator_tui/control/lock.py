@@ -57,7 +57,8 @@ class StateDirLocked(RuntimeError):
         who = holder.describe() if holder is not None else "pid unknown"
         super().__init__(
             f"another validator engine is running on state dir {state_dir} ({who}); "
-            "look at it with `validator-tui attach`, or stop it before starting a new one here"
+            f"look at it with `validator-tui attach --state-dir {state_dir}`, or stop it before "
+            "starting a new one here"
         )
 
 

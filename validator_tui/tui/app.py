@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Input
 from textual.worker import Worker, WorkerState
 
 from validator_tui.control import (
+    ConsoleExit,
     EngineClient,
     Header,
     JobRecord,
@@ -64,7 +65,7 @@ STARTABLE_VM = frozenset({"stopped", "exited"})
 STOPPABLE_VM = frozenset({"running", "stopping"})
 
 
-class ValidatorApp(App[None]):
+class ValidatorApp(App[ConsoleExit | None]):
     """The console of one engine: drains its change feed on a timer, sends its commands."""
 
     CSS_PATH = "app.tcss"
@@ -439,6 +440,9 @@ class ValidatorApp(App[None]):
     async def action_quit(self) -> None:
         """Quit: ask first when jobs are running, then stop the engine cleanly and exit."""
         if self._quitting:
+            return
+        if not self.engine.embedded:
+            self.exit(ConsoleExit.DETACH)  # an attached console only detaches
             return
         running = sum(1 for job in self.feed.jobs.values() if job.state.active)
         if running:
