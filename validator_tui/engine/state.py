@@ -50,6 +50,8 @@ class Header:
     counters: Counters = field(default_factory=Counters)
     quota: QuotaUsage = field(default_factory=lambda: QuotaUsage(Resources(), Resources(), 0, 0, 0))
     throughput: tuple[int, ...] = ()
+    #: Set while VMs of another validator with this hotkey are on the VMM (see engine/foreign).
+    conflict: str = ""
 
 
 @dataclass(slots=True)

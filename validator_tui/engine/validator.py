@@ -21,6 +21,7 @@ from validator_tui.config import ValidatorConfig
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor
+from validator_tui.engine.foreign import ForeignVms
 from validator_tui.engine.jobs import JobManager
 from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.outbox import ResultOutbox
@@ -62,6 +63,7 @@ class Validator:
         self.ctx: EngineContext | None = None
         self.jobs: JobManager | None = None
         self.challenges: ChallengeManager | None = None
+        self.foreign: ForeignVms | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -130,6 +132,7 @@ class Validator:
         outbox = ResultOutbox(ctx, self._on_result_done)
         self.jobs = JobManager(ctx, self.challenges, executor, outbox)
         self.jobs.claims_allowed = claims_allowed
+        self.foreign = ForeignVms(ctx)
         ctx.publish_quota()
         return ctx
 
@@ -161,7 +164,7 @@ class Validator:
         await self._sort_out_vms(ctx)
 
     async def _sort_out_vms(self, ctx: EngineContext) -> None:
-        assert self.challenges is not None
+        assert self.challenges is not None and self.foreign is not None
         try:
             listing = await ctx.vmm.status(keyword=ctx.naming.prefix, brief=False)
         except ClientError as exc:
@@ -170,8 +173,14 @@ class Validator:
             return
         self._set_vmm(ConnectionView("connected"))
         ours = [vm for vm in listing.vms if ctx.naming.owns(vm.name) and vm.status != "removing"]
+        foreign = [
+            vm
+            for vm in ours
+            if ctx.naming.is_job_vm(vm.name) and not self.foreign.is_ours_job_vm(vm, set())
+        ]
+        self.foreign.observe(foreign)
         for info in ours:
-            if ctx.naming.is_job_vm(info.name):
+            if ctx.naming.is_job_vm(info.name) and info not in foreign:
                 with contextlib.suppress(ClientError):
                     await ctx.vmm.remove_vm(info.id)
                 ctx.log("warn", "recover", f"removed orphaned job VM {info.id}", vm_id=info.id)
@@ -258,6 +267,7 @@ class Validator:
     async def reconcile(self) -> None:
         """Compare the VMM's VMs with ours: refresh statuses, remove orphaned job VMs."""
         assert self.ctx is not None and self.challenges is not None and self.jobs is not None
+        assert self.foreign is not None
         ctx = self.ctx
         try:
             listing = await ctx.vmm.status(keyword=ctx.naming.prefix, brief=True)
@@ -268,8 +278,16 @@ class Validator:
         active_names = {
             ctx.naming.job_vm(job.id) for job in ctx.state.jobs.values() if job.state.active
         }
+        foreign = []
         for info in listing.vms:
             if not ctx.naming.owns(info.name) or info.status == "removing":
+                continue
+            if not (
+                self.foreign.is_ours_challenge_vm(info)
+                if ctx.naming.is_challenge_vm(info.name)
+                else self.foreign.is_ours_job_vm(info, active_names)
+            ):
+                foreign.append(info)
                 continue
             record = ctx.state.vms.get(info.id)
             if record is not None and (record.status, record.boot_progress) != (
@@ -285,6 +303,7 @@ class Validator:
                     await ctx.vmm.remove_vm(info.id)
                 ctx.state.drop_vm(info.id)
                 ctx.log("warn", "reconcile", f"removed orphaned job VM {info.id}", vm_id=info.id)
+        self.foreign.observe(foreign)
 
     async def _housekeeping_loop(self) -> None:
         assert self.ctx is not None
