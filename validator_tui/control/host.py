@@ -10,7 +10,7 @@ from pathlib import Path
 from validator_tui.control.desk import CommandDesk
 from validator_tui.control.interface import EngineInfo, EngineMode
 from validator_tui.control.paths import socket_path, state_dir_key
-from validator_tui.control.server import QUEUE_BYTES, ControlServer
+from validator_tui.control.server import QUEUE_BYTES, STALL_S, ControlServer
 from validator_tui.engine.validator import Validator
 
 
@@ -24,6 +24,7 @@ class EngineHost:
         mode: EngineMode,
         socket: Path | None = None,
         queue_bytes: int = QUEUE_BYTES,
+        stall: float = STALL_S,
     ) -> None:
         self.validator = validator
         state_dir = state_dir_key(validator.config.state_path)
@@ -41,6 +42,7 @@ class EngineHost:
             self.desk,
             path=socket or socket_path(state_dir),
             queue_bytes=queue_bytes,
+            stall=stall,
         )
 
     async def run(self) -> None:

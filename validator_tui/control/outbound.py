@@ -3,7 +3,8 @@
 The engine only ever appends to the queue (`push` never waits): a console that stops reading
 fills its queue, `push` says no, and the server cuts that console off. Bulk senders (the
 snapshot, VM logs) use `push_when_room`, which waits while the queue is half full, so they
-never push a live console over the edge.
+never push a live console over the edge, and gives up (the console is cut off) when no room
+comes within `stall` seconds.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ WRITE_BATCH = 256 * 1024
 class Outbound:
     """Frames waiting for one connection (at most `limit` bytes of them)."""
 
-    def __init__(self, writer: asyncio.StreamWriter, limit: int) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, limit: int, stall: float) -> None:
         self._writer = writer
         self.limit = limit
+        self.stall = stall
         self._frames: deque[bytes] = deque()
         self.queued = 0
         self._ready = asyncio.Event()
@@ -43,10 +45,14 @@ class Outbound:
         return True
 
     async def push_when_room(self, frame: bytes) -> bool:
-        """Wait until the queue is at most half full, then `push`."""
+        """Wait until the queue is at most half full, then `push`; False when that took more
+        than `stall` seconds (the console is not reading)."""
         while not self.closed and self.queued > self.limit // 2:
             self._room.clear()
-            await self._room.wait()
+            try:
+                await asyncio.wait_for(self._room.wait(), self.stall)
+            except TimeoutError:
+                return False
         return self.push(frame)
 
     def close(self) -> None:

@@ -51,12 +51,14 @@ def fits(path: Path) -> bool:
     return len(os.fsencode(path)) + TEMP_NAME_ROOM <= MAX_SOCKET_PATH
 
 
-def runtime_dir() -> Path:
-    """The per-user directory for sockets whose state-dir path is too long."""
+def runtime_dirs() -> list[Path]:
+    """Per-user directories for sockets whose state-dir path is too long, best first."""
+    candidates = []
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and Path(xdg).is_dir():
-        return Path(xdg) / "validator-tui"
-    return Path("/tmp") / f"validator-tui-{os.getuid()}"
+        candidates.append(Path(xdg) / "validator-tui")
+    candidates.append(Path("/tmp") / f"validator-tui-{os.getuid()}")
+    return candidates
 
 
 def socket_path(state_dir: Path) -> Path:
@@ -65,7 +67,11 @@ def socket_path(state_dir: Path) -> Path:
     if fits(direct):
         return direct
     digest = hashlib.sha256(os.fsencode(state_dir_key(state_dir))).hexdigest()[:20]
-    return runtime_dir() / f"vt-{digest}.sock"
+    name = f"vt-{digest}.sock"
+    for directory in runtime_dirs():
+        if fits(directory / name):
+            return directory / name
+    return Path("/tmp") / f"validator-tui-{os.getuid()}" / name
 
 
 def find_socket(state_dir: Path) -> Path:

@@ -34,6 +34,8 @@ PUSH_INTERVAL_S = 0.1
 #: Push the header (throughput buckets, ages) at least this often, even when nothing changed.
 HEADER_EVERY_S = 10.0
 QUEUE_BYTES = 8 << 20
+#: A console that takes no bulk data (snapshot, VM logs) for this long is cut off.
+STALL_S = 30.0
 MAX_SESSIONS = 32
 #: Snapshot frames are smaller than the protocol allows: each is encoded on the engine's loop.
 SNAPSHOT_FRAME_BYTES = 256 * 1024
@@ -74,6 +76,7 @@ class ControlServer:
         path: Path,
         push_interval: float = PUSH_INTERVAL_S,
         queue_bytes: int = QUEUE_BYTES,
+        stall: float = STALL_S,
         max_sessions: int = MAX_SESSIONS,
     ) -> None:
         self.validator = validator
@@ -82,6 +85,9 @@ class ControlServer:
         self.path = path
         self.push_interval = push_interval
         self.queue_bytes = queue_bytes
+        #: State frames are cut to half a queue at most, so one always fits in a draining queue.
+        self.frame_limit = min(frames.MAX_FRAME_BYTES, queue_bytes // 2)
+        self.stall = stall
         self.max_sessions = max_sessions
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
@@ -100,6 +106,7 @@ class ControlServer:
     async def start(self) -> None:
         """Bind the socket (mode 0600, in a 0700 directory) and serve."""
         state_dir = Path(self.info.state_dir)
+        ensure_private_dir(state_dir)
         ensure_private_dir(self.path.parent)
         sock = _bind(self.path)
         self._inode = os.stat(self.path).st_ino
@@ -176,7 +183,12 @@ class ControlServer:
             return
         self._numbers += 1
         session = Session(
-            self, reader, writer, Outbound(writer, self.queue_bytes), peer.pid, self._numbers
+            self,
+            reader,
+            writer,
+            Outbound(writer, self.queue_bytes, self.stall),
+            peer.pid,
+            self._numbers,
         )
         self._sessions.add(session)
         try:
@@ -192,9 +204,10 @@ class ControlServer:
         feed; False when it was cut off on the way."""
         state = self.validator.state
         snapshot = state.changes_since(0)
-        for frame in frames.state_frames(snapshot, snapshot=True, limit=SNAPSHOT_FRAME_BYTES):
+        limit = min(SNAPSHOT_FRAME_BYTES, self.frame_limit)
+        for frame in frames.state_frames(snapshot, snapshot=True, limit=limit):
             if not await session.out.push_when_room(frame):
-                session.cut_off("its queue was full during the snapshot")
+                session.cut_off(f"it did not take its snapshot within {self.stall:g}s")
                 return False
             await asyncio.sleep(0)
         if session.out.closed:
@@ -202,7 +215,9 @@ class ControlServer:
         seq = snapshot.events[-1].seq if snapshot.events else 0
         catch_up = state.changes_since(snapshot.version, seq)
         if catch_up.version != snapshot.version or catch_up.events:
-            for frame in frames.state_frames(catch_up, snapshot=catch_up.full):
+            for frame in frames.state_frames(
+                catch_up, snapshot=catch_up.full, limit=self.frame_limit
+            ):
                 if not session.out.push(frame):
                     session.cut_off("its queue was full after the snapshot")
                     return False
@@ -228,7 +243,7 @@ class ControlServer:
         if state.version == self._pushed_version and now - self._pushed_at < HEADER_EVERY_S:
             return
         delta = state.changes_since(self._pushed_version, self._pushed_seq)
-        encoded = list(frames.state_frames(delta, snapshot=delta.full))
+        encoded = list(frames.state_frames(delta, snapshot=delta.full, limit=self.frame_limit))
         self._pushed_version = delta.version
         if delta.events:
             self._pushed_seq = delta.events[-1].seq

@@ -254,7 +254,7 @@ class Session:
                 if batch:
                     frame = frames.encode(frames.LogLines(id=request.id, lines=batch))
                     if not await self.out.push_when_room(frame):
-                        self.cut_off("its queue was full while streaming VM logs")
+                        self.cut_off(f"it did not read VM logs for {self.out.stall:g}s")
                         return
             end = frames.LogEnd(id=request.id, error=failure[0] if failure else "")
             self.out.push(frames.encode(end))
