@@ -26,7 +26,7 @@ from pathlib import Path
 from validator_tui.control.client import EngineUnavailable, SocketEngine
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.control.interface import ConsoleExit, EngineMode
-from validator_tui.control.paths import log_path
+from validator_tui.control.paths import ensure_private_dir, log_path, state_dir_key
 from validator_tui.control.terminal import release_terminal, terminal_alive
 from validator_tui.engine.validator import Validator
 from validator_tui.logs import setup_file_logging
@@ -91,6 +91,7 @@ class EmbeddedConsole:
 
     async def run(self) -> int:
         """Run engine and console; return the exit code once the engine has stopped."""
+        ensure_private_dir(state_dir_key(self.validator.config.state_path))
         setup_file_logging(self.log_file, self.log_format)
         engine = self.engine
         engine.start()

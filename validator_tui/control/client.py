@@ -155,6 +155,7 @@ class SocketEngine:
             self.replica.new_engine()
         self.replica.reconnected()
         self._info, self._read_only, self.origin = hello.engine, hello.read_only, hello.origin
+        self.replica.read_only = hello.read_only
         self._reader, self._writer, self._bye = reader, writer, None
         self._set_link(LinkStatus.CONNECTED, f"pid {hello.engine.pid}")
         self.replica.note(

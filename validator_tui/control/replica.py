@@ -58,6 +58,8 @@ class Replica:
     """Applies state frames; answers `changes_since` and `job` from what it holds."""
 
     def __init__(self, hotkey: str = "") -> None:
+        #: This console may only look: its header says READ-ONLY whatever the engine's says.
+        self.read_only = False
         self.version = 0
         self.header = Header(hotkey=hotkey)
         self.engine_version = 0
@@ -118,6 +120,8 @@ class Replica:
                 self._staging = None
             if frame.header is not None:
                 self.header = frame.header
+                if self.read_only and not frame.header.read_only:
+                    self.header = replace(frame.header, read_only=True)
             self.engine_version = frame.version
             self.version = pending
 
