@@ -40,15 +40,15 @@ def _save(app: ValidatorApp, name: str) -> None:
 
 
 def _select_running_job(app: ValidatorApp) -> None:
-    running = [j for j in app.feed.jobs.values() if j.state is JobState.RUNNING and j.vm_id]
+    running = [j for j in app.main.feed.jobs.values() if j.state is JobState.RUNNING and j.vm_id]
     if running:
-        app.feed.move_cursor(row=app.feed.get_row_index(running[0].id))
+        app.main.feed.move_cursor(row=app.main.feed.get_row_index(running[0].id))
 
 
 def _select_completed_job(app: ValidatorApp) -> None:
-    done = [j for j in app.feed.jobs.values() if j.state is JobState.COMPLETED]
+    done = [j for j in app.main.feed.jobs.values() if j.state is JobState.COMPLETED]
     if done:
-        app.feed.move_cursor(row=app.feed.get_row_index(done[0].id))
+        app.main.feed.move_cursor(row=app.main.feed.get_row_index(done[0].id))
 
 
 def _engine(env: DemoEnvironment) -> InProcessEngine:
@@ -71,7 +71,7 @@ async def _large(env: DemoEnvironment, seconds: float) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(seconds)
         _select_running_job(app)
-        await _wait(pilot, lambda: len(app.vm_console.lines) > 5, timeout=3.0)
+        await _wait(pilot, lambda: len(app.main.vm_console.lines) > 5, timeout=3.0)
         await pilot.pause(0.5)
         _save(app, "main-160x48.svg")
 

@@ -63,8 +63,8 @@ async def wait_until(
 
 def settled(app: ValidatorApp, pending: int) -> bool:
     """Every challenge CVM active and running, exactly `pending` pending jobs fully listed."""
-    challenges = app.challenge_table.challenges.values()
-    jobs = list(app.feed.jobs.values())
+    challenges = app.main.challenge_table.challenges.values()
+    jobs = list(app.main.feed.jobs.values())
     return (
         len(challenges) > 0
         and all(
@@ -73,8 +73,8 @@ def settled(app: ValidatorApp, pending: int) -> bool:
         )
         and len(jobs) == pending
         and all(j.state is JobState.PENDING and j.miner_hotkey for j in jobs)
-        and app.feed.row_count == pending
-        and app.header.last_poll_at is not None
+        and app.main.feed.row_count == pending
+        and app.main.header.last_poll_at is not None
     )
 
 
@@ -183,5 +183,5 @@ def enabled_actions(app: Any) -> set[str]:
     return {
         name
         for name in ("claim_job", "cancel_job", "job_details", "start_vm", "stop_vm", "remove_vm")
-        if app.check_action(name, ()) is True
+        if app.main.check_action(name, ()) is True
     }

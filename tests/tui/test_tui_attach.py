@@ -76,16 +76,16 @@ async def test_the_attached_console_works_the_engine_of_another_process(tmp_path
                     await wait_until(pilot, lambda: settled(app, 3), "the engine's state shown")
                     assert app.engine.info.pid == engine.pid and not app.engine.embedded
 
-                    select_row(app.feed, jobs[0])
+                    select_row(app.main.feed, jobs[0])
                     await pilot.press("c")
                     await wait_until(
                         pilot,
-                        lambda: app.feed.jobs[jobs[0]].state is JobState.RUNNING,
+                        lambda: app.main.feed.jobs[jobs[0]].state is JobState.RUNNING,
                         "claimed through the socket and running",
                     )
                     assert env.platform.job(jobs[0])["claimed_by"] == ALICE
 
-                    select_row(app.feed, jobs[0])
+                    select_row(app.main.feed, jobs[0])
                     await pilot.press("x")
                     assert isinstance(app.screen, ConfirmScreen)
                     await pilot.press("y")
@@ -94,7 +94,7 @@ async def test_the_attached_console_works_the_engine_of_another_process(tmp_path
                     )
                     assert env.platform.results()[jobs[0]][0]["error"] == "cancelled by operator"
 
-                    table = app.challenge_table
+                    table = app.main.challenge_table
                     table.focus()
                     challenge = table.row_keys()[0]
                     select_row(table, challenge)
@@ -115,7 +115,7 @@ async def test_the_attached_console_works_the_engine_of_another_process(tmp_path
                     assert by_other.ok, by_other.message
                     await wait_until(
                         pilot,
-                        lambda: app.feed.jobs[jobs[1]].state is JobState.RUNNING,
+                        lambda: app.main.feed.jobs[jobs[1]].state is JobState.RUNNING,
                         "the other console's claim shown here",
                     )
                     refused = await viewer.claim(jobs[2])

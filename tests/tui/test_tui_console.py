@@ -23,7 +23,7 @@ from validator_tui.tui.screens.orm import OrmScreen
 async def test_rebuild_challenge_after_confirm(tmp_path: Path) -> None:
     async with running_app(tmp_path) as r:
         app, pilot = r.app, r.pilot
-        table = app.challenge_table
+        table = app.main.challenge_table
         table.focus()
         challenge_id = table.row_keys()[0]
         select_row(table, challenge_id)
@@ -47,15 +47,15 @@ async def test_rebuild_challenge_after_confirm(tmp_path: Path) -> None:
 async def test_stop_start_and_remove_challenge_vm(tmp_path: Path) -> None:
     async with running_app(tmp_path) as r:
         app, pilot = r.app, r.pilot
-        table = app.challenge_table
+        table = app.main.challenge_table
         table.focus()
         challenge_id = table.row_keys()[0]
         select_row(table, challenge_id)
         vm_id = table.challenges[challenge_id].vm_id
         assert vm_id is not None
         await pilot.pause()
-        assert app.check_action("start_vm", ()) is None
-        assert app.check_action("stop_vm", ()) is True
+        assert app.main.check_action("start_vm", ()) is None
+        assert app.main.check_action("stop_vm", ()) is True
 
         def sim_status() -> str:
             return next(vm["status"] for vm in r.env.vmm.vms() if vm["id"] == vm_id)
@@ -64,8 +64,8 @@ async def test_stop_start_and_remove_challenge_vm(tmp_path: Path) -> None:
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await wait_until(pilot, lambda: sim_status() == "stopped", "VM stopped in the VMM")
-        await wait_until(pilot, lambda: app.vm_status(vm_id) == "stopped", "stopped in the UI")
-        assert app.check_action("start_vm", ()) is True
+        await wait_until(pilot, lambda: app.main.vm_status(vm_id) == "stopped", "stopped in the UI")
+        assert app.main.check_action("start_vm", ()) is True
 
         await pilot.press("s")
         await wait_until(pilot, lambda: sim_status() == "running", "VM running again")
@@ -128,20 +128,20 @@ async def test_read_only_hides_and_refuses_every_command(tmp_path: Path) -> None
         commands = {"claim_job", "cancel_job", "rebuild_challenge", "start_vm", "stop_vm"}
         commands |= {"remove_vm", "toggle_auto_claim", "orm_query"}
         for name in commands:
-            assert app.check_action(name, ()) is False
+            assert app.main.check_action(name, ()) is False
         shown = {b.binding.action.removeprefix("app.") for b in app.screen.active_bindings.values()}
         assert not shown & commands
         job_id = sim_job_ids(r.env)[0]
-        select_row(app.feed, job_id)
+        select_row(app.main.feed, job_id)
         await pilot.press("c", "a", "o")
         await pilot.pause(0.3)
         assert not isinstance(app.screen, OrmScreen)
-        assert app.feed.jobs[job_id].state is JobState.PENDING
+        assert app.main.feed.jobs[job_id].state is JobState.PENDING
         assert r.env.platform.job(job_id)["claimed_by"] is None
-        assert not app.header.auto_claim
+        assert not app.main.header.auto_claim
         refused = await r.engine.claim(job_id)
         assert not refused.ok and "read-only" in refused.message
-        assert "READ-ONLY" in app.query_one("#status", Static).render().plain
+        assert "READ-ONLY" in app.main.query_one("#status", Static).render().plain
 
 
 async def test_help_and_palette(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ async def test_help_and_palette(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: hits.option_count > 0, "palette hits")
         assert "auto-claim" in str(hits.get_option_at_index(0).prompt).lower()
         await pilot.press("enter")
-        await wait_until(pilot, lambda: app.header.auto_claim, "auto-claim turned on by palette")
+        await wait_until(pilot, lambda: app.main.header.auto_claim, "auto-claim on by palette")
 
 
 async def test_vm_console_follows_selection(tmp_path: Path) -> None:
@@ -166,13 +166,13 @@ async def test_vm_console_follows_selection(tmp_path: Path) -> None:
         app, pilot = r.app, r.pilot
         r.env.vmm.set_evaluator(latency_s=30.0)
         job_id = sim_job_ids(r.env)[0]
-        select_row(app.feed, job_id)
+        select_row(app.main.feed, job_id)
         await pilot.press("c")
         await wait_until(
-            pilot, lambda: app.feed.jobs[job_id].state is JobState.RUNNING, "job running"
+            pilot, lambda: app.main.feed.jobs[job_id].state is JobState.RUNNING, "job running"
         )
-        console = app.vm_console
-        vm_id = app.feed.jobs[job_id].vm_id
+        console = app.main.vm_console
+        vm_id = app.main.feed.jobs[job_id].vm_id
         await wait_until(pilot, lambda: console.vm_id == vm_id, "console on the job's VM")
         await wait_until(pilot, lambda: any("boot" in line for line in console.lines), "boot log")
         assert all("\x1b" not in line for line in console.lines)
@@ -181,7 +181,7 @@ async def test_vm_console_follows_selection(tmp_path: Path) -> None:
         await pilot.press("f", "w")
         assert not console.paused and console.wrap
 
-        app.challenge_table.focus()
-        challenge = app.challenge_table.selected_challenge
+        app.main.challenge_table.focus()
+        challenge = app.main.challenge_table.selected_challenge
         assert challenge is not None
         await wait_until(pilot, lambda: console.vm_id == challenge.vm_id, "console switched")

@@ -83,18 +83,18 @@ async def test_tick_changes_only_elapsed_of_claimed_unfinished_jobs() -> None:
 async def test_details_of_a_job_that_left_the_feed(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=3) as r:
         app, pilot = r.app, r.pilot
-        app.feed.max_jobs = 2
+        app.main.feed.max_jobs = 2
         await pilot.press("a")
         await wait_until(
             pilot,
-            lambda: len(r.env.platform.results()) == 3 and len(app.feed.jobs) == 2,
+            lambda: len(r.env.platform.results()) == 3 and len(app.main.feed.jobs) == 2,
             "three results, two jobs in the feed",
         )
-        (gone,) = set(await r.state(lambda s: list(s.jobs))) - set(app.feed.jobs)
+        (gone,) = set(await r.state(lambda s: list(s.jobs))) - set(app.main.feed.jobs)
         assert await r.state(lambda s: s.jobs[gone].state) is JobState.COMPLETED
-        record, _ = await app._lookup_job(gone)
+        record, _ = await app.main._lookup_job(gone)
         assert record is not None and record.id == gone
-        select_row(app.feed, app.feed.row_keys()[0])
+        select_row(app.main.feed, app.main.feed.row_keys()[0])
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, JobDetailsScreen), "details")
 

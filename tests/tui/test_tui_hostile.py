@@ -12,12 +12,12 @@ async def test_tui_shows_hostile_text_as_inert_characters(tmp_path):
         env, app, pilot = run.env, run.app, run.pilot
         jobs = [env.platform.add_job(miner_hotkey=HOSTILE) for _ in range(2)]
         env.platform.add_challenge(name=HOSTILE)
-        await wait_until(pilot, lambda: app.feed.row_count == 2, "hostile jobs listed")
+        await wait_until(pilot, lambda: app.main.feed.row_count == 2, "hostile jobs listed")
         await run.engine.call(run.engine.validator.check_challenge_updates)
 
         def hostile_challenge() -> ChallengeRecord | None:
             return next(
-                (c for c in app.challenge_table.challenges.values() if c.name == HOSTILE), None
+                (c for c in app.main.challenge_table.challenges.values() if c.name == HOSTILE), None
             )
 
         await wait_until(
@@ -30,7 +30,7 @@ async def test_tui_shows_hostile_text_as_inert_characters(tmp_path):
         await pilot.pause(0.5)
         screenshot = app.export_screenshot()
         assert app.size == (120, 36)
-        assert {job["id"] for job in jobs} <= set(app.feed.jobs)
+        assert {job["id"] for job in jobs} <= set(app.main.feed.jobs)
         for payload in ("pwned", "cm0gLXJmIH4", "c1-title", "\x1b", "\x07", "\x00"):
             assert payload not in screenshot
         assert 'href="https://evil.example' not in screenshot

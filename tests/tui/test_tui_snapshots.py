@@ -63,10 +63,10 @@ async def _settle(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, ValidatorApp)
     await wait_until(pilot, lambda: settled(app, PENDING), "engine settled")
-    app.feed.move_cursor(row=0)
-    app.challenge_table.move_cursor(row=0)
-    app.feed.focus()
-    app.query_one(EventLog).clear()
+    app.main.feed.move_cursor(row=0)
+    app.main.challenge_table.move_cursor(row=0)
+    app.main.feed.focus()
+    app.main.query_one(EventLog).clear()
     await pilot.pause()
 
 
@@ -87,7 +87,7 @@ def test_help_screen(engine: InProcessEngine, snap_compare: Any) -> None:
 def test_confirm_dialog(engine: InProcessEngine, snap_compare: Any) -> None:
     async def open_confirm(pilot: Pilot[Any]) -> None:
         await _settle(pilot)
-        await pilot.app.run_action("rebuild_challenge")
+        await pilot.app.main.run_action("rebuild_challenge")
 
     assert snap_compare(_app(engine), terminal_size=(120, 36), run_before=open_confirm)
 

@@ -10,41 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from validator_tui.tui.actions import ACTIONS, BUILTIN_KEYS, Section
 from validator_tui.tui.widgets.job_feed import MAX_FEED_JOBS
-
-KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    (
-        "Jobs",
-        (
-            ("c", "claim the selected pending job"),
-            ("x", "cancel the selected job (asks first)"),
-            ("enter", "details: record, timeline, result, logs"),
-            ("/", "filter the job feed (esc clears)"),
-            ("< > !", "sort by previous/next column, reverse"),
-        ),
-    ),
-    (
-        "Challenge CVMs",
-        (
-            ("r", "rebuild the selected challenge's CVM (asks first)"),
-            ("s / S", "start / stop the selected VM (stop asks first)"),
-            ("D", "remove the selected VM (asks first)"),
-        ),
-    ),
-    (
-        "Console",
-        (
-            ("a", "toggle auto-claim"),
-            ("o", "ORM query on a challenge's database"),
-            ("f", "VM console: follow / pause"),
-            ("w", "VM console: wrap long lines"),
-            ("tab", "next panel"),
-            ("ctrl+p", "command palette (every action)"),
-            ("?", "this help"),
-            ("q", "quit (asks first if jobs are running)"),
-        ),
-    ),
-)
 
 FEED_NOTE = (
     f"the feed shows the latest {MAX_FEED_JOBS} jobs; older ones stay in the engine's history"
@@ -52,16 +19,23 @@ FEED_NOTE = (
 
 
 def help_table(read_only: bool) -> Table:
-    """The key table; in read-only mode it says that every command is refused."""
+    """Every key of the action table by section; in read-only mode it marks what is refused."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", justify="right", min_width=8)
     table.add_column()
-    for section, keys in KEYS:
-        table.add_row("", Text(section, style="bold underline"))
-        for key, what in keys:
-            table.add_row(Text(key), Text(what))
-        if section == "Jobs":
+    for section in Section:
+        table.add_row("", Text(section.value, style="bold underline"))
+        for action in ACTIONS:
+            if action.section is not section:
+                continue
+            what = action.help + (" (asks first)" if action.confirm else "")
+            refused = read_only and not action.read_only_safe
+            table.add_row(Text(action.key_label), Text(what, style="dim strike" if refused else ""))
+        if section is Section.JOBS:
             table.add_row("", Text(FEED_NOTE, style="dim"))
+        if section is Section.CONSOLE:
+            for key, what in BUILTIN_KEYS:
+                table.add_row(Text(key), Text(what))
         table.add_row("", "")
     if read_only:
         table.add_row("", Text("read-only mode: every command is refused", style="bold yellow"))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from textual.binding import Binding
-
 from validator_tui.control import ChallengeRecord, ChallengeState
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import challenge_state_text, duration, short_id
@@ -28,13 +26,6 @@ _STATE_ORDER = {state: index for index, state in enumerate(ChallengeState)}
 
 class ChallengeTable(KeyedTable):
     """Every challenge the engine runs a CVM for, sorted by name."""
-
-    BINDINGS = [
-        Binding("r", "app.rebuild_challenge", "Rebuild"),
-        Binding("s", "app.start_vm", "Start VM"),
-        Binding("S", "app.stop_vm", "Stop VM"),
-        Binding("D", "app.remove_vm", "Remove VM"),
-    ]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(COLUMNS, sort_key="challenge", id=id)

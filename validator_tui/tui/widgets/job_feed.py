@@ -11,7 +11,6 @@ import heapq
 from collections.abc import Iterable
 
 from rich.text import Text
-from textual.binding import Binding
 
 from validator_tui.control import JobRecord
 from validator_tui.sanitize import clean_line
@@ -42,15 +41,6 @@ ELAPSED = 5
 
 class JobFeed(KeyedTable):
     """The latest jobs the engine knows, newest first; `filter_text` hides rows that don't match."""
-
-    BINDINGS = [
-        Binding("c", "app.claim_job", "Claim"),
-        Binding("x", "app.cancel_job", "Cancel"),
-        Binding("enter", "app.job_details", "Details"),
-        Binding("s", "app.start_vm", "Start VM", show=False),
-        Binding("S", "app.stop_vm", "Stop VM", show=False),
-        Binding("D", "app.remove_vm", "Remove VM", show=False),
-    ]
 
     def __init__(self, *, max_jobs: int = MAX_FEED_JOBS, id: str | None = None) -> None:
         super().__init__(COLUMNS, sort_key="job", sort_reverse=True, id=id)

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Self
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from validator_tui.tui.actions import Owner, bindings
 
 
 class Cell(Text):
@@ -43,11 +44,7 @@ class KeyedTable(DataTable[Cell]):
     by one column (click its header, or `<`/`>` to pick the column), `!` reverses it.
     """
 
-    BINDINGS = [
-        Binding("less_than_sign", "sort_column(-1)", "Sort ←", show=False),
-        Binding("greater_than_sign", "sort_column(1)", "Sort →", show=False),
-        Binding("exclamation_mark", "reverse_sort", "Reverse sort", show=False),
-    ]
+    BINDINGS = bindings(Owner.TABLE)
 
     def __init__(
         self,
