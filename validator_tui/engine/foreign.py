@@ -1,11 +1,11 @@
 """`ForeignVms`: VMs with this hotkey's name prefix that this engine did not create.
 
 Two validators with the same hotkey on the same VMM (two state dirs: the lock only guards
-one) see each other's VMs under their own prefix. Such VMs are never touched: a job VM is ours
-only when our store recorded its name (committed before CreateVm), a challenge CVM only when
-we hold or recorded it. A VM is reported once it looked foreign in two reconcile passes in a
-row (our own fresh CVM is briefly unrecorded), loudly: an error in the event log and the
-header's `conflict`, until they are gone.
+one) see each other's VMs under their own prefix. Such VMs are never touched (not removed, and
+at start-up not adopted): a job VM is ours only when our store recorded its name (committed
+before CreateVm), a challenge CVM only when we hold or recorded it. A VM is reported once it
+looked foreign in two reconcile passes in a row (our own fresh CVM is briefly unrecorded),
+loudly: an error in the event log and the header's `conflict`, until they are gone.
 """
 
 from __future__ import annotations

@@ -173,18 +173,18 @@ class Validator:
             return
         self._set_vmm(ConnectionView("connected"))
         ours = [vm for vm in listing.vms if ctx.naming.owns(vm.name) and vm.status != "removing"]
-        foreign = [
-            vm
-            for vm in ours
-            if ctx.naming.is_job_vm(vm.name) and not self.foreign.is_ours_job_vm(vm, set())
-        ]
+        jobs = [vm for vm in ours if ctx.naming.is_job_vm(vm.name)]
+        cvms = [vm for vm in ours if ctx.naming.is_challenge_vm(vm.name)]
+        known = {stored.vm_id for stored in ctx.store.challenge_vms()}
+        foreign = [vm for vm in jobs if not self.foreign.is_ours_job_vm(vm, set())]
+        foreign += [vm for vm in cvms if vm.id not in known]
         self.foreign.observe(foreign)
-        for info in ours:
-            if ctx.naming.is_job_vm(info.name) and info not in foreign:
+        for info in jobs:
+            if info not in foreign:
                 with contextlib.suppress(ClientError):
                     await ctx.vmm.remove_vm(info.id)
                 ctx.log("warn", "recover", f"removed orphaned job VM {info.id}", vm_id=info.id)
-        self.challenges.offer_existing([vm for vm in ours if ctx.naming.is_challenge_vm(vm.name)])
+        self.challenges.offer_existing([vm for vm in cvms if vm.id in known])
 
     async def _shutdown(self, ctx: EngineContext) -> None:
         assert self.jobs is not None and self.challenges is not None
