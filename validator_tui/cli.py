@@ -172,8 +172,8 @@ async def _headless(validator: Validator, mode: EngineMode, log_format: str) -> 
 
 
 async def _embedded(validator: Validator, mode: EngineMode, log_format: str) -> int:
-    """The engine in this process with its console (see validator_tui.console)."""
-    from validator_tui.console import EmbeddedConsole
+    """The engine in this process with its console (see validator_tui.embedded)."""
+    from validator_tui.embedded import EmbeddedConsole
 
     return await EmbeddedConsole(validator, mode, log_format).run()
 

@@ -1,4 +1,5 @@
-"""The console processes: `run`/`demo` (the console embeds the engine) and `attach`.
+"""A console process's signals and terminal, and `validator-tui attach` (the embedded
+console of `run`/`demo` builds on this in validator_tui.embedded).
 
 What the process does with its signals and its terminal:
 - SIGTERM, SIGINT: the console closes (the terminal restored) and the engine stops the
@@ -24,12 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from validator_tui.control.client import EngineUnavailable, SocketEngine
-from validator_tui.control.inprocess import InProcessEngine
-from validator_tui.control.interface import ConsoleExit, EngineMode
-from validator_tui.control.paths import ensure_private_dir, log_path, state_dir_key
+from validator_tui.control.interface import EngineClient
 from validator_tui.control.terminal import release_terminal, terminal_alive
-from validator_tui.engine.validator import Validator
-from validator_tui.logs import setup_file_logging
 from validator_tui.tui.app import ValidatorApp
 from validator_tui.tui.terminal import ConsoleDriver
 
@@ -40,13 +37,13 @@ TERMINAL_CHECK_S = 1.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _say(text: str) -> None:
+def say(text: str) -> None:
     """A line for the operator on the terminal, if there still is one."""
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr, flush=True)
 
 
-class _Signals:
+class Signals:
     """Signal handlers on the running loop, removed again by `remove()`."""
 
     def __init__(self) -> None:
@@ -64,7 +61,7 @@ class _Signals:
         self._installed.clear()
 
 
-async def _watch_terminal(on_gone: Callable[[], None]) -> None:
+async def watch_terminal(on_gone: Callable[[], None]) -> None:
     """Call `on_gone` once the terminal on stdin stops answering (only if there was one)."""
     if not terminal_alive(0):
         return
@@ -73,98 +70,11 @@ async def _watch_terminal(on_gone: Callable[[], None]) -> None:
     on_gone()
 
 
-def _console(engine: InProcessEngine | SocketEngine) -> ValidatorApp:
+def console_app(engine: EngineClient) -> ValidatorApp:
+    """The console for `engine`, on a driver that survives its terminal going away."""
     app = ValidatorApp(engine)
     app.driver_class = ConsoleDriver
     return app
-
-
-class EmbeddedConsole:
-    """`validator-tui run` / `demo`: the engine on its own thread, the console in front."""
-
-    def __init__(self, validator: Validator, mode: EngineMode, log_format: str = "text") -> None:
-        self.validator = validator
-        self.engine = InProcessEngine(validator, mode=mode)
-        self.log_file = log_path(validator.config.state_path)
-        self.log_format = log_format
-        self.detached = False
-
-    async def run(self) -> int:
-        """Run engine and console; return the exit code once the engine has stopped."""
-        ensure_private_dir(state_dir_key(self.validator.config.state_path))
-        setup_file_logging(self.log_file, self.log_format)
-        engine = self.engine
-        engine.start()
-        app = _console(engine)
-        signals = _Signals()
-        signals.on(STOP_SIGNALS, lambda: self._stop_signal(app))
-        signals.on((signal.SIGHUP,), lambda: self._hang_up(app))
-        watchers = [
-            asyncio.create_task(self._close_when_engine_stops(app)),
-            asyncio.create_task(_watch_terminal(lambda: self._hang_up(app))),
-        ]
-        try:
-            result = await app.run_async()
-            choice = result if isinstance(result, ConsoleExit) else None
-            if choice is ConsoleExit.DETACH and not engine.join(0):
-                if not self.detached:
-                    self._detach()
-            elif not self.detached:
-                engine.request_stop()
-                if not engine.join(0):
-                    _say("stopping the validator: running jobs get their result…")
-            code = await self._wait_engine()
-            return code if app.return_code in (0, None) else 1
-        finally:
-            signals.remove()
-            for task in watchers:
-                task.cancel()
-
-    def _stop_signal(self, app: ValidatorApp) -> None:
-        logger.info("stop signal: stopping the validator the graceful way")
-        self.engine.request_stop()
-        if app.is_running:
-            app.exit()
-
-    def _hang_up(self, app: ValidatorApp) -> None:
-        """The terminal is gone: close the console, keep the engine (once)."""
-        if not self.detached:
-            self.detached = True
-            release_terminal()
-            logger.warning(
-                "the terminal went away: the console closed, the validator keeps running "
-                "(pid %d); `validator-tui attach` brings a console back",
-                self.engine.info.pid,
-            )
-        if app.is_running:
-            app.exit()
-
-    def _detach(self) -> None:
-        """The operator chose to leave the engine running: leave the terminal to them."""
-        self.detached = True
-        _say(
-            f"detached: the validator keeps running in this process (pid {self.engine.info.pid})"
-            f", logging to {self.log_file}.\n`validator-tui attach` brings the console back; "
-            "this terminal may be closed (ctrl+c here stops the validator)."
-        )
-        release_terminal()
-        logger.info("console detached: the validator keeps running")
-
-    async def _close_when_engine_stops(self, app: ValidatorApp) -> None:
-        with contextlib.suppress(BaseException):
-            await self.engine.wait_stopped()
-        if app.is_running:
-            app.exit()
-
-    async def _wait_engine(self) -> int:
-        try:
-            await self.engine.wait_stopped()
-        except Exception as exc:
-            logger.exception("the engine stopped on an error")
-            _say(f"validator-tui: the engine stopped on an error: {exc!r}")
-            return 1
-        logger.info("stopped")
-        return 0
 
 
 async def run_attached(state_dir: Path, *, read_only: bool) -> int:
@@ -173,13 +83,13 @@ async def run_attached(state_dir: Path, *, read_only: bool) -> int:
     try:
         await client.connect()
     except EngineUnavailable as exc:
-        _say(
+        say(
             f"validator-tui: {exc}\n"
             "Start one with `validator-tui run` (or `validator-tui run --headless` under "
             "systemd), then attach."
         )
         return 1
-    app = _console(client)
+    app = console_app(client)
     gone = False
 
     def close(hangup: bool = False) -> None:
@@ -190,10 +100,10 @@ async def run_attached(state_dir: Path, *, read_only: bool) -> int:
         if app.is_running:
             app.exit()
 
-    signals = _Signals()
+    signals = Signals()
     signals.on(STOP_SIGNALS, close)
     signals.on((signal.SIGHUP,), lambda: close(hangup=True))
-    watcher = asyncio.create_task(_watch_terminal(lambda: close(hangup=True)))
+    watcher = asyncio.create_task(watch_terminal(lambda: close(hangup=True)))
     try:
         await app.run_async()
     finally:

@@ -16,7 +16,7 @@ from tests.support.engine import FAST, wait_for
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.interface import LinkStatus
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobState
+from validator_tui.engine.records import JobRecord, JobState
 
 
 def env_for(tmp_path: Path, **overrides) -> DemoEnvironment:
@@ -241,3 +241,32 @@ async def test_the_console_follows_the_engine_away_and_back(tmp_path):
             assert any(note.startswith("connection to the engine closed") for note in notes)
             assert sum(note.startswith("attached to the engine") for note in notes) == 2
             await client.close()
+
+
+async def test_the_snapshot_carries_what_a_console_shows_and_older_jobs_on_request(tmp_path):
+    async with env_for(tmp_path) as env:
+        pending = [job["id"] for job in env.platform.add_jobs(3)]
+        async with hosted(env.config) as host:
+            state = host.validator.state
+            await wait_for(lambda: set(pending) <= set(state.jobs), 10, "3 pending jobs")
+            for number in range(800):
+                finished = JobRecord(f"old-{number:04d}", "c", state=JobState.COMPLETED)
+                finished.finished_at = 1_000_000.0 + number
+                state.put_job(finished)
+            for number in range(700):
+                state.event("info", "test", f"event {number}")
+            client = await attached(host)
+            try:
+                held = set(client.replica.jobs)
+                assert set(pending) <= held
+                assert {f"old-{n:04d}" for n in range(300, 800)} <= held
+                assert len(held) == 3 + 500
+                sent = [e.message for e in (await client.changes_since(0, 0)).events]
+                from_engine = [m for m in sent if not m.startswith("attached to the engine")]
+                assert len(from_engine) == 500  # the latest 500: "event 201" … "connected"
+                assert from_engine[-2:] == ["event 699", f"{client.origin} connected"]
+                oldest = await client.job("old-0000")
+                assert oldest is not None and oldest.state is JobState.COMPLETED
+                assert await client.job("never-heard-of") is None
+            finally:
+                await client.close()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from validator_tui.console import EmbeddedConsole
 from validator_tui.control.interface import EngineMode
 from validator_tui.demo import DemoEnvironment
+from validator_tui.embedded import EmbeddedConsole
 from validator_tui.engine.validator import Validator
 
 CRASH_AFTER_S = 2.0

@@ -205,6 +205,21 @@ class Tmux:
         os.kill(self.pid, sig)
 
     def close(self) -> None:
+        """Stop the program (it would outlive the server: a hangup only detaches the
+        console), then the server."""
+        text = Path(self._pidfile).read_text()
+        if text:
+            _stop(int(text))
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             self._tmux("kill-server")
         os.unlink(self._pidfile)
+
+
+def _stop(pid: int, grace: float = 15.0) -> None:
+    """SIGTERM `pid`, SIGKILL it after `grace` seconds; return once it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)

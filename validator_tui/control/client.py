@@ -89,6 +89,7 @@ class SocketEngine:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[Outcome]] = {}
+        self._lookups: dict[int, asyncio.Future[JobRecord | None]] = {}
         self._streams: dict[int, _LogStream] = {}
         self._ids = 0
         self._bye: frames.Bye | None = None
@@ -245,6 +246,10 @@ class SocketEngine:
             future = self._pending.pop(frame.id, None)
             if future is not None and not future.done():
                 future.set_result(frame.outcome)
+        elif isinstance(frame, frames.JobAnswer):
+            lookup = self._lookups.pop(frame.id, None)
+            if lookup is not None and not lookup.done():
+                lookup.set_result(frame.job)
         elif isinstance(frame, frames.LogLines):
             stream = self._streams.get(frame.id)
             if stream is not None:
@@ -269,6 +274,10 @@ class SocketEngine:
             if not future.done():
                 future.set_result(Outcome.refused(LOST_ANSWER))
         self._pending.clear()
+        for lookup in self._lookups.values():
+            if not lookup.done():
+                lookup.set_result(None)
+        self._lookups.clear()
         for stream in self._streams.values():
             stream.end("the connection to the engine was lost")
         if self._link.status is not status or self._link.detail != detail:
@@ -277,7 +286,10 @@ class SocketEngine:
     def _set_link(self, status: LinkStatus, detail: str) -> None:
         self._link = Link(status, time.time(), detail)
 
-    def _send(self, frame: frames.CommandFrame | frames.LogsOpen | frames.LogsClose) -> bool:
+    def _send(
+        self,
+        frame: frames.CommandFrame | frames.LogsOpen | frames.LogsClose | frames.JobRequest,
+    ) -> bool:
         if self._writer is None:
             return False
         self._writer.write(frames.encode(frame))
@@ -309,7 +321,18 @@ class SocketEngine:
         return self.replica.changes_since(version, event_seq)
 
     async def job(self, job_id: str) -> JobRecord | None:
-        return self.replica.job(job_id)
+        """From the replica; a job older than the snapshot carried is asked of the engine
+        (None when it is unknown there too, or the connection is down)."""
+        known = self.replica.job(job_id)
+        if known is not None:
+            return known
+        request = self._next_id()
+        lookup: asyncio.Future[JobRecord | None] = asyncio.get_running_loop().create_future()
+        self._lookups[request] = lookup
+        if not self._send(frames.JobRequest(id=request, job_id=job_id)):
+            self._lookups.pop(request, None)
+            return None
+        return await lookup
 
     async def _command(self, command: frames.Command) -> Outcome:
         request = self._next_id()

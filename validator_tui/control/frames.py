@@ -125,7 +125,17 @@ class LogsClose(_Frame):
     id: RequestId
 
 
-ClientFrame = Annotated[Hello | CommandFrame | LogsOpen | LogsClose, Field(discriminator="type")]
+class JobRequest(_Frame):
+    """The engine's record of one job (also one older than the snapshot carries)."""
+
+    type: Literal["job"] = "job"
+    id: RequestId
+    job_id: Id
+
+
+ClientFrame = Annotated[
+    Hello | CommandFrame | LogsOpen | LogsClose | JobRequest, Field(discriminator="type")
+]
 
 
 # -- engine → console ---------------------------------------------------------------------------
@@ -166,6 +176,12 @@ class OutcomeFrame(_Frame):
     outcome: Outcome
 
 
+class JobAnswer(_Frame):
+    type: Literal["job"] = "job"
+    id: RequestId
+    job: JobRecord | None
+
+
 class LogLines(_Frame):
     type: Literal["log_lines"] = "log_lines"
     id: RequestId
@@ -196,7 +212,7 @@ class Bye(_Frame):
 
 
 ServerFrame = Annotated[
-    EngineHello | StateFrame | OutcomeFrame | LogLines | LogEnd | ErrorFrame | Bye,
+    EngineHello | StateFrame | OutcomeFrame | JobAnswer | LogLines | LogEnd | ErrorFrame | Bye,
     Field(discriminator="type"),
 ]
 

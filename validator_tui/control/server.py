@@ -25,6 +25,7 @@ from validator_tui.control.interface import EngineInfo
 from validator_tui.control.outbound import Outbound
 from validator_tui.control.paths import ensure_private_dir, link_path
 from validator_tui.control.session import Session
+from validator_tui.engine.records import JobRecord
 from validator_tui.engine.validator import Validator
 from validator_tui.sanitize import clean_line
 
@@ -39,6 +40,11 @@ STALL_S = 30.0
 MAX_SESSIONS = 32
 #: Snapshot frames are smaller than the protocol allows: each is encoded on the engine's loop.
 SNAPSHOT_FRAME_BYTES = 256 * 1024
+#: A snapshot carries every unfinished job and this many of the latest finished ones (what a
+#: console shows); older records are fetched one by one (`job` frames).
+SNAPSHOT_FINISHED_JOBS = 500
+#: ... and this many of the latest events (a console's event log keeps 500 lines).
+SNAPSHOT_EVENTS = 500
 SOCKET_MODE = 0o600
 
 
@@ -204,6 +210,8 @@ class ControlServer:
         feed; False when it was cut off on the way."""
         state = self.validator.state
         snapshot = state.changes_since(0)
+        snapshot.jobs = recent_jobs(snapshot.jobs, SNAPSHOT_FINISHED_JOBS)
+        snapshot.events = snapshot.events[-SNAPSHOT_EVENTS:]
         limit = min(SNAPSHOT_FRAME_BYTES, self.frame_limit)
         for frame in frames.state_frames(snapshot, snapshot=True, limit=limit):
             if not await session.out.push_when_room(frame):
@@ -263,6 +271,16 @@ class ControlServer:
         logger.log(
             logging.WARNING if level == "warn" else logging.INFO, text, extra={"kind": "control"}
         )
+
+
+def recent_jobs(jobs: list[JobRecord], finished: int) -> list[JobRecord]:
+    """Every unfinished job and the `finished` latest finished ones, in their order."""
+    done = [job for job in jobs if job.state.finished]
+    if len(done) <= finished:
+        return jobs
+    done.sort(key=lambda job: job.finished_at or job.created_at)
+    keep = {job.id for job in done[-finished:]}
+    return [job for job in jobs if not job.state.finished or job.id in keep]
 
 
 def _error(code: str, message: str, fatal: bool = False) -> bytes:

@@ -94,7 +94,10 @@ class Session:
         self.out.close()
         self.writer.transport.abort()
 
-    def send(self, frame: frames.EngineHello | frames.OutcomeFrame | frames.ErrorFrame) -> None:
+    def send(
+        self,
+        frame: frames.EngineHello | frames.OutcomeFrame | frames.JobAnswer | frames.ErrorFrame,
+    ) -> None:
         if not self.out.push(frames.encode(frame)):
             self.cut_off(f"it stopped reading ({self.out.limit} bytes queued)")
 
@@ -178,6 +181,9 @@ class Session:
                 stream = self._streams.pop(frame.id, None)
                 if stream is not None:
                     stream.cancel()
+            elif isinstance(frame, frames.JobRequest):
+                job = self.server.validator.state.job_copy(frame.job_id)
+                self.send(frames.JobAnswer(id=frame.id, job=job))
             else:
                 self._error("protocol", "hello was already received")
 
