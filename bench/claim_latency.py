@@ -8,7 +8,11 @@ Both simulators run in their own processes. Jobs are generated one at a time, sp
 2. the engine headless in this process,
 3. the engine with the TUI: `validator-tui run --config …` in a pseudo-terminal (real
    rendering), the job feed busy with the same job stream,
-4. the baseline again (the baseline figure is the median over phases 1 and 4).
+4. the engine headless in its own process (`validator-tui run --headless`),
+5. the same with two consoles attached (`validator-tui attach`, each in a pseudo-terminal:
+   real rendering of the change feed the engine pushes them); the rate of changes the feed
+   carried during the job stream is printed (state versions per second),
+6. the baseline again (the baseline figure is the median over phases 1 and 6).
 
     .venv/bin/python bench/claim_latency.py --jobs 300
 """
@@ -19,9 +23,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -38,19 +43,24 @@ from benchlib import (
     print_machine,
     print_table,
     sim_processes,
+    wait_until,
     write_bench_config,
 )
 from websockets.asyncio.client import connect
 
+from validator_tui.control.client import SocketEngine
+from validator_tui.control.paths import find_socket
 from validator_tui.engine.validator import Validator
 
 HOTKEY_HEADER = "X-Validator-Hotkey"
 
-Claimer = Callable[[SimProcesses, str, Path], AbstractAsyncContextManager[None]]
+#: Reads the engine's state version (for the change rate), when the claimer can tell it.
+Probe = Callable[[], Awaitable[int]] | None
+Claimer = Callable[[SimProcesses, str, Path], AbstractAsyncContextManager[Probe]]
 
 
 @asynccontextmanager
-async def baseline_claimer(sims: SimProcesses, hotkey: str, _dir: Path) -> AsyncIterator[None]:
+async def baseline_claimer(sims: SimProcesses, hotkey: str, _dir: Path) -> AsyncIterator[Probe]:
     """The floor: recv a frame, parse it, POST the claim; nothing else."""
 
     async def claim_forever() -> None:
@@ -68,7 +78,7 @@ async def baseline_claimer(sims: SimProcesses, hotkey: str, _dir: Path) -> Async
 
     task = asyncio.create_task(claim_forever())
     try:
-        yield
+        yield None
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -76,29 +86,77 @@ async def baseline_claimer(sims: SimProcesses, hotkey: str, _dir: Path) -> Async
 
 
 @asynccontextmanager
-async def engine_claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[None]:
+async def engine_claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[Probe]:
     """The engine, headless, in this process."""
     validator = Validator(bench_config(sims.platform_url, sims.vmm_url, state, hotkey=hotkey))
     task = asyncio.create_task(validator.run())
+
+    async def version() -> int:
+        return validator.state.version
+
     try:
-        yield
+        yield version
     finally:
         await validator.stop()
         await asyncio.wait_for(task, 60)
 
 
 @asynccontextmanager
-async def tui_claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[None]:
+async def tui_claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[Probe]:
     """`validator-tui run` (engine + TUI) in a pseudo-terminal, output read as it comes."""
     config = bench_config(sims.platform_url, sims.vmm_url, state, hotkey=hotkey)
     path = write_bench_config(config, state)
     program = PtyProgram(cli_argv("run", "--config", str(path)))
     drain = asyncio.create_task(program.drain(1e9))
     try:
-        yield
+        yield None
     finally:
         drain.cancel()
         await program.stop()
+
+
+async def engine_version(state: Path) -> int:
+    """The state version of the engine on `state`, read over its control socket."""
+    client = SocketEngine(state, read_only=True, client="bench")
+    await client.connect()
+    try:
+        return client.replica.engine_version
+    finally:
+        await client.close()
+
+
+def process_claimer(consoles: int) -> Claimer:
+    """`validator-tui run --headless` in its own process, with `consoles` attached consoles
+    (`validator-tui attach`, each in a pseudo-terminal, output read as it comes)."""
+
+    @asynccontextmanager
+    async def claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[Probe]:
+        config = bench_config(sims.platform_url, sims.vmm_url, state, hotkey=hotkey)
+        path = write_bench_config(config, state)
+        engine = await asyncio.create_subprocess_exec(
+            *cli_argv("run", "--headless", "--config", str(path)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        programs: list[PtyProgram] = []
+        drains: list[asyncio.Task[None]] = []
+        try:
+            await wait_until(lambda: find_socket(config.state_path).exists(), 30, "the engine")
+            for _ in range(consoles):
+                program = PtyProgram(cli_argv("attach", "--config", str(path)))
+                programs.append(program)
+                await program.wait_for(b"Challenge CVMs", 0, timeout=30)
+                drains.append(asyncio.create_task(program.drain(1e9)))
+            yield lambda: engine_version(config.state_path)
+        finally:
+            for drain in drains:
+                drain.cancel()
+            for program in programs:
+                await program.stop()
+            engine.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(engine.wait(), 60)
+
+    return claimer
 
 
 async def run_phase(
@@ -106,9 +164,10 @@ async def run_phase(
 ) -> list[float]:
     """Latencies (ms) of the jobs this claimer took while jobs were generated one at a time."""
     with tempfile.TemporaryDirectory(prefix="bench-claim-") as state:
-        async with claimer(sims, hotkey, Path(state)):
+        async with claimer(sims, hotkey, Path(state)) as probe:
             await sims.wait_claimer_ready(hotkey)
             start_ns = time.monotonic_ns()
+            version_before = await probe() if probe else 0
             claims_before = (await sims.stats()).get("claims_ok", 0)
             await sims.set_rate(60_000.0 / interval_ms)
             deadline = time.monotonic() + jobs * interval_ms / 1000 * 3 + 30
@@ -117,6 +176,10 @@ async def run_phase(
                     raise RuntimeError("the claimer fell behind the job stream")
                 await asyncio.sleep(0.2)
             await sims.set_rate(0)
+            if probe:
+                changes = await probe() - version_before
+                seconds = (time.monotonic_ns() - start_ns) / 1e9
+                print(f"    {changes / seconds:.0f} changes/s during the stream", flush=True)
             await asyncio.sleep(max(0.5, 3 * interval_ms / 1000))
     return [
         (job["claim_received_ns"] - job["announced_ns"]) / 1e6
@@ -141,6 +204,9 @@ async def main(args: argparse.Namespace) -> None:
     ]
     if not args.no_tui:
         phases.append(("engine + TUI (pty)", tui_claimer))
+    if not args.no_attach:
+        phases.append(("engine headless (own process)", process_claimer(0)))
+        phases.append(("engine headless + 2 attached consoles", process_claimer(2)))
     phases.append(("baseline (again)", baseline_claimer))
     samples: dict[str, list[float]] = {}
     async with sim_processes(seed=args.seed) as sims:
@@ -176,6 +242,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="samples dropped per phase")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-tui", action="store_true", help="skip the engine + TUI phase")
+    parser.add_argument(
+        "--no-attach", action="store_true", help="skip the engine-process phases (attach)"
+    )
     return parser.parse_args()
 
 
