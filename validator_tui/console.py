@@ -33,8 +33,9 @@ from validator_tui.tui.terminal import ConsoleDriver
 
 logger = logging.getLogger("validator_tui.console")
 
-#: How often the console checks that its terminal is still there (a hangup without SIGHUP).
-TERMINAL_CHECK_S = 1.0
+#: How often a console process checks whether its console should close, and whether its
+#: terminal is still there (a hangup without SIGHUP).
+SUPERVISE_S = 0.5
 #: An attached console runs this much nicer than the engine: on a busy host, rendering yields
 #: the CPU to the engine's claims.
 ATTACH_NICENESS = 10
@@ -65,13 +66,22 @@ class Signals:
         self._installed.clear()
 
 
-async def watch_terminal(on_gone: Callable[[], None]) -> None:
-    """Call `on_gone` once the terminal on stdin stops answering (only if there was one)."""
-    if not terminal_alive(0):
-        return
-    while terminal_alive(0):
-        await asyncio.sleep(TERMINAL_CHECK_S)
-    on_gone()
+async def supervise(
+    app: ValidatorApp, *, close_when: Callable[[], bool], on_terminal_gone: Callable[[], None]
+) -> None:
+    """Close the console once `close_when()` holds (a signal may arrive before the app runs,
+    or while it starts), and call `on_terminal_gone` once when the terminal on stdin stops
+    answering (if there was one). Checks every SUPERVISE_S until cancelled."""
+    watching = terminal_alive(0)
+    closed = False
+    while True:
+        if watching and not terminal_alive(0):
+            watching = False
+            on_terminal_gone()
+        if not closed and close_when() and app.is_running:
+            closed = True
+            app.exit()
+        await asyncio.sleep(SUPERVISE_S)
 
 
 def console_app(engine: EngineClient) -> ValidatorApp:
@@ -96,10 +106,11 @@ async def run_attached(state_dir: Path, *, read_only: bool) -> int:
         )
         return 1
     app = console_app(client)
-    gone = False
+    closing = gone = False
 
     def close(hangup: bool = False) -> None:
-        nonlocal gone
+        nonlocal closing, gone
+        closing = True
         if hangup and not gone:
             gone = True
             release_terminal()
@@ -109,7 +120,9 @@ async def run_attached(state_dir: Path, *, read_only: bool) -> int:
     signals = Signals()
     signals.on(STOP_SIGNALS, close)
     signals.on((signal.SIGHUP,), lambda: close(hangup=True))
-    watcher = asyncio.create_task(watch_terminal(lambda: close(hangup=True)))
+    watcher = asyncio.create_task(
+        supervise(app, close_when=lambda: closing, on_terminal_gone=lambda: close(hangup=True))
+    )
     try:
         await app.run_async()
     finally:

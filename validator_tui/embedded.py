@@ -5,17 +5,10 @@ validator_tui.console for what each signal does."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
-from validator_tui.console import (
-    STOP_SIGNALS,
-    Signals,
-    console_app,
-    say,
-    watch_terminal,
-)
+from validator_tui.console import STOP_SIGNALS, Signals, console_app, say, supervise
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.control.interface import ConsoleExit, EngineMode
 from validator_tui.control.paths import ensure_private_dir, log_path, state_dir_key
@@ -36,6 +29,7 @@ class EmbeddedConsole:
         self.log_file = log_path(validator.config.state_path)
         self.log_format = log_format
         self.detached = False
+        self.stopping = False
 
     async def run(self) -> int:
         """Run engine and console; return the exit code once the engine has stopped."""
@@ -47,10 +41,13 @@ class EmbeddedConsole:
         signals = Signals()
         signals.on(STOP_SIGNALS, lambda: self._stop_signal(app))
         signals.on((signal.SIGHUP,), lambda: self._hang_up(app))
-        watchers = [
-            asyncio.create_task(self._close_when_engine_stops(app)),
-            asyncio.create_task(watch_terminal(lambda: self._hang_up(app))),
-        ]
+        watcher = asyncio.create_task(
+            supervise(
+                app,
+                close_when=lambda: self.detached or self.stopping or engine.join(0),
+                on_terminal_gone=lambda: self._hang_up(app),
+            )
+        )
         try:
             result = await app.run_async()
             choice = result if isinstance(result, ConsoleExit) else None
@@ -65,11 +62,11 @@ class EmbeddedConsole:
             return code if app.return_code in (0, None) else 1
         finally:
             signals.remove()
-            for task in watchers:
-                task.cancel()
+            watcher.cancel()
 
     def _stop_signal(self, app: ValidatorApp) -> None:
         logger.info("stop signal: stopping the validator the graceful way")
+        self.stopping = True
         self.engine.request_stop()
         if app.is_running:
             app.exit()
@@ -97,12 +94,6 @@ class EmbeddedConsole:
         )
         release_terminal()
         logger.info("console detached: the validator keeps running")
-
-    async def _close_when_engine_stops(self, app: ValidatorApp) -> None:
-        with contextlib.suppress(BaseException):
-            await self.engine.wait_stopped()
-        if app.is_running:
-            app.exit()
 
     async def _wait_engine(self) -> int:
         try:

@@ -19,6 +19,7 @@ SCRIPTS = {
     "idle_cpu.py": ["--seconds", "0.2", "--windows", "1", "--settle-s", "0"],
     "memory.py": ["--jobs", "10", "--first", "5", "--every", "5", "--backlog", "5"],
     "startup.py": ["--runs", "1"],
+    "attach.py": ["--jobs", "50", "--runs", "1"],
 }
 
 
