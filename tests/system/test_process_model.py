@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -186,6 +187,35 @@ def test_a_lost_terminal_closes_the_console_and_the_engine_finishes_its_jobs(
         console.process.send_signal(signal.SIGTERM)
         assert console.process.wait(60) == 0
         assert running_job_vms(sims) == []
+    finally:
+        console.close()
+
+
+def test_detaching_leaves_the_engine_running_in_the_process_like_a_hangup(sims, tmp_path):
+    set_evaluator(sims, 2.0)
+    config = config_file(sims, tmp_path)
+    detaching = [sys.executable, "-m", "tests.support.detaching_console", "--config", str(config)]
+    console = PtyProcess(detaching)
+    try:
+        console.wait_for(b"Challenge CVMs", 60)
+        jobs = add_jobs(sims, 3)
+        until(lambda: len(running_job_vms(sims)) == 3, 30, "3 jobs running")
+        console.send(b"q")
+        console.wait_for(b"detached: the validator keeps running in this process", 30)
+        output = console.output()
+        assert ALT_SCREEN_OFF in output[output.rindex(b"\x1b[?1049h") :]
+        until(lambda: all(job in results(sims) for job in jobs), 60, "every result")
+        assert all(results(sims)[job][0]["error"] is None for job in jobs)
+        assert console.process.poll() is None
+        fds = {os.readlink(f"/proc/{console.pid}/fd/{fd}") for fd in (0, 1, 2)}
+        assert fds == {"/dev/null"}
+        seen = replica_jobs(state_dir(sims))
+        assert all(seen[job] is JobState.COMPLETED for job in jobs)
+        console.hang_up()  # closing the terminal afterwards changes nothing
+        (late,) = add_jobs(sims, 1)
+        until(lambda: late in results(sims), 30, "a job after the terminal closed")
+        console.process.send_signal(signal.SIGTERM)
+        assert console.process.wait(60) == 0
     finally:
         console.close()
 

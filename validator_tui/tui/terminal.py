@@ -5,6 +5,12 @@ thread would die on the first failed write, after which the app blocks on its fu
 input thread would report a crash. Here a failed write or read is what it really is, a hangup:
 the process gets SIGHUP (whose handler closes the console and lets the engine run on), and
 output is dropped from then on instead of blocking the app.
+
+A hangup also sends SIGCONT, and Textual's driver answers any SIGCONT by starting application
+mode again (new input and output threads), suspended or not, and even after the app ended
+(its handlers stay installed): in a process that lives on without a terminal, those threads
+keep it from ever exiting. Here only a SIGCONT after our own SIGTSTP resumes, and the
+handlers are reset when the driver closes.
 """
 
 from __future__ import annotations
@@ -69,3 +75,13 @@ class ConsoleDriver(LinuxDriver):
             super().run_input_thread()
         except OSError:
             self.hang_up()
+
+    def _sigcont_application(self, *args: Any) -> None:
+        if self._must_signal_resume:  # set when SIGTSTP suspended the console
+            super()._sigcont_application(*args)
+
+    def close(self) -> None:
+        """Stop writing, and leave job control signals to their defaults again."""
+        super().close()
+        for sig in (signal.SIGTSTP, signal.SIGCONT):
+            signal.signal(sig, signal.SIG_DFL)
