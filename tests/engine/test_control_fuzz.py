@@ -132,10 +132,9 @@ async def test_a_console_that_never_reads_is_cut_off_and_claims_go_on(tmp_path):
     async with env_for(tmp_path, auto_claim=False) as env:
         async with hosted(env.config, queue_bytes=64 * 1024, stall=2.0) as host:
             state = host.validator.state
-            for number in range(2000):  # a history larger than any socket buffer
-                state.put_job(
-                    JobRecord(f"old-{number}", "c", state=JobState.COMPLETED, logs=["x" * 200])
-                )
+            for number in range(500):  # a snapshot (~1 MB) larger than the socket buffers
+                logs = ["x" * 200] * 20
+                state.put_job(JobRecord(f"old-{number}", "c", state=JobState.COMPLETED, logs=logs))
             jobs = env.platform.add_jobs(1)
             quiet = await sleeper(host)
             await wait_for(lambda: host.server.session_count == 1, 10, "the sleeper connected")
