@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from validator_tui.control import frames
 from validator_tui.control.host import EngineHost
-from validator_tui.control.interface import EngineInfo, EngineMode, Link
+from validator_tui.control.interface import VM_LOG_SETTLE_S, EngineInfo, EngineMode, Link
 from validator_tui.engine.records import JobRecord, Outcome
 from validator_tui.engine.state import StateDelta
 from validator_tui.engine.validator import Validator
@@ -192,6 +192,7 @@ class InProcessEngine:
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(handed.put(item), here))
 
         async def pump() -> None:
+            await asyncio.sleep(VM_LOG_SETTLE_S)
             try:
                 async for line in self.validator.vm_logs(vm_id, lines=lines, follow=follow):
                     await hand_over(line)

@@ -7,6 +7,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from validator_tui.control import frames
+from validator_tui.control.interface import VM_LOG_SETTLE_S
 from validator_tui.control.outbound import Outbound
 from validator_tui.engine.records import Outcome
 from validator_tui.sanitize import clean_line
@@ -226,6 +227,7 @@ class Session:
         failure: list[str] = []
 
         async def produce() -> None:
+            await asyncio.sleep(VM_LOG_SETTLE_S)
             try:
                 async for line in self.server.validator.vm_logs(
                     request.vm_id, lines=request.lines, follow=request.follow
