@@ -106,9 +106,10 @@ class SocketEngine:
         """Connect and wait for the engine's snapshot; EngineUnavailable if no engine answers.
         From then on the client reconnects on its own until `close()`."""
         await self._open(timeout)
+        snapshots = self.replica.snapshots
         self._runner = asyncio.create_task(self._run(), name="attach-link")
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.replica.engine_version == 0 and self._writer is not None:
+        while self.replica.snapshots == snapshots and self._writer is not None:
             if asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.01)

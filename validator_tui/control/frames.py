@@ -316,6 +316,13 @@ def _encode_job(job: JobRecord) -> bytes:
     return data
 
 
+def fit_job(job: JobRecord | None) -> JobRecord | None:
+    """`job`, or a copy without its logs if it would not fit in half a frame."""
+    if job is not None and len(_JOB.dump_json(job)) > MAX_FRAME_BYTES // 2:
+        return _slim_job(job)
+    return job
+
+
 def _state_frame(
     parts: dict[str, list[bytes]], snapshot: bool, final: bool, version: int, header: bytes | None
 ) -> bytes:

@@ -63,6 +63,8 @@ class Replica:
         self.version = 0
         self.header = Header(hotkey=hotkey)
         self.engine_version = 0
+        #: Snapshots swapped in so far (a console waits for the first).
+        self.snapshots = 0
         self._reset_at = 0
         self._jobs: _Table[JobRecord] = _Table()
         self._challenges: _Table[ChallengeRecord] = _Table()
@@ -140,6 +142,7 @@ class Replica:
         for vm in vms:
             self._vms.put(vm, version)
         self._reset_at = version
+        self.snapshots += 1
 
     def _add_events(self, events: list[Event]) -> None:
         for event in events:

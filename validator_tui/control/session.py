@@ -183,7 +183,7 @@ class Session:
                 if stream is not None:
                     stream.cancel()
             elif isinstance(frame, frames.JobRequest):
-                job = self.server.validator.state.job_copy(frame.job_id)
+                job = frames.fit_job(self.server.validator.state.job_copy(frame.job_id))
                 self.send(frames.JobAnswer(id=frame.id, job=job))
             else:
                 self._error("protocol", "hello was already received")
