@@ -49,9 +49,11 @@ class EngineHost:
         """Open the control socket, run the engine until it stops, close the socket (every
         console gets a `bye` saying why)."""
         await self.server.start()
+        reason, message = "stopped", "the validator stopped"
         try:
             await self.validator.run()
-        except BaseException as exc:
-            await self.server.close("crashed", f"the engine stopped on an error: {exc!r}"[:300])
+        except Exception as exc:
+            reason, message = "crashed", f"the engine stopped on an error: {exc!r}"[:300]
             raise
-        await self.server.close("stopped", "the validator stopped")
+        finally:
+            await self.server.close(reason, message)

@@ -100,6 +100,7 @@ class ControlServer:
         self._feed_task: asyncio.Task[None] | None = None
         self._sessions: set[Session] = set()
         self._subscribers: set[Session] = set()
+        self._watched = asyncio.Event()  # set while a console follows the feed
         self._connections: set[asyncio.Task[None]] = set()
         self._numbers = 0
         self._pushed_version = 0
@@ -202,6 +203,8 @@ class ControlServer:
         finally:
             self._sessions.discard(session)
             self._subscribers.discard(session)
+            if not self._subscribers:
+                self._watched.clear()
 
     # -- the change feed ------------------------------------------------------------------------
 
@@ -233,10 +236,13 @@ class ControlServer:
             self._pushed_version = catch_up.version
             self._pushed_seq = catch_up.events[-1].seq if catch_up.events else seq
         self._subscribers.add(session)
+        self._watched.set()
         return True
 
     async def _feed(self) -> None:
+        """Push every `push_interval` while a console follows (no wake-ups otherwise)."""
         while True:
+            await self._watched.wait()
             await asyncio.sleep(self.push_interval)
             self.push()
 
@@ -245,8 +251,6 @@ class ControlServer:
         state = self.validator.state
         now = time.monotonic()
         if not self._subscribers:
-            self._pushed_version = state.version
-            self._pushed_seq = state.events[-1].seq if state.events else 0
             return
         if state.version == self._pushed_version and now - self._pushed_at < HEADER_EVERY_S:
             return
