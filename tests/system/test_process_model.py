@@ -296,3 +296,49 @@ def test_attach_without_an_engine_says_so_and_how_to_start_one(tmp_path):
     assert done.returncode == 1
     assert f"no validator engine is running on state dir {tmp_path / 'nothing'}" in done.stderr
     assert "validator-tui run" in done.stderr
+
+
+def test_an_attached_console_sees_a_killed_engine_go_and_its_successor_come(sims, tmp_path):
+    config = config_file(sims, tmp_path)
+    log = tmp_path / "engine.log"
+    engine = spawn_headless(config, log)
+
+    async def follow() -> list[str]:
+        until(lambda: engine_up(sims), 30, "the engine's socket")
+        client = SocketEngine(state_dir(sims), reconnect_cap=0.3)
+        await client.connect()
+        seen = [client.link.status.value]
+        first = client.info.pid
+        engine.kill()
+        engine.wait(10)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if client.link.status.value != seen[-1]:
+                seen.append(client.link.status.value)
+            if seen[-1] == "gone":
+                break
+        successor = spawn_headless(config, log)
+        try:
+            for _ in range(600):
+                await asyncio.sleep(0.05)
+                if client.link.status.value == "connected" and client.info.pid != first:
+                    break
+            seen.append(client.link.status.value)
+            assert client.info.pid == successor.pid
+            (job,) = add_jobs(sims, 1)
+            for _ in range(300):
+                await asyncio.sleep(0.05)
+                if job in client.replica.jobs:
+                    break
+            assert job in client.replica.jobs
+            await client.close()
+        finally:
+            successor.send_signal(signal.SIGTERM)
+            assert successor.wait(30) == 0
+        return seen
+
+    try:
+        assert asyncio.run(follow()) == ["connected", "reconnecting", "gone", "connected"]
+    finally:
+        if engine.poll() is None:
+            engine.kill()
