@@ -9,7 +9,7 @@ logs, as the engine keeps them) and a full event log. The console runs in a pseu
 the top of the job feed (with an empty history: the feed's title, `Jobs (0)`), stamped as it
 arrives. Also measured in-process: connect →
 snapshot applied by a `SocketEngine` (no rendering), and the snapshot's size (every unfinished
-job, the latest 500 finished ones and the latest 500 events, what the console shows; older
+job, the latest 500 finished ones and the latest 100 events, what the console shows; older
 records are fetched when asked for).
 
     .venv/bin/python bench/attach.py --jobs 10000 --runs 5
@@ -40,7 +40,7 @@ from validator_tui.control import frames
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.control.interface import EngineMode
-from validator_tui.control.server import SNAPSHOT_EVENTS, SNAPSHOT_FINISHED_JOBS, recent_jobs
+from validator_tui.control.server import SNAPSHOT_FINISHED_JOBS, snapshot_of
 from validator_tui.engine.records import JobRecord, JobState, TimelineEntry
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.validator import Validator
@@ -96,9 +96,7 @@ async def hosted_engine(config_dir: Path, sims, jobs: int, hotkey: str) -> InPro
 
 async def snapshot_bytes(engine: InProcessEngine) -> int:
     async def measure() -> int:
-        delta = engine.validator.state.changes_since(0)
-        delta.jobs = recent_jobs(delta.jobs, SNAPSHOT_FINISHED_JOBS)
-        delta.events = delta.events[-SNAPSHOT_EVENTS:]
+        delta = snapshot_of(engine.validator.state)
         return sum(len(frame) for frame in frames.state_frames(delta, snapshot=True))
 
     return await engine.call(measure)

@@ -263,7 +263,7 @@ async def test_the_snapshot_carries_what_a_console_shows_and_older_jobs_on_reque
                 assert len(held) == 3 + 500
                 sent = [e.message for e in (await client.changes_since(0, 0)).events]
                 from_engine = [m for m in sent if not m.startswith("attached to the engine")]
-                assert len(from_engine) == 500  # the latest 500: "event 201" … "connected"
+                assert len(from_engine) == 100  # the latest 100: "event 601" … "connected"
                 assert from_engine[-2:] == ["event 699", f"{client.origin} connected"]
                 oldest = await client.job("old-0000")
                 assert oldest is not None and oldest.state is JobState.COMPLETED

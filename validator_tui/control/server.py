@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ from validator_tui.control.outbound import Outbound
 from validator_tui.control.paths import ensure_private_dir, link_path
 from validator_tui.control.session import Session
 from validator_tui.engine.records import JobRecord
+from validator_tui.engine.state import EngineState, StateDelta
 from validator_tui.engine.validator import Validator
 from validator_tui.sanitize import clean_line
 
@@ -43,8 +45,9 @@ SNAPSHOT_FRAME_BYTES = 256 * 1024
 #: A snapshot carries every unfinished job and this many of the latest finished ones (what a
 #: console shows); older records are fetched one by one (`job` frames).
 SNAPSHOT_FINISHED_JOBS = 500
-#: ... and this many of the latest events (a console's event log keeps 500 lines).
-SNAPSHOT_EVENTS = 500
+#: ... and this many of the latest events: a screenful of context and some scrollback; each
+#: line costs the console a render at attach time (the whole log is in validator.log).
+SNAPSHOT_EVENTS = 100
 SOCKET_MODE = 0o600
 
 
@@ -212,9 +215,7 @@ class ControlServer:
         """Send `session` a snapshot, then what changed meanwhile, and subscribe it to the
         feed; False when it was cut off on the way."""
         state = self.validator.state
-        snapshot = state.changes_since(0)
-        snapshot.jobs = recent_jobs(snapshot.jobs, SNAPSHOT_FINISHED_JOBS)
-        snapshot.events = snapshot.events[-SNAPSHOT_EVENTS:]
+        snapshot = snapshot_of(state)
         limit = min(SNAPSHOT_FRAME_BYTES, self.frame_limit)
         for frame in frames.state_frames(snapshot, snapshot=True, limit=limit):
             if not await session.out.push_when_room(frame):
@@ -275,6 +276,20 @@ class ControlServer:
         logger.log(
             logging.WARNING if level == "warn" else logging.INFO, text, extra={"kind": "control"}
         )
+
+
+def snapshot_of(state: EngineState) -> StateDelta:
+    """What a console gets first, as copies: every unfinished job, the latest
+    SNAPSHOT_FINISHED_JOBS finished ones, the latest SNAPSHOT_EVENTS events, every challenge
+    and VM, the header (only the jobs sent are copied, not the whole history)."""
+    latest = state.events[-1].seq if state.events else 0
+    snapshot = state.changes_since(state.version, max(0, latest - SNAPSHOT_EVENTS))
+    snapshot.full = True
+    jobs = recent_jobs(list(state.jobs.values()), SNAPSHOT_FINISHED_JOBS)
+    snapshot.jobs = [copy.copy(job) for job in jobs]
+    snapshot.challenges = [copy.copy(challenge) for challenge in state.challenges.values()]
+    snapshot.vms = [copy.copy(vm) for vm in state.vms.values()]
+    return snapshot
 
 
 def recent_jobs(jobs: list[JobRecord], finished: int) -> list[JobRecord]:
