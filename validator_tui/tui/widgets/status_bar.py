@@ -71,4 +71,6 @@ def render_header(header: Header, now: float) -> Text:
     if counters.dead_letters:
         bottom.append(*_SEP)
         bottom.append(f"‼ dead letters {counters.dead_letters}", style="bold red")
+    for warning in header.warnings():
+        bottom.append_text(Text.assemble(_SEP, (f"⚠ {warning}", "bold yellow")))
     return Text("\n", no_wrap=True, overflow="ellipsis").join([top, bottom])
