@@ -136,10 +136,12 @@ def _lock(state_dir: Path, mode: EngineMode, hotkey: str) -> StateDirLock | None
 
 
 def _outbox(args: argparse.Namespace) -> int:
-    """`outbox list|retry|discard` on the state directory's store (the engine stopped)."""
+    """`outbox list|retry|discard`: through the control socket when an engine runs on the state
+    dir (a retried result is sent at once), else on its store, holding the state dir's lock
+    meanwhile so no engine starts under it."""
     from validator_tui.config import ConfigError, load_config
-    from validator_tui.engine import outbox_admin
-    from validator_tui.engine.store import StoreError
+    from validator_tui.control.lock import StateDirLock, StateDirLocked
+    from validator_tui.control.paths import ControlPathError
 
     if args.outbox_command == "discard" and not args.yes:
         print(
@@ -150,8 +152,33 @@ def _outbox(args: argparse.Namespace) -> int:
         return 1
     try:
         config = load_config(args.config)
-        store = outbox_admin.open_store(config.state_path)
-    except (ConfigError, StoreError) as exc:
+    except ConfigError as exc:
+        print(f"outbox: {exc}", file=sys.stderr)
+        return 1
+    state_dir = config.state_path
+    if not state_dir.is_dir():
+        return _outbox_stopped(args, state_dir)
+    try:
+        lock = StateDirLock.acquire(state_dir, mode="outbox (no engine)", hotkey="")
+    except StateDirLocked:
+        return asyncio.run(_outbox_running(args, state_dir))
+    except (ControlPathError, OSError) as exc:
+        print(f"outbox: cannot use state dir {state_dir}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _outbox_stopped(args, state_dir)
+    finally:
+        lock.release()
+
+
+def _outbox_stopped(args: argparse.Namespace, state_dir: Path) -> int:
+    """The outbox of a stopped engine, on its store."""
+    from validator_tui.engine import outbox_admin
+    from validator_tui.engine.store import StoreError
+
+    try:
+        store = outbox_admin.open_store(state_dir)
+    except StoreError as exc:
         print(f"outbox: {exc}", file=sys.stderr)
         return 1
     try:
@@ -169,6 +196,37 @@ def _outbox(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+async def _outbox_running(args: argparse.Namespace, state_dir: Path) -> int:
+    """The outbox of the engine running on `state_dir`, through its control socket (the
+    engine logs a retry or a discard with this command as its origin)."""
+    from validator_tui.control.client import EngineUnavailable, SocketEngine
+
+    client = SocketEngine(state_dir, client="outbox")
+    try:
+        await client.connect()
+    except EngineUnavailable as exc:
+        print(f"outbox: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.outbox_command == "list":
+            rows = await client.outbox()
+            if rows is None:
+                print("outbox: the connection to the engine was lost", file=sys.stderr)
+                return 1
+            print(_outbox_table(rows))
+            return 0
+        act = (
+            client.retry_dead_letter
+            if args.outbox_command == "retry"
+            else (client.discard_dead_letter)
+        )
+        outcome = await act(args.job_id)
+    finally:
+        await client.close()
     print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
     return 0 if outcome.ok else 1
 

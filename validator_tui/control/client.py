@@ -23,6 +23,7 @@ from validator_tui.control.paths import find_socket, state_dir_key
 from validator_tui.control.replica import Replica
 from validator_tui.engine.records import JobRecord, Outcome
 from validator_tui.engine.state import StateDelta
+from validator_tui.engine.store import OutboxRow
 from validator_tui.sanitize import clean_line
 
 logger = logging.getLogger("validator_tui.attach")
@@ -90,6 +91,7 @@ class SocketEngine:
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[Outcome]] = {}
         self._lookups: dict[int, asyncio.Future[JobRecord | None]] = {}
+        self._outboxes: dict[int, asyncio.Future[list[OutboxRow] | None]] = {}
         self._streams: dict[int, _LogStream] = {}
         self._ids = 0
         self._bye: frames.Bye | None = None
@@ -251,6 +253,10 @@ class SocketEngine:
             lookup = self._lookups.pop(frame.id, None)
             if lookup is not None and not lookup.done():
                 lookup.set_result(frame.job)
+        elif isinstance(frame, frames.OutboxAnswer):
+            listing = self._outboxes.pop(frame.id, None)
+            if listing is not None and not listing.done():
+                listing.set_result(frame.rows)
         elif isinstance(frame, frames.LogLines):
             stream = self._streams.get(frame.id)
             if stream is not None:
@@ -279,6 +285,10 @@ class SocketEngine:
             if not lookup.done():
                 lookup.set_result(None)
         self._lookups.clear()
+        for listing in self._outboxes.values():
+            if not listing.done():
+                listing.set_result(None)
+        self._outboxes.clear()
         for stream in self._streams.values():
             stream.end("the connection to the engine was lost")
         if self._link.status is not status or self._link.detail != detail:
@@ -289,7 +299,11 @@ class SocketEngine:
 
     def _send(
         self,
-        frame: frames.CommandFrame | frames.LogsOpen | frames.LogsClose | frames.JobRequest,
+        frame: frames.CommandFrame
+        | frames.LogsOpen
+        | frames.LogsClose
+        | frames.JobRequest
+        | frames.OutboxRequest,
     ) -> bool:
         if self._writer is None:
             return False
@@ -374,6 +388,27 @@ class SocketEngine:
 
     async def stop_validator(self) -> Outcome:
         return await self._command(frames.StopValidator())
+
+    # -- the results outbox (`validator-tui outbox` on a running engine) ----------------------
+
+    async def outbox(self, limit: int = 1000) -> list[OutboxRow] | None:
+        """The engine's results outbox (dead letters first); None when not connected."""
+        request = self._next_id()
+        listing: asyncio.Future[list[OutboxRow] | None]
+        listing = asyncio.get_running_loop().create_future()
+        self._outboxes[request] = listing
+        if not self._send(frames.OutboxRequest(id=request, limit=limit)):
+            self._outboxes.pop(request, None)
+            return None
+        return await listing
+
+    async def retry_dead_letter(self, job_id: str) -> Outcome:
+        """Send a result the platform refused again, now."""
+        return await self._command(frames.RetryDeadLetter(job_id=job_id))
+
+    async def discard_dead_letter(self, job_id: str) -> Outcome:
+        """Give up on a result the platform refused."""
+        return await self._command(frames.DiscardDeadLetter(job_id=job_id))
 
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True

@@ -42,6 +42,10 @@ def describe(command: frames.Command) -> str:
             text = f"ORM query on challenge {challenge_id}: {sql}"
         case frames.StopValidator():
             text = "stop the validator"
+        case frames.RetryDeadLetter(job_id=job_id):
+            text = f"send the dead letter of job {job_id} again"
+        case frames.DiscardDeadLetter(job_id=job_id):
+            text = f"discard the dead letter of job {job_id}"
         case _:
             assert_never(command)
     return clean_line(text, 200)
@@ -88,6 +92,10 @@ class CommandDesk:
                 return await v.orm_query(challenge_id, sql, list(params))
             case frames.StopValidator():
                 return await self._stop()
+            case frames.RetryDeadLetter(job_id=job_id):
+                return await v.retry_dead_letter(job_id)
+            case frames.DiscardDeadLetter(job_id=job_id):
+                return await v.discard_dead_letter(job_id)
         assert_never(command)
 
     async def _stop(self) -> Outcome:

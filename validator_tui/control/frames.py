@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from validator_tui.control.interface import EngineInfo
 from validator_tui.engine.records import ChallengeRecord, Event, JobRecord, Outcome, VmRecord
 from validator_tui.engine.state import Header, StateDelta
+from validator_tui.engine.store import OutboxRow
 
 PROTOCOL_VERSION = 1
 #: The largest frame either side sends or accepts, newline included.
@@ -88,6 +89,20 @@ class StopValidator(_Frame):
     command: Literal["stop_validator"] = "stop_validator"
 
 
+class RetryDeadLetter(_Frame):
+    """Send a result the platform refused (a dead letter) again, now."""
+
+    command: Literal["retry_dead_letter"] = "retry_dead_letter"
+    job_id: Id
+
+
+class DiscardDeadLetter(_Frame):
+    """Give up on a dead letter (kept in the store as `discarded`)."""
+
+    command: Literal["discard_dead_letter"] = "discard_dead_letter"
+    job_id: Id
+
+
 Command = Annotated[
     Claim
     | Cancel
@@ -97,7 +112,9 @@ Command = Annotated[
     | RemoveVm
     | SetAutoClaim
     | OrmQuery
-    | StopValidator,
+    | StopValidator
+    | RetryDeadLetter
+    | DiscardDeadLetter,
     Field(discriminator="command"),
 ]
 
@@ -133,8 +150,17 @@ class JobRequest(_Frame):
     job_id: Id
 
 
+class OutboxRequest(_Frame):
+    """The results outbox: dead letters first, then unsent, then the latest answered."""
+
+    type: Literal["outbox"] = "outbox"
+    id: RequestId
+    limit: Annotated[int, Field(ge=1, le=1000)] = 1000
+
+
 ClientFrame = Annotated[
-    Hello | CommandFrame | LogsOpen | LogsClose | JobRequest, Field(discriminator="type")
+    Hello | CommandFrame | LogsOpen | LogsClose | JobRequest | OutboxRequest,
+    Field(discriminator="type"),
 ]
 
 
@@ -182,6 +208,15 @@ class JobAnswer(_Frame):
     job: JobRecord | None
 
 
+class OutboxAnswer(_Frame):
+    """`rows` of the outbox (as many as fit in a frame; `total` were asked for)."""
+
+    type: Literal["outbox"] = "outbox"
+    id: RequestId
+    rows: list[OutboxRow]
+    total: int
+
+
 class LogLines(_Frame):
     type: Literal["log_lines"] = "log_lines"
     id: RequestId
@@ -212,7 +247,15 @@ class Bye(_Frame):
 
 
 ServerFrame = Annotated[
-    EngineHello | StateFrame | OutcomeFrame | JobAnswer | LogLines | LogEnd | ErrorFrame | Bye,
+    EngineHello
+    | StateFrame
+    | OutcomeFrame
+    | JobAnswer
+    | OutboxAnswer
+    | LogLines
+    | LogEnd
+    | ErrorFrame
+    | Bye,
     Field(discriminator="type"),
 ]
 

@@ -10,6 +10,7 @@ from validator_tui.control import frames
 from validator_tui.control.interface import VM_LOG_SETTLE_S
 from validator_tui.control.outbound import Outbound
 from validator_tui.engine.records import Outcome
+from validator_tui.engine.store import OutboxRow
 from validator_tui.sanitize import clean_line
 
 if TYPE_CHECKING:
@@ -97,7 +98,11 @@ class Session:
 
     def send(
         self,
-        frame: frames.EngineHello | frames.OutcomeFrame | frames.JobAnswer | frames.ErrorFrame,
+        frame: frames.EngineHello
+        | frames.OutcomeFrame
+        | frames.JobAnswer
+        | frames.OutboxAnswer
+        | frames.ErrorFrame,
     ) -> None:
         if not self.out.push(frames.encode(frame)):
             self.cut_off(f"it stopped reading ({self.out.limit} bytes queued)")
@@ -185,6 +190,8 @@ class Session:
             elif isinstance(frame, frames.JobRequest):
                 job = frames.fit_job(self.server.validator.state.job_copy(frame.job_id))
                 self.send(frames.JobAnswer(id=frame.id, job=job))
+            elif isinstance(frame, frames.OutboxRequest):
+                self.send(_outbox_answer(frame.id, self.server.validator.list_outbox(frame.limit)))
             else:
                 self._error("protocol", "hello was already received")
 
@@ -275,6 +282,19 @@ class Session:
 def _wire_line(line: str) -> str:
     """A log line that JSON can carry (lone surrogates replaced), at most MAX_LOG_LINE."""
     return line[:MAX_LOG_LINE].encode("utf-8", "replace").decode("utf-8")
+
+
+def _outbox_answer(request_id: int, rows: list[OutboxRow]) -> frames.OutboxAnswer:
+    """The outbox rows, as many as fit in one frame (the first ones: dead letters first)."""
+    keep = len(rows)
+    while True:
+        answer = frames.OutboxAnswer(id=request_id, rows=rows[:keep], total=len(rows))
+        try:
+            frames.encode(answer)
+        except frames.FrameError:
+            keep //= 2
+            continue
+        return answer
 
 
 def _fit(outcome: Outcome, request_id: int) -> Outcome:
