@@ -162,7 +162,7 @@ def test_a_second_engine_on_a_locked_state_dir_exits_1_at_once_touching_nothing(
 def test_a_lost_terminal_closes_the_console_and_the_engine_finishes_its_jobs(
     sims, tmp_path, controlling
 ):
-    set_evaluator(sims, 8.0)
+    set_evaluator(sims, 4.0)  # under the demo config's 5 s request timeout
     config = config_file(sims, tmp_path)
     console = PtyProcess(cli("run", "--config", str(config)), controlling=controlling)
     try:
