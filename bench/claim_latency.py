@@ -9,10 +9,14 @@ Both simulators run in their own processes. Jobs are generated one at a time, sp
 3. the engine with the TUI: `validator-tui run --config …` in a pseudo-terminal (real
    rendering), the job feed busy with the same job stream,
 4. the engine headless in its own process (`validator-tui run --headless`),
-5. the same with two consoles attached (`validator-tui attach`, each in a pseudo-terminal:
-   real rendering of the change feed the engine pushes them); the rate of changes the feed
-   carried during the job stream is printed (state versions per second),
-6. the baseline again (the baseline figure is the median over phases 1 and 6).
+5. the same with two bare protocol clients in this process (the feed received and applied
+   into a replica, nothing rendered: what serving consoles costs the engine),
+6. the same with two consoles attached (`validator-tui attach`, each in a pseudo-terminal:
+   real rendering of the change feed the engine pushes them),
+7. the baseline again (the baseline figure is the median over phases 1 and 7).
+
+For phases 2 and 4-6 the rate of changes the engine's feed carried during the job stream is
+printed (state versions per second).
 
     .venv/bin/python bench/claim_latency.py --jobs 300
 """
@@ -38,6 +42,7 @@ from benchlib import (
     SimProcesses,
     bench_config,
     cli_argv,
+    cpu_seconds,
     median,
     percentile,
     print_machine,
@@ -125,9 +130,11 @@ async def engine_version(state: Path) -> int:
         await client.close()
 
 
-def process_claimer(consoles: int) -> Claimer:
+def process_claimer(consoles: int, readers: int = 0) -> Claimer:
     """`validator-tui run --headless` in its own process, with `consoles` attached consoles
-    (`validator-tui attach`, each in a pseudo-terminal, output read as it comes)."""
+    (`validator-tui attach`, each in a pseudo-terminal, output read as it comes) and `readers`
+    bare protocol clients in this process (the feed received and applied, nothing rendered:
+    what serving consoles costs the engine, without their rendering's CPU)."""
 
     @asynccontextmanager
     async def claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[Probe]:
@@ -140,19 +147,40 @@ def process_claimer(consoles: int) -> Claimer:
         )
         programs: list[PtyProgram] = []
         drains: list[asyncio.Task[None]] = []
+        clients: list[SocketEngine] = []
         try:
             await wait_until(lambda: find_socket(config.state_path).exists(), 30, "the engine")
+            for _ in range(readers):
+                clients.append(SocketEngine(config.state_path, client="bench-reader"))
+                await clients[-1].connect()
             for _ in range(consoles):
                 program = PtyProgram(cli_argv("attach", "--config", str(path)))
                 programs.append(program)
                 await program.wait_for(b"Challenge CVMs", 0, timeout=30)
                 drains.append(asyncio.create_task(program.drain(1e9)))
-            yield lambda: engine_version(config.state_path)
+            marks: list[tuple[float, list[float]]] = []
+
+            async def probe() -> int:
+                """The engine's state version; on the second call, also print the CPU the
+                engine and each console used since the first (% of one core)."""
+                pids = [engine.pid, *(program.pid for program in programs)]
+                marks.append((time.monotonic(), [cpu_seconds(pid) for pid in pids]))
+                if len(marks) == 2:
+                    (t0, c0), (t1, c1) = marks
+                    used = [
+                        f"{100 * (b - a) / (t1 - t0):.0f}%" for a, b in zip(c0, c1, strict=True)
+                    ]
+                    print(f"    CPU: engine {used[0]}, consoles {used[1:]}", flush=True)
+                return await engine_version(config.state_path)
+
+            yield probe
         finally:
             for drain in drains:
                 drain.cancel()
             for program in programs:
                 await program.stop()
+            for client in clients:
+                await client.close()
             engine.send_signal(signal.SIGTERM)
             await asyncio.wait_for(engine.wait(), 60)
 
@@ -206,6 +234,7 @@ async def main(args: argparse.Namespace) -> None:
         phases.append(("engine + TUI (pty)", tui_claimer))
     if not args.no_attach:
         phases.append(("engine headless (own process)", process_claimer(0)))
+        phases.append(("engine headless + 2 protocol readers", process_claimer(0, readers=2)))
         phases.append(("engine headless + 2 attached consoles", process_claimer(2)))
     phases.append(("baseline (again)", baseline_claimer))
     samples: dict[str, list[float]] = {}
