@@ -342,3 +342,30 @@ def test_an_attached_console_sees_a_killed_engine_go_and_its_successor_come(sims
     finally:
         if engine.poll() is None:
             engine.kill()
+
+
+def test_stopping_from_an_attached_console_closes_the_embedded_one_cleanly(sims, tmp_path):
+    config = config_file(sims, tmp_path)
+    console = PtyProcess(cli("run", "--config", str(config)))
+    try:
+        console.wait_for(b"Challenge CVMs", 60)
+
+        async def stop() -> str:
+            client = SocketEngine(state_dir(sims), client="remote")
+            await client.connect()
+            try:
+                outcome = await client.stop_validator()
+                assert outcome.ok, outcome.message
+                return client.origin
+            finally:
+                await client.close()
+
+        origin = asyncio.run(stop())
+        assert console.process.wait(60) == 0
+        output = console.output()
+        assert ALT_SCREEN_OFF in output[output.rindex(b"\x1b[?1049h") :]
+        assert b"Traceback" not in output and b"EngineStopped" not in output
+        log = (state_dir(sims) / "validator.log").read_text()
+        assert f"{origin}: stop the validator -> done" in log
+    finally:
+        console.close()

@@ -16,14 +16,22 @@ from typing import Any, TypeVar
 
 from validator_tui.control import frames
 from validator_tui.control.host import EngineHost
-from validator_tui.control.interface import VM_LOG_SETTLE_S, EngineInfo, EngineMode, Link
+from validator_tui.control.interface import (
+    VM_LOG_SETTLE_S,
+    EngineInfo,
+    EngineMode,
+    Link,
+    LinkStatus,
+)
 from validator_tui.engine.records import JobRecord, Outcome
-from validator_tui.engine.state import StateDelta
+from validator_tui.engine.state import Header, StateDelta
 from validator_tui.engine.validator import Validator
 
 T = TypeVar("T")
 #: VM log lines waiting for the console, at most (the engine side waits beyond it).
 LOG_QUEUE_LINES = 500
+#: While waiting for an answer, how often to check that the engine still runs.
+STOP_CHECK_S = 0.25
 
 
 class EngineStopped(RuntimeError):
@@ -49,6 +57,7 @@ class InProcessEngine:
         self.host = host or EngineHost(validator, mode=mode)
         self._info = self.host.info
         self._origin = f"embedded console (pid {os.getpid()})"
+        self._header = Header(hotkey=validator.config.validator_hotkey)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name="engine", daemon=True)
         self._started = threading.Event()
@@ -111,11 +120,23 @@ class InProcessEngine:
         self._loop.create_task(self.validator.stop())
 
     async def call(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run `work()` on the engine's loop and return its result here."""
+        """Run `work()` on the engine's loop and return its result here; EngineStopped if the
+        engine stops first (also while the work waits: its answer may then never come)."""
         if self._stopped.is_set() or self._loop.is_closed():
             raise EngineStopped("the engine has stopped")
-        future = asyncio.run_coroutine_threadsafe(work(), self._loop)
-        return await asyncio.wrap_future(future)
+        coroutine = work()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        except RuntimeError:  # the loop closed since the check above
+            coroutine.close()
+            raise EngineStopped("the engine has stopped") from None
+        answer = asyncio.wrap_future(future)
+        while not answer.done():
+            await asyncio.wait({answer}, timeout=STOP_CHECK_S)
+            if not answer.done() and self._stopped.is_set():
+                answer.cancel()
+                raise EngineStopped("the engine stopped before it answered")
+        return answer.result()
 
     # -- EngineClient -------------------------------------------------------------------------
 
@@ -133,23 +154,41 @@ class InProcessEngine:
 
     @property
     def link(self) -> Link:
+        if self._stopped.is_set():
+            return Link(LinkStatus.GONE, self._info.started_at, "the engine has stopped")
         return Link(since=self._info.started_at)
 
     async def changes_since(self, version: int, event_seq: int) -> StateDelta:
+        """The engine's changes; once it has stopped, nothing changes any more (the console
+        keeps what it shows until it closes)."""
+
         async def delta() -> StateDelta:
             return self.validator.state.changes_since(version, event_seq)
 
-        return await self.call(delta)
+        try:
+            answer = await self.call(delta)
+        except EngineStopped:
+            return StateDelta(version, False, [], [], [], [], [], [], [], self._header)
+        self._header = answer.header
+        return answer
 
     async def job(self, job_id: str) -> JobRecord | None:
         async def lookup() -> JobRecord | None:
             return self.validator.state.job_copy(job_id)
 
-        return await self.call(lookup)
+        try:
+            return await self.call(lookup)
+        except EngineStopped:
+            return None
 
     async def _command(self, command: frames.Command) -> Outcome:
         """Through the engine's command desk, like every console's commands."""
-        return await self.call(lambda: self.host.desk.run(self._origin, command, read_only=False))
+        try:
+            return await self.call(
+                lambda: self.host.desk.run(self._origin, command, read_only=False)
+            )
+        except EngineStopped:
+            return Outcome.refused("the engine has stopped")
 
     async def claim(self, job_id: str) -> Outcome:
         return await self._command(frames.Claim(job_id=job_id))
