@@ -52,6 +52,11 @@ class ValidatorApp(App[None]):
         self._last_second = -1
         self._quitting = False
 
+    @property
+    def shown_version(self) -> int:
+        """The engine state version the console shows."""
+        return self._version
+
     def on_mount(self) -> None:
         self.push_screen(self.main)
         self.set_interval(1.0 / self.refresh_hz, self.refresh_from_engine)
