@@ -117,3 +117,10 @@ def bar(used: int, total: int, width: int) -> Text:
     text = Text("█" * filled, style=style)
     text.append("░" * (width - filled), style="dim")
     return text
+
+
+def when(at: float | None, now: float) -> str:
+    """`2023-11-14 22:13:20 (12s ago)`: local date and time with the age; `never` if none."""
+    if at is None:
+        return "never"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} ({ago(at, now)})"

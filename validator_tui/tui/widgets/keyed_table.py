@@ -139,6 +139,12 @@ class KeyedTable(DataTable[Cell]):
             recompose=recompose,
         )
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`enter` on an empty table goes on to the screen (which says there is nothing)."""
+        if action == "select_cursor" and self.row_count == 0:
+            return False
+        return super().check_action(action, parameters)
+
     def has_row(self, key: str) -> bool:
         return key in self._cells
 
