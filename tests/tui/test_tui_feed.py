@@ -1,15 +1,11 @@
-"""The job feed's bound and cheap updates: a JobFeed in a bare app fed JobRecords directly,
-and the console's details screen for a job that has left the feed (real engine + sims)."""
+"""The job feed's bound and cheap updates: a JobFeed in a bare app fed JobRecords directly."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual.app import App, ComposeResult
 
-from tests.support.tui import FIXED_NOW, running_app, select_row, wait_until
+from tests.support.tui import FIXED_NOW, select_row
 from validator_tui.engine.records import JobRecord, JobState
-from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.widgets.job_feed import JobFeed
 
 
@@ -78,25 +74,6 @@ async def test_tick_changes_only_elapsed_of_claimed_unfinished_jobs() -> None:
         assert [cell.plain for cell in feed.get_row("j002")] == rows["j002"]
         assert rows["j001"][5] == "2s"
         assert rows["j002"][5] == "-"
-
-
-async def test_details_of_a_job_that_left_the_feed(tmp_path: Path) -> None:
-    async with running_app(tmp_path, pending=3) as r:
-        app, pilot = r.app, r.pilot
-        app.main.feed.max_jobs = 2
-        await pilot.press("a")
-        await wait_until(
-            pilot,
-            lambda: len(r.env.platform.results()) == 3 and len(app.main.feed.jobs) == 2,
-            "three results, two jobs in the feed",
-        )
-        (gone,) = set(await r.state(lambda s: list(s.jobs))) - set(app.main.feed.jobs)
-        assert await r.state(lambda s: s.jobs[gone].state) is JobState.COMPLETED
-        record, _ = await app.main._lookup_job(gone)
-        assert record is not None and record.id == gone
-        select_row(app.main.feed, app.main.feed.row_keys()[0])
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailsScreen), "details")
 
 
 async def test_cursor_on_top_row_follows_the_newest_job() -> None:
