@@ -342,7 +342,14 @@ class PtyProgram:
     the last `mark()` are kept, so long runs do not grow memory.
     """
 
-    def __init__(self, argv: Sequence[str], *, cols: int = 160, rows: int = 48) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cols: int = 160,
+        rows: int = 48,
+        replies: dict[bytes, bytes] | None = None,
+    ) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         env = os.environ | {"TERM": "xterm-256color", "COLORTERM": "truecolor"}
@@ -365,6 +372,11 @@ class PtyProgram:
         self._chunks: list[tuple[int, float]] = []
         self._arrived = asyncio.Event()
         self._open = True
+        #: Bytes received in all, and terminal queries answered like a real terminal would
+        #: (e.g. DECRQM for synchronized output: Textual then frames each update with it).
+        self.total_bytes = 0
+        self._replies = dict(replies or {})
+        self._tail = b""
         asyncio.get_running_loop().add_reader(master, self._read)
 
     def _read(self) -> None:
@@ -376,8 +388,19 @@ class PtyProgram:
             self._close_reader()
             return
         self._buffer += data
+        self.total_bytes += len(data)
         self._chunks.append((self._base + len(self._buffer), time.monotonic()))
+        if self._replies:
+            self._answer(self._tail + data)
         self._arrived.set()
+
+    def _answer(self, data: bytes) -> None:
+        longest = max(len(query) for query in self._replies)
+        for query, reply in list(self._replies.items()):
+            if query in data:
+                os.write(self._fd, reply)
+                del self._replies[query]
+        self._tail = data[-(longest - 1) :] if longest > 1 else b""
 
     def _close_reader(self) -> None:
         if self._open:
@@ -391,6 +414,12 @@ class PtyProgram:
         self._buffer.clear()
         self._chunks.clear()
         return self._base
+
+    def take(self) -> bytes:
+        """The output since the last `mark()`/`take()`, forgotten from here on."""
+        data = bytes(self._buffer)
+        self.mark()
+        return data
 
     def send(self, data: bytes) -> float:
         """Type `data` into the terminal; return when it was written."""

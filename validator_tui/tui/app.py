@@ -7,9 +7,12 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
-from textual import work
+from rich.console import RenderableType
+from textual import events, work
+from textual._compositor import CompositorUpdate
 from textual.app import App
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from validator_tui.control import EngineClient
@@ -19,6 +22,7 @@ from validator_tui.tui.commands import ActionsProvider
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.help import HelpScreen
 from validator_tui.tui.screens.main import MainScreen
+from validator_tui.tui.terminal_diff import ShadowScreen
 from validator_tui.tui.widgets.event_log import EventLog
 
 
@@ -51,6 +55,29 @@ class ValidatorApp(App[None]):
         self._event_seq = 0
         self._last_second = -1
         self._quitting = False
+        self._shadow = ShadowScreen()
+
+    def _display(self, screen: Screen[object], renderable: RenderableType | None) -> None:
+        """Write only the cells that changed since the last frame (see `ShadowScreen`).
+
+        Textual 8.2.8's `App._display` writes the update when it is not batching, running in
+        a terminal (not headless, not inline); the diff is taken under the same conditions, so
+        the shadow only records what reaches the terminal."""
+        if (
+            isinstance(renderable, CompositorUpdate)
+            and not self._batch_count
+            and self._running
+            and not self._closed
+            and not self.is_headless
+            and self._driver is not None
+            and not self._driver.is_inline
+        ):
+            renderable = self._shadow.diff(renderable, self.console)
+        super()._display(screen, renderable)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The terminal may have reflowed or cleared: the next full frame is sent whole."""
+        self._shadow.invalidate()
 
     def on_mount(self) -> None:
         self.push_screen(self.main)
