@@ -60,9 +60,7 @@ async def measure(
 ) -> Measured:
     """Run the demo at this size and rate; count what it writes after the warm-up."""
     with tempfile.TemporaryDirectory(prefix="bench-bytes-") as state:
-        argv = cli_argv(
-            "demo", "--jobs-per-minute", f"{jobs_per_minute:g}", "--state-dir", state
-        )
+        argv = cli_argv("demo", "--jobs-per-minute", f"{jobs_per_minute:g}", "--state-dir", state)
         program = PtyProgram(argv, cols=cols, rows=rows, replies={SYNC_QUERY: SYNC_REPLY})
         try:
             await program.drain(warmup_s)
