@@ -20,14 +20,14 @@ from typing import Any, TypeVar
 from rich.console import Console
 from textual.pilot import Pilot
 
+# The frozen "now" of every test app: before any real timestamp, so every age reads 0s.
+from tests.support.fake_engine import FIXED_NOW
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.demo import DemoEnvironment, build_validator
 from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.engine.state import EngineState
 from validator_tui.tui.app import ValidatorApp
 
-#: The frozen "now" of every test app: before any real timestamp, so every age reads 0s.
-FIXED_NOW = 1_700_000_000.0
 T = TypeVar("T")
 
 

@@ -79,6 +79,11 @@ class ValidatorApp(App[None]):
         """The terminal may have reflowed or cleared: the next full frame is sent whole."""
         self._shadow.invalidate()
 
+    @property
+    def shown_version(self) -> int:
+        """The engine state version the console shows."""
+        return self._version
+
     def on_mount(self) -> None:
         self.push_screen(self.main)
         self.set_interval(1.0 / self.refresh_hz, self.refresh_from_engine)

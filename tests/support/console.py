@@ -1,0 +1,62 @@
+"""Helpers for console tests on a `FakeEngine` (no simulators, no engine thread)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tests.support.fake_engine import FakeEngine
+from validator_tui.tui.app import ValidatorApp
+
+
+@dataclass
+class Console:
+    """A running app on a fake engine, and its Pilot."""
+
+    engine: FakeEngine
+    app: ValidatorApp
+    pilot: Pilot[Any]
+
+    async def sync(self) -> None:
+        """Apply what the test changed in the fake engine now (as the 4 Hz timer would)."""
+        await self.app.refresh_from_engine()
+        await self.pilot.pause()
+
+    async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+        """Let the app run until `predicate()` holds; fail with `what` after `timeout` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out waiting for: {what}")
+            await self.pilot.pause(0.02)
+
+    def toasts(self) -> list[str]:
+        """The text of every notification shown so far (title and message)."""
+        return [f"{n.title}: {n.message}" for n in self.app._notifications]
+
+
+def console_app(engine: FakeEngine) -> ValidatorApp:
+    """The console on `engine`, with the engine's clock and no cursor blink."""
+    return ValidatorApp(engine, clock=lambda: engine.now, cursor_blink=False)
+
+
+@asynccontextmanager
+async def fake_console(
+    engine: FakeEngine, *, size: tuple[int, int] = (140, 40)
+) -> AsyncIterator[Console]:
+    """The console on `engine`, once it shows the engine's state."""
+    app = console_app(engine)
+    async with app.run_test(size=size) as pilot:
+        console = Console(engine, app, pilot)
+        await console.until(
+            lambda: app.shown_version == engine.state.version,
+            "the engine's state shown",
+        )
+        await pilot.pause()
+        yield console
