@@ -10,7 +10,7 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import Footer, Input
 
 from validator_tui.control import (
     Header,
@@ -29,6 +29,7 @@ from validator_tui.tui.screens.orm import OrmScreen
 from validator_tui.tui.widgets.challenge_table import ChallengeTable
 from validator_tui.tui.widgets.event_log import EventLog
 from validator_tui.tui.widgets.job_feed import JobFeed
+from validator_tui.tui.widgets.line_table import LineTable
 from validator_tui.tui.widgets.quota_panel import QuotaGauges, QuotaPanel
 from validator_tui.tui.widgets.status_bar import StatusBar
 from validator_tui.tui.widgets.vm_console import VmConsole
@@ -134,7 +135,7 @@ class MainScreen(Screen[None]):
         self.vms.update((vm.id, vm) for vm in delta.vms)
         table.apply(delta.challenges, removed_challenges, now)
         feed.rename_challenges(table.names(), now)
-        feed.apply(delta.jobs, removed_jobs, now)
+        feed.apply(delta.jobs, removed_jobs, now, full=delta.full)
         if delta.events:
             self.query_one(EventLog).add_events(delta.events, now)
         self.header = delta.header
@@ -193,15 +194,15 @@ class MainScreen(Screen[None]):
             self._bindings_signature = signature
             self.refresh_bindings()
 
-    @on(DataTable.RowSelected, "#jobs")
+    @on(LineTable.RowSelected, "#jobs")
     def _job_selected(self) -> None:
         """`enter` on the job feed opens the job's details."""
         self.action_job_details()
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        table_id = event.data_table.id
-        if table_id in ("jobs", "challenges") and event.data_table.has_focus:
+    @on(LineTable.CursorMoved)
+    def _row_highlighted(self, event: LineTable.CursorMoved) -> None:
+        table_id = event.table.id
+        if table_id in ("jobs", "challenges") and event.table.has_focus:
             self._active_table = table_id
         self._sync_console()
         self._sync_bindings()
