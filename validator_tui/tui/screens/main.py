@@ -150,11 +150,11 @@ class MainScreen(Screen[None]):
         self._show_header(now)
 
     def _show_header(self, now: float) -> None:
-        self.query_one(StatusBar).show(self.header, now)
+        engine = self.console_app.engine
+        attached = None if engine.embedded else engine.info
+        self.query_one(StatusBar).show(self.header, now, attached=attached, link=engine.link)
         self.query_one(QuotaPanel).show(self.header.quota, self.header.throughput)
-        line = self.query_one("#quota-line", QuotaGauges)
-        if line.usage != self.header.quota:
-            line.usage = self.header.quota
+        self.query_one("#quota-line", QuotaGauges).show(self.header.quota)
 
     # -- selection ----------------------------------------------------------------------------
 
