@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import Console as RichConsole
+from textual.app import App
 from textual.pilot import Pilot
 
 from tests.support.fake_engine import FakeEngine
@@ -36,9 +39,32 @@ class Console:
                 raise AssertionError(f"timed out waiting for: {what}")
             await self.pilot.pause(0.02)
 
+    def text(self) -> str:
+        """What the terminal shows now, as plain text."""
+        return screen_text(self.app)
+
     def toasts(self) -> list[str]:
         """The text of every notification shown so far (title and message)."""
         return [f"{n.title}: {n.message}" for n in self.app._notifications]
+
+
+def screen_text(app: App[Any]) -> str:
+    """What the terminal shows now, as plain text (the screen and the ones under a dialog)."""
+    width, height = app.size
+    console = RichConsole(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system=None,
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
+    return console.export_text()
 
 
 def console_app(engine: FakeEngine) -> ValidatorApp:

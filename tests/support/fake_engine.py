@@ -192,7 +192,8 @@ class FakeEngine:
         if state is ChallengeState.BOOTING:
             record.vm_status, record.boot_progress = "running", "init-scripts"
         if state is ChallengeState.FAILED:
-            record.reason = "CVM did not become healthy within 300s"
+            record.reason = record.last_error = "CVM did not become healthy within 300s"
+        record.history = _history_up_to(state, self.now - 5460, record.reason)
         for name_, value in fields.items():
             setattr(record, name_, value)
         self.state.put_challenge(record)
@@ -383,11 +384,30 @@ class FakeEngine:
             await asyncio.Event().wait()
 
 
+_BRINGUP = (
+    ChallengeState.FETCHING,
+    ChallengeState.PROVISIONING,
+    ChallengeState.BOOTING,
+    ChallengeState.ACTIVE,
+)
+
+
+def _history_up_to(state: ChallengeState, start: float, reason: str) -> tuple[TimelineEntry, ...]:
+    """The state changes a challenge goes through to reach `state`, 20 s apart."""
+    steps = list(_BRINGUP[: _BRINGUP.index(state) + 1]) if state in _BRINGUP else []
+    if state not in _BRINGUP:
+        steps = [ChallengeState.FETCHING, state]
+    entries = [TimelineEntry(start + 20 * i, step.value) for i, step in enumerate(steps)]
+    if reason and entries:
+        entries[-1] = TimelineEntry(entries[-1].at, f"{state.value}: {reason}")
+    return tuple(entries)
+
+
 def demo_state(engine: FakeEngine) -> FakeEngine:
     """A busy scene for snapshots and flows: three challenges (one booting), jobs in every
     state, their VMs, a quota, a few events and a log for every VM."""
-    engine.add_challenge("term-bench")
-    engine.add_challenge("swe-forge")
+    engine.add_challenge("term-bench", jobs_run=41)
+    engine.add_challenge("swe-forge", jobs_run=17)
     engine.add_challenge("code-arena", ChallengeState.BOOTING)
     states = [*JobState, JobState.COMPLETED, JobState.PENDING, JobState.RUNNING]
     challenge_ids = list(engine.state.challenges)
@@ -395,6 +415,11 @@ def demo_state(engine: FakeEngine) -> FakeEngine:
         job = engine.add_job(state, challenge_id=challenge_ids[index % 2])
         if job.vm_id and state.active:
             engine.add_vm(job.vm_id, VmKind.JOB, job.id, host_port=job.host_port)
+    for challenge_id in challenge_ids:
+        running = [j for j in engine.state.jobs.values() if j.challenge_id == challenge_id]
+        engine.update_challenge(
+            challenge_id, jobs_running=sum(1 for job in running if job.state.active)
+        )
     for vm_id in engine.state.vms:
         engine.logs[vm_id] = [f"[{vm_id}] boot: kernel up", f"[{vm_id}] app: listening"]
     engine.set_quota(

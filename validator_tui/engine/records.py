@@ -51,6 +51,10 @@ class ChallengeState(StrEnum):
     DESTROYING = "destroying"
 
 
+#: State changes a challenge record keeps.
+MAX_CHALLENGE_HISTORY = 50
+
+
 class VmKind(StrEnum):
     CHALLENGE = "challenge"
     JOB = "job"
@@ -110,6 +114,26 @@ class ChallengeRecord:
     active_since: float | None = None
     reason: str = ""
     jobs_running: int = 0
+    #: Every state change, oldest first (the latest MAX_CHALLENGE_HISTORY), with its reason.
+    #: A tuple, replaced on change: a copy handed to a reader never changes under it.
+    history: tuple[TimelineEntry, ...] = ()
+    #: The latest failure's reason, kept after the CVM recovers ("" if it never failed).
+    last_error: str = ""
+    #: Jobs of this challenge this engine has run (counted from the engine's start).
+    jobs_run: int = 0
+
+    def enter(self, state: ChallengeState, reason: str | None = None) -> None:
+        """Move to `state` (and `reason`, when given), noting the change in `history`; a
+        failure's reason is kept in `last_error`."""
+        self.state = state
+        if reason is not None:
+            self.reason = reason
+            if state is ChallengeState.FAILED and reason:
+                self.last_error = reason
+        text = f"{state.value}: {reason}" if reason else state.value
+        if not self.history or self.history[-1].text != text:
+            entry = TimelineEntry(time.time(), text)
+            self.history = (*self.history, entry)[-MAX_CHALLENGE_HISTORY:]
 
 
 @dataclass(slots=True)

@@ -1,5 +1,10 @@
 """ValidatorApp: the operator's console of one engine. It holds the engine connection, drains
-the change feed on a timer into the main screen, and owns quit and the global screens."""
+the change feed on a timer into the main screen, and owns quit and the global screens.
+
+The app returns what the operator chose when it closes (`ConsoleExit`): DETACH leaves the
+validator running (the only way out of an attached console, which never stops its engine),
+STOP means the validator has been asked to stop the graceful way.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +20,18 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from validator_tui.control import EngineClient
+from validator_tui.control import ConsoleExit, EngineClient
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.actions import Owner, bindings
 from validator_tui.tui.commands import ActionsProvider
-from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.help import HelpScreen
 from validator_tui.tui.screens.main import MainScreen
+from validator_tui.tui.screens.quit import QuitScreen
 from validator_tui.tui.terminal_diff import ShadowScreen
 from validator_tui.tui.widgets.event_log import EventLog
 
 
-class ValidatorApp(App[None]):
+class ValidatorApp(App[ConsoleExit]):
     """Shows one engine through its `EngineClient` (in-process or attached)."""
 
     CSS_PATH = "app.tcss"
@@ -54,7 +59,7 @@ class ValidatorApp(App[None]):
         self._version = 0
         self._event_seq = 0
         self._last_second = -1
-        self._quitting = False
+        self._closing = False
         self._shadow = ShadowScreen()
 
     def _display(self, screen: Screen[object], renderable: RenderableType | None) -> None:
@@ -128,29 +133,40 @@ class ValidatorApp(App[None]):
             self.push_screen(HelpScreen(read_only=self.read_only))
 
     async def action_quit(self) -> None:
-        """Quit: ask first when jobs are running, then stop the engine cleanly and exit."""
-        if self._quitting:
+        """Quit. An attached console detaches at once (it never stops the engine); the
+        embedded one asks: stop the validator, detach and keep it running, or go back."""
+        if self._closing or isinstance(self.screen, QuitScreen):
             return
-        running = sum(1 for job in self.main.feed.jobs.values() if job.state.active)
-        if running:
-            self.push_screen(
-                ConfirmScreen(
-                    f"{running} job{'s are' if running != 1 else ' is'} running. Quit?",
-                    "The engine stops them, sends error results and exits cleanly.",
-                    confirm_label="Quit",
-                ),
-                self._quit_answered,
-            )
-        else:
-            self._stop_engine_and_exit()
+        if not self.engine.embedded:
+            self._closing = True
+            self.exit(ConsoleExit.DETACH)
+            return
+        self.push_screen(QuitScreen(self.main.running_jobs()), self._quit_chosen)
 
-    def _quit_answered(self, yes: bool | None) -> None:
-        if yes:
-            self._stop_engine_and_exit()
+    def _quit_chosen(self, choice: ConsoleExit | None) -> None:
+        if choice is ConsoleExit.DETACH:
+            self._closing = True
+            self.exit(ConsoleExit.DETACH)
+        elif choice is ConsoleExit.STOP:
+            self.stop_validator_and_exit()
 
     @work(exit_on_error=False, group="shutdown")
-    async def _stop_engine_and_exit(self) -> None:
-        self._quitting = True
-        self.notify("stopping the engine…", title="quit", markup=False)
-        await self.engine.stop_validator()
-        self.exit()
+    async def stop_validator_and_exit(self) -> None:
+        """Ask the engine to stop, then close with STOP. The embedded console closes with STOP
+        whatever the answer (its process stops the engine then); an attached console whose
+        request is refused stays open and says why."""
+        if self._closing:
+            return
+        self._closing = True
+        self.notify("stopping the validator…", title="quit", markup=False)
+        outcome = await self.engine.stop_validator()
+        if not outcome.ok and not self.engine.embedded:
+            self._closing = False
+            self.notify(
+                clean_line(outcome.message, 300),
+                title="stop validator: refused",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.exit(ConsoleExit.STOP)

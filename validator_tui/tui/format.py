@@ -186,3 +186,10 @@ def boot_stage(progress: str) -> str:
 def job_reason(error: str | None) -> str:
     """Why a job is where it is, in one sanitised line (empty when there is nothing to say)."""
     return clean_line(error or "", 300)
+
+
+def when(at: float | None, now: float) -> str:
+    """`2023-11-14 22:13:20 (12s ago)`: local date and time with the age; `never` if none."""
+    if at is None:
+        return "never"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} ({ago(at, now)})"

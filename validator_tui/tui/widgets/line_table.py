@@ -412,6 +412,12 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
         if self._order:
             self.move_cursor(row=len(self._order) - 1 if last else 0)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`enter` on an empty table goes on to the screen (which says there is nothing)."""
+        if action == "select_cursor" and not self._order:
+            return False
+        return super().check_action(action, parameters)
+
     def action_select_cursor(self) -> None:
         if self._cursor is not None:
             self.post_message(self.RowSelected(self, self._cursor))  # type: ignore[arg-type]
