@@ -18,6 +18,7 @@ from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.help import HelpScreen
 from validator_tui.tui.screens.orm import OrmScreen
+from validator_tui.tui.widgets.status_bar import StatusBar
 
 
 async def test_rebuild_challenge_after_confirm(tmp_path: Path) -> None:
@@ -141,7 +142,7 @@ async def test_read_only_hides_and_refuses_every_command(tmp_path: Path) -> None
         assert not app.main.header.auto_claim
         refused = await r.engine.claim(job_id)
         assert not refused.ok and "read-only" in refused.message
-        assert "READ-ONLY" in app.main.query_one("#status", Static).render().plain
+        assert "READ-ONLY" in " ".join(app.main.query_one("#status", StatusBar).texts)
 
 
 async def test_help_and_palette(tmp_path: Path) -> None:

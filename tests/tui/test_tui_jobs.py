@@ -20,6 +20,7 @@ from tests.support.tui import (
 from validator_tui.engine.records import JobState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.job_details import JobDetailsScreen
+from validator_tui.tui.widgets.status_bar import StatusBar
 
 
 async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) -> None:
@@ -37,8 +38,7 @@ async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) ->
         await wait_until(pilot, lambda: target in r.env.platform.results(), "result accepted")
         others = [j for j in sim_job_ids(r.env) if j != target]
         assert all(app.main.feed.jobs[j].state is JobState.PENDING for j in others)
-        row = app.main.feed.get_row(target)
-        assert row[3].plain == "✓ completed"
+        assert app.main.feed.cell(target, "state").plain == "✓ completed"
         assert await r.state(lambda s: s.header.counters.completed) == 1
         await wait_until(pilot, lambda: "claim_job" not in enabled_actions(app), "claim greyed")
 
@@ -80,7 +80,7 @@ async def test_cancel_running_job_asks_first(tmp_path: Path) -> None:
 async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=2) as r:
         app, pilot = r.app, r.pilot
-        assert "auto-claim OFF" in app.main.query_one("#status", Static).render().plain
+        assert "auto-claim OFF" in " ".join(app.main.query_one("#status", StatusBar).texts)
         await pilot.press("a")
         await wait_until(pilot, lambda: app.main.header.auto_claim, "auto-claim on in the header")
         assert await r.state(lambda s: s.header.auto_claim) is True
@@ -96,7 +96,7 @@ async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: new_job in app.main.feed.jobs, "new job listed")
         await pilot.pause(0.3)
         assert app.main.feed.jobs[new_job].state is JobState.PENDING
-        assert "auto-claim OFF" in app.main.query_one("#status", Static).render().plain
+        assert "auto-claim OFF" in " ".join(app.main.query_one("#status", StatusBar).texts)
 
 
 async def test_filter_and_sort_job_feed(tmp_path: Path) -> None:
@@ -124,12 +124,12 @@ async def test_filter_and_sort_job_feed(tmp_path: Path) -> None:
 
         newest_first = sorted(feed.jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
         assert feed.row_keys() == [job.id for job in newest_first]
-        await pilot.press("greater_than_sign")
+        await pilot.press("greater_than_sign", "greater_than_sign")
         assert feed.sort_key == "challenge"
-        names = [feed.get_row(key)[1].plain for key in feed.row_keys()]
+        names = [feed.cell(key, "challenge").plain for key in feed.row_keys()]
         assert names == sorted(names, reverse=True)
         await pilot.press("exclamation_mark")
-        names = [feed.get_row(key)[1].plain for key in feed.row_keys()]
+        names = [feed.cell(key, "challenge").plain for key in feed.row_keys()]
         assert names == sorted(names)
 
 

@@ -84,6 +84,11 @@ class ValidatorApp(App[ConsoleExit]):
         """The terminal may have reflowed or cleared: the next full frame is sent whole."""
         self._shadow.invalidate()
 
+    def action_redraw(self) -> None:
+        """Send the whole screen again (repairs a terminal something else wrote to)."""
+        self._shadow.invalidate()
+        self.screen.refresh()
+
     @property
     def shown_version(self) -> int:
         """The engine state version the console shows."""

@@ -146,11 +146,12 @@ def fit(text: str, width: int, align: str = "left") -> str:
         return pad + text if align == "right" else text + pad
     if width <= 1:
         return "…"[:width]
-    cut = set_cell_size(text, width - 1).rstrip()
-    space = cut.rfind(" ")
-    if space >= (width - 1) // 2:
-        cut = cut[:space].rstrip(" ,;:·-")
-    return set_cell_size(cut + "…", width)
+    cut = set_cell_size(text, width - 1)
+    if not text[len(cut) :].startswith(" "):  # the cut is inside a word: back to its start
+        space = cut.rfind(" ")
+        if space >= (width - 1) // 2:
+            cut = cut[:space]
+    return set_cell_size(cut.rstrip(" ,;:·-") + "…", width)
 
 
 #: dstack's boot stages (`boot_progress`) in a word or two.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from rich.cells import get_character_cell_size
+from rich.cells import cell_len, get_character_cell_size
 from rich.color import ColorSystem
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
@@ -128,6 +128,9 @@ class ShadowScreen:
             for cell in new[start - x1 : stop - x1]:
                 state.write(cell, out)
             old[start:stop] = new[start - x1 : stop - x1]
+            last = old[stop - 1]
+            if stop < len(old) and cell_len(last[0]) == 2:
+                old[stop] = ("", last[1], last[2])  # drawn by the wide character beside it
 
 
 class _State:
@@ -166,8 +169,9 @@ def _finish(out: list[str], state: _State) -> RawUpdate | None:
 
 
 def _runs(old: list[Cell], new: list[Cell], x1: int) -> Iterable[tuple[int, int]]:
-    """Column ranges [start, stop) where `new` (from column `x1`) differs from `old`; close
-    runs merged, never splitting a wide character."""
+    """Column ranges [start, stop) where `new` (from column `x1`) differs from `old`, close
+    runs merged. (A wide character that changed differs in its left cell, so a run never
+    starts on the right half of one, except at the edge of the update.)"""
     run_start = -1
     run_stop = -1
     for index, cell in enumerate(new):
@@ -178,20 +182,10 @@ def _runs(old: list[Cell], new: list[Cell], x1: int) -> Iterable[tuple[int, int]
             run_stop = x + 1
             continue
         if run_start >= 0:
-            yield _widen(old, new, x1, run_start, run_stop)
+            yield run_start, run_stop
         run_start, run_stop = x, x + 1
     if run_start >= 0:
-        yield _widen(old, new, x1, run_start, run_stop)
-
-
-def _widen(old: list[Cell], new: list[Cell], x1: int, start: int, stop: int) -> tuple[int, int]:
-    """Extend [start, stop) so that no wide character (old or new) is cut in half."""
-    end = x1 + len(new)
-    if start > x1 and (not new[start - x1][0] or not old[start][0]):
-        start -= 1
-    if stop < end and (not new[stop - x1][0] or not old[stop][0]):
-        stop += 1
-    return start, stop
+        yield run_start, run_stop
 
 
 def _fit(line: list[Cell], width: int) -> list[Cell]:

@@ -271,6 +271,10 @@ class MainScreen(Screen[None]):
         if name in ("details", "copy_id"):
             nothing = self.selected_job() is None and self.selected_challenge() is None
             return "nothing selected: select a job or a challenge CVM" if nothing else None
+        if name == "next_failed" and not any(
+            job.state is JobState.FAILED for job in self.feed.jobs.values()
+        ):
+            return "no failed job in the feed"
         if name == "clear_filter":
             return None if self.feed.filter_text else "no filter to clear"
         if name == "orm_query" and not self.challenge_table.challenges:
@@ -412,6 +416,27 @@ class MainScreen(Screen[None]):
             "allowed)",
             title=f"copied {what}",
         )
+
+    def action_next_failed(self) -> None:
+        if self._refused("next_failed"):
+            return
+        self.feed.focus()
+        if self.feed.next_failed() is None:
+            self.toast(
+                "no failed job shown: the filter hides them", title="Next failed: not done"
+            )
+
+    def action_state_filter(self) -> None:
+        self.feed.set_state_filter(self.feed.state_filter.next())
+        self.feed.focus()
+        self._sync_console()
+        self._sync_bindings()
+
+    def action_follow_jobs(self) -> None:
+        self.feed.set_follow(not self.feed.follow)
+        self.feed.focus()
+        self._sync_console()
+        self._sync_bindings()
 
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)

@@ -364,6 +364,11 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
         """The cells of a shown record, every column (also those the width drops)."""
         return list(self._row_cells(key))
 
+    def cell(self, key: str, column: str) -> Cell:
+        """The cell a shown record has in `column`."""
+        index = next(i for i, c in enumerate(self.columns) if c.key == column)
+        return self._row_cells(key)[index]
+
     def visible_keys(self) -> list[str]:
         """Keys of the rows on screen now."""
         top = round(self.scroll_y)
