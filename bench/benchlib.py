@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyte
 
 from validator_tui.config import (
     EngineSettings,
@@ -349,6 +350,7 @@ class PtyProgram:
         cols: int = 160,
         rows: int = 48,
         replies: dict[bytes, bytes] | None = None,
+        emulate: bool = False,
     ) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -377,6 +379,16 @@ class PtyProgram:
         self.total_bytes = 0
         self._replies = dict(replies or {})
         self._tail = b""
+        #: With `emulate`, a terminal emulator (pyte) shows what the program drew: the console
+        #: sends only the cells that changed, so a text on screen need not be contiguous in
+        #: the byte stream.
+        self.screen: pyte.Screen | None = None
+        self._stream: pyte.ByteStream | None = None
+        if emulate:
+            self.screen = pyte.Screen(cols, rows)
+            self._stream = pyte.ByteStream(self.screen)
+        self._looking_for: str | None = None
+        self._seen_at: float | None = None
         asyncio.get_running_loop().add_reader(master, self._read)
 
     def _read(self) -> None:
@@ -389,7 +401,14 @@ class PtyProgram:
             return
         self._buffer += data
         self.total_bytes += len(data)
-        self._chunks.append((self._base + len(self._buffer), time.monotonic()))
+        now = time.monotonic()
+        self._chunks.append((self._base + len(self._buffer), now))
+        if self._stream is not None:
+            self._stream.feed(data)
+            if self._looking_for is not None and self._seen_at is None and self.shows(
+                self._looking_for
+            ):
+                self._seen_at = now
         if self._replies:
             self._answer(self._tail + data)
         self._arrived.set()
@@ -444,6 +463,31 @@ class PtyProgram:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
+
+    def shows(self, text: str) -> bool:
+        """Whether the emulated screen shows `text` on one line."""
+        assert self.screen is not None, "PtyProgram(emulate=True) needed"
+        return any(text in line for line in self.screen.display)
+
+    async def wait_shown(self, text: str, timeout: float = 10.0) -> float:
+        """The arrival time of the output after which the emulated screen shows `text`."""
+        self._looking_for, self._seen_at = text, None
+        try:
+            if self.shows(text):
+                return time.monotonic()
+            deadline = time.monotonic() + timeout
+            while self._seen_at is None:
+                if not self._open:
+                    raise RuntimeError(f"program ended before {text!r} was shown")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"{text!r} was not shown within {timeout:g}s")
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), left)
+            return self._seen_at
+        finally:
+            self._looking_for = None
 
     async def drain(self, seconds: float) -> None:
         """Keep reading (and forgetting) the output for `seconds`."""

@@ -276,7 +276,8 @@ class MainScreen(Screen[None]):
         ):
             return "no failed job in the feed"
         if name == "clear_filter":
-            return None if self.feed.filter_text else "no filter to clear"
+            field_open = self.query_one("#filter", Input).has_class("-active")
+            return None if self.feed.filter_text or field_open else "no filter to clear"
         if name == "orm_query" and not self.challenge_table.challenges:
             return "no challenge to query yet"
         return None
