@@ -322,9 +322,17 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
         await asyncio.sleep(0.01)
 
 
-def cli_argv(*args: str) -> list[str]:
-    """The command line of `validator-tui <args>` with this venv's Python."""
-    return [sys.executable, "-m", "validator_tui", *args]
+def cli_argv(*args: str, switch_interval: float | None = None) -> list[str]:
+    """The command line of `validator-tui <args>` with this venv's Python; `switch_interval`:
+    run it with `sys.setswitchinterval(switch_interval)` (the GIL hand-over period between
+    the engine's thread and the console's, 5 ms by default)."""
+    if switch_interval is None:
+        return [sys.executable, "-m", "validator_tui", *args]
+    code = (
+        f"import sys; sys.setswitchinterval({switch_interval!r}); "
+        "from validator_tui.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return [sys.executable, "-c", code, *args]
 
 
 def write_bench_config(config: ValidatorConfig, directory: Path) -> Path:

