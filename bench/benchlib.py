@@ -413,8 +413,10 @@ class PtyProgram:
         self._chunks.append((self._base + len(self._buffer), now))
         if self._stream is not None:
             self._stream.feed(data)
-            if self._looking_for is not None and self._seen_at is None and self.shows(
-                self._looking_for
+            if (
+                self._looking_for is not None
+                and self._seen_at is None
+                and self.shows(self._looking_for)
             ):
                 self._seen_at = now
         if self._replies:

@@ -56,9 +56,10 @@ class Measured:
 
 
 async def measure(
-    cols: int, rows: int, jobs_per_minute: float, warmup_s: float, seconds: float
+    cols: int, rows: int, jobs_per_minute: float, warmup_s: float, seconds: float, press: str = ""
 ) -> Measured:
-    """Run the demo at this size and rate; count what it writes after the warm-up."""
+    """Run the demo at this size and rate; count what it writes after the warm-up (and after
+    typing `press`, if given)."""
     with tempfile.TemporaryDirectory(prefix="bench-bytes-") as state:
         argv = cli_argv("demo", "--jobs-per-minute", f"{jobs_per_minute:g}", "--state-dir", state)
         program = PtyProgram(argv, cols=cols, rows=rows, replies={SYNC_QUERY: SYNC_REPLY})
@@ -66,6 +67,9 @@ async def measure(
             await program.drain(warmup_s)
             if program.process.poll() is not None:
                 raise RuntimeError(f"the demo exited during the warm-up: {program.process.poll()}")
+            if press:
+                program.send(press.encode())
+                await program.drain(1.0)
             program.mark()
             total = frames = worst = 0
             carry = b""
@@ -118,14 +122,15 @@ async def main(args: argparse.Namespace) -> None:
     print_machine()
     print(
         f"terminal bytes: warm-up {args.warmup_s:g} s, window {args.seconds:g} s, "
-        f"sizes {' '.join(args.sizes)}, jobs/min {' '.join(f'{r:g}' for r in args.rates)}",
+        f"sizes {' '.join(args.sizes)}, jobs/min {' '.join(f'{r:g}' for r in args.rates)}"
+        + (f", keys typed: {args.press!r}" if args.press else ""),
         flush=True,
     )
     results = []
     for size in args.sizes:
         cols, rows = (int(part) for part in size.lower().split("x"))
         for rate in args.rates:
-            result = await measure(cols, rows, rate, args.warmup_s, args.seconds)
+            result = await measure(cols, rows, rate, args.warmup_s, args.seconds, args.press)
             print(
                 f"  {cols}x{rows} at {rate:g} jobs/min: {result.bytes_per_second:,.0f} B/s, "
                 f"{result.frames_per_second:.2f} frames/s",
@@ -145,6 +150,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--warmup-s", type=float, default=10.0, help="before counting")
     parser.add_argument("--seconds", type=float, default=30.0, help="counting window")
+    parser.add_argument(
+        "--press", default="", help="keys typed after the warm-up (e.g. t: follow the newest job)"
+    )
     return parser.parse_args()
 
 

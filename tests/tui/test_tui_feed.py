@@ -130,9 +130,7 @@ async def test_claim_acts_on_the_pending_job_seen_while_jobs_stream_in() -> None
         assert feed.cursor_row == 1
 
 
-async def test_follow_newest_is_a_mode_shown_in_the_title_and_off_when_the_operator_moves() -> (
-    None
-):
+async def test_follow_newest_is_a_mode_shown_in_the_title_and_off_when_the_operator_moves() -> None:
     engine = demo_state(FakeEngine())
     async with fake_console(engine) as console:
         feed = console.app.main.feed

@@ -17,9 +17,7 @@ from validator_tui.tui.widgets.status_bar import StatusBar
 def scene() -> FakeEngine:
     """The demo scene with a booting CVM at `init-script` and a job that failed at length."""
     engine = demo_state(FakeEngine())
-    booting = next(
-        c for c in engine.state.challenges.values() if c.state is ChallengeState.BOOTING
-    )
+    booting = next(c for c in engine.state.challenges.values() if c.state is ChallengeState.BOOTING)
     engine.update_challenge(booting.id, boot_progress="init-script")
     engine.now += 1
     engine.add_job(

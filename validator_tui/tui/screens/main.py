@@ -423,9 +423,7 @@ class MainScreen(Screen[None]):
             return
         self.feed.focus()
         if self.feed.next_failed() is None:
-            self.toast(
-                "no failed job shown: the filter hides them", title="Next failed: not done"
-            )
+            self.toast("no failed job shown: the filter hides them", title="Next failed: not done")
 
     def action_state_filter(self) -> None:
         self.feed.set_state_filter(self.feed.state_filter.next())

@@ -296,4 +296,11 @@ class JobFeed(LineTable[JobRecord]):
             parts.append(f"matching “{clean_line(self.filter_text, 40)}”")
         if self.follow:
             parts.append("following newest")
+        elif (above := round(self.scroll_y)) > 0:
+            parts.append(f"↑ {above} more (home)")
         self.set_title(Text(" · ".join(parts)))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if round(old_value) != round(new_value):
+            self._update_title()

@@ -105,7 +105,10 @@ def spark_rows(values: Sequence[float], width: int, height: int) -> list[str]:
         return [""] * height
     if len(values) > width:
         step = len(values) / width
-        values = [max(values[int(i * step) : max(int(i * step) + 1, int((i + 1) * step))]) for i in range(width)]
+        values = [
+            max(values[int(i * step) : max(int(i * step) + 1, int((i + 1) * step))])
+            for i in range(width)
+        ]
     columns = [0.0] * (width - len(values)) + [float(v) for v in values]
     top = max(columns) if columns else 0.0
     rows = []
