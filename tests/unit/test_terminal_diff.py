@@ -4,6 +4,7 @@ rendered, sending only cells that changed; nothing is written when nothing chang
 from __future__ import annotations
 
 import io
+import itertools
 
 import pyte
 from hypothesis import given, settings
@@ -116,7 +117,7 @@ def grids(draw: st.DrawFn) -> Grid:
 def test_any_sequence_of_frames_leaves_the_terminal_as_a_fresh_render(frames: list[Grid]) -> None:
     terminal = Terminal()
     terminal.send(layout(frames[0]))
-    for previous, frame in zip(frames, frames[1:], strict=False):
+    for previous, frame in itertools.pairwise(frames):
         changed = [y for y in range(HEIGHT) if previous[y] != frame[y]]
         if changed:
             terminal.send(chops(frame, changed))

@@ -31,7 +31,6 @@ from validator_tui.tui.screens.quit import QuitScreen
 from validator_tui.tui.terminal_diff import ShadowScreen
 from validator_tui.tui.widgets.event_log import EventLog
 
-
 #: When the console has shown its first frames, what exists then lives as long as the process.
 GC_SETTLE_S = 2.0
 
