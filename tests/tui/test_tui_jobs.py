@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Static
-
 from tests.support.identities import ALICE
 from tests.support.tui import (
     enabled_actions,
@@ -21,6 +19,7 @@ from validator_tui.control import ConsoleExit
 from validator_tui.engine.records import JobState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.quit import QuitScreen
+from validator_tui.tui.widgets.status_bar import StatusBar
 
 
 async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) -> None:
@@ -38,8 +37,7 @@ async def test_claim_selected_pending_job_with_auto_claim_off(tmp_path: Path) ->
         await wait_until(pilot, lambda: target in r.env.platform.results(), "result accepted")
         others = [j for j in sim_job_ids(r.env) if j != target]
         assert all(app.main.feed.jobs[j].state is JobState.PENDING for j in others)
-        row = app.main.feed.get_row(target)
-        assert row[3].plain == "✓ completed"
+        assert app.main.feed.cell(target, "state").plain == "✓ completed"
         assert await r.state(lambda s: s.header.counters.completed) == 1
         await wait_until(pilot, lambda: "claim_job" not in enabled_actions(app), "claim greyed")
 
@@ -81,7 +79,7 @@ async def test_cancel_running_job_asks_first(tmp_path: Path) -> None:
 async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=2) as r:
         app, pilot = r.app, r.pilot
-        assert "auto-claim OFF" in app.main.query_one("#status", Static).render().plain
+        assert "auto-claim OFF" in " ".join(app.main.query_one("#status", StatusBar).texts)
         await pilot.press("a")
         await wait_until(pilot, lambda: app.main.header.auto_claim, "auto-claim on in the header")
         assert await r.state(lambda s: s.header.auto_claim) is True
@@ -97,7 +95,7 @@ async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: new_job in app.main.feed.jobs, "new job listed")
         await pilot.pause(0.3)
         assert app.main.feed.jobs[new_job].state is JobState.PENDING
-        assert "auto-claim OFF" in app.main.query_one("#status", Static).render().plain
+        assert "auto-claim OFF" in " ".join(app.main.query_one("#status", StatusBar).texts)
 
 
 async def test_stop_from_the_quit_dialog_stops_the_real_engine(tmp_path: Path) -> None:

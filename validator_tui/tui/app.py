@@ -8,13 +8,17 @@ STOP means the validator has been asked to stop the graceful way.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import ClassVar
 
-from textual import work
+from rich.console import RenderableType
+from textual import events, work
+from textual._compositor import CompositorUpdate
 from textual.app import App
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from validator_tui.control import ConsoleExit, EngineClient
@@ -24,7 +28,26 @@ from validator_tui.tui.commands import ActionsProvider
 from validator_tui.tui.screens.help import HelpScreen
 from validator_tui.tui.screens.main import MainScreen
 from validator_tui.tui.screens.quit import QuitScreen
+from validator_tui.tui.terminal_diff import ShadowScreen
 from validator_tui.tui.widgets.event_log import EventLog
+
+#: When the console has shown its first frames, what exists then lives as long as the process.
+GC_SETTLE_S = 2.0
+
+
+def calm_garbage_collector() -> None:
+    """Stop the garbage collector from stalling the console (and the engine beside it).
+
+    A full (generation 2) collection walks every tracked object and holds the GIL while it
+    does: with the console and the engine in one process that was ~110,000 objects, 70-360 ms
+    per pause, 30 pauses in 40 s under 27 jobs/s, the p95 of key → repaint and of claims.
+    The objects that exist once the console runs (modules, the app, the engine) never become
+    garbage: `gc.freeze()` moves them out of every collection, and a larger first threshold
+    makes collections rarer (measured: gen-2 pauses 71 → 20 ms median, all pauses 2.7 → 1.2 s
+    per 40 s)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 class ValidatorApp(App[ConsoleExit]):
@@ -56,6 +79,34 @@ class ValidatorApp(App[ConsoleExit]):
         self._event_seq = 0
         self._last_second = -1
         self._leaving = False
+        self._shadow = ShadowScreen()
+
+    def _display(self, screen: Screen[object], renderable: RenderableType | None) -> None:
+        """Write only the cells that changed since the last frame (see `ShadowScreen`).
+
+        Textual 8.2.8's `App._display` writes the update when it is not batching, running in
+        a terminal (not headless, not inline); the diff is taken under the same conditions, so
+        the shadow only records what reaches the terminal."""
+        if (
+            isinstance(renderable, CompositorUpdate)
+            and not self._batch_count
+            and self._running
+            and not self._closed
+            and not self.is_headless
+            and self._driver is not None
+            and not self._driver.is_inline
+        ):
+            renderable = self._shadow.diff(renderable, self.console)
+        super()._display(screen, renderable)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The terminal may have reflowed or cleared: the next full frame is sent whole."""
+        self._shadow.invalidate()
+
+    def action_redraw(self) -> None:
+        """Send the whole screen again (repairs a terminal something else wrote to)."""
+        self._shadow.invalidate()
+        self.screen.refresh()
 
     @property
     def shown_version(self) -> int:
@@ -66,6 +117,7 @@ class ValidatorApp(App[ConsoleExit]):
         self.push_screen(self.main)
         self.set_interval(1.0 / self.refresh_hz, self.refresh_from_engine)
         self.call_later(self.refresh_from_engine)
+        self.set_timer(GC_SETTLE_S, calm_garbage_collector)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A command that failed is shown (toast + event log); the app stays up."""
@@ -102,8 +154,12 @@ class ValidatorApp(App[ConsoleExit]):
     # -- global actions -----------------------------------------------------------------------
 
     def action_help(self) -> None:
+        """Show the keys. The help screen is built once and kept (installed): showing it again
+        costs one frame, not a compose, a stylesheet pass and a table layout."""
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(read_only=self.read_only))
+            if not self.is_screen_installed("help"):
+                self.install_screen(HelpScreen(read_only=self.read_only), "help")
+            self.push_screen("help")
 
     async def action_quit(self) -> None:
         """Quit. An attached console detaches at once (it never stops the engine); the

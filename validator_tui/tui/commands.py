@@ -11,7 +11,7 @@ from textual.dom import DOMNode
 
 from validator_tui.tui.actions import ACTIONS, Action, Owner
 from validator_tui.tui.screens.main import MainScreen
-from validator_tui.tui.widgets.keyed_table import KeyedTable
+from validator_tui.tui.widgets.line_table import LineTable
 
 
 def palette_title(action: Action) -> str:
@@ -27,7 +27,7 @@ class ActionsProvider(Provider):
             return self.app
         if action.owner is Owner.TABLE:
             focused = main.focused
-            return focused if isinstance(focused, KeyedTable) else main.feed
+            return focused if isinstance(focused, LineTable) else main.feed
         return main
 
     def _available(self) -> list[tuple[Action, str, Callable[[], object]]]:

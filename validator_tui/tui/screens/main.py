@@ -17,7 +17,7 @@ from textual.binding import ActiveBinding
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import Footer, Input
 
 from validator_tui.control import (
     ChallengeRecord,
@@ -39,6 +39,7 @@ from validator_tui.tui.screens.quit import running_jobs_text, stop_consequences
 from validator_tui.tui.widgets.challenge_table import ChallengeTable
 from validator_tui.tui.widgets.event_log import EventLog
 from validator_tui.tui.widgets.job_feed import JobFeed
+from validator_tui.tui.widgets.line_table import LineTable
 from validator_tui.tui.widgets.quota_panel import QuotaGauges, QuotaPanel
 from validator_tui.tui.widgets.status_bar import StatusBar
 from validator_tui.tui.widgets.vm_console import VmConsole
@@ -159,7 +160,7 @@ class MainScreen(Screen[None]):
         self.vms.update((vm.id, vm) for vm in delta.vms)
         table.apply(delta.challenges, removed_challenges, now)
         feed.rename_challenges(table.names(), now)
-        feed.apply(delta.jobs, removed_jobs, now)
+        feed.apply(delta.jobs, removed_jobs, now, full=delta.full)
         if delta.events:
             self.query_one(EventLog).add_events(delta.events, now)
         self.header = delta.header
@@ -174,11 +175,11 @@ class MainScreen(Screen[None]):
         self._show_header(now)
 
     def _show_header(self, now: float) -> None:
-        self.query_one(StatusBar).show(self.header, now)
+        engine = self.console_app.engine
+        attached = None if engine.embedded else engine.info
+        self.query_one(StatusBar).show(self.header, now, attached=attached, link=engine.link)
         self.query_one(QuotaPanel).show(self.header.quota, self.header.throughput)
-        line = self.query_one("#quota-line", QuotaGauges)
-        if line.usage != self.header.quota:
-            line.usage = self.header.quota
+        self.query_one("#quota-line", QuotaGauges).show(self.header.quota)
 
     def running_jobs(self) -> int:
         """Jobs claimed by this validator and not finished (the feed never drops one)."""
@@ -226,17 +227,17 @@ class MainScreen(Screen[None]):
             self._bindings_signature = signature
             self.refresh_bindings()
 
-    @on(DataTable.RowSelected, "#jobs")
-    @on(DataTable.RowSelected, "#challenges")
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
+    @on(LineTable.RowSelected, "#jobs")
+    @on(LineTable.RowSelected, "#challenges")
+    def _row_selected(self, event: LineTable.RowSelected) -> None:
         """`enter` on a table opens the details of its row."""
-        self._set_active(event.data_table.id)
+        self._set_active(event.table.id)
         self.action_details()
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.has_focus:
-            self._set_active(event.data_table.id)
+    @on(LineTable.CursorMoved)
+    def _row_highlighted(self, event: LineTable.CursorMoved) -> None:
+        if event.table.has_focus:
+            self._set_active(event.table.id)
         self._sync_console()
         self._sync_bindings()
 
@@ -270,8 +271,13 @@ class MainScreen(Screen[None]):
         if name in ("details", "copy_id"):
             nothing = self.selected_job() is None and self.selected_challenge() is None
             return "nothing selected: select a job or a challenge CVM" if nothing else None
+        if name == "next_failed" and not any(
+            job.state is JobState.FAILED for job in self.feed.jobs.values()
+        ):
+            return "no failed job in the feed"
         if name == "clear_filter":
-            return None if self.feed.filter_text else "no filter to clear"
+            field_open = self.query_one("#filter", Input).has_class("-active")
+            return None if self.feed.filter_text or field_open else "no filter to clear"
         if name == "orm_query" and not self.challenge_table.challenges:
             return "no challenge to query yet"
         return None
@@ -411,6 +417,25 @@ class MainScreen(Screen[None]):
             "allowed)",
             title=f"copied {what}",
         )
+
+    def action_next_failed(self) -> None:
+        if self._refused("next_failed"):
+            return
+        self.feed.focus()
+        if self.feed.next_failed() is None:
+            self.toast("no failed job shown: the filter hides them", title="Next failed: not done")
+
+    def action_state_filter(self) -> None:
+        self.feed.set_state_filter(self.feed.state_filter.next())
+        self.feed.focus()
+        self._sync_console()
+        self._sync_bindings()
+
+    def action_follow_jobs(self) -> None:
+        self.feed.set_follow(not self.feed.follow)
+        self.feed.focus()
+        self._sync_console()
+        self._sync_bindings()
 
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)
