@@ -1,5 +1,5 @@
 """A challenge record keeps its state history (bounded), its last error after it recovers,
-and hands readers a history that never changes under them."""
+and hands readers a history that never changes under them; resources read in human units."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from validator_tui.engine.records import (
     MAX_CHALLENGE_HISTORY,
     ChallengeRecord,
     ChallengeState,
+    Resources,
 )
 
 
@@ -38,3 +39,9 @@ def test_history_is_bounded_and_a_copy_keeps_what_it_saw() -> None:
     assert len(record.history) == MAX_CHALLENGE_HISTORY
     assert record.history[-1].text == "active"
     assert seen.history[-1].text == f"pending: waiting {MAX_CHALLENGE_HISTORY + 19}"
+
+
+def test_resources_read_in_human_units() -> None:
+    assert str(Resources(4, 4096, 51200)) == "4 vCPU, 4 GB RAM, 50 GB disk"
+    assert str(Resources(1, 512, 1536, gpu=1)) == "1 vCPU, 512 MB RAM, 1.5 GB disk, 1 GPU"
+    assert "Resources(" not in f"need {Resources(2, 2048, 20480)}"
