@@ -335,5 +335,12 @@ _EXPECTED = {
 def _show(loc: str, value: Any) -> str:
     if "token" in loc:
         return "<secret>"
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    text = _quoted(value) if isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _quoted(value: str) -> str:
+    """`"value"` with every unprintable character (controls, line separators) escaped, so an
+    error line stays one inert line whatever the value holds."""
+    shown = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in value)
+    return f'"{shown}"'
