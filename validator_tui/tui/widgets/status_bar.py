@@ -104,4 +104,6 @@ def render_header(header: Header, now: float) -> tuple[Text, Text]:
     if counters.dead_letters:
         bottom.append(*_SEP)
         bottom.append(f"‼ dead letters {counters.dead_letters}", style="bold red")
+    for warning in header.warnings():
+        bottom.append_text(Text.assemble(_SEP, (f"⚠ {warning}", "bold yellow")))
     return top, bottom
