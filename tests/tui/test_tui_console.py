@@ -11,11 +11,13 @@ from textual.widgets import DataTable, Input, Select, Static, TextArea
 from tests.support.tui import (
     running_app,
     select_row,
+    sim_job_ids,
     wait_until,
 )
 from validator_tui.engine.records import ChallengeState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.orm import OrmScreen
+from validator_tui.tui.screens.outbox import OutboxScreen
 
 
 async def test_stop_start_and_remove_challenge_vm(tmp_path: Path) -> None:
@@ -97,3 +99,32 @@ async def test_orm_query_rows_and_refused_write(tmp_path: Path) -> None:
         assert "not valid JSON" in status.render().plain
         await pilot.press("escape")
         assert not isinstance(app.screen, OrmScreen)
+
+
+async def test_outbox_shows_a_dead_letter_and_sends_it_again(tmp_path: Path) -> None:
+    async with running_app(tmp_path, pending=1) as r:
+        app, pilot = r.app, r.pilot
+        (job_id,) = sim_job_ids(r.env)
+        r.env.platform.inject_fault(
+            status=400,
+            path_prefix=f"/jobs/{job_id}/results",
+            body='{"error": "score out of range"}',
+        )
+        select_row(app.main.feed, job_id)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: app.main.header.counters.dead_letters == 1, "dead letter")
+        await pilot.press("u")
+        assert isinstance(app.screen, OutboxScreen)
+        table = app.screen.query_one("#outbox-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 1, "outbox listed")
+        row = [cell.plain for cell in table.get_row_at(0)]
+        assert row[0] == job_id[:8] and row[1] == "‼ dead letter"
+        assert row[4].endswith("HTTP 400: score out of range"), row[4]
+        await pilot.press("r")
+        await wait_until(pilot, lambda: job_id in r.env.platform.results(), "sent again")
+        await wait_until(
+            pilot,
+            lambda: table.row_count == 1 and table.get_row_at(0)[1].plain == "✓ accepted",
+            "shown accepted",
+        )
+        await wait_until(pilot, lambda: app.main.header.counters.dead_letters == 0, "counter")

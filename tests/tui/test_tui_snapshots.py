@@ -147,3 +147,12 @@ def test_orm_screen_refused_80x24(snap_compare: Any) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app_on(engine), terminal_size=(80, 24), run_before=run_query)
+
+
+def test_outbox_screen(snap_compare: Any) -> None:
+    async def open_outbox(pilot: Pilot[Any]) -> None:
+        await shown(pilot)
+        await pilot.press("u")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app_on(), terminal_size=(120, 36), run_before=open_outbox)
