@@ -174,3 +174,21 @@ def test_after_invalidate_a_full_update_is_sent_whole() -> None:
     terminal.shadow.invalidate()
     sent = terminal.send(layout(grid))
     assert sent.count("a") == WIDTH * HEIGHT
+
+
+def test_a_strip_already_shown_is_skipped_unless_something_drew_over_it() -> None:
+    terminal = Terminal()
+    grid = [[("a", 0)] * WIDTH for _ in range(HEIGHT)]
+    strips = [strip_of(line) for line in grid]
+    full = LayoutUpdate([[strip] for strip in strips], Region(0, 0, WIDTH, HEIGHT))
+    terminal.send(full)
+    assert terminal.send(full) == ""  # the same strips: nothing compared, nothing sent
+    other = [list(line) for line in grid]
+    other[0] = [("b", 1)] * WIDTH
+    partial = ChopsUpdate(
+        [{0: strip_of(other[0])}, {0: None}, {0: None}], [(0, 0, 5)], [[WIDTH]] * HEIGHT
+    )
+    terminal.send(partial)
+    assert [cell[0] for cell in terminal.grid()[0]] == ["b"] * 5 + ["a"] * (WIDTH - 5)
+    terminal.send(full)  # line 0's strip is the one shown before, but half drawn over
+    assert terminal.grid() == expected(grid)

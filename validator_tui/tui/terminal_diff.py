@@ -49,6 +49,8 @@ class ShadowScreen:
 
     def __init__(self) -> None:
         self._lines: list[list[Cell]] = []
+        #: Per line, the strips whose cells the shadow holds, by their first column.
+        self._known: list[dict[int, Strip]] = []
         self._width = 0
         self._valid = False
 
@@ -75,19 +77,28 @@ class ShadowScreen:
         self, update: LayoutUpdate, console: Console, color_system: ColorSystem
     ) -> RawUpdate | None:
         region = update.region
-        lines = []
-        for chops in update.strips:
-            line: list[Cell] = []
-            for strip in chops:
-                line.extend(_cells(strip, color_system))
-            lines.append(_fit(line, region.width))
-        if not self._valid or region.x or region.y or self._size() != (region.width, len(lines)):
-            self._lines, self._width, self._valid = lines, region.width, True
+        rows = [list(chops) for chops in update.strips]
+        if not self._valid or region.x or region.y or self._size() != (region.width, len(rows)):
+            self._lines, self._known = [], []
+            for chops in rows:
+                line: list[Cell] = []
+                known: dict[int, Strip] = {}
+                for strip in chops:
+                    known[len(line)] = strip
+                    line.extend(_cells(strip, color_system))
+                self._lines.append(_fit(line, region.width))
+                self._known.append(known)
+            self._width, self._valid = region.width, True
             return RawUpdate(update.render_segments(console))
         out: list[str] = []
         state = _State()
-        for y, line in enumerate(lines):
-            self._apply(y, 0, line, out, state)
+        for y, chops in enumerate(rows):
+            x = 0
+            placed = []
+            for strip in chops:
+                placed.append((x, x + strip.cell_length, strip))
+                x += strip.cell_length
+            self._take(y, 0, self._width, placed, color_system, out, state)
         return _finish(out, state)
 
     def _chops(self, update: ChopsUpdate, color_system: ColorSystem) -> RawUpdate | None:
@@ -100,17 +111,50 @@ class ShadowScreen:
             x2 = min(x2, self._width)
             if x2 <= x1:
                 continue
-            new = self._lines[y][x1:x2]
-            chops = update.chops[y]
-            for end, (x, strip) in zip(update.chop_ends[y], chops.items(), strict=False):
-                if strip is None or x >= x2 or end <= x1:
-                    continue
-                cells = _cells(strip, color_system)
-                start = max(x, x1)
-                stop = min(end, x2, x + len(cells))
-                new[start - x1 : stop - x1] = cells[start - x : stop - x]
-            self._apply(y, x1, _fit(new, x2 - x1), out, state)
+            placed = [
+                (x, end, strip)
+                for end, (x, strip) in zip(
+                    update.chop_ends[y], update.chops[y].items(), strict=False
+                )
+                if strip is not None and x < x2 and end > x1
+            ]
+            self._take(y, x1, x2, placed, color_system, out, state)
         return _finish(out, state)
+
+    def _take(
+        self,
+        y: int,
+        x1: int,
+        x2: int,
+        placed: list[tuple[int, int, Strip]],
+        color_system: ColorSystem,
+        out: list[str],
+        state: _State,
+    ) -> None:
+        """Columns [x1, x2) of line `y` now show the strips `placed` (start, end, strip): write
+        what differs. A strip the shadow already holds at the same place (the same object:
+        Textual reuses the strips of lines that did not change) is not even compared."""
+        known = self._known[y]
+        new: list[Cell] | None = None
+        fresh: dict[int, Strip] = {}
+        for x, end, strip in placed:
+            inside = x >= x1 and end <= x2
+            if inside and known.get(x) is strip:
+                fresh[x] = strip
+                continue
+            if new is None:
+                new = self._lines[y][x1:x2]
+            cells = _cells(strip, color_system)
+            start = max(x, x1)
+            stop = min(end, x2, x + len(cells))
+            new[start - x1 : stop - x1] = cells[start - x : stop - x]
+            if inside:
+                fresh[x] = strip
+        for x in [x for x, strip in known.items() if x < x2 and x + strip.cell_length > x1]:
+            del known[x]
+        known.update(fresh)
+        if new is not None:
+            self._apply(y, x1, _fit(new, x2 - x1), out, state)
 
     def _size(self) -> tuple[int, int]:
         return self._width, len(self._lines)

@@ -17,7 +17,7 @@ from textual.binding import ActiveBinding
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from validator_tui.control import (
     ChallengeRecord,
@@ -40,6 +40,7 @@ from validator_tui.tui.screens.quit import running_jobs_text, stop_consequences
 from validator_tui.tui.widgets.challenge_table import ChallengeTable
 from validator_tui.tui.widgets.event_log import EventLog
 from validator_tui.tui.widgets.job_feed import JobFeed
+from validator_tui.tui.widgets.key_footer import KeyFooter
 from validator_tui.tui.widgets.line_table import LineTable
 from validator_tui.tui.widgets.quota_panel import QuotaGauges, QuotaPanel
 from validator_tui.tui.widgets.status_bar import StatusBar
@@ -111,7 +112,7 @@ class MainScreen(Screen[None]):
                 yield EventLog(id="events")
         yield QuotaGauges(id="quota-line", classes="compact")
         yield VmConsole(self.vm_log_lines, id="console")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def feed(self) -> JobFeed:
@@ -134,9 +135,9 @@ class MainScreen(Screen[None]):
         self.feed.focus()
 
     def on_resize(self, event: events.Resize) -> None:
-        footer = self.query_one(Footer)
-        footer.compact = event.size.width < 120
-        footer.show_command_palette = event.size.width >= 100
+        self.query_one(KeyFooter).set_mode(
+            compact=event.size.width < 120, show_command_palette=event.size.width >= 100
+        )
 
     def vm_log_lines(self, vm_id: str) -> AsyncIterator[str]:
         """The VM's log from the engine (the last 200 lines, then followed)."""

@@ -488,8 +488,7 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
     # -- drawing ------------------------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        self._strips.clear()
-        self._header = None
+        """Row strips are kept (a strip of another width is drawn again when shown)."""
         self._set_virtual_height()
         self._keep_cursor_visible()
 
