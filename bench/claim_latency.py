@@ -106,18 +106,24 @@ async def engine_claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncI
         await asyncio.wait_for(task, 60)
 
 
-@asynccontextmanager
-async def tui_claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[Probe]:
-    """`validator-tui run` (engine + TUI) in a pseudo-terminal, output read as it comes."""
-    config = bench_config(sims.platform_url, sims.vmm_url, state, hotkey=hotkey)
-    path = write_bench_config(config, state)
-    program = PtyProgram(cli_argv("run", "--config", str(path)))
-    drain = asyncio.create_task(program.drain(1e9))
-    try:
-        yield None
-    finally:
-        drain.cancel()
-        await program.stop()
+def tui_claimer(switch_interval: float | None = None) -> Claimer:
+    """`validator-tui run` (engine + TUI) in a pseudo-terminal, output read as it comes;
+    `switch_interval`: its `sys.setswitchinterval` (None: Python's 5 ms)."""
+
+    @asynccontextmanager
+    async def claimer(sims: SimProcesses, hotkey: str, state: Path) -> AsyncIterator[Probe]:
+        config = bench_config(sims.platform_url, sims.vmm_url, state, hotkey=hotkey)
+        path = write_bench_config(config, state)
+        argv = cli_argv("run", "--config", str(path), switch_interval=switch_interval)
+        program = PtyProgram(argv)
+        drain = asyncio.create_task(program.drain(1e9))
+        try:
+            yield None
+        finally:
+            drain.cancel()
+            await program.stop()
+
+    return claimer
 
 
 async def engine_version(state: Path) -> int:
@@ -231,7 +237,10 @@ async def main(args: argparse.Namespace) -> None:
         ("engine headless", engine_claimer),
     ]
     if not args.no_tui:
-        phases.append(("engine + TUI (pty)", tui_claimer))
+        phases.append(("engine + TUI (pty)", tui_claimer()))
+        for interval in args.switch_interval:
+            name = f"engine + TUI, switch interval {interval * 1000:g} ms"
+            phases.append((name, tui_claimer(interval)))
     if not args.no_attach:
         phases.append(("engine headless (own process)", process_claimer(0)))
         phases.append(("engine headless + 2 protocol readers", process_claimer(0, readers=2)))
@@ -241,7 +250,11 @@ async def main(args: argparse.Namespace) -> None:
     async with sim_processes(seed=args.seed) as sims:
         for index, (name, claimer) in enumerate(phases):
             latencies = await run_phase(
-                sims, claimer, HOTKEYS[index], args.jobs + args.warmup, args.interval_ms
+                sims,
+                claimer,
+                HOTKEYS[index % len(HOTKEYS)],
+                args.jobs + args.warmup,
+                args.interval_ms,
             )
             samples[name] = latencies[args.warmup :]
             print(f"  {name}: {len(samples[name])} samples", flush=True)
@@ -273,6 +286,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-tui", action="store_true", help="skip the engine + TUI phase")
     parser.add_argument(
         "--no-attach", action="store_true", help="skip the engine-process phases (attach)"
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also run the engine + TUI phase with these sys.setswitchinterval values (s)",
     )
     return parser.parse_args()
 

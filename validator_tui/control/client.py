@@ -391,16 +391,22 @@ class SocketEngine:
 
     # -- the results outbox (`validator-tui outbox` on a running engine) ----------------------
 
-    async def outbox(self, limit: int = 1000) -> list[OutboxRow] | None:
-        """The engine's results outbox (dead letters first); None when not connected."""
+    async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
+        """The engine's results outbox (dead letters first).
+
+        Raises `EngineUnavailable` when the connection is down or drops before the answer.
+        """
         request = self._next_id()
         listing: asyncio.Future[list[OutboxRow] | None]
         listing = asyncio.get_running_loop().create_future()
         self._outboxes[request] = listing
         if not self._send(frames.OutboxRequest(id=request, limit=limit)):
             self._outboxes.pop(request, None)
-            return None
-        return await listing
+            raise EngineUnavailable("the connection to the engine was lost")
+        rows = await listing
+        if rows is None:
+            raise EngineUnavailable("the connection to the engine was lost")
+        return rows
 
     async def retry_dead_letter(self, job_id: str) -> Outcome:
         """Send a result the platform refused again, now."""

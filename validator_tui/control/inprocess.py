@@ -25,6 +25,7 @@ from validator_tui.control.interface import (
 )
 from validator_tui.engine.records import JobRecord, Outcome
 from validator_tui.engine.state import Header, StateDelta
+from validator_tui.engine.store import OutboxRow
 from validator_tui.engine.validator import Validator
 
 T = TypeVar("T")
@@ -215,6 +216,18 @@ class InProcessEngine:
         return await self._command(
             frames.OrmQuery(challenge_id=challenge_id, sql=sql, params=params)  # type: ignore[arg-type]
         )
+
+    async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
+        async def rows() -> list[OutboxRow]:
+            return self.validator.list_outbox(limit)
+
+        return await self.call(rows)
+
+    async def retry_dead_letter(self, job_id: str) -> Outcome:
+        return await self._command(frames.RetryDeadLetter(job_id=job_id))
+
+    async def discard_dead_letter(self, job_id: str) -> Outcome:
+        return await self._command(frames.DiscardDeadLetter(job_id=job_id))
 
     async def stop_validator(self) -> Outcome:
         return await self._command(frames.StopValidator())

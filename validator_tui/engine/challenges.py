@@ -606,9 +606,7 @@ class ChallengeManager:
         record = self.ctx.state.challenges.get(challenge_id)
         if record is None:
             return
-        record.state = state
-        if reason is not None:
-            record.reason = reason
+        record.enter(state, reason)
         if state is ChallengeState.ACTIVE:
             record.active_since = time.time()
         self.ctx.state.put_challenge(record)

@@ -617,6 +617,7 @@ class JobManager:
         record = self.ctx.state.challenges.get(challenge_id)
         if record is not None:
             record.jobs_running = max(0, record.jobs_running + delta)
+            record.jobs_run += max(0, delta)
             self.ctx.state.put_challenge(record)
         self.ctx.state.header_changed()
 

@@ -51,6 +51,10 @@ class ChallengeState(StrEnum):
     DESTROYING = "destroying"
 
 
+#: State changes a challenge record keeps.
+MAX_CHALLENGE_HISTORY = 50
+
+
 class VmKind(StrEnum):
     CHALLENGE = "challenge"
     JOB = "job"
@@ -113,6 +117,26 @@ class ChallengeRecord:
     active_since: float | None = None
     reason: str = ""
     jobs_running: int = 0
+    #: Every state change, oldest first (the latest MAX_CHALLENGE_HISTORY), with its reason.
+    #: A tuple, replaced on change: a copy handed to a reader never changes under it.
+    history: tuple[TimelineEntry, ...] = ()
+    #: The latest failure's reason, kept after the CVM recovers ("" if it never failed).
+    last_error: str = ""
+    #: Jobs of this challenge this engine has run (counted from the engine's start).
+    jobs_run: int = 0
+
+    def enter(self, state: ChallengeState, reason: str | None = None) -> None:
+        """Move to `state` (and `reason`, when given), noting the change in `history`; a
+        failure's reason is kept in `last_error`."""
+        self.state = state
+        if reason is not None:
+            self.reason = reason
+            if state is ChallengeState.FAILED and reason:
+                self.last_error = reason
+        text = f"{state.value}: {reason}" if reason else state.value
+        if not self.history or self.history[-1].text != text:
+            entry = TimelineEntry(time.time(), text)
+            self.history = (*self.history, entry)[-MAX_CHALLENGE_HISTORY:]
 
 
 @dataclass(slots=True)
@@ -152,6 +176,20 @@ class Resources:
     memory_mb: int = 0
     disk_mb: int = 0
     gpu: int = 0
+
+    def __str__(self) -> str:
+        """`4 vCPU, 4 GB RAM, 50 GB disk` (GPUs when there are any): for messages and toasts."""
+        parts = [f"{self.vcpu} vCPU", f"{_size(self.memory_mb)} RAM", f"{_size(self.disk_mb)} disk"]
+        if self.gpu:
+            parts.append(f"{self.gpu} GPU")
+        return ", ".join(parts)
+
+
+def _size(megabytes: int) -> str:
+    """`512 MB`, `4 GB`, `1.5 GB`: a size given in MB, in the largest unit that reads well."""
+    if megabytes < 1024:
+        return f"{megabytes} MB"
+    return f"{megabytes / 1024:.1f}".removesuffix(".0") + " GB"
 
 
 @dataclass(slots=True, frozen=True)

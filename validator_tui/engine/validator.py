@@ -563,7 +563,7 @@ class Validator:
             check_read_only(sql)
             rows = await self.ctx.platform.execute_orm_query(challenge_id, sql, params)
         except QueryRefused as exc:
-            return Outcome.refused(f"refused: {exc}")
+            return Outcome.refused(str(exc))
         except ApiError as exc:
             return Outcome.refused(f"server refused the query: {exc.detail or exc}")
         except ClientError as exc:
