@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.tui import SimThread
+from tests.support.sim_thread import SimThread
 from validator_tui.config_io import write_config
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.paths import find_socket

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.sim_thread import SimThread
 from tests.support.terminal import PtyProcess, cli
-from tests.support.tui import SimThread
 from validator_tui.config_io import write_config
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.paths import find_socket

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sim_thread import SimThread
 from tests.support.terminal import Tmux, cli
-from tests.support.tui import SimThread
 from validator_tui.config_io import write_config
 from validator_tui.control.paths import find_socket
 
