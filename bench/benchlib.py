@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyte
 
 from validator_tui.config import (
     EngineSettings,
@@ -47,6 +48,8 @@ HOTKEYS = (
     "5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y",
     "5DAAnrj7VHTznn2AWBemMuyBwZWs6FNFjdyVXUeYum3PTXFy",
     "5HGjWAeFDfFCWPsjFQdVV2Msvz2XtMktvgocEZcCj68kUMaw",
+    "5CiPPseXPECbkjWCa6MnjNokrgYjMqmKndv2rSnekmSK2DjL",
+    "5GNJqTPyNqANBkUVMN1LPPrxXnFouWXoe2wNSmmEoLctxiZY",
 )
 TABLE_HEADER = ("metric", "median", "p99", "baseline", "ratio", "target")
 
@@ -341,9 +344,17 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
         await asyncio.sleep(0.01)
 
 
-def cli_argv(*args: str) -> list[str]:
-    """The command line of `validator-tui <args>` with this venv's Python."""
-    return [sys.executable, "-m", "validator_tui", *args]
+def cli_argv(*args: str, switch_interval: float | None = None) -> list[str]:
+    """The command line of `validator-tui <args>` with this venv's Python; `switch_interval`:
+    run it with `sys.setswitchinterval(switch_interval)` (the GIL hand-over period between
+    the engine's thread and the console's, 5 ms by default)."""
+    if switch_interval is None:
+        return [sys.executable, "-m", "validator_tui", *args]
+    code = (
+        f"import sys; sys.setswitchinterval({switch_interval!r}); "
+        "from validator_tui.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return [sys.executable, "-c", code, *args]
 
 
 def write_bench_config(config: ValidatorConfig, directory: Path) -> Path:
@@ -362,7 +373,15 @@ class PtyProgram:
     the last `mark()` are kept, so long runs do not grow memory.
     """
 
-    def __init__(self, argv: Sequence[str], *, cols: int = 160, rows: int = 48) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cols: int = 160,
+        rows: int = 48,
+        replies: dict[bytes, bytes] | None = None,
+        emulate: bool = False,
+    ) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         env = os.environ | {"TERM": "xterm-256color", "COLORTERM": "truecolor"}
@@ -385,6 +404,21 @@ class PtyProgram:
         self._chunks: list[tuple[int, float]] = []
         self._arrived = asyncio.Event()
         self._open = True
+        #: Bytes received in all, and terminal queries answered like a real terminal would
+        #: (e.g. DECRQM for synchronized output: Textual then frames each update with it).
+        self.total_bytes = 0
+        self._replies = dict(replies or {})
+        self._tail = b""
+        #: With `emulate`, a terminal emulator (pyte) shows what the program drew: the console
+        #: sends only the cells that changed, so a text on screen need not be contiguous in
+        #: the byte stream.
+        self.screen: pyte.Screen | None = None
+        self._stream: pyte.ByteStream | None = None
+        if emulate:
+            self.screen = pyte.Screen(cols, rows)
+            self._stream = pyte.ByteStream(self.screen)
+        self._looking_for: str | None = None
+        self._seen_at: float | None = None
         asyncio.get_running_loop().add_reader(master, self._read)
 
     def _read(self) -> None:
@@ -396,8 +430,28 @@ class PtyProgram:
             self._close_reader()
             return
         self._buffer += data
-        self._chunks.append((self._base + len(self._buffer), time.monotonic()))
+        self.total_bytes += len(data)
+        now = time.monotonic()
+        self._chunks.append((self._base + len(self._buffer), now))
+        if self._stream is not None:
+            self._stream.feed(data)
+            if (
+                self._looking_for is not None
+                and self._seen_at is None
+                and self.shows(self._looking_for)
+            ):
+                self._seen_at = now
+        if self._replies:
+            self._answer(self._tail + data)
         self._arrived.set()
+
+    def _answer(self, data: bytes) -> None:
+        longest = max(len(query) for query in self._replies)
+        for query, reply in list(self._replies.items()):
+            if query in data:
+                os.write(self._fd, reply)
+                del self._replies[query]
+        self._tail = data[-(longest - 1) :] if longest > 1 else b""
 
     def _close_reader(self) -> None:
         if self._open:
@@ -411,6 +465,12 @@ class PtyProgram:
         self._buffer.clear()
         self._chunks.clear()
         return self._base
+
+    def take(self) -> bytes:
+        """The output since the last `mark()`/`take()`, forgotten from here on."""
+        data = bytes(self._buffer)
+        self.mark()
+        return data
 
     def send(self, data: bytes) -> float:
         """Type `data` into the terminal; return when it was written."""
@@ -435,6 +495,31 @@ class PtyProgram:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
+
+    def shows(self, text: str) -> bool:
+        """Whether the emulated screen shows `text` on one line."""
+        assert self.screen is not None, "PtyProgram(emulate=True) needed"
+        return any(text in line for line in self.screen.display)
+
+    async def wait_shown(self, text: str, timeout: float = 10.0) -> float:
+        """The arrival time of the output after which the emulated screen shows `text`."""
+        self._looking_for, self._seen_at = text, None
+        try:
+            if self.shows(text):
+                return time.monotonic()
+            deadline = time.monotonic() + timeout
+            while self._seen_at is None:
+                if not self._open:
+                    raise RuntimeError(f"program ended before {text!r} was shown")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"{text!r} was not shown within {timeout:g}s")
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), left)
+            return self._seen_at
+        finally:
+            self._looking_for = None
 
     async def drain(self, seconds: float) -> None:
         """Keep reading (and forgetting) the output for `seconds`."""

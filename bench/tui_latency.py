@@ -5,7 +5,9 @@ device); both simulators run in their own processes and the platform simulator g
 `--jobs-per-second` jobs, so the engine's change feed carries about 19 state changes per
 job (≈500 changes/s at the default 27 jobs/s; see BENCHMARKS.md). Each sample types a key
 and times the arrival of the first output bytes showing its effect (a press whose effect
-does not show within 5 s is counted as missed, and `esc` resets the screen):
+does not show within 5 s is counted as missed, and `esc` resets the screen). The output feeds
+a terminal emulator (pyte): the effect counts as shown when the emulated screen shows it (the
+console sends only the cells that changed, so the bytes of a text need not be contiguous):
 
 - `?` opens the help screen (marker: a line of the key table), `?` closes it;
 - `/` opens the job filter (marker: its placeholder), `enter` (empty) closes it.
@@ -36,9 +38,9 @@ from benchlib import (
 )
 
 MISS_AFTER_S = 5.0
-KEYS: tuple[tuple[str, bytes, bytes, bytes], ...] = (
-    ("? → help screen", b"?", b"claim the selected pending job", b"?"),
-    ("/ → filter input", b"/", b"jobs (esc clears)", b"\r"),
+KEYS: tuple[tuple[str, bytes, str, bytes], ...] = (
+    ("? → help screen", b"?", "claim the selected pending job", b"?"),
+    ("/ → filter input", b"/", "jobs (esc clears)", b"\r"),
 )
 
 
@@ -55,18 +57,25 @@ async def main(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-tui-") as state:
             config = bench_config(sims.platform_url, sims.vmm_url, state, hotkey=HOTKEYS[2])
             path = write_bench_config(config, Path(state))
-            program = PtyProgram(cli_argv("run", "--config", str(path)))
+            argv = cli_argv("run", "--config", str(path), switch_interval=args.switch_interval)
+            program = PtyProgram(argv, emulate=True)
             try:
                 await sims.wait_claimer_ready(HOTKEYS[2])
                 await sims.set_rate(args.jobs_per_second * 60)
                 await asyncio.sleep(args.settle_s)
                 for index in range(args.samples):
                     name, key, marker, close = KEYS[index % len(KEYS)]
-                    since = program.mark()
+                    for _ in range(50):
+                        if not program.shows(marker):
+                            break
+                        await asyncio.sleep(0.1)
+                    program.mark()
                     sent = program.send(key)
                     try:
-                        shown = await program.wait_for(marker, since, timeout=MISS_AFTER_S)
+                        shown = await program.wait_shown(marker, timeout=MISS_AFTER_S)
                     except RuntimeError:
+                        if args.debug:
+                            print("\n".join(program.screen.display), flush=True)
                         missed += 1
                         program.send(b"\x1b")
                         await asyncio.sleep(1.0)
@@ -97,6 +106,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs-per-second", type=float, default=27.0, help="job stream")
     parser.add_argument("--settle-s", type=float, default=3.0, help="load before sampling")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--debug", action="store_true", help="print the screen of a miss")
+    parser.add_argument(
+        "--switch-interval", type=float, help="sys.setswitchinterval for the console process"
+    )
     return parser.parse_args()
 
 

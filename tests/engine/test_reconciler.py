@@ -7,6 +7,7 @@ import json
 
 from tests.support.engine import FAST, challenge_resources, running, wait_for
 from validator_tui.demo import DemoEnvironment
+from validator_tui.engine.store import StoredState
 from validator_tui.models.vmm import PortMapping, VmConfiguration
 
 COMPOSE = json.dumps({"manifest_version": 2, "name": "evaluator", "runner": "docker-compose"})
@@ -24,6 +25,11 @@ async def test_orphaned_job_vm_is_removed_and_a_failed_listing_changes_nothing()
                 memory=512,
                 disk_size=1,
                 ports=[PortMapping(host_port=ports.end, vm_port=ports.evaluator_port)],
+            )
+            # Ours: the store recorded its name (a job VM no store recorded is another
+            # validator's, left alone: engine/foreign).
+            validator.ctx.store.upsert_job(
+                "nobody-runs-this", "c", StoredState.LOST, vm_name=orphan.name
             )
             orphan_id = await validator.ctx.vmm.create_vm(orphan)
             await validator.reconcile()

@@ -41,6 +41,8 @@ FORBIDDEN_WORDS = frozenset(
         "RETURNING",
     }
 )
+#: Statements that change data, also inside a WITH query's common table expressions.
+DATA_MODIFYING_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT"})
 #: Forbidden even as a function call.
 FORBIDDEN_FUNCTIONS = frozenset({"LOAD_EXTENSION"})
 _STATEMENT_STARTS = frozenset({"SELECT", "VALUES", *FORBIDDEN_WORDS})
@@ -137,6 +139,8 @@ def check_read_only(sql: str) -> None:
     if head not in ("SELECT", "WITH"):
         shown = clean_line(first.text, 40)
         raise QueryRefused(f"query refused: must start with SELECT or WITH, not {shown!r}")
+    if head == "WITH":
+        _check_cte_writes(statement)
     _check_words(statement)
     _check_parentheses(statement)
     if head == "WITH" and _main_verb_after_with(statement) != "SELECT":
@@ -159,6 +163,23 @@ def _check_words(statement: list[Token]) -> None:
         if (is_call and word == "REPLACE") or is_qualified:
             continue
         raise QueryRefused(f"query refused: {word} is not allowed in a read-only query")
+
+
+def _check_cte_writes(statement: list[Token]) -> None:
+    """A WITH query that changes data (in a CTE or as its main statement) is refused as such."""
+    for index, token in enumerate(statement):
+        word = token.text.upper() if token.kind is Kind.WORD else ""
+        if word not in DATA_MODIFYING_WORDS:
+            continue
+        after = statement[index + 1] if index + 1 < len(statement) else None
+        before = statement[index - 1] if index else None
+        if (word == "REPLACE" and after is not None and after.text == "(") or (
+            before is not None and before.text == "."
+        ):
+            continue
+        raise QueryRefused(
+            f"query refused: this WITH query modifies data ({word}); only reading is allowed"
+        )
 
 
 def _check_parentheses(statement: list[Token]) -> None:

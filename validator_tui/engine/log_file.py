@@ -2,9 +2,11 @@
 commands, CVM events, job failures and every other engine event, one line each with its
 absolute UTC time, size-bounded and rotated.
 
-Whoever set up logging may already write that file (the console's engine logs there); then
-nothing is added. Otherwise a rotating handler is added to the root logger for the engine's
-lifetime: `validator_tui` lines from INFO, other libraries' from WARNING.
+Whoever set up logging may already write that file (`logs.setup_file_logging`: the console's
+engine, or a headless engine whose terminal went away); then nothing is added, and a later
+`setup_file_logging` replaces the handler added here. Otherwise a rotating handler is added to
+the root logger for the engine's lifetime: `validator_tui` lines from INFO, other libraries'
+from WARNING.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ import logging
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from validator_tui.logs import TextFormatter
+from validator_tui.logs import LOG_FILE_BACKUPS, LOG_FILE_BYTES, TextFormatter
 
+#: The same file `control.paths.log_path` names (the console's engine and a headless engine
+#: whose terminal went away log there through `logs.setup_file_logging`).
 LOG_NAME = "validator.log"
-#: The file is rotated at this size, with this many old files kept (40 MB at most).
-LOG_FILE_BYTES = 10 * 1024 * 1024
-LOG_FILE_BACKUPS = 3
 
 
 class _LogFile(RotatingFileHandler):

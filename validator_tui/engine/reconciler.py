@@ -31,7 +31,8 @@ class Reconciler:
     async def reconcile(self) -> None:
         """Compare the VMM's VMs with ours: refresh statuses, remove orphaned job VMs, and
         notice VMs we hold that the VMM no longer lists (a VMM restart): a challenge CVM is
-        provisioned again, a job fails with "VM lost", their quota is released."""
+        provisioned again, a job fails with "VM lost", their quota is released. VMs of another
+        validator with our hotkey are left alone and reported (engine/foreign)."""
         ctx = self.ctx
         held = {vm_id: (vm.kind, vm.owner_id) for vm_id, vm in ctx.state.vms.items()}
         try:
@@ -53,8 +54,17 @@ class Reconciler:
         active_names = {
             ctx.naming.job_vm(job.id) for job in ctx.state.jobs.values() if job.state.active
         }
+        foreign = self.recovery.foreign
+        others = []
         for info in listing.vms:
             if not ctx.naming.owns(info.name) or info.status == "removing":
+                continue
+            if not (
+                foreign.is_ours_challenge_vm(info)
+                if ctx.naming.is_challenge_vm(info.name)
+                else foreign.is_ours_job_vm(info, active_names)
+            ):
+                others.append(info)
                 continue
             ctx.state.set_vm_status(info.id, info.status, info.boot_progress)
             if ctx.naming.is_challenge_vm(info.name):
@@ -64,3 +74,4 @@ class Reconciler:
                     await ctx.vmm.remove_vm(info.id)
                 ctx.state.drop_vm(info.id)
                 ctx.log("warn", "reconcile", f"removed orphaned job VM {info.id}", vm_id=info.id)
+        foreign.observe(others)

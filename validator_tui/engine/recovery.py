@@ -8,6 +8,7 @@ import contextlib
 from validator_tui.clients.errors import ClientError
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.foreign import ForeignVms
 from validator_tui.engine.jobs import RESTARTED, JobManager
 from validator_tui.engine.store import StoredState
 from validator_tui.models.platform import JobResults
@@ -17,10 +18,17 @@ class Recovery:
     """What a start needs to finish of the previous run; `orphans_pending` stays set while
     the VMM could not be asked which VMs are ours (the reconciler asks again)."""
 
-    def __init__(self, ctx: EngineContext, jobs: JobManager, challenges: ChallengeManager) -> None:
+    def __init__(
+        self,
+        ctx: EngineContext,
+        jobs: JobManager,
+        challenges: ChallengeManager,
+        foreign: ForeignVms,
+    ) -> None:
         self.ctx = ctx
         self.jobs = jobs
         self.challenges = challenges
+        self.foreign = foreign
         self.orphans_pending = False
 
     async def recover(self) -> None:
@@ -60,7 +68,8 @@ class Recovery:
     async def sort_out_vms(self, *, late: bool = False) -> None:
         """List our VMs: remove job VMs (their jobs cannot resume) and offer challenge CVMs for
         adoption. `late` (the VMM did not answer at start-up and is back): challenge CVMs the
-        engine does not hold by now are removed instead of adopted."""
+        engine does not hold by now are removed instead of adopted. VMs of another validator
+        with our hotkey (not in our store) are left alone and reported (engine/foreign)."""
         ctx = self.ctx
         try:
             listing = await ctx.vmm.status(keyword=ctx.naming.prefix, brief=False)
@@ -70,12 +79,19 @@ class Recovery:
             return
         self.orphans_pending = False
         ours = [vm for vm in listing.vms if ctx.naming.owns(vm.name) and vm.status != "removing"]
-        for info in ours:
-            if ctx.naming.is_job_vm(info.name):
+        jobs = [vm for vm in ours if ctx.naming.is_job_vm(vm.name)]
+        cvms = [vm for vm in ours if ctx.naming.is_challenge_vm(vm.name)]
+        known = {stored.vm_id for stored in ctx.store.challenge_vms()}
+        foreign = [vm for vm in jobs if not self.foreign.is_ours_job_vm(vm, set())]
+        foreign += [vm for vm in cvms if vm.id not in known]
+        if not late:  # a late pass is followed by the reconcile pass's own report
+            self.foreign.observe(foreign)
+        for info in jobs:
+            if info not in foreign:
                 with contextlib.suppress(ClientError):
                     await ctx.vmm.remove_vm(info.id)
                 ctx.log("warn", "recover", f"removed orphaned job VM {info.id}", vm_id=info.id)
-        cvms = [vm for vm in ours if ctx.naming.is_challenge_vm(vm.name)]
+        cvms = [vm for vm in cvms if vm.id in known]
         if not late:
             self.challenges.offer_existing(cvms)
             return

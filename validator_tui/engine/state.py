@@ -55,6 +55,8 @@ class Header:
     counters: Counters = field(default_factory=Counters)
     quota: QuotaUsage = field(default_factory=lambda: QuotaUsage(Resources(), Resources(), 0, 0, 0))
     throughput: tuple[int, ...] = ()
+    #: Set while VMs of another validator with this hotkey are on the VMM (see engine/foreign).
+    conflict: str = ""
     #: Why claims are paused (platform unreachable, VMM not answering, …); "" when they run.
     claims_paused: str = ""
     #: The latest slow request to the platform or the VMM; "" once requests are in time again.

@@ -237,6 +237,14 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write state database {self.path}: {exc}") from None
 
+    def knows_vm_name(self, vm_name: str) -> bool:
+        """True when this store recorded `vm_name` for one of its jobs (before its CreateVm)."""
+        try:
+            row = self._db.execute("SELECT 1 FROM jobs WHERE vm_name = ?", (vm_name,)).fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None
+
     def pending_results(self) -> list[OutboxEntry]:
         rows = self._db.execute(
             "SELECT job_id, body, status, attempts, last_error FROM outbox "

@@ -21,6 +21,7 @@ from validator_tui.config import ValidatorConfig
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor
+from validator_tui.engine.foreign import ForeignVms
 from validator_tui.engine.health import ServerHealth
 from validator_tui.engine.jobs import JobManager
 from validator_tui.engine.log_file import keep_log_file, release_log_file
@@ -91,7 +92,7 @@ class Validator:
             ResultOutbox(self.ctx, self._on_result_done),
         )
         self.jobs.claims_allowed = claims_allowed
-        self.recovery = Recovery(self.ctx, self.jobs, self.challenges)
+        self.recovery = Recovery(self.ctx, self.jobs, self.challenges, ForeignVms(self.ctx))
         self.reconciler = Reconciler(self.ctx, self.jobs, self.challenges, self.recovery)
         self.ctx.platform_health.subscribe(self._on_health_change)
         self.ctx.vmm_health.subscribe(self._on_health_change)
@@ -446,7 +447,7 @@ class Validator:
             check_read_only(sql)
             rows = await self.ctx.platform.execute_orm_query(challenge_id, sql, params)
         except QueryRefused as exc:
-            return Outcome.refused(f"refused: {exc}")
+            return Outcome.refused(str(exc))
         except ApiError as exc:
             return Outcome.refused(f"server refused the query: {exc.detail or exc}")
         except ClientError as exc:

@@ -2,7 +2,8 @@
 asks first and whether a read-only console may use it.
 
 The table generates the bindings (of the main screen, the app and the tables), the command
-palette's entries and the help screen, so the three can never disagree.
+palette's entries and the help screen, so the three can never disagree; README's key list is
+checked against it by a test.
 """
 
 from __future__ import annotations
@@ -43,186 +44,252 @@ class Action:
     confirm: bool = False  # asks first
     read_only_safe: bool = True  # allowed in a read-only console
     footer: bool = True  # shown in the footer
-    palette: bool = True  # listed in the command palette
+
+
+def _action(
+    name: str,
+    key: str,
+    title: str,
+    help: str,
+    section: Section,
+    owner: Owner = Owner.MAIN,
+    *,
+    label: str | None = None,
+    confirm: bool = False,
+    read_only_safe: bool = True,
+    footer: bool = True,
+) -> Action:
+    return Action(
+        name,
+        key,
+        label or key,
+        title,
+        help,
+        section,
+        owner,
+        confirm=confirm,
+        read_only_safe=read_only_safe,
+        footer=footer,
+    )
 
 
 ACTIONS: tuple[Action, ...] = (
-    Action(
+    _action(
         "claim_job",
         "c",
-        "c",
         "Claim",
-        "claim the selected pending job",
+        "claim the selected pending job now",
         Section.JOBS,
-        Owner.MAIN,
         read_only_safe=False,
     ),
-    Action(
+    _action(
         "cancel_job",
         "x",
-        "x",
-        "Cancel",
-        "cancel the selected job: its VM is destroyed, the platform gets an error result",
+        "Cancel job",
+        "cancel the selected claimed or running job: its VM is destroyed, the platform gets "
+        "the error result “cancelled by operator”",
         Section.JOBS,
-        Owner.MAIN,
         confirm=True,
         read_only_safe=False,
     ),
-    Action(
-        "job_details",
-        "enter",
+    _action(
+        "details",
         "enter",
         "Details",
-        "details of the selected job: record, timeline, result, logs",
+        "details of the selected job (record, timeline, result, logs) or challenge CVM "
+        "(state history, compose, VM, log)",
         Section.JOBS,
-        Owner.MAIN,
     ),
-    Action(
-        "filter",
-        "slash",
-        "/",
-        "Filter",
-        "filter the job feed by text (esc clears)",
+    _action(
+        "copy_id",
+        "y",
+        "Copy id",
+        "copy the selected job's or challenge's id to the clipboard (OSC 52)",
         Section.JOBS,
-        Owner.MAIN,
+        footer=False,
     ),
-    Action(
+    _action(
+        "copy_vm_id",
+        "Y",
+        "Copy VM id",
+        "copy the VM id of the selected job or challenge CVM to the clipboard (OSC 52)",
+        Section.JOBS,
+        footer=False,
+    ),
+    _action(
+        "next_failed",
+        "e",
+        "Next failed",
+        "job feed: move to the next failed job (its reason is in the Reason column)",
+        Section.JOBS,
+        footer=False,
+    ),
+    _action(
+        "state_filter",
+        "v",
+        "State filter",
+        "job feed: show all jobs, or only failed, running, pending or dead-letter ones (in turn)",
+        Section.JOBS,
+        footer=False,
+    ),
+    _action(
+        "follow_jobs",
+        "t",
+        "Follow newest",
+        "job feed: keep the cursor on the newest job as jobs arrive (off when you move it)",
+        Section.JOBS,
+        footer=False,
+    ),
+    _action("filter", "slash", "Filter", "filter the job feed by text", Section.JOBS, label="/"),
+    _action(
         "clear_filter",
         "escape",
-        "esc",
         "Clear filter",
         "show every job again",
         Section.JOBS,
-        Owner.MAIN,
+        label="esc",
         footer=False,
     ),
-    Action(
+    _action(
         "sort_column(-1)",
         "less_than_sign",
-        "<",
         "Sort by previous column",
         "sort the focused table by the previous column",
         Section.JOBS,
         Owner.TABLE,
+        label="<",
         footer=False,
-        palette=False,
     ),
-    Action(
+    _action(
         "sort_column(1)",
         "greater_than_sign",
-        ">",
         "Sort by next column",
         "sort the focused table by the next column",
         Section.JOBS,
         Owner.TABLE,
+        label=">",
         footer=False,
-        palette=False,
     ),
-    Action(
+    _action(
         "reverse_sort",
         "exclamation_mark",
-        "!",
         "Reverse sort",
         "reverse the focused table's sort order",
         Section.JOBS,
         Owner.TABLE,
+        label="!",
         footer=False,
-        palette=False,
     ),
-    Action(
+    _action(
         "rebuild_challenge",
         "r",
-        "r",
-        "Rebuild",
-        "rebuild the selected challenge's CVM",
+        "Rebuild CVM",
+        "rebuild the selected challenge's CVM: a fresh one is provisioned, then the old one "
+        "is removed",
         Section.CVMS,
-        Owner.MAIN,
         confirm=True,
         read_only_safe=False,
     ),
-    Action(
+    _action(
         "start_vm",
         "s",
-        "s",
         "Start VM",
-        "start the selected VM",
+        "start the selected job's VM or challenge CVM",
         Section.CVMS,
-        Owner.MAIN,
         read_only_safe=False,
         footer=False,
     ),
-    Action(
+    _action(
         "stop_vm",
         "S",
-        "S",
         "Stop VM",
-        "stop the selected VM",
+        "stop the selected job's VM or challenge CVM",
         Section.CVMS,
-        Owner.MAIN,
         confirm=True,
         read_only_safe=False,
         footer=False,
     ),
-    Action(
+    _action(
         "remove_vm",
         "D",
-        "D",
         "Remove VM",
-        "remove the selected VM",
+        "remove the selected job's VM or challenge CVM",
         Section.CVMS,
-        Owner.MAIN,
         confirm=True,
         read_only_safe=False,
         footer=False,
     ),
-    Action(
+    _action(
         "toggle_auto_claim",
-        "a",
         "a",
         "Auto-claim",
         "turn auto-claim on or off",
         Section.CONSOLE,
-        Owner.MAIN,
         read_only_safe=False,
     ),
-    Action(
+    _action(
         "orm_query",
-        "o",
         "o",
         "ORM",
         "read-only SQL on a challenge's database",
         Section.CONSOLE,
-        Owner.MAIN,
         read_only_safe=False,
     ),
-    Action(
+    _action(
+        "outbox",
+        "u",
+        "Outbox",
+        "results not yet accepted: unsent ones and dead letters (refused by the platform), "
+        "with retry and discard",
+        Section.CONSOLE,
+        footer=False,
+    ),
+    _action(
         "toggle_follow",
-        "f",
         "f",
         "Log pause",
         "VM console: follow or pause",
         Section.CONSOLE,
-        Owner.MAIN,
-    ),
-    Action(
-        "toggle_wrap",
-        "w",
-        "w",
-        "Wrap",
-        "VM console: wrap long lines",
-        Section.CONSOLE,
-        Owner.MAIN,
         footer=False,
     ),
-    Action(
-        "help", "question_mark", "?", "Help", "every key of the console", Section.CONSOLE, Owner.APP
+    _action(
+        "toggle_wrap", "w", "Wrap", "VM console: wrap long lines", Section.CONSOLE, footer=False
     ),
-    Action(
+    _action(
+        "help",
+        "question_mark",
+        "Help",
+        "every key of the console",
+        Section.CONSOLE,
+        Owner.APP,
+        label="?",
+    ),
+    _action(
+        "redraw",
+        "ctrl+l",
+        "Redraw",
+        "draw the whole screen again (the console otherwise sends only what changed)",
+        Section.CONSOLE,
+        Owner.APP,
+        label="ctrl+l",
+        footer=False,
+    ),
+    _action(
+        "stop_validator",
+        "Q",
+        "Stop validator",
+        "stop the validator the graceful way: running jobs are stopped and get an error "
+        "result, the outbox is flushed",
+        Section.CONSOLE,
+        confirm=True,
+        read_only_safe=False,
+        footer=False,
+    ),
+    _action(
         "quit",
         "q",
-        "q",
         "Quit",
-        "quit (asks first if jobs are running)",
+        "close the console: stop the validator or detach from it (an attached console detaches)",
         Section.CONSOLE,
         Owner.APP,
     ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
 from validator_tui.control import ChallengeState, ConnectionView, JobState
@@ -68,6 +69,23 @@ def duration(seconds: float) -> str:
     return f"{days}d{hours:02d}h"
 
 
+def age(seconds: float) -> str:
+    """A duration at the precision a ticking display shows: seconds below a minute, then
+    minutes (`42s`, `3m`, `2h07m`, `4d03h`), so it changes at most once a minute after the
+    first minute."""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes = total // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
 def ago(at: float | None, now: float) -> str:
     """`12s ago` for a past instant, `never` when there is none."""
     if at is None:
@@ -118,3 +136,62 @@ def bar(used: int, total: int, width: int) -> Text:
     text = Text("█" * filled, style=style)
     text.append("░" * (width - filled), style="dim")
     return text
+
+
+def fit(text: str, width: int, align: str = "left") -> str:
+    """`text` in exactly `width` cells: padded, or cut with `…` (at a word boundary when
+    one is near the end, so a column never shows half a word)."""
+    length = cell_len(text)
+    if length <= width:
+        pad = " " * (width - length)
+        return pad + text if align == "right" else text + pad
+    if width <= 1:
+        return "…"[:width]
+    cut = set_cell_size(text, width - 1)
+    if not text[len(cut) :].startswith(" "):  # the cut is inside a word: back to its start
+        space = cut.rfind(" ")
+        if space >= (width - 1) // 2:
+            cut = cut[:space]
+    return set_cell_size(cut.rstrip(" ,;:·-") + "…", width)
+
+
+#: dstack's boot stages (`boot_progress`) in a word or two.
+BOOT_STAGES: dict[str, str] = {
+    "booting": "booting",
+    "init-script": "init",
+    "attesting gpu": "gpu",
+    "initializing data disk": "disk init",
+    "mounting data disk": "disk",
+    "requesting app keys": "keys",
+    "data disk ready": "disk ok",
+    "setting up dstack-gateway": "gateway",
+    "setting up docker": "docker",
+    "pre-launch": "prelaunch",
+    "starting containers": "starting",
+    "done": "done",
+    "n/a": "n/a",
+}
+
+
+def boot_stage(progress: str) -> str:
+    """A short form of a VM's boot progress (`init-script` → `init`), sanitised; unknown
+    stages keep their first word."""
+    text = clean_line(progress, 60).strip()
+    if not text:
+        return "-"
+    known = BOOT_STAGES.get(text.casefold())
+    if known is not None:
+        return known
+    return text.split()[0]
+
+
+def job_reason(error: str | None) -> str:
+    """Why a job is where it is, in one sanitised line (empty when there is nothing to say)."""
+    return clean_line(error or "", 300)
+
+
+def when(at: float | None, now: float) -> str:
+    """`2023-11-14 22:13:20 (12s ago)`: local date and time with the age; `never` if none."""
+    if at is None:
+        return "never"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} ({ago(at, now)})"

@@ -1,4 +1,5 @@
-"""A yes/no question over the main screen: `y` confirms, `n` or `esc` declines."""
+"""A yes/no question over the main screen: `y` confirms, `n` or `esc` declines. The buttons
+name what happens and carry their keys ("Stop VM (y)", "Keep it (n · esc)")."""
 
 from __future__ import annotations
 
@@ -16,14 +17,22 @@ class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n", "answer(False)", "No"),
-        Binding("escape", "answer(False)", "Cancel"),
+        Binding("escape", "answer(False)", "Back"),
     ]
 
-    def __init__(self, question: str, detail: str = "", *, confirm_label: str = "Yes") -> None:
+    def __init__(
+        self,
+        question: str,
+        detail: str = "",
+        *,
+        confirm_label: str = "Yes",
+        decline_label: str = "No",
+    ) -> None:
         super().__init__()
         self._question = question
         self._detail = detail
         self._confirm_label = confirm_label
+        self._decline_label = decline_label
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
@@ -32,7 +41,7 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Static(Text(self._detail), id="confirm-detail")
             with Horizontal(id="confirm-buttons"):
                 yield Button(Text(f"{self._confirm_label} (y)"), variant="error", id="yes")
-                yield Button(Text("No (n)"), variant="primary", id="no")
+                yield Button(Text(f"{self._decline_label} (n · esc)"), variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

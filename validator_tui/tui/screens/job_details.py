@@ -16,7 +16,7 @@ from textual.widgets import Static
 
 from validator_tui.control import JobRecord
 from validator_tui.sanitize import clean_line, clean_lines
-from validator_tui.tui.format import ago, duration, job_state_text, score_text
+from validator_tui.tui.format import duration, job_state_text, score_text, when
 
 MAX_LOG_LINES = 500
 REFRESH_S = 0.5
@@ -37,9 +37,9 @@ def job_details(job: JobRecord, challenge_name: str, now: float) -> RenderableTy
         ("challenge", _field(f"{challenge_name} ({job.challenge_id})")),
         ("submission", _field(job.submission_id)),
         ("miner", _field(job.miner_hotkey)),
-        ("created", Text(ago(job.created_at, now))),
-        ("claimed", Text(ago(job.claimed_at, now))),
-        ("finished", Text(ago(job.finished_at, now))),
+        ("created", Text(when(job.created_at, now))),
+        ("claimed", Text(when(job.claimed_at, now))),
+        ("finished", Text(when(job.finished_at, now))),
         ("elapsed", Text(duration(job.elapsed(now)))),
         ("vm", _field(job.vm_id)),
         ("host port", _field(job.host_port)),
@@ -65,7 +65,7 @@ def job_details(job: JobRecord, challenge_name: str, now: float) -> RenderableTy
     parts.append(_section("Timeline"))
     if job.timeline:
         for entry in job.timeline:
-            line = Text(f"  {ago(entry.at, now):>12}  ", style="dim")
+            line = Text(f"  {when(entry.at, now)}  ", style="dim")
             line.append(clean_line(entry.text, 500))
             parts.append(line)
     else:

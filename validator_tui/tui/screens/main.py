@@ -1,18 +1,26 @@
 """The main screen: header, job feed, challenge CVMs, quota, events and the VM console, with
-the actions on what the operator selected. Its bindings go quiet while a dialog is up."""
+the actions on what the operator selected. Its bindings go quiet while a dialog is up.
+
+Every key answers: an action that cannot act on the selection says why in a toast
+(`why_not`), and the footer dims (or, in a read-only console, hides) what does not apply.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual import events, on, work
 from textual.app import ComposeResult
+from textual.binding import ActiveBinding
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import Input
 
 from validator_tui.control import (
+    ChallengeRecord,
     Header,
     JobRecord,
     JobState,
@@ -21,14 +29,19 @@ from validator_tui.control import (
     VmRecord,
 )
 from validator_tui.sanitize import clean_line
-from validator_tui.tui.actions import Owner, bindings, by_name
+from validator_tui.tui.actions import Owner, actions_of, bindings, by_name
 from validator_tui.tui.format import short_id
+from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.screens.orm import OrmScreen
+from validator_tui.tui.screens.outbox import OutboxScreen
+from validator_tui.tui.screens.quit import running_jobs_text, stop_consequences
 from validator_tui.tui.widgets.challenge_table import ChallengeTable
 from validator_tui.tui.widgets.event_log import EventLog
 from validator_tui.tui.widgets.job_feed import JobFeed
+from validator_tui.tui.widgets.key_footer import KeyFooter
+from validator_tui.tui.widgets.line_table import LineTable
 from validator_tui.tui.widgets.quota_panel import QuotaGauges, QuotaPanel
 from validator_tui.tui.widgets.status_bar import StatusBar
 from validator_tui.tui.widgets.vm_console import VmConsole
@@ -38,17 +51,31 @@ if TYPE_CHECKING:
 
 STARTABLE_VM = frozenset({"stopped", "exited"})
 STOPPABLE_VM = frozenset({"running", "stopping"})
-#: Actions whose availability depends on the selection (the footer follows them).
-SELECTION_ACTIONS = (
-    "claim_job",
-    "cancel_job",
-    "job_details",
-    "rebuild_challenge",
-    "start_vm",
-    "stop_vm",
-    "remove_vm",
-    "clear_filter",
-)
+#: The refusal of every command in a read-only console.
+READ_ONLY = "read-only console: commands are refused"
+#: The main screen's own actions (the footer dims those that do not apply).
+MAIN_ACTIONS = frozenset(action.name for action in actions_of(Owner.MAIN))
+JOBS, CHALLENGES = "jobs", "challenges"
+
+
+@dataclass(frozen=True, slots=True)
+class VmTarget:
+    """The VM an action would act on: a job's VM or a challenge's CVM."""
+
+    vm_id: str
+    job: JobRecord | None = None
+    challenge: ChallengeRecord | None = None
+
+    @property
+    def label(self) -> str:
+        """`job 1234abcd · <vm id>` or `term-bench · <vm id>` (sanitised)."""
+        if self.job is not None:
+            owner = f"job {short_id(self.job.id)}"
+        elif self.challenge is not None:
+            owner = clean_line(self.challenge.name or self.challenge.id, 60)
+        else:
+            owner = "VM"
+        return f"{owner} · {clean_line(self.vm_id, 80)}"
 
 
 class MainScreen(Screen[None]):
@@ -60,8 +87,8 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.header = Header()
         self.vms: dict[str, VmRecord] = {}
-        self._active_table: str = "jobs"
-        self._bindings_signature: tuple[bool | None, ...] = ()
+        self.active_table: str = JOBS
+        self._bindings_signature: tuple[str | None, ...] = ()
 
     @property
     def console_app(self) -> ValidatorApp:
@@ -84,8 +111,8 @@ class MainScreen(Screen[None]):
                 yield QuotaPanel(id="quota")
                 yield EventLog(id="events")
         yield QuotaGauges(id="quota-line", classes="compact")
-        yield VmConsole(self._vm_log_lines, id="console")
-        yield Footer()
+        yield VmConsole(self.vm_log_lines, id="console")
+        yield KeyFooter()
 
     @property
     def feed(self) -> JobFeed:
@@ -108,11 +135,12 @@ class MainScreen(Screen[None]):
         self.feed.focus()
 
     def on_resize(self, event: events.Resize) -> None:
-        footer = self.query_one(Footer)
-        footer.compact = event.size.width < 120
-        footer.show_command_palette = event.size.width >= 100
+        self.query_one(KeyFooter).set_mode(
+            compact=event.size.width < 120, show_command_palette=event.size.width >= 100
+        )
 
-    def _vm_log_lines(self, vm_id: str) -> AsyncIterator[str]:
+    def vm_log_lines(self, vm_id: str) -> AsyncIterator[str]:
+        """The VM's log from the engine (the last 200 lines, then followed)."""
         return self.console_app.engine.vm_logs(vm_id, lines=200, follow=True)
 
     # -- engine state -------------------------------------------------------------------------
@@ -134,7 +162,7 @@ class MainScreen(Screen[None]):
         self.vms.update((vm.id, vm) for vm in delta.vms)
         table.apply(delta.challenges, removed_challenges, now)
         feed.rename_challenges(table.names(), now)
-        feed.apply(delta.jobs, removed_jobs, now)
+        feed.apply(delta.jobs, removed_jobs, now, full=delta.full)
         if delta.events:
             self.query_one(EventLog).add_events(delta.events, now)
         self.header = delta.header
@@ -149,179 +177,209 @@ class MainScreen(Screen[None]):
         self._show_header(now)
 
     def _show_header(self, now: float) -> None:
-        self.query_one(StatusBar).show(self.header, now)
+        engine = self.console_app.engine
+        attached = None if engine.embedded else engine.info
+        self.query_one(StatusBar).show(self.header, now, attached=attached, link=engine.link)
         self.query_one(QuotaPanel).show(self.header.quota, self.header.throughput)
-        line = self.query_one("#quota-line", QuotaGauges)
-        if line.usage != self.header.quota:
-            line.usage = self.header.quota
+        self.query_one("#quota-line", QuotaGauges).show(self.header.quota)
+
+    def running_jobs(self) -> int:
+        """Jobs claimed by this validator and not finished (the feed never drops one)."""
+        return sum(1 for job in self.feed.jobs.values() if job.state.active)
 
     # -- selection ----------------------------------------------------------------------------
 
-    def selected_vm(self) -> tuple[str, str] | None:
-        """(VM id, label) of the selection in the job feed or the challenge table."""
-        if self._active_table == "challenges":
-            challenge = self.challenge_table.selected_challenge
-            if challenge is not None and challenge.vm_id:
-                return challenge.vm_id, f"{challenge.name or challenge.id} · {challenge.vm_id}"
-            return None
-        job = self.feed.selected_job
+    def selected_job(self) -> JobRecord | None:
+        """The job under the feed's cursor, when the job feed is the active table."""
+        return self.feed.selected_job if self.active_table == JOBS else None
+
+    def selected_challenge(self) -> ChallengeRecord | None:
+        """The challenge under the CVM table's cursor, when that table is the active one."""
+        return self.challenge_table.selected_challenge if self.active_table == CHALLENGES else None
+
+    def selected_vm(self) -> VmTarget | None:
+        """The VM of the selection: the selected job's VM or the selected challenge's CVM."""
+        job = self.selected_job()
         if job is not None and job.vm_id:
-            return job.vm_id, f"job {short_id(job.id)} · {job.vm_id}"
+            return VmTarget(job.vm_id, job=job)
+        challenge = self.selected_challenge()
+        if challenge is not None and challenge.vm_id:
+            return VmTarget(challenge.vm_id, challenge=challenge)
         return None
 
     def vm_status(self, vm_id: str) -> str:
-        """The VM's last known status (from the VM list, else its challenge's record)."""
-        vm = self.vms.get(vm_id)
-        if vm is not None:
-            return vm.status
+        """The VM's last known status (from its challenge's record, else the VM list)."""
         for challenge in self.challenge_table.challenges.values():
-            if challenge.vm_id == vm_id:
+            if challenge.vm_id == vm_id and challenge.vm_status:
                 return challenge.vm_status
-        return ""
+        vm = self.vms.get(vm_id)
+        return "" if vm is None else vm.status
 
     def _sync_console(self) -> None:
         selected = self.selected_vm()
         if selected is None:
             self.vm_console.follow(None)
         else:
-            self.vm_console.follow(*selected)
+            self.vm_console.follow(selected.vm_id, selected.label)
 
     def _sync_bindings(self) -> None:
         """Refresh the footer only when what the actions can do has changed."""
-        signature = tuple(self.check_action(name, ()) for name in SELECTION_ACTIONS)
+        signature = tuple(self.why_not(name) for name in sorted(MAIN_ACTIONS))
         if signature != self._bindings_signature:
             self._bindings_signature = signature
             self.refresh_bindings()
 
-    @on(DataTable.RowSelected, "#jobs")
-    def _job_selected(self) -> None:
-        """`enter` on the job feed opens the job's details."""
-        self.action_job_details()
+    @on(LineTable.RowSelected, "#jobs")
+    @on(LineTable.RowSelected, "#challenges")
+    def _row_selected(self, event: LineTable.RowSelected) -> None:
+        """`enter` on a table opens the details of its row."""
+        self._set_active(event.table.id)
+        self.action_details()
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        table_id = event.data_table.id
-        if table_id in ("jobs", "challenges") and event.data_table.has_focus:
-            self._active_table = table_id
+    @on(LineTable.CursorMoved)
+    def _row_highlighted(self, event: LineTable.CursorMoved) -> None:
+        if event.table.has_focus:
+            self._set_active(event.table.id)
         self._sync_console()
         self._sync_bindings()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         focused = self.focused
-        if focused is not None and focused.id in ("jobs", "challenges"):
-            self._active_table = focused.id
+        if focused is not None:
+            self._set_active(focused.id)
             self._sync_console()
             self._sync_bindings()
 
-    # -- actions ------------------------------------------------------------------------------
+    def _set_active(self, table_id: str | None) -> None:
+        if table_id in (JOBS, CHALLENGES):
+            self.active_table = table_id
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide every command in read-only mode; grey out what the selection can't take."""
-        if self.console_app.read_only and not _read_only_safe(action):
-            return False
-        if action == "clear_filter":
-            return bool(self.feed.filter_text) or None
-        job = self.feed.selected_job if self._is_mounted else None
-        if action == "claim_job":
-            return (job is not None and job.state is JobState.PENDING) or None
-        if action == "cancel_job":
-            return (job is not None and job.state.active) or None
-        if action == "job_details":
-            return job is not None or None
-        if action == "rebuild_challenge":
-            return self.challenge_table.selected_challenge is not None or None
-        if action in ("start_vm", "stop_vm", "remove_vm"):
-            selected = self.selected_vm()
-            if selected is None:
-                return None
-            status = self.vm_status(selected[0])
-            if action == "start_vm":
-                return status in STARTABLE_VM or None
-            if action == "stop_vm":
-                return status in STOPPABLE_VM or None
-        return True
+    # -- what applies -------------------------------------------------------------------------
 
-    def action_claim_job(self) -> None:
-        job = self.feed.selected_job
-        if job is not None:
-            self._run_command("claim", lambda: self.console_app.engine.claim(job.id))
+    def why_not(self, name: str) -> str | None:
+        """Why the action `name` cannot act on the selection now; None when it can."""
+        if name not in MAIN_ACTIONS:
+            return None
+        if self.console_app.read_only and not by_name(name).read_only_safe:
+            return READ_ONLY
+        if name in ("claim_job", "cancel_job"):
+            return self._job_refusal(name)
+        if name == "rebuild_challenge":
+            if self.active_table != CHALLENGES:
+                return "select a challenge CVM first (tab to the Challenge CVMs table)"
+            return None if self.selected_challenge() is not None else "no challenge CVM yet"
+        if name in ("start_vm", "stop_vm", "remove_vm", "copy_vm_id"):
+            return self._vm_refusal(name)
+        if name in ("details", "copy_id"):
+            nothing = self.selected_job() is None and self.selected_challenge() is None
+            return "nothing selected: select a job or a challenge CVM" if nothing else None
+        if name == "next_failed" and not any(
+            job.state is JobState.FAILED for job in self.feed.jobs.values()
+        ):
+            return "no failed job in the feed"
+        if name == "clear_filter":
+            field_open = self.query_one("#filter", Input).has_class("-active")
+            return None if self.feed.filter_text or field_open else "no filter to clear"
+        if name == "orm_query" and not self.challenge_table.challenges:
+            return "no challenge to query yet"
+        return None
 
-    def action_cancel_job(self) -> None:
+    def _job_refusal(self, name: str) -> str | None:
+        if self.active_table != JOBS:
+            return "select a job in the job feed first"
         job = self.feed.selected_job
         if job is None:
+            return "no job selected" + (": none matches the filter" if self.feed.jobs else "")
+        job_name = f"job {short_id(job.id)}"
+        if name == "claim_job" and job.state is not JobState.PENDING:
+            return f"{job_name} is {job.state.value}: only a pending job can be claimed"
+        if name == "cancel_job":
+            if job.state is JobState.PENDING:
+                return f"{job_name} is pending: it is not claimed, there is nothing to cancel"
+            if job.state.finished:
+                return f"{job_name} is already {job.state.value}: there is nothing to cancel"
+        return None
+
+    def _vm_refusal(self, name: str) -> str | None:
+        target = self.selected_vm()
+        if target is None:
+            job, challenge = self.selected_job(), self.selected_challenge()
+            if job is not None:
+                return f"job {short_id(job.id)} has no VM"
+            if challenge is not None:
+                return f"{clean_line(challenge.name or challenge.id, 60)} has no CVM yet"
+            return "select a job or a challenge CVM with a VM"
+        status = self.vm_status(target.vm_id)
+        shown = f"VM {short_id(target.vm_id)} is {clean_line(status, 40) or 'in an unknown state'}"
+        if name == "start_vm" and status not in STARTABLE_VM:
+            return f"{shown}: only a stopped VM can be started"
+        if name == "stop_vm" and status not in STOPPABLE_VM:
+            return f"{shown}: only a running VM can be stopped"
+        return None
+
+    def _refused(self, name: str) -> bool:
+        """Toast why `name` cannot act now; True if it cannot."""
+        reason = self.why_not(name)
+        if reason is None:
+            return False
+        self.toast(reason, title=f"{by_name(name).title}: not done", severity="warning")
+        return True
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """As `Screen.active_bindings`, with this screen's actions dimmed when they do not
+        apply now and hidden in a read-only console (their keys still answer)."""
+        shown: dict[str, ActiveBinding] = {}
+        for key, active in super().active_bindings.items():
+            if active.node is self and active.binding.action in MAIN_ACTIONS:
+                reason = self.why_not(active.binding.action)
+                if reason == READ_ONLY:
+                    continue
+                active = active._replace(enabled=reason is None)
+            shown[key] = active
+        return shown
+
+    def toast(
+        self, message: str, *, title: str = "", severity: SeverityLevel = "information"
+    ) -> None:
+        """A toast whose text is shown as is (never parsed as markup)."""
+        self.app.notify(message, title=title, severity=severity, markup=False)
+
+    # -- job actions --------------------------------------------------------------------------
+
+    def action_claim_job(self) -> None:
+        job = self.selected_job()
+        if self._refused("claim_job") or job is None:
             return
+        self._run_command("claim", lambda: self.console_app.engine.claim(job.id))
+
+    def action_cancel_job(self) -> None:
+        job = self.selected_job()
+        if self._refused("cancel_job") or job is None:
+            return
+        vm = f"its VM {short_id(job.vm_id)} is removed" if job.vm_id else "its VM is removed"
         self._confirm(
-            f"Cancel job {short_id(job.id)}?",
-            "Its VM is destroyed and the platform gets an error result "
-            "(“cancelled by operator”, score 0).",
-            "cancel",
+            f"Cancel job {short_id(job.id)} ({job.state.value})?",
+            f"The job stops: {vm} and the platform gets the error result "
+            "“cancelled by operator” (score 0). It counts as cancelled, not failed.",
+            "Cancel job",
             lambda: self.console_app.engine.cancel(job.id),
+            decline="Keep it",
         )
 
-    def action_rebuild_challenge(self) -> None:
-        challenge = self.challenge_table.selected_challenge
-        if challenge is None:
+    def action_details(self) -> None:
+        if self._refused("details"):
             return
-        self._confirm(
-            f"Rebuild the CVM of {clean_line(challenge.name or challenge.id, 60)}?",
-            "A fresh CVM is provisioned; jobs of this challenge wait until it is active.",
-            "rebuild",
-            lambda: self.console_app.engine.rebuild(challenge.id),
-        )
-
-    def action_start_vm(self) -> None:
-        selected = self.selected_vm()
-        if selected is not None:
-            vm_id = selected[0]
-            self._run_command("start VM", lambda: self.console_app.engine.start_vm(vm_id))
-
-    def action_stop_vm(self) -> None:
-        selected = self.selected_vm()
-        if selected is None:
-            return
-        vm_id, label = selected
-        self._confirm(
-            f"Stop VM {short_id(vm_id)}?",
-            f"{label}\nA job running in it fails.",
-            "stop VM",
-            lambda: self.console_app.engine.stop_vm(vm_id),
-        )
-
-    def action_remove_vm(self) -> None:
-        selected = self.selected_vm()
-        if selected is None:
-            return
-        vm_id, label = selected
-        self._confirm(
-            f"Remove VM {short_id(vm_id)}?",
-            f"{label}\nA job in it fails; a challenge CVM is provisioned again.",
-            "remove VM",
-            lambda: self.console_app.engine.remove_vm(vm_id),
-        )
-
-    def action_toggle_auto_claim(self) -> None:
-        enabled = not self.header.auto_claim
-        self._run_command("auto-claim", lambda: self.console_app.engine.set_auto_claim(enabled))
-
-    def action_orm_query(self) -> None:
-        challenges = sorted(
-            ((c.name or c.id, c.id) for c in self.challenge_table.challenges.values()),
-            key=lambda pair: pair[0].casefold(),
-        )
-        selected = self.challenge_table.selected_challenge
-        self.app.push_screen(
-            OrmScreen(
-                challenges,
-                self.console_app.engine.orm_query,
-                selected=None if selected is None else selected.id,
-                cursor_blink=self.console_app.cursor_blink,
-            )
-        )
-
-    def action_job_details(self) -> None:
-        job = self.feed.selected_job
+        job, challenge = self.selected_job(), self.selected_challenge()
+        clock = self.console_app.clock
         if job is not None:
-            self.app.push_screen(JobDetailsScreen(job.id, self._lookup_job, self.console_app.clock))
+            self.app.push_screen(JobDetailsScreen(job.id, self._lookup_job, clock))
+        elif challenge is not None:
+            self.app.push_screen(
+                ChallengeDetailsScreen(
+                    challenge.id, self._lookup_challenge, self.vm_log_lines, clock
+                )
+            )
 
     async def _lookup_job(self, job_id: str) -> tuple[JobRecord | None, str]:
         """The job as the feed shows it, else from the engine's history (the feed is bounded)."""
@@ -330,12 +388,65 @@ class MainScreen(Screen[None]):
             return None, ""
         return job, self.challenge_table.names().get(job.challenge_id, job.challenge_id)
 
+    def _lookup_challenge(
+        self, challenge_id: str
+    ) -> tuple[ChallengeRecord | None, VmRecord | None]:
+        challenge = self.challenge_table.challenges.get(challenge_id)
+        vm = None if challenge is None or not challenge.vm_id else self.vms.get(challenge.vm_id)
+        return challenge, vm
+
+    def action_copy_id(self) -> None:
+        if self._refused("copy_id"):
+            return
+        job, challenge = self.selected_job(), self.selected_challenge()
+        if job is not None:
+            self._copy("job id", job.id)
+        elif challenge is not None:
+            self._copy("challenge id", challenge.id)
+
+    def action_copy_vm_id(self) -> None:
+        target = self.selected_vm()
+        if self._refused("copy_vm_id") or target is None:
+            return
+        self._copy("VM id", target.vm_id)
+
+    def _copy(self, what: str, value: str) -> None:
+        """Put `value` on the operator's clipboard (OSC 52, written by the app itself)."""
+        text = clean_line(value, 200)
+        self.app.copy_to_clipboard(text)
+        self.toast(
+            f"{text}\n(sent to your terminal's clipboard with OSC 52; some terminals need it "
+            "allowed)",
+            title=f"copied {what}",
+        )
+
+    def action_next_failed(self) -> None:
+        if self._refused("next_failed"):
+            return
+        self.feed.focus()
+        if self.feed.next_failed() is None:
+            self.toast("no failed job shown: the filter hides them", title="Next failed: not done")
+
+    def action_state_filter(self) -> None:
+        self.feed.set_state_filter(self.feed.state_filter.next())
+        self.feed.focus()
+        self._sync_console()
+        self._sync_bindings()
+
+    def action_follow_jobs(self) -> None:
+        self.feed.set_follow(not self.feed.follow)
+        self.feed.focus()
+        self._sync_console()
+        self._sync_bindings()
+
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)
         field.add_class("-active")
         field.focus()
 
     def action_clear_filter(self) -> None:
+        if self._refused("clear_filter"):
+            return
         field = self.query_one("#filter", Input)
         field.value = ""
         field.remove_class("-active")
@@ -356,11 +467,154 @@ class MainScreen(Screen[None]):
         else:
             self.feed.focus()
 
+    # -- CVM and VM actions -------------------------------------------------------------------
+
+    def action_rebuild_challenge(self) -> None:
+        challenge = self.selected_challenge()
+        if self._refused("rebuild_challenge") or challenge is None:
+            return
+        name = clean_line(challenge.name or challenge.id, 60)
+        running = challenge.jobs_running
+        old = short_id(challenge.vm_id)
+        self._confirm(
+            f"Rebuild the CVM of {name}?",
+            "A fresh CVM is provisioned from the challenge's verified compose; once it is "
+            f"active the engine switches to it and removes the old one ({old}). Jobs of {name} "
+            "are not claimed until the new CVM is active"
+            + (f"; the {running} running in their own VMs go on." if running else "."),
+            "Rebuild CVM",
+            lambda: self.console_app.engine.rebuild(challenge.id),
+            decline="Keep it",
+        )
+
+    def action_start_vm(self) -> None:
+        target = self.selected_vm()
+        if self._refused("start_vm") or target is None:
+            return
+        self._run_command("start VM", lambda: self.console_app.engine.start_vm(target.vm_id))
+
+    def action_stop_vm(self) -> None:
+        target = self.selected_vm()
+        if self._refused("stop_vm") or target is None:
+            return
+        if target.job is not None:
+            what = (
+                f"Job {short_id(target.job.id)} ({target.job.state.value}) runs in it: the job "
+                "fails and the platform gets its error result (score 0). To end a job, cancel "
+                "it (x) instead."
+            )
+            question = f"Stop the VM of job {short_id(target.job.id)}?"
+        else:
+            name = clean_line(target.challenge.name if target.challenge else "", 60)
+            what = (
+                f"The challenge CVM of {name} stops and stays stopped until you start it (s) or "
+                f"rebuild it (r); no job of {name} is claimed meanwhile. Jobs already running "
+                "in their own VMs go on."
+            )
+            question = f"Stop the CVM of {name}?"
+        self._confirm(
+            question,
+            f"{target.label}\n{what}",
+            "Stop VM",
+            lambda: self.console_app.engine.stop_vm(target.vm_id),
+            decline="Keep it",
+        )
+
+    def action_remove_vm(self) -> None:
+        target = self.selected_vm()
+        if self._refused("remove_vm") or target is None:
+            return
+        if target.job is not None:
+            what = (
+                f"The VM and its disk are deleted. Job {short_id(target.job.id)} "
+                f"({target.job.state.value}) fails and the platform gets its error result "
+                "(score 0)."
+                if target.job.state.active
+                else "The VM and its disk are deleted; its job is already finished."
+            )
+            question = f"Remove the VM of job {short_id(target.job.id)}?"
+        else:
+            name = clean_line(target.challenge.name if target.challenge else "", 60)
+            what = (
+                f"The challenge CVM of {name} and its disk are deleted. The engine provisions a "
+                f"fresh CVM for {name} at its next challenge check (a boot takes minutes); jobs "
+                f"of {name} wait until it is active."
+            )
+            question = f"Remove the CVM of {name}?"
+        self._confirm(
+            question,
+            f"{target.label}\n{what}",
+            "Remove VM",
+            lambda: self.console_app.engine.remove_vm(target.vm_id),
+            decline="Keep it",
+        )
+
+    # -- console actions ----------------------------------------------------------------------
+
+    def action_toggle_auto_claim(self) -> None:
+        if self._refused("toggle_auto_claim"):
+            return
+        enabled = not self.header.auto_claim
+        self._run_command("auto-claim", lambda: self.console_app.engine.set_auto_claim(enabled))
+
+    def action_orm_query(self) -> None:
+        if self._refused("orm_query"):
+            return
+        challenges = sorted(
+            ((c.name or c.id, c.id) for c in self.challenge_table.challenges.values()),
+            key=lambda pair: pair[0].casefold(),
+        )
+        job, challenge = self.selected_job(), self.selected_challenge()
+        selected = job.challenge_id if job is not None else challenge.id if challenge else None
+        self.app.push_screen(
+            OrmScreen(
+                challenges,
+                self.console_app.engine.orm_query,
+                selected=selected,
+                cursor_blink=self.console_app.cursor_blink,
+            )
+        )
+
+    def action_outbox(self) -> None:
+        engine = self.console_app.engine
+        self.app.push_screen(
+            OutboxScreen(
+                engine.list_outbox,
+                engine.retry_dead_letter,
+                engine.discard_dead_letter,
+                self.console_app.clock,
+                read_only=self.console_app.read_only,
+            )
+        )
+
     def action_toggle_follow(self) -> None:
         self.vm_console.toggle_pause()
 
     def action_toggle_wrap(self) -> None:
         self.vm_console.toggle_wrap()
+
+    def action_stop_validator(self) -> None:
+        if self._refused("stop_validator"):
+            return
+        running = self.running_jobs()
+        closing = (
+            "The console closes once the engine is stopping."
+            if self.console_app.engine.embedded
+            else "The engine stops; this console closes (there is nothing left to attach to)."
+        )
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Stop the validator? {running_jobs_text(running).capitalize()}.",
+                f"{stop_consequences(running)}\n{closing}",
+                confirm_label="Stop validator",
+                decline_label="Keep it running",
+            ),
+            self._stop_answered,
+        )
+
+    def _stop_answered(self, yes: bool | None) -> None:
+        if yes:
+            self.console_app.stop_validator_and_exit()
 
     # -- command plumbing ---------------------------------------------------------------------
 
@@ -370,13 +624,15 @@ class MainScreen(Screen[None]):
         detail: str,
         label: str,
         command: Callable[[], Awaitable[Outcome]],
+        *,
+        decline: str = "No",
     ) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self._run_command(label, command)
+                self._run_command(label.lower(), command)
 
         self.app.push_screen(
-            ConfirmScreen(question, detail, confirm_label=label.capitalize()), answered
+            ConfirmScreen(question, detail, confirm_label=label, decline_label=decline), answered
         )
 
     @work(exit_on_error=False, group="command")
@@ -384,14 +640,7 @@ class MainScreen(Screen[None]):
         outcome = await command()
         message = clean_line(outcome.message, 300)
         if outcome.ok:
-            self.notify(message, title=label, markup=False)
+            self.toast(message, title=label)
         else:
-            self.notify(message, title=f"{label}: refused", severity="error", markup=False)
+            self.toast(message, title=f"{label}: refused", severity="error")
         await self.console_app.refresh_from_engine()
-
-
-def _read_only_safe(name: str) -> bool:
-    try:
-        return by_name(name).read_only_safe
-    except KeyError:
-        return True

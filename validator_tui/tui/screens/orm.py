@@ -1,4 +1,8 @@
-"""ORM query screen: pick a challenge, write SQL and JSON params, see rows or the refusal."""
+"""ORM query screen: pick a challenge, write SQL and JSON params, see rows or the refusal.
+
+A refusal replaces the results (nothing stale stays on screen) and wraps however long it is;
+`enter` on a cell shows its whole value.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,22 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static, TextArea
 
 from validator_tui.control import Outcome
-from validator_tui.sanitize import clean_line
+from validator_tui.sanitize import clean_line, clean_lines
 
 RunQuery = Callable[[str, str, list[object]], Awaitable[Outcome]]
 MAX_ROWS_SHOWN = 1000
 DEFAULT_SQL = "SELECT * FROM submissions LIMIT 20"
+#: A cell's whole value is shown up to this many lines of this many characters.
+MAX_CELL_LINES = 2000
+MAX_CELL_LINE_CHARS = 2000
 
 
 class ParamsError(ValueError):
@@ -46,6 +53,42 @@ def cell_text(value: object) -> Text:
     return Text(clean_line(shown, 200), no_wrap=True, overflow="ellipsis")
 
 
+def full_value(value: object) -> list[str]:
+    """One result value whole, as sanitised lines: JSON values indented, text as it is."""
+    if value is None:
+        return ["NULL"]
+    shown = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, default=str, ensure_ascii=False, indent=2)
+    )
+    return clean_lines(shown.splitlines() or [""], MAX_CELL_LINES, MAX_CELL_LINE_CHARS)
+
+
+class CellScreen(ModalScreen[None]):
+    """One result cell, whole; `esc` or `enter` closes."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("enter", "close", "Close", show=False),
+    ]
+
+    def __init__(self, column: str, row: int, value: object) -> None:
+        super().__init__()
+        self._column = column
+        self._row = row
+        self._value = value
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="cell-dialog") as dialog:
+            dialog.border_title = Text(f"{clean_line(self._column, 60)} · row {self._row + 1}")
+            dialog.border_subtitle = "esc close"
+            yield Static(Text("\n".join(full_value(self._value))), id="cell-value")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
 class OrmScreen(Screen[None]):
     """Runs read-only queries through the engine; refusals and errors show inline."""
 
@@ -67,6 +110,8 @@ class OrmScreen(Screen[None]):
         self._run_query = run_query
         self._selected = selected
         self._cursor_blink = cursor_blink
+        self._rows: tuple[dict[str, object], ...] = ()
+        self._columns: list[str] = []
 
     def compose(self) -> ComposeResult:
         options = [(Text(clean_line(name, 60)), cid) for name, cid in self._challenges]
@@ -92,8 +137,9 @@ class OrmScreen(Screen[None]):
                 yield Input(placeholder='JSON array, e.g. ["sub-1"]', id="orm-params")
                 yield Button("Run ^r", id="orm-run", variant="primary")
             yield Static(id="orm-status")
-        table: DataTable[Text] = DataTable(id="orm-results", cursor_type="row")
+        table: DataTable[Text] = DataTable(id="orm-results", cursor_type="cell")
         table.border_title = "Results"
+        table.border_subtitle = "enter shows a cell whole"
         yield table
         yield Footer()
 
@@ -141,17 +187,19 @@ class OrmScreen(Screen[None]):
         self.show_outcome(outcome)
 
     def show_outcome(self, outcome: Outcome) -> None:
-        """Rows into the results table, or the refusal reason inline."""
+        """Rows into the results table, or the refusal reason inline (the table emptied)."""
         table = self.query_one("#orm-results", DataTable)
-        if not outcome.ok:
-            self._status(Text(f"refused: {clean_line(outcome.message, 500)}", style="bold red"))
-            return
         table.clear(columns=True)
+        self._rows, self._columns = (), []
+        if not outcome.ok:
+            self._status(Text(f"✗ {clean_line(outcome.message, 2000)}", style="bold red"))
+            return
         columns: list[str] = []
         for row in outcome.rows:
             for key in row:
                 if key not in columns:
                     columns.append(key)
+        self._rows, self._columns = outcome.rows[:MAX_ROWS_SHOWN], columns
         for column in columns:
             table.add_column(Text(clean_line(column, 40)), key=column)
         for row in outcome.rows[:MAX_ROWS_SHOWN]:
@@ -159,6 +207,14 @@ class OrmScreen(Screen[None]):
         count = len(outcome.rows)
         more = f" (showing the first {MAX_ROWS_SHOWN})" if count > MAX_ROWS_SHOWN else ""
         self._status(Text(f"{count} row{'s' if count != 1 else ''}{more}", style="green"))
+
+    @on(DataTable.CellSelected, "#orm-results")
+    def _cell_selected(self, event: DataTable.CellSelected) -> None:
+        """`enter` on a cell: show its whole value."""
+        row, column = event.coordinate.row, event.coordinate.column
+        if row < len(self._rows) and column < len(self._columns):
+            name = self._columns[column]
+            self.app.push_screen(CellScreen(name, row, self._rows[row].get(name)))
 
     def _status(self, text: Text) -> None:
         self.query_one("#orm-status", Static).update(text)

@@ -1,47 +1,196 @@
-"""The engine's event log: one line per event, coloured by level, bounded."""
+"""The engine's event log: one entry per event, coloured by level, bounded, wrapped at word
+boundaries to the panel's width (an id is never split across lines), drawn with the Line API:
+a new event repaints the log's lines, nothing else."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
+from typing import ClassVar
 
-from rich.text import Text
-from textual.widgets import RichLog
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
 
 from validator_tui.control import Event
 from validator_tui.sanitize import clean_line
-from validator_tui.tui.format import wall_time
+from validator_tui.tui.format import fit, short_id, wall_time
+from validator_tui.tui.widgets.titles import QuietTitles
 
 _LEVEL_STYLES = {"error": "bold red", "warn": "yellow", "info": ""}
 _LEVEL_MARKS = {"error": "✗", "warn": "!", "info": "·"}
+#: Continuation lines of a wrapped event start this far in.
+INDENT = 2
+
+#: A word of an event line and its style; a word is never split across lines.
+Token = tuple[str, str]
 
 
-def event_line(event: Event, now: float) -> Text:
-    """`12:03:04 ✗ job  message` built as Text: nothing in the message is parsed as markup."""
+def event_tokens(event: Event, now: float) -> list[Token]:
+    """`12:03:04 ✗ job job 1a2b3c4d message…` as words: nothing is parsed as markup, and the
+    job id stays with its label."""
     style = _LEVEL_STYLES.get(event.level, "")
-    line = Text()
-    line.append(wall_time(event.at, now), style="dim")
-    line.append(f" {_LEVEL_MARKS.get(event.level, '·')} ", style=style)
-    line.append(f"{clean_line(event.kind, 20):<9}", style="dim")
+    tokens: list[Token] = [
+        (wall_time(event.at, now), "dim"),
+        (_LEVEL_MARKS.get(event.level, "·"), style),
+        (clean_line(event.kind, 20), "dim"),
+    ]
     if event.job_id:
-        line.append(f"job {clean_line(event.job_id, 8)} ", style="dim")
-    line.append(clean_line(event.message, 500), style=style)
-    return line
+        tokens.append((f"job {short_id(event.job_id)}", "dim"))
+    tokens.extend((word, style) for word in clean_line(event.message, 500).split())
+    return tokens
 
 
-class EventLog(RichLog):
-    """Appends engine events (and the console's own notes) as they arrive."""
+def wrap_tokens(tokens: list[Token], width: int) -> list[list[Token]]:
+    """Greedy word wrap into lines of at most `width` cells; continuation lines indented by
+    `INDENT`; a word longer than a line is cut with `…` rather than split."""
+    lines: list[list[Token]] = []
+    line: list[Token] = []
+    used = 0
+    for text, style in tokens:
+        size = cell_len(text)
+        if line and used + 1 + size > width:
+            lines.append(line)
+            line, used = [(" " * (INDENT - 1), "")], INDENT - 1
+        if line:
+            line.append((" ", ""))
+            used += 1
+        room = max(1, width - used)
+        if size > room:
+            text, size = fit(text, room), room
+        line.append((text, style))
+        used += size
+    if line:
+        lines.append(line)
+    return lines
+
+
+class EventLog(ScrollView, QuietTitles, can_focus=True):
+    """Appends engine events (and the console's own notes) as they arrive; follows the newest
+    unless the operator scrolled up."""
+
+    DEFAULT_CSS = """
+    EventLog {
+        background: $surface;
+        overflow-x: hidden;
+        overflow-y: auto;
+        scrollbar-gutter: stable;
+        scrollbar-size-vertical: 1;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "scroll_up", "Up", show=False),
+        Binding("down", "scroll_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "scroll_home", "First", show=False),
+        Binding("end", "scroll_end", "Last", show=False),
+    ]
 
     def __init__(self, *, max_lines: int = 500, id: str | None = None) -> None:
-        super().__init__(
-            max_lines=max_lines, min_width=20, wrap=True, markup=False, highlight=False, id=id
-        )
-        self.border_title = "Events"
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        self._entries: deque[list[Token]] = deque(maxlen=max_lines)
+        self._lines: deque[Strip] = deque()
+        self._line_counts: deque[int] = deque()
+        self._width = 0
+        self._styles: dict[str, Style] = {}
+
+    def on_mount(self) -> None:
+        self.set_title("Events")
+
+    @property
+    def lines(self) -> list[str]:
+        """The log as shown: one string per line."""
+        return [strip.text for strip in self._lines]
 
     def add_events(self, events: Iterable[Event], now: float) -> None:
-        """Append one line per event, oldest first."""
-        for event in events:
-            self.write(event_line(event, now))
+        """Append one entry per event, oldest first."""
+        entries = [event_tokens(event, now) for event in events]
+        if entries:
+            self._append(entries)
 
     def note(self, level: str, message: str, now: float) -> None:
         """Append a line from the console itself (e.g. an engine crash)."""
         self.add_events([Event(0, now, level, "console", message)], now)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+        self._lines.clear()
+        self._line_counts.clear()
+        self._set_height(follow=False)
+        self.refresh()
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def _append(self, entries: list[list[Token]]) -> None:
+        following = self.scroll_y >= self.max_scroll_y
+        for tokens in entries:
+            if len(self._entries) == self.max_lines:
+                self._entries.popleft()
+                for _ in range(self._line_counts.popleft() if self._line_counts else 0):
+                    self._lines.popleft()
+            self._entries.append(tokens)
+            if self._width:
+                wrapped = self._wrap(tokens)
+                self._lines.extend(wrapped)
+                self._line_counts.append(len(wrapped))
+        self._set_height(follow=following)
+        self.refresh()
+
+    def _wrap(self, tokens: list[Token]) -> list[Strip]:
+        base = self.rich_style
+        strips = []
+        for line in wrap_tokens(tokens, self._width):
+            segments = [Segment(text, base + self._style(style)) for text, style in line]
+            strips.append(Strip(segments).adjust_cell_length(self._width, base))
+        return strips
+
+    def _style(self, spec: str) -> Style:
+        style = self._styles.get(spec)
+        if style is None:
+            style = self._styles[spec] = Style.parse(spec) if spec else Style()
+        return style
+
+    def _rewrap(self) -> None:
+        self._lines.clear()
+        self._line_counts.clear()
+        for tokens in self._entries:
+            wrapped = self._wrap(tokens)
+            self._lines.extend(wrapped)
+            self._line_counts.append(len(wrapped))
+
+    def _set_height(self, *, follow: bool) -> None:
+        size = Size(self._width, len(self._lines))
+        if size != self.virtual_size and self.is_mounted:
+            self.set_reactive(Widget.virtual_size, size)
+            self._scroll_update(size)
+        if follow:
+            self.scroll_to(y=self.max_scroll_y, animate=False)
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = self.scrollable_content_region.width
+        if width != self._width:
+            following = self.scroll_y >= self.max_scroll_y
+            self._width = width
+            self._rewrap()
+            self._set_height(follow=following)
+            self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        if self._width:
+            self._rewrap()
+
+    def render_line(self, y: int) -> Strip:
+        index = round(self.scroll_y) + y
+        if 0 <= index < len(self._lines):
+            return self._lines[index]
+        return Strip.blank(self.scrollable_content_region.width, self.rich_style)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.reactive import reactive
-from textual.widget import Widget
-from textual.widgets import Sparkline, Static
 
 from validator_tui.control import THROUGHPUT_BUCKET_S, QuotaUsage, Resources
 from validator_tui.tui.format import bar
+from validator_tui.tui.widgets.lines import Lines
+from validator_tui.tui.widgets.titles import QuietTitles
 
 _EMPTY = QuotaUsage(Resources(), Resources(), 0, 0, 0)
 
@@ -47,15 +49,29 @@ def gauge_rows(usage: QuotaUsage) -> list[tuple[str, int, int, str]]:
     ]
 
 
-class QuotaGauges(Widget):
+class QuotaGauges(Lines):
     """One bar per resource; with the `compact` class a single `cpu 8/16 · mem …` line.
 
-    A new `usage` only repaints: the number of lines never changes with it.
+    A new `usage` repaints only the characters that changed.
     """
 
-    usage: reactive[QuotaUsage] = reactive(_EMPTY)
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.usage = _EMPTY
 
-    def render(self) -> Text:
+    def on_mount(self) -> None:
+        self.show(self.usage)
+
+    def show(self, usage: QuotaUsage) -> None:
+        """Show `usage`."""
+        self.usage = usage
+        self.show_lines(self._render_usage())
+
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        self.show_lines(self._render_usage())
+
+    def _render_usage(self) -> list[Text]:
         rows = gauge_rows(self.usage)
         if self.has_class("compact"):
             line = Text(no_wrap=True, overflow="ellipsis")
@@ -65,43 +81,90 @@ class QuotaGauges(Widget):
                 line.append(f"{label} ")
                 full = total > 0 and used >= total
                 line.append(amount, style="bold red" if full else "bold")
-            return line
+            return [line]
         label_width = 6
         amount_width = max(len(amount) for *_, amount in rows)
-        bar_width = max(4, self.size.width - label_width - amount_width - 2)
+        bar_width = max(4, self.size.width - label_width - amount_width - 1)
         lines = []
         for label, used, total, amount in rows:
             line = Text(f"{label:<{label_width}}", no_wrap=True)
             line.append_text(bar(used, total, bar_width))
             line.append(f" {amount:>{amount_width}}")
             lines.append(line)
-        return Text("\n").join(lines)
+        return lines
 
 
-class QuotaPanel(Vertical):
+#: Eighths of a cell, for the sparkline's bars.
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def spark_rows(values: Sequence[float], width: int, height: int) -> list[str]:
+    """A bar chart of `values` (newest on the right) in `height` rows of `width` cells: more
+    values than cells are grouped (the highest of each group shown)."""
+    if width <= 0:
+        return [""] * height
+    if len(values) > width:
+        step = len(values) / width
+        values = [
+            max(values[int(i * step) : max(int(i * step) + 1, int((i + 1) * step))])
+            for i in range(width)
+        ]
+    columns = [0.0] * (width - len(values)) + [float(v) for v in values]
+    top = max(columns) if columns else 0.0
+    rows = []
+    for row in range(height):
+        floor = (height - 1 - row) * 8
+        chars = []
+        for value in columns:
+            eighths = 0 if top <= 0 else round(value / top * height * 8)
+            chars.append(_BARS[max(0, min(8, eighths - floor))])
+        rows.append("".join(chars))
+    return rows
+
+
+class Throughput(Lines):
+    """`jobs/min N (last M min)` above a sparkline of completions per bucket; redrawn when a
+    bucket changes."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._buckets: tuple[int, ...] = ()
+
+    def on_mount(self) -> None:
+        self.show(self._buckets)
+
+    def show(self, buckets: tuple[int, ...]) -> None:
+        """Show the completions per `THROUGHPUT_BUCKET_S` bucket, oldest first."""
+        self._buckets = buckets
+        self.show_lines(self._render_buckets())
+
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        self.show_lines(self._render_buckets())
+
+    def _render_buckets(self) -> list[Text]:
+        buckets = self._buckets
+        per_minute = sum(buckets[-int(60 / THROUGHPUT_BUCKET_S) :])
+        label = Text(f"jobs/min {per_minute}", style="bold", no_wrap=True)
+        label.append(f"  (last {len(buckets) * THROUGHPUT_BUCKET_S / 60:.0f} min)", style="dim")
+        rows = spark_rows([float(v) for v in buckets], self.size.width, 2)
+        return [label, *(Text(row, style="green", no_wrap=True) for row in rows)]
+
+
+class QuotaPanel(Vertical, QuietTitles):
     """Gauges above a jobs-per-minute sparkline of the recent throughput history."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.border_title = "Quota"
-        self._throughput: tuple[int, ...] = ()
+
+    def on_mount(self) -> None:
+        self.set_title("Quota")
 
     def compose(self) -> ComposeResult:
         yield QuotaGauges()
-        yield Static(id="throughput-label")
-        yield Sparkline([0.0], summary_function=max, id="throughput")
+        yield Throughput(id="throughput")
 
     def show(self, usage: QuotaUsage, throughput: tuple[int, ...]) -> None:
-        """Update the gauges and the sparkline (only when their values changed)."""
-        gauges = self.query_one(QuotaGauges)
-        if gauges.usage != usage:
-            gauges.usage = usage
-        if throughput != self._throughput:
-            self._throughput = throughput
-            per_minute = sum(throughput[-int(60 / THROUGHPUT_BUCKET_S) :])
-            label = Text(f"jobs/min {per_minute}", style="bold")
-            label.append(
-                f"  (last {len(throughput) * THROUGHPUT_BUCKET_S / 60:.0f} min)", style="dim"
-            )
-            self.query_one("#throughput-label", Static).update(label)
-            self.query_one("#throughput", Sparkline).data = [float(v) for v in throughput] or [0.0]
+        """Update the gauges and the sparkline (each repaints only what changed)."""
+        self.query_one(QuotaGauges).show(usage)
+        self.query_one(Throughput).show(throughput)

@@ -1,42 +1,78 @@
-"""The two-line header: who we are, upstream connections, auto-claim, job counters."""
+"""The header: who we are, upstream connections, auto-claim, job counters; for an attached
+console also the engine it is attached to and the state of that link.
+
+Every age on it ticks at the precision shown, and a tick repaints only the characters that
+changed (`Lines`)."""
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
-from validator_tui.control import Header
-from validator_tui.tui.format import ago, connection_text, short_hotkey
+from validator_tui.control import EngineInfo, Header, Link, LinkStatus
+from validator_tui.sanitize import clean_line
+from validator_tui.tui.format import age, connection_text, short_hotkey
+from validator_tui.tui.widgets.lines import Lines
 
 _SEP = (" │ ", "dim")
 
 
-class StatusBar(Static):
-    """Renders a `Header` snapshot; re-renders only when what it shows has changed.
+class StatusBar(Lines):
+    """Renders a `Header` snapshot (plus the engine line of an attached console)."""
 
-    Its size comes from the stylesheet, so an update repaints it without a screen layout.
-    """
+    def show(
+        self,
+        header: Header,
+        now: float,
+        *,
+        attached: EngineInfo | None = None,
+        link: Link | None = None,
+    ) -> None:
+        """Render `header` as of `now` (ages are measured with the app's clock); `attached`:
+        the engine this console is attached to, with the `link` to it."""
+        lines = list(render_header(header, now))
+        if attached is not None:
+            lines.insert(0, engine_line(attached, link or Link(), now))
+        self.set_class(attached is not None, "-attached")
+        self.show_lines(lines)
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self._shown: str = ""
 
-    def show(self, header: Header, now: float) -> None:
-        """Render `header` as of `now` (ages are measured with the app's clock)."""
-        text = render_header(header, now)
-        if text.markup != self._shown:
-            self._shown = text.markup
-            self.update(text, layout=False)
+def engine_line(info: EngineInfo, link: Link, now: float) -> Text:
+    """`⇄ attached to pid 4242 (console) /var/lib/… · up 1h02m │ ● linked`, or the link's
+    trouble in its colour: `◌ reconnecting in 3s`, `✗ engine gone`."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append("⇄ attached to ", style="dim")
+    line.append(f"pid {info.pid}", style="bold")
+    line.append(f" ({clean_line(info.mode, 20)})")
+    line.append(f" · up {age(now - info.started_at)}", style="dim")
+    line.append(*_SEP)
+    line.append_text(link_text(link, now))
+    line.append(*_SEP)
+    line.append(clean_line(info.state_dir, 200), style="dim")
+    return line
 
 
-def render_header(header: Header, now: float) -> Text:
-    """Both header lines as one Text (no markup is parsed from any value)."""
+def link_text(link: Link, now: float) -> Text:
+    """The console's link to its engine: marker, words, colour."""
+    detail = clean_line(link.detail, 80)
+    if link.status is LinkStatus.CONNECTED:
+        return Text("● linked", style="green")
+    if link.status is LinkStatus.RECONNECTING:
+        text = "◌ reconnecting"
+        if link.retry_in is not None:
+            text += f" in {age(max(0.0, link.since + link.retry_in - now))}"
+        return Text(text + (f": {detail}" if detail else ""), style="bold yellow")
+    return Text("✗ engine gone" + (f": {detail}" if detail else ""), style="bold red")
+
+
+def render_header(header: Header, now: float) -> tuple[Text, Text]:
+    """The two header lines (no markup is parsed from any value)."""
     top = Text(no_wrap=True, overflow="ellipsis")
     top.append(short_hotkey(header.hotkey) or "no hotkey", style="bold")
     top.append(*_SEP)
     top.append("platform ")
     top.append_text(connection_text(header.platform, now))
-    top.append(f" · poll {ago(header.last_poll_at, now).removesuffix(' ago')}", style="dim")
+    polled = "never" if header.last_poll_at is None else age(now - header.last_poll_at)
+    top.append(f" · poll {polled}", style="dim")
     top.append(*_SEP)
     top.append("vmm ")
     top.append_text(connection_text(header.vmm, now))
@@ -52,6 +88,9 @@ def render_header(header: Header, now: float) -> Text:
 
     counters = header.counters
     bottom = Text(no_wrap=True, overflow="ellipsis")
+    if header.conflict:
+        bottom.append(f"⚠ {header.conflict}", style="bold reverse red")
+        bottom.append(*_SEP)
     parts = [
         ("●", "running", counters.running, "bold cyan"),
         ("✓", "done", counters.completed, "green"),
@@ -70,4 +109,4 @@ def render_header(header: Header, now: float) -> Text:
         bottom.append(f"‼ dead letters {counters.dead_letters}", style="bold red")
     for warning in header.warnings():
         bottom.append_text(Text.assemble(_SEP, (f"⚠ {warning}", "bold yellow")))
-    return Text("\n", no_wrap=True, overflow="ellipsis").join([top, bottom])
+    return top, bottom

@@ -15,17 +15,19 @@ from textual.containers import Vertical
 from textual.widgets import Log
 
 from validator_tui.sanitize import clean_line
+from validator_tui.tui.widgets.titles import QuietTitles
 
 LogSource = Callable[[str], AsyncIterator[str]]
 FLUSH_DELAY_S = 0.1
 
 
-class VmConsole(Vertical):
+class VmConsole(Vertical, QuietTitles):
     """Shows the log of the VM given to `follow`; switching VMs cancels the old stream.
 
     While following, the view stays on the newest line; `toggle_pause` holds new lines back
     (the view stays still, scroll freely) and shows them on resume;
-    `toggle_wrap` re-renders the kept lines wrapped to the panel width.
+    `toggle_wrap` re-renders the kept lines wrapped to the panel width. The mode (following
+    or paused, wrap) leads the title, so it stays visible at any size.
     """
 
     def __init__(self, source: LogSource, *, max_lines: int = 2000, id: str | None = None) -> None:
@@ -144,16 +146,14 @@ class VmConsole(Vertical):
         return self.query_one(Log).scrollable_content_region.width
 
     def _update_title(self) -> None:
-        title = Text("VM console")
+        title = Text("VM console · ")
+        if self.paused:
+            title.append(f"paused · {self._held_total} new", style="bold yellow")
+        else:
+            title.append("following")
+        title.append(" · wrap" if self.wrap else " · nowrap")
         if self.vm_id is None:
             title.append(" · select a job or challenge with a VM", style="dim")
         else:
             title.append(f" · {self._label or self.vm_id}", style="bold")
-        self.border_title = title
-        mode = Text()
-        if self.paused:
-            mode.append(f"paused · {self._held_total} new", style="bold yellow")
-        else:
-            mode.append("following")
-        mode.append(" · wrap" if self.wrap else " · nowrap")
-        self.border_subtitle = mode
+        self.set_title(title)
