@@ -47,6 +47,8 @@ def test_the_terminal_is_restored_after_the_console_ends(tmp_path, tmux, how):
     assert pane.show(PANE) == "1 0 1 0 1", "the console should own the screen and the mouse"
     if how == "q":
         pane.keys("q")
+        pane.wait_text("Stop validator", 30)
+        pane.keys("s")
     else:
         pane.kill(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
     assert pane.exit_code() == 0
