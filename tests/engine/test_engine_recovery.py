@@ -42,7 +42,7 @@ async def test_restart_adopts_cvms_and_never_touches_foreign_vms():
             job = env.platform.add_job()
             await wait_for(lambda: job["id"] in env.platform.results(), 10)
             assert env.platform.results()[job["id"]][0]["error"] is None
-            assert second.ctx.quota.get_usage().allocations == 3
+            assert second.ctx.hosts.get_usage().allocations == 3
         assert foreign_id in {vm["id"] for vm in env.vmm.vms()}
 
 
@@ -119,4 +119,4 @@ async def test_challenge_manager_reference_methods():
             assert again.state is ChallengeState.ACTIVE and again.vm_id in {
                 vm["id"] for vm in env.vmm.vms()
             }
-            assert validator.ctx.quota.get_usage().allocations == 3
+            assert validator.ctx.hosts.get_usage().allocations == 3

@@ -48,7 +48,10 @@ async def test_token_stays_out_of_logs_state_and_reprs(tmp_path):
                     jobs = env.platform.add_jobs(3)
                     await wait_for(lambda: len(env.platform.results()) == 3, 10, "3 results")
                     reprs = [repr(config), str(config), repr(validator.ctx), str(validator.ctx)]
-                    reprs += [repr(validator.ctx.vmm), repr(validator.config.masked())]
+                    reprs += [
+                        repr(validator.ctx.hosts["default"].vmm),
+                        repr(validator.config.masked()),
+                    ]
                     reprs += [repr(event) for event in validator.state.events]
                     reprs += [repr(job) for job in validator.state.jobs.values()]
         finally:

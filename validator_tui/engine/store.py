@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS challenge_vms (
     compose_hash TEXT NOT NULL,
     host_port INTEGER
 );
+CREATE TABLE IF NOT EXISTS draining_hosts (
+    name TEXT PRIMARY KEY
+);
 """
 
 
@@ -334,3 +337,14 @@ class Store:
             "SELECT vm_id, challenge_id, compose_hash, host_port FROM challenge_vms"
         ).fetchall()
         return [StoredChallengeVm(*row) for row in rows]
+
+    def set_draining(self, host: str, draining: bool) -> None:
+        """Remember that the operator drains `host` (or no longer does)."""
+        if draining:
+            self._write("INSERT OR IGNORE INTO draining_hosts (name) VALUES (?)", (host,))
+        else:
+            self._write("DELETE FROM draining_hosts WHERE name = ?", (host,))
+
+    def draining_hosts(self) -> set[str]:
+        """The hosts the operator drains."""
+        return {row[0] for row in self._read("SELECT name FROM draining_hosts")}
