@@ -30,6 +30,7 @@ class Reconciler:
         self.jobs = jobs
         self.challenges = challenges
         self.recovery = recovery
+        self._busy: set[str] = set()
 
     async def reconcile(self, hosts: list[Host] | None = None) -> None:
         """One pass over `hosts` (default: every host), concurrently."""
@@ -41,7 +42,16 @@ class Reconciler:
         CVMs left behind, and notice VMs we hold that it no longer lists (a VMM restart): a
         challenge CVM is provisioned again, a job fails with "VM lost", their quota is
         released. VMs of another validator with our hotkey are left alone and reported
-        (engine/foreign)."""
+        (engine/foreign). A host already being reconciled is skipped (that pass covers it)."""
+        if host.name in self._busy:
+            return
+        self._busy.add(host.name)
+        try:
+            await self._reconcile_host(host)
+        finally:
+            self._busy.discard(host.name)
+
+    async def _reconcile_host(self, host: Host) -> None:
         ctx = self.ctx
         held = {
             vm_id: (vm.kind, vm.owner_id)
