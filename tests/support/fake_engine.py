@@ -26,6 +26,8 @@ from validator_tui.control import (
     EngineInfo,
     EngineMode,
     Event,
+    HostRecord,
+    HostState,
     JobRecord,
     JobState,
     Link,
@@ -301,6 +303,31 @@ class FakeEngine:
         self.state.put_challenge(record)
         return record
 
+    def add_host(
+        self,
+        name: str,
+        state: HostState = HostState.UP,
+        *,
+        used: Resources = Resources(),
+        total: Resources = Resources(vcpu=16, memory_mb=32768, disk_mb=512000),
+        vms: int = 0,
+        since_ago: float | None = None,
+        **fields: Any,
+    ) -> HostRecord:
+        """A dstack host of the pool (its usage as a quota panel shows it)."""
+        record = HostRecord(
+            id=name,
+            url=f"http://10.0.0.{len(self.state.hosts) + 1}:11530",
+            state=state,
+            since=None if since_ago is None else self.now - since_ago,
+            draining=state in (HostState.DRAINING, HostState.DRAINED),
+            usage=QuotaUsage(used, total, vms, 100, vms),
+            vms=vms,
+            **fields,
+        )
+        self.state.put_host(record)
+        return record
+
     def update_vm(self, vm_id: str, **fields: Any) -> VmRecord:
         vm = self.state.vms[vm_id]
         for name, value in fields.items():
@@ -374,6 +401,12 @@ class FakeEngine:
 
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
         return self._command("orm_query", challenge_id, sql, params)
+
+    async def drain_host(self, host: str) -> Outcome:
+        return self._command("drain_host", host)
+
+    async def undrain_host(self, host: str) -> Outcome:
+        return self._command("undrain_host", host)
 
     async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
         self.calls.append(Call("list_outbox", (limit,)))
