@@ -505,3 +505,28 @@ def demo_state(engine: FakeEngine) -> FakeEngine:
     for level, kind, message, ago in events:
         engine.add_event(level, kind, message, ago=ago)
     return engine
+
+
+def with_hosts(engine: FakeEngine) -> FakeEngine:
+    """Spread `engine`'s challenges and claimed jobs over three hosts: `tdx-a` up, `tdx-b`
+    down for 95 s (its CVM moved to `tdx-c`), `tdx-c` draining."""
+    names = ("tdx-a", "tdx-c")
+    for index, challenge_id in enumerate(sorted(engine.state.challenges)):
+        engine.update_challenge(challenge_id, host=names[index % 2])
+    claimed = [job for job in engine.state.jobs.values() if job.claimed_at is not None]
+    for index, job in enumerate(claimed):
+        job.host = ("tdx-a", "tdx-b", "tdx-c")[index % 3]
+        engine.state.put_job(job)
+    for vm in list(engine.state.vms.values()):
+        owner = engine.state.jobs.get(vm.owner_id) or engine.state.challenges.get(vm.owner_id)
+        engine.update_vm(vm.id, host=getattr(owner, "host", ""))
+    per_vm = Resources(vcpu=2, memory_mb=2048, disk_mb=20480)
+    total = Resources(vcpu=16, memory_mb=32768, disk_mb=512000)
+    for name, state, since in (
+        ("tdx-a", HostState.UP, None),
+        ("tdx-b", HostState.DOWN, 95.0),
+        ("tdx-c", HostState.DRAINING, None),
+    ):
+        vms = sum(1 for vm in engine.state.vms.values() if vm.host == name)
+        engine.add_host(name, state, used=per_vm.times(vms), total=total, vms=vms, since_ago=since)
+    return engine

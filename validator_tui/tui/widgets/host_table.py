@@ -4,6 +4,7 @@ the engine has several hosts; `h`/`H` drain and undrain the host under its curso
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from rich.text import Text
@@ -74,9 +75,12 @@ class HostTable(LineTable[HostRecord]):
         for host in changed:
             self.put(host.id, host)
         self.commit()
-        down = sum(1 for host in self.records.values() if host.state is not HostState.UP)
+        counts = Counter(host.state for host in self.records.values())
         title = f"Hosts ({len(self.records)})"
-        self.set_title(Text(title + (f" · {down} not up" if down else "")))
+        for state in HostState:
+            if state is not HostState.UP and counts[state]:
+                title += f" · {counts[state]} {state.value}"
+        self.set_title(Text(title))
 
     def cells(self, record: HostRecord) -> Sequence[Cell]:
         host = record
