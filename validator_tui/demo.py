@@ -124,6 +124,29 @@ class DemoEnvironment:
         self.platform.set_job_rate(self._jobs_per_minute)
         return self
 
+    def host_names(self) -> list[str]:
+        """The hosts' names as the config gives them (`default` for one host)."""
+        if len(self.vmms) == 1:
+            return ["default"]
+        return [host_name(index) for index in range(len(self.vmms))]
+
+    def outage_hints(self) -> list[str]:
+        """How to take a simulated host down and bring it back (its simulator's control API),
+        one line per host; none with a single host."""
+        if len(self.vmms) == 1:
+            return []
+        lines = []
+        for name, vmm in zip(self.host_names(), self.vmms, strict=True):
+            if vmm.url.startswith("unix:"):
+                target = f"--unix-socket {vmm.url.removeprefix('unix:')} http://localhost"
+            else:
+                target = vmm.url
+            lines.append(
+                f"fail host {name} for 60 s (its CVMs move after the grace period): curl -X "
+                f"POST {target}/_sim/outage -d '{{\"seconds\": 60}}'"
+            )
+        return lines
+
     def host_of(self, name: str) -> VmmSimulator:
         """The VMM simulator of the host named `name` (`h1`, `h2`, …)."""
         return self.vmms[int(name.removeprefix("h")) - 1]
@@ -143,6 +166,8 @@ class DemoEnvironment:
             "vm_poll_interval_s": 0.25,
             "request_timeout_s": 5.0,
             "ws_backoff_cap_s": 5.0,
+            # A simulated host outage shows its failover within seconds, not half a minute.
+            "host_down_grace_s": 10.0,
         } | self._engine
         if len(self.vmms) == 1:
             return ValidatorConfig(
