@@ -172,8 +172,9 @@ def _config_check(path: str | None) -> int:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
     print(json.dumps(config.masked(), indent=2))
+    # stdout stays one JSON document (scripts parse it); the readable summary goes beside it.
     for line in config.host_summary():
-        print(line)
+        print(line, file=sys.stderr)
     for warning in config.capacity_warnings():
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -412,8 +413,10 @@ async def _demo(args: argparse.Namespace) -> int:
         if args.headless:
             setup_logging(args.log_format)
             print(f"platform simulator: {env.platform.url}", flush=True)
+            several = len(env.vmms) > 1
             for name, vmm in zip(env.host_names(), env.vmms, strict=True):
-                print(f"dstack VMM simulator ({name}): {vmm.url}", flush=True)
+                which = f" ({name})" if several else ""
+                print(f"dstack VMM simulator{which}: {vmm.url}", flush=True)
             for line in env.outage_hints():
                 print(line, flush=True)
             print(f"state dir: {config.state_path}", flush=True)
