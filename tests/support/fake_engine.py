@@ -46,6 +46,8 @@ from validator_tui.engine.state import EngineState
 FIXED_NOW = 1_700_000_000.0
 #: What the real engine answers every command of a read-only console.
 READ_ONLY_REFUSAL = "read-only mode: commands are disabled"
+NO_RESOURCES = Resources()
+HOST_TOTAL = Resources(vcpu=16, memory_mb=32768, disk_mb=512000)
 MINERS = (ALICE, BOB, "5DAAnrj7VHTznn2AWBemMuyBwZWs6FNFjdyVXUeYum3PTXFy")
 
 
@@ -308,8 +310,8 @@ class FakeEngine:
         name: str,
         state: HostState = HostState.UP,
         *,
-        used: Resources = Resources(),
-        total: Resources = Resources(vcpu=16, memory_mb=32768, disk_mb=512000),
+        used: Resources = NO_RESOURCES,
+        total: Resources = HOST_TOTAL,
         vms: int = 0,
         since_ago: float | None = None,
         **fields: Any,
