@@ -40,6 +40,7 @@ def main() -> int:
     print(f"jobs: {report.jobs} in {report.seconds:.1f} s, fault rate {args.fault_rate:g}")
     print(f"faults injected ({sum(report.faults.values())}): {dict(sorted(report.faults.items()))}")
     print(f"outcomes: {dict(sorted(report.outcomes.items()))}")
+    print(f"engine (events counted from the bounded event log): {dict(report.engine)}")
     print("invariant: " + ("OK" if not report.problems else "FAILED"))
     for problem in report.problems[:30]:
         print(f"  {problem}")

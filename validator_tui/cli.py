@@ -1,4 +1,5 @@
-"""Command-line entry: `validator-tui run | demo | sim platform | sim vmm | config check`."""
+"""Command-line entry: `validator-tui run | demo | sim platform | sim vmm | config check |
+outbox list|retry|discard`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from validator_tui import __version__
 if TYPE_CHECKING:
     from validator_tui.config import ValidatorConfig
     from validator_tui.control.interface import EngineMode
+    from validator_tui.engine.store import OutboxRow
     from validator_tui.engine.validator import Validator
 
 
@@ -59,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     vmm.add_argument("--port", type=int, default=0, help="0 picks a free port")
     vmm.add_argument("--boot-seconds", type=float, default=2.0, metavar="S")
 
+    outbox = sub.add_parser("outbox", help="results outbox: list, retry or discard dead letters")
+    outbox.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    actions.add_parser("list", help="dead letters, unsent and the latest answered results")
+    retry = actions.add_parser("retry", help="send a dead letter again")
+    retry.add_argument("job_id", metavar="ID")
+    discard = actions.add_parser("discard", help="give up on a dead letter for good")
+    discard.add_argument("job_id", metavar="ID")
+    discard.add_argument("--yes", action="store_true", help="confirm: the result is never sent")
+
     config = sub.add_parser("config", help="configuration tools")
     configs = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = configs.add_parser("check", help="validate and print the effective config")
@@ -76,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_serve_sim(args))
     if args.command == "run":
         return _run(args)
+    if args.command == "outbox":
+        return _outbox(args)
     return asyncio.run(_demo(args))
 
 
@@ -89,6 +103,68 @@ def _config_check(path: str | None) -> int:
         return 1
     print(json.dumps(config.masked(), indent=2))
     return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    """`outbox list|retry|discard` on the state directory's store (the engine stopped)."""
+    from validator_tui.config import ConfigError, load_config
+    from validator_tui.engine import outbox_admin
+    from validator_tui.engine.store import StoreError
+
+    if args.outbox_command == "discard" and not args.yes:
+        print(
+            f"refusing to discard the result of job {args.job_id} without --yes: "
+            "a discarded result is never sent",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        config = load_config(args.config)
+        store = outbox_admin.open_store(config.state_path)
+    except (ConfigError, StoreError) as exc:
+        print(f"outbox: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.outbox_command == "list":
+            print(_outbox_table(outbox_admin.list_outbox(store)))
+            return 0
+        act = (
+            outbox_admin.retry_dead_letter
+            if args.outbox_command == "retry"
+            else outbox_admin.discard_dead_letter
+        )
+        outcome = act(store, args.job_id)
+    except StoreError as exc:
+        print(f"outbox: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def _outbox_table(rows: Sequence[OutboxRow]) -> str:
+    """A summary line, then one aligned line per entry: job id, status, attempts, last update
+    (UTC) and the last error (for a dead letter, the platform's words), sanitised."""
+    import time
+
+    from validator_tui.sanitize import clean_line
+
+    if not rows:
+        return "the outbox is empty"
+    dead = sum(row.status == "dead" for row in rows)
+    unsent = sum(row.status == "pending" for row in rows)
+    table = [("JOB", "STATUS", "ATTEMPTS", "UPDATED (UTC)", "LAST ERROR")]
+    for row in rows:
+        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.updated_at))
+        error = clean_line(row.last_error, 300) or "-"
+        table.append((clean_line(row.job_id, 100), row.status, str(row.attempts), updated, error))
+    widths = [max(len(line[column]) for line in table) for column in range(4)]
+    lines = [f"{dead} dead letters, {unsent} unsent, {len(rows)} entries"]
+    for line in table:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        lines.append("  ".join([*cells, line[4]]))
+    return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -83,6 +83,9 @@ class EngineSettings(Section):
     boot_timeout_s: PositiveSeconds = 300.0
     vm_poll_interval_s: PositiveSeconds = 1.0
     max_job_history: PositiveInt = 10000
+    shutdown_deadline_s: PositiveSeconds = 20.0
+    reserve_job_vms: NonNegativeInt = 1
+    max_evaluator_answer_bytes: PositiveInt = 1024 * 1024
 
 
 class VmSpec(Section):

@@ -45,20 +45,24 @@ async def _status_lines(validator: Validator, every: float) -> None:
         header = validator.state.header
         c = header.counters
         q = header.quota
+        warnings = header.warnings()
         logger.info(
-            "status ws=%s running=%d completed=%d failed=%d lost=%d cancelled=%d outbox=%d "
-            "cpu=%d/%d mem=%d/%dMB ports=%d/%d",
+            "status ws=%s vmm=%s running=%d completed=%d failed=%d lost=%d cancelled=%d "
+            "outbox=%d dead_letters=%d cpu=%d/%d mem=%d/%dMB ports=%d/%d%s",
             header.platform.status,
+            header.vmm.status,
             c.running,
             c.completed,
             c.failed,
             c.lost,
             c.cancelled,
             c.outbox_pending,
+            c.dead_letters,
             q.used.vcpu,
             q.total.vcpu,
             q.used.memory_mb,
             q.total.memory_mb,
             q.ports_used,
             q.ports_total,
+            "".join(f" | {text}" for text in warnings),
         )

@@ -448,3 +448,21 @@ async def test_fail_next_in_process(vmm_sim: VmmSimulator, method: str) -> None:
     async with httpx.AsyncClient(base_url=vmm_sim.url) as http:
         assert await rpc_error(http, method, {"id": "x"}) == "disk on fire"
         assert vmm_sim.stats[method] == 1
+
+
+async def test_fail_next_only_for_matching_names(vmm_sim: VmmSimulator) -> None:
+    vmm_sim.fail_next("CreateVm", error="out of memory", name_contains="-job-")
+    async with httpx.AsyncClient(base_url=vmm_sim.url) as http:
+        created = await rpc(http, "CreateVm", vm_body("vt-5Grwva-ch-a", ports=[]))
+        assert created["id"]
+        assert await rpc_error(http, "CreateVm", vm_body(ports=[])) == "out of memory"
+        assert (await rpc(http, "CreateVm", vm_body(ports=[])))["id"]
+
+
+async def test_restart_empty_forgets_every_vm(vmm_sim: VmmSimulator) -> None:
+    async with httpx.AsyncClient(base_url=vmm_sim.url) as http:
+        for name in ("vt-5Grwva-ch-a", "vt-5Grwva-job-1"):
+            await rpc(http, "CreateVm", vm_body(name, ports=[]))
+        assert vmm_sim.restart_empty() == 2
+        assert (await rpc(http, "Status", {}))["vms"] == []
+        assert vmm_sim.vms() == []

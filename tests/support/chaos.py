@@ -2,11 +2,14 @@
 
 Faults: Platform 5xx with and without a body on every REST route, requests delayed past the
 request timeout, slow answers, WebSocket drops, VMM CreateVm errors, job VMs that never boot,
-job VMs that crash, evaluators that hang past the job timeout or answer NaN, and platform
-cancellations of running jobs. Invariant checked at the end: every job the platform recorded
-as claimed by us has exactly one accepted result (or was cancelled by the platform and has
-none), every successful result carries the simulator's score, no job VM is left, quota is back
-to exactly the challenge CVMs, and the engine never had to reap a job VM it lost track of.
+job VMs that crash, evaluators that hang past the job timeout or answer NaN, platform
+cancellations of running jobs, and outages through TCP fault proxies (one at a time, 0.3-1.2 s
+each): the platform refusing connections, black-holed, or trickling; the VMM refusing
+connections; the VMM restarting empty (every VM forgotten). Invariant checked at the end: every
+job the platform recorded as claimed by us has exactly one accepted result (or was cancelled by
+the platform and has none), no job stays unclaimed, there is no dead letter, every successful
+result carries the simulator's score, no job VM is left, quota is back to exactly the challenge
+CVMs, and the engine never had to reap a job VM it lost track of.
 
 `tests/engine/test_chaos.py` runs ~100 jobs; `bench/chaos.py --jobs 2000` the long run.
 """
@@ -22,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.outage import behind_proxies
+from tests.support.proxy import FaultProxy, Mode
 from validator_tui.config import ResourceLimits
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, JobState, Resources
+from validator_tui.engine.records import ChallengeState, Resources
 from validator_tui.engine.validator import Validator
 from validator_tui.sim.scoring import score_for_code
 
@@ -56,7 +61,15 @@ FAULTS = (
     "hang",
     "nan_score",
     "platform_cancel",
+    "platform_refused",
+    "platform_blackhole",
+    "platform_trickle",
+    "vmm_refused",
+    "vmm_restart",
 )
+OUTAGE_S = (0.3, 1.2)
+#: Faults that take a proxy down for a while: one at a time.
+OUTAGES = frozenset({"platform_refused", "platform_blackhole", "platform_trickle", "vmm_refused"})
 
 
 @dataclass
@@ -68,21 +81,35 @@ class ChaosReport:
     faults: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    #: What the engine went through: claims, lost claim answers, outage seconds, …
+    engine: Counter[str] = field(default_factory=Counter)
 
 
 class FaultMaker:
     """Injects one random fault at a time through the simulators' in-process controls."""
 
-    def __init__(self, env: DemoEnvironment, validator: Validator, rng: random.Random) -> None:
+    def __init__(
+        self,
+        env: DemoEnvironment,
+        validator: Validator,
+        rng: random.Random,
+        proxies: tuple[FaultProxy, FaultProxy],
+    ) -> None:
         self.env = env
         self.validator = validator
         self.rng = rng
+        self.platform_proxy, self.vmm_proxy = proxies
         self.counts: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outage: asyncio.Task[None] | None = None
+        self.outage_seconds = 0.0
 
     def inject(self) -> str | None:
         """Inject a random fault; returns the job code to use for the next job, if any."""
         kind = self.rng.choice(FAULTS)
+        outage_running = self._outage is not None and not self._outage.done()
+        while outage_running and kind in OUTAGES:
+            kind = self.rng.choice(FAULTS)
         self.counts[kind] += 1
         platform_sim, vmm = self.env.platform, self.env.vmm
         method, prefix = self.rng.choice(ROUTES)
@@ -101,7 +128,9 @@ class FaultMaker:
         elif kind == "ws_drop":
             platform_sim.drop_websockets()
         elif kind == "create_vm_error":
-            vmm.fail_next("CreateVm", 1, "simulated VMM failure: out of memory")
+            vmm.fail_next(
+                "CreateVm", 1, "simulated VMM failure: out of memory", name_contains="-job-"
+            )
         elif kind == "never_boot":
             vmm.set_boot(never=True, name_contains="-job-")
             self._later(0.3, lambda: vmm.set_boot(seconds=0.05))
@@ -113,11 +142,37 @@ class FaultMaker:
             return "#sim:hang"
         elif kind == "nan_score":
             return "#sim:score=nan"
+        elif kind in OUTAGES:
+            proxy = self.vmm_proxy if kind.startswith("vmm_") else self.platform_proxy
+            mode: Mode = {"refused": "refuse", "blackhole": "blackhole", "trickle": "trickle"}[
+                kind.split("_", 1)[1]
+            ]
+            self._start_outage(proxy, mode)
+        elif kind == "vmm_restart":
+            vmm.restart_empty()
         else:
             claimed = [j for j in platform_sim.jobs() if j["status"] == "claimed"]
             if claimed:
                 platform_sim.cancel_job(self.rng.choice(claimed)["id"])
         return None
+
+    def _start_outage(self, proxy: FaultProxy, mode: Mode) -> None:
+        seconds = self.rng.uniform(*OUTAGE_S)
+        self.outage_seconds += seconds
+
+        async def outage() -> None:
+            await proxy.set_mode(mode, interval=0.05)
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                await proxy.set_mode("up")
+
+        self._outage = asyncio.create_task(outage())
+
+    async def end_outage(self) -> None:
+        """Wait for the outage in progress (if any) to end."""
+        if self._outage is not None:
+            await self._outage
 
     def _later(self, delay: float, action: Callable[[], None]) -> None:
         async def run() -> None:
@@ -138,13 +193,8 @@ def settled(env: DemoEnvironment, validator: Validator) -> bool:
     every job still pending at the platform is one the engine has given up on (lost)."""
     if validator.running_job_count() or validator.state.header.counters.outbox_pending:
         return False
-    for job in env.platform.jobs():
-        if job["status"] == "claimed":
-            return False
-        if job["status"] == "pending":
-            record = validator.state.jobs.get(job["id"])
-            if record is None or record.state is not JobState.LOST:
-                return False
+    if any(job["status"] in ("claimed", "pending") for job in env.platform.jobs()):
+        return False
     return not job_vms(env)
 
 
@@ -175,6 +225,9 @@ def check(env: DemoEnvironment, validator: Validator, report: ChaosReport) -> No
             report.outcomes["error result"] += 1
     for vm in job_vms(env):
         report.problems.append(f"job VM left behind: {vm['name']} ({vm['status']})")
+    dead = validator.state.header.counters.dead_letters
+    if dead:
+        report.problems.append(f"{dead} results were dead-lettered")
     usage = validator.ctx.quota.get_usage()
     challenges = len(validator.state.challenges)
     expected = Resources(vcpu=2 * challenges, memory_mb=2048 * challenges)
@@ -185,6 +238,16 @@ def check(env: DemoEnvironment, validator: Validator, report: ChaosReport) -> No
     for event in validator.state.events:
         if event.kind == "reconcile":
             report.problems.append(f"engine lost track of a VM: {event.message}")
+    counters = validator.state.header.counters
+    report.engine["claims (200)"] = counters.claimed_total
+    report.engine["claims lost (409/410/empty 5xx)"] = counters.lost
+    for label, text in (
+        ("claim answers lost", "claim answer lost"),
+        ("platform down", "platform is not answering"),
+        ("VMM down", "VMM is not answering"),
+        ("CVMs lost to a VMM restart", "lost (the VMM no longer has it)"),
+    ):
+        report.engine[label] = sum(text in e.message for e in validator.state.events)
 
 
 async def _started(validator: Validator) -> None:
@@ -220,17 +283,17 @@ async def run_chaos(
         evaluator_latency_s=0.02,
     )
     started = time.monotonic()
-    async with env:
-        assert env.config is not None
-        validator = Validator(env.config)
+    async with env, behind_proxies(env) as (config, platform_proxy, vmm_proxy):
+        validator = Validator(config)
         engine = asyncio.create_task(validator.run())
         try:
             await _started(validator)
-            faults = FaultMaker(env, validator, rng)
+            faults = FaultMaker(env, validator, rng, (platform_proxy, vmm_proxy))
             for _ in range(jobs):
                 code = faults.inject() if rng.random() < fault_rate else None
                 env.platform.add_job(code=code)
                 await asyncio.sleep(rng.expovariate(jobs_per_second))
+            await faults.end_outage()
             env.vmm.set_boot(seconds=0.05)
             deadline = time.monotonic() + settle_timeout
             while not settled(env, validator):
@@ -239,6 +302,7 @@ async def run_chaos(
                     break
                 await asyncio.sleep(0.05)
             report.faults = faults.counts
+            report.engine["outage seconds"] = round(faults.outage_seconds)
             check(env, validator, report)
         finally:
             await validator.stop()

@@ -81,3 +81,20 @@ def test_random_interleaving_never_drifts():
         quota.release(allocation)
     assert quota.get_usage().used == Resources()
     assert quota.get_usage().ports_used == 0
+
+
+def test_used_by_sums_one_kind_and_fits_beside_ignores_the_rest():
+    quota = make(cpu=16)
+    cvm = quota.allocate(JOB, owner="challenge a", kind="challenge")
+    quota.allocate(JOB, owner="job 1")
+    quota.allocate(JOB, owner="job 2")
+    assert quota.used_by("challenge") == JOB
+    assert quota.used_by("job").vcpu == 8
+    held = quota.used_by("challenge")
+    # 1 CVM + 1 reserved job VM + 1 more CVM fit in 16 vCPU whatever the jobs hold now...
+    assert quota.fits_beside(Resources(8, 8192, 102400, 0), JOB)
+    # ...and a fourth 4-vCPU share does not.
+    assert not quota.fits_beside(Resources(16, 8192, 102400, 0), JOB)
+    quota.release(cvm)
+    assert quota.used_by("challenge") == Resources()
+    assert held == JOB

@@ -13,6 +13,16 @@ class NetworkError(ClientError):
     """The request did not get an HTTP answer: connect failure, reset, timeout."""
 
 
+class NotSent(NetworkError):
+    """The request never left this machine: connection refused or timed out, DNS, TLS, a full
+    pool. The server cannot have acted on it."""
+
+
+class AnswerLost(NetworkError):
+    """The request may have reached the server, but no complete answer came back (read timeout,
+    reset or protocol error after sending, the total deadline). The server may have acted on it."""
+
+
 class ApiError(ClientError):
     """The server answered with an HTTP error status; `detail` is its words, sanitised."""
 
@@ -42,3 +52,10 @@ class QueryRefused(ClientError):
 
 class VmmError(ClientError):
     """The dstack VMM answered HTTP 400 `{"error": …}`; the text is that error, sanitised."""
+
+
+def is_transient(exc: ClientError) -> bool:
+    """Worth retrying later: no answer (NetworkError), or HTTP 408 / 429 / 5xx."""
+    if isinstance(exc, NetworkError):
+        return True
+    return isinstance(exc, ApiError) and (exc.status >= 500 or exc.status in (408, 429))

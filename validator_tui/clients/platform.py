@@ -27,12 +27,12 @@ from validator_tui.clients.backoff import Backoff, full_jitter
 from validator_tui.clients.errors import (
     ApiError,
     ClaimLost,
-    ClientError,
     DecodeError,
     NetworkError,
 )
 from validator_tui.clients.orm_guard import check_read_only
 from validator_tui.clients.pool import POOL_LIMITS
+from validator_tui.clients.transport import Answer, RequestObserver, send
 from validator_tui.models.platform import (
     Challenge,
     ChallengesResponse,
@@ -91,8 +91,11 @@ class PlatformClient:
         backoff_base: float = 0.2,
         backoff_cap: float = 5.0,
         ws_backoff_cap: float = 30.0,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Told about every REST request (the engine watches the platform's health with it).
+        self.observer = observer
         self.hotkey = hotkey
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
@@ -138,7 +141,8 @@ class PlatformClient:
         """Claim a job, once, without retries.
 
         Raises ClaimLost on 404/409/410 or a 5xx with an empty body; ApiError on any other
-        error status; NetworkError if no answer came.
+        error status; NotSent if the request never left (not claimed); AnswerLost if it may
+        have reached the platform but no answer came (claimed or not: ask `/jobs/pending`).
         """
         what = f"POST /jobs/{clean_line(job_id, 100)}/claim"
         response = await self._send("POST", f"/jobs/{_segment(job_id)}/claim", what)
@@ -173,15 +177,18 @@ class PlatformClient:
     ) -> list[dict[str, Any]]:
         """Run a read-only query on a challenge's database and return its rows.
 
-        Raises QueryRefused, before anything is sent, unless `query` is a single read-only
-        statement; ApiError with the server's words if the server refuses it.
+        A read: retried on transient failures like the other reads. Raises QueryRefused,
+        before anything is sent, unless `query` is a single read-only statement; ApiError with
+        the server's words if the server refuses it.
         """
         check_read_only(query)
         what = f"POST /challenges/{clean_line(challenge_id, 100)}/orm/query"
         path = f"/challenges/{_segment(challenge_id)}/orm/query"
         body = OrmQueryRequest(query=query, params=list(params)).model_dump_json().encode()
         headers = {"Content-Type": "application/json"}
-        response = await self._send("POST", path, what, content=body, headers=headers)
+        response = await self._retried(
+            what, lambda: self._send("POST", path, what, content=body, headers=headers)
+        )
         _raise_for_status(response, what)
         return _decode(response, OrmQueryResponse, what).rows
 
@@ -210,22 +217,24 @@ class PlatformClient:
         *,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        """One request; transport failures and timeouts become NetworkError, a URL that cannot
-        be requested (e.g. built from a hostile `github_repo`) a ClientError."""
-        try:
-            return await self._http.request(method, url, content=content, headers=headers)
-        except httpx.InvalidURL as exc:
-            raise ClientError(f"{what}: not a usable URL: {clean_line(str(exc), 200)}") from None
-        except httpx.TimeoutException as exc:
-            raise NetworkError(f"{what}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            detail = clean_line(str(exc) or type(exc).__name__, 300)
-            raise NetworkError(f"{what}: {detail}") from None
+    ) -> Answer:
+        """One request under the total deadline (`timeout`, the whole request, body included).
 
-    async def _retried(
-        self, what: str, attempt: Callable[[], Awaitable[httpx.Response]]
-    ) -> httpx.Response:
+        Failures become NotSent / AnswerLost (see `transport.send`); a URL that cannot be
+        requested (e.g. built from a hostile `github_repo`) a ClientError.
+        """
+        return await send(
+            self._http,
+            method,
+            url,
+            what,
+            deadline=self.timeout,
+            observer=self.observer,
+            content=content,
+            headers=headers,
+        )
+
+    async def _retried(self, what: str, attempt: Callable[[], Awaitable[Answer]]) -> Answer:
         """Run `attempt` until it gets a non-retryable answer or `max_attempts` are spent.
 
         Retries NetworkError, 408, 429 and 5xx with full-jitter backoff, honouring a
@@ -363,7 +372,7 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Answer) -> float | None:
     """The `Retry-After` header in seconds, if it is a non-negative number."""
     raw = response.headers.get("Retry-After")
     if raw is None:
@@ -375,7 +384,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def _server_words(response: httpx.Response) -> str:
+def _server_words(response: Answer) -> str:
     """The server's explanation: a JSON `error`/`detail`/`message` field, else the raw text."""
     text = response.content.decode("utf-8", "replace")
     try:
@@ -390,16 +399,16 @@ def _server_words(response: httpx.Response) -> str:
     return text
 
 
-def _api_error(response: httpx.Response, what: str) -> ApiError:
+def _api_error(response: Answer, what: str) -> ApiError:
     return ApiError(response.status_code, _server_words(response), what=what)
 
 
-def _raise_for_status(response: httpx.Response, what: str) -> None:
+def _raise_for_status(response: Answer, what: str) -> None:
     if response.status_code >= 400:
         raise _api_error(response, what)
 
 
-def _decode(response: httpx.Response, model: type[ModelT], what: str) -> ModelT:
+def _decode(response: Answer, model: type[ModelT], what: str) -> ModelT:
     """Validate a 2xx body as `model`; DecodeError names the endpoint and the first bad field."""
     try:
         return model.model_validate_json(response.content)

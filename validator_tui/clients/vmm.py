@@ -2,7 +2,8 @@
 
 Every RPC is `POST /prpc/<Method>?json`. dstack errors (HTTP 400 `{"error": …}`) become
 `VmmError`, 401 becomes `VmmError("unauthorized: …")`, other statuses `ApiError`, transport
-failures `NetworkError`, unreadable bodies `DecodeError`. Nothing is retried here.
+failures `NotSent` / `AnswerLost` (both `NetworkError`), unreadable bodies `DecodeError`. Every
+RPC has a total deadline (the client's timeout). Nothing is retried here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from validator_tui.clients.errors import ApiError, DecodeError, NetworkError, VmmError
 from validator_tui.clients.pool import POOL_LIMITS
+from validator_tui.clients.transport import Answer, RequestObserver, send
 from validator_tui.models.vmm import (
     CreateVmResponse,
     GetInfoResponse,
@@ -48,7 +50,7 @@ def _transport_for(url: str, limits: httpx.Limits) -> tuple[httpx.AsyncHTTPTrans
     return httpx.AsyncHTTPTransport(limits=limits), url.rstrip("/")
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: Answer | httpx.Response) -> str:
     """dstack's `{"error": …}` text, or the raw body when it is not that shape."""
     try:
         body = response.json()
@@ -61,9 +63,18 @@ def _error_text(response: httpx.Response) -> str:
 class VmmClient:
     """One pooled HTTP connection set to a dstack VMM. The token is never logged or shown."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        observer: RequestObserver | None = None,
+    ) -> None:
         self.url = url
         self._timeout = timeout
+        #: Told about every RPC (the engine watches the VMM's health with it).
+        self.observer = observer
         transport, base_url = _transport_for(url, POOL_LIMITS)
         self._token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -90,17 +101,20 @@ class VmmClient:
         await self.aclose()
 
     async def _call(self, method: str, body: dict[str, Any] | None = None) -> Any:
-        """POST one RPC and return its decoded JSON result (None for Empty responses)."""
+        """POST one RPC (whole request bounded by the timeout) and return its decoded JSON
+        result (None for Empty responses). NotSent: the VMM never saw it; AnswerLost: it may
+        have acted on it."""
         content = _EMPTY_BODY if body is None else json.dumps(body).encode()
-        try:
-            response = await self._http.post(
-                f"/prpc/{method}?json", content=content, headers=_JSON_HEADERS
-            )
-        except httpx.TimeoutException as exc:
-            raise NetworkError(f"dstack VMM {method}: timed out") from exc
-        except httpx.HTTPError as exc:
-            detail = clean_line(str(exc) or type(exc).__name__, 300)
-            raise NetworkError(f"dstack VMM {method}: {detail}") from exc
+        response = await send(
+            self._http,
+            "POST",
+            f"/prpc/{method}?json",
+            f"dstack VMM {method}",
+            deadline=self._timeout,
+            observer=self.observer,
+            content=content,
+            headers=_JSON_HEADERS,
+        )
         if response.status_code == 200:
             try:
                 return response.json()
@@ -108,7 +122,7 @@ class VmmClient:
                 raise DecodeError(f"dstack VMM {method}: response is not JSON") from exc
         self._raise_for(response, method)
 
-    def _raise_for(self, response: httpx.Response, what: str) -> NoReturn:
+    def _raise_for(self, response: Answer | httpx.Response, what: str) -> NoReturn:
         """Raise the typed error for a non-200 answer (the token masked, should it be echoed)."""
         if response.status_code == 400:
             raise VmmError(clean_line(self._redact(_error_text(response)), 500))

@@ -3,6 +3,12 @@
 States: pending → fetching → provisioning → booting → active, plus updating, failed, destroying.
 A rebuild provisions the new CVM first, switches when it is active, then destroys the old one.
 A compose whose sha256 differs from the challenge's `compose_hash` never reaches the VMM.
+
+Capacity: challenge CVMs never take the capacity reserved for job VMs (`reserve_job_vms`).
+Challenges wanting a CVM wait in a queue placed in order of `emission_share` (highest first)
+whenever capacity frees; those that cannot fit make one shortfall warning (header and log, at
+most once a minute), never an error per challenge. A CVM the VMM no longer lists (a VMM
+restart) is provisioned again at once.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from validator_tui.clients.errors import ClientError
+from validator_tui.clients.backoff import Backoff
+from validator_tui.clients.errors import AnswerLost, ClientError, VmmError, is_transient
 from validator_tui.engine.compose import ComposeCache, ComposeError, fetch_verified_compose
 from validator_tui.engine.context import EngineContext
-from validator_tui.engine.quota import Allocation, CapacityError
+from validator_tui.engine.quota import Allocation, CapacityError, scaled
 from validator_tui.engine.records import (
     ChallengeRecord,
     ChallengeState,
@@ -25,11 +32,21 @@ from validator_tui.engine.records import (
     VmKind,
     VmRecord,
 )
-from validator_tui.engine.store import StoredChallengeVm
-from validator_tui.engine.vm_ops import remove_vm, vm_configuration
+from validator_tui.engine.store import StoredChallengeVm, StoreError
+from validator_tui.engine.vm_ops import (
+    find_vms_named,
+    remove_vm,
+    vm_configuration,
+    vm_resources,
+)
 from validator_tui.engine.vm_ready import VmNotReady, wait_until_ready
 from validator_tui.models.platform import Challenge
-from validator_tui.models.vmm import VmInfo
+from validator_tui.models.vmm import VmConfiguration, VmInfo
+
+#: Quota kind of challenge CVM allocations.
+KIND = "challenge"
+#: The capacity-shortfall warning is logged at most this often (the header always shows it).
+SHORTFALL_WARNING_EVERY_S = 60.0
 
 
 @dataclass(slots=True)
@@ -51,6 +68,8 @@ class _Runtime:
     failures: int = 0
     retry_after: float = 0.0
     extra_vms: list[ChallengeVm] = field(default_factory=list)
+    #: Wants a (new) CVM and waits for `_place_waiting` to give it room.
+    waiting: bool = False
 
 
 class ChallengeManager:
@@ -63,6 +82,7 @@ class ChallengeManager:
         self._cache = ComposeCache(ctx.config.state_path / "compose")
         self._adoptable: dict[str, list[VmInfo]] = {}
         self._first_sync_done = False
+        self._shortfall_warned_at = float("-inf")
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -106,10 +126,11 @@ class ChallengeManager:
         for info in candidates:
             port = _host_port(info)
             matches = spec.compose_hash.startswith(info.app_id) and bool(info.app_id)
-            if not adopted and matches and info.status == "running" and port is not None:
+            room = self._fits_with_reserve(runtime)
+            if not adopted and matches and info.status == "running" and port is not None and room:
                 try:
                     allocation = self.ctx.quota.allocate(
-                        self._vm_resources(), owner=f"challenge {spec.id}", port=port
+                        self._vm_resources(), owner=f"challenge {spec.id}", port=port, kind=KIND
                     )
                     compose = await fetch_verified_compose(
                         self.ctx.platform,
@@ -138,7 +159,7 @@ class ChallengeManager:
     async def sync(self, challenges: list[Challenge]) -> None:
         """Follow the platform's active list: provision new, rebuild changed, drain gone."""
         active = {c.id: c for c in challenges if c.status == "active"}
-        for challenge_id, spec in active.items():
+        for challenge_id, spec in sorted(active.items(), key=lambda item: -item[1].emission_share):
             runtime = self._runtimes.get(challenge_id)
             if runtime is None:
                 runtime = _Runtime(spec)
@@ -147,12 +168,14 @@ class ChallengeManager:
                 if await self._adopt(runtime):
                     self._on_active(challenge_id)
                     continue
-                self._start(runtime, partial(self._provision, runtime))
+                runtime.waiting = True
             elif _changed(runtime.spec, spec):
                 runtime.spec = spec
                 self._ensure_record(spec)
-                self._start(runtime, partial(self._provision, runtime))
+                runtime.waiting = True
             else:
+                if runtime.spec.emission_share != spec.emission_share:
+                    self._ensure_record(spec)
                 runtime.spec = spec
                 self._retry_if_failed(runtime)
         for challenge_id, runtime in list(self._runtimes.items()):
@@ -165,6 +188,7 @@ class ChallengeManager:
                 for info in leftovers:
                     await self._remove_vm_id(info.id, "CVM of a challenge that is not active")
             self._adoptable.clear()
+        self._place_waiting()
 
     def on_challenge_updated(self, challenge_id: str, github_commit: str) -> bool:
         """A `challenge_updated` message: rebuild if the commit differs. True if it will."""
@@ -178,7 +202,7 @@ class ChallengeManager:
         idle = runtime.task is None or runtime.task.done()
         due = time.monotonic() >= runtime.retry_after
         if record and record.state is ChallengeState.FAILED and idle and due:
-            self._start(runtime, partial(self._provision, runtime))
+            runtime.waiting = True
 
     def _start(self, runtime: _Runtime, work: Callable[[], Awaitable[None]]) -> None:
         """Cancel the challenge's current lifecycle work and run `work` once it has ended."""
@@ -205,7 +229,8 @@ class ChallengeManager:
         runtime.spec = challenge_spec
         runtime.leaving = False
         self._ensure_record(challenge_spec)
-        self._start(runtime, partial(self._provision, runtime))
+        runtime.waiting = True
+        self._place_waiting()
         await self._wait(runtime)
         return self.ctx.state.challenges[challenge_spec.id]
 
@@ -214,7 +239,8 @@ class ChallengeManager:
         runtime = self._runtimes.get(challenge_id)
         if runtime is None or runtime.leaving:
             return None
-        self._start(runtime, partial(self._provision, runtime))
+        runtime.waiting = True
+        self._place_waiting()
         await self._wait(runtime)
         return self.ctx.state.challenges.get(challenge_id)
 
@@ -227,7 +253,8 @@ class ChallengeManager:
             runtime.spec = spec
             self._ensure_record(spec)
         runtime.failures = 0
-        self._start(runtime, partial(self._provision, runtime))
+        runtime.waiting = True
+        self._place_waiting()
         return True
 
     async def destroy_challenge(self, challenge_id: str) -> None:
@@ -243,7 +270,86 @@ class ChallengeManager:
         while runtime.task is not None and not runtime.task.done():
             await asyncio.wait({runtime.task})
 
-    async def _provision(self, runtime: _Runtime) -> None:
+    # -- capacity ----------------------------------------------------------------------------
+
+    def _fits_with_reserve(self, runtime: _Runtime) -> bool:
+        """Whether one more CVM for `runtime` (replacing its current one, on a rebuild) leaves
+        room for `reserve_job_vms` job VMs beside every challenge CVM."""
+        held = self.ctx.quota.used_by(KIND)
+        if runtime.vm is not None:
+            held = _minus(held, runtime.vm.allocation.resources)
+        reserve = scaled(
+            vm_resources(self.ctx.config.job_vm), self.ctx.config.engine.reserve_job_vms
+        )
+        return self.ctx.quota.fits_beside(_plus(held, reserve), self._vm_resources())
+
+    def capacity_freed(self) -> None:
+        """Resources came back: give them to waiting challenges first (emission order)."""
+        if any(runtime.waiting for runtime in self._runtimes.values()):
+            self._place_waiting()
+
+    def _place_waiting(self) -> None:
+        """Start provisioning for waiting challenges, highest `emission_share` first, as long as
+        capacity (with the job-VM reserve) allows; report the shortfall."""
+        waiting = sorted(
+            (r for r in self._runtimes.values() if r.waiting and not r.leaving),
+            key=lambda r: -r.spec.emission_share,
+        )
+        short = 0
+        for runtime in waiting:
+            allocation = None
+            if self._fits_with_reserve(runtime):
+                with contextlib.suppress(CapacityError):
+                    allocation = self.ctx.quota.allocate(
+                        self._vm_resources(), owner=f"challenge {runtime.spec.id}", kind=KIND
+                    )
+                reason = "waiting for running jobs to free capacity"
+            else:
+                short += 1
+                reserve = self.ctx.config.engine.reserve_job_vms
+                reason = f"waiting for capacity (challenge CVMs keep room for {reserve} job VMs)"
+            if allocation is None:
+                self._set_waiting(runtime, reason)
+                continue
+            runtime.waiting = False
+            self.ctx.publish_quota()
+            self._start(runtime, partial(self._provision, runtime, allocation))
+        self._report_shortfall(short)
+
+    def _set_waiting(self, runtime: _Runtime, reason: str) -> None:
+        record = self.ctx.state.challenges.get(runtime.spec.id)
+        if record is None or runtime.vm is not None:
+            return
+        if record.state is not ChallengeState.PENDING or record.reason != reason:
+            self._set(runtime.spec.id, ChallengeState.PENDING, reason=reason)
+
+    def _report_shortfall(self, short: int) -> None:
+        """One warning (header + log at most once a minute) for every challenge without room."""
+        header = self.ctx.state.header
+        if short == 0:
+            if header.capacity_warning:
+                header.capacity_warning = ""
+                self.ctx.state.header_changed()
+                self.ctx.log("info", "capacity", "every active challenge has room for its CVM")
+            return
+        spec = self.ctx.config.challenge_vm
+        reserve = self.ctx.config.engine.reserve_job_vms
+        text = (
+            f"capacity shortfall: {short} of {len(self._runtimes)} challenges have no CVM "
+            f"(each needs {spec.vcpu} vCPU, {spec.memory_mb} MB; {reserve} job VMs kept free)"
+        )
+        if header.capacity_warning != text:
+            header.capacity_warning = text
+            self.ctx.state.header_changed()
+        now = time.monotonic()
+        if now - self._shortfall_warned_at >= SHORTFALL_WARNING_EVERY_S:
+            self._shortfall_warned_at = now
+            self.ctx.log("warn", "capacity", text)
+
+    # -- provisioning ------------------------------------------------------------------------
+
+    async def _provision(self, runtime: _Runtime, allocation: Allocation) -> None:
+        """Create, boot and switch to a new CVM holding `allocation` (released on failure)."""
         spec = runtime.spec
         rebuilding = runtime.vm is not None
         new_vm: ChallengeVm | None = None
@@ -258,35 +364,23 @@ class ChallengeManager:
             )
             if not rebuilding:
                 self._set(spec.id, ChallengeState.PROVISIONING)
-            allocation = self.ctx.quota.allocate(self._vm_resources(), owner=f"challenge {spec.id}")
-            self.ctx.publish_quota()
-            try:
-                config = vm_configuration(
-                    self.ctx,
-                    self.ctx.config.challenge_vm,
-                    self.ctx.naming.challenge_vm(spec.id),
-                    compose,
-                    allocation.port,
-                    {"CHALLENGE_ID": spec.id},
-                )
-                vm_id = await self.ctx.vmm.create_vm(config)
-            except BaseException:
-                self.ctx.quota.release(allocation)
-                self.ctx.publish_quota()
-                raise
+            name = self.ctx.naming.challenge_vm(spec.id)
+            config = vm_configuration(
+                self.ctx,
+                self.ctx.config.challenge_vm,
+                name,
+                compose,
+                allocation.port,
+                {"CHALLENGE_ID": spec.id},
+            )
+            vm_id = await self._create(config)
             new_vm = ChallengeVm(vm_id, spec.compose_hash, allocation)
             runtime.extra_vms.append(new_vm)
             self.ctx.store.put_challenge_vm(
                 StoredChallengeVm(vm_id, spec.id, spec.compose_hash, allocation.port)
             )
             self.ctx.state.put_vm(
-                VmRecord(
-                    vm_id,
-                    self.ctx.naming.challenge_vm(spec.id),
-                    VmKind.CHALLENGE,
-                    spec.id,
-                    host_port=allocation.port,
-                )
+                VmRecord(vm_id, name, VmKind.CHALLENGE, spec.id, host_port=allocation.port)
             )
             self.ctx.log(
                 "info",
@@ -316,13 +410,44 @@ class ChallengeManager:
             if old is not None:
                 await self._destroy(old, "replaced by rebuilt CVM")
             self._on_active(spec.id)
-        except (ComposeError, CapacityError, ClientError, VmNotReady) as exc:
+        except (ComposeError, ClientError, VmNotReady) as exc:
             await self._fail(runtime, str(exc))
         finally:
             if new_vm is not None:
                 with contextlib.suppress(ValueError):
                     runtime.extra_vms.remove(new_vm)
-                await asyncio.shield(self._destroy(new_vm, "provisioning did not finish"))
+                cleanup = self.ctx.tasks.spawn(
+                    self._destroy(new_vm, "provisioning did not finish"),
+                    name=f"remove-cvm-{new_vm.vm_id}",
+                )
+                await asyncio.shield(cleanup)
+            elif (
+                runtime.vm is None or runtime.vm.allocation is not allocation
+            ) and self.ctx.quota.release(allocation):
+                self.ctx.publish_quota()
+                self.capacity_freed()
+
+    async def _create(self, config: VmConfiguration) -> str:
+        """CreateVm, retried with backoff while the VMM does not answer (no answer, 5xx); after
+        a lost answer the VM is looked up by name first, so a retry never makes a second one.
+        A VMM refusal (HTTP 400) raises."""
+        backoff = Backoff(0.5, 10.0)
+        maybe_created = False
+        while True:
+            try:
+                if maybe_created:
+                    found = await find_vms_named(self.ctx, config.name)
+                    if found:
+                        return found[0]
+                return await self.ctx.vmm.create_vm(config)
+            except VmmError:
+                raise
+            except AnswerLost:
+                maybe_created = True
+            except ClientError as exc:
+                if not is_transient(exc):
+                    raise
+            await asyncio.sleep(backoff.next())
 
     async def _fail(self, runtime: _Runtime, reason: str) -> None:
         runtime.failures += 1
@@ -379,9 +504,11 @@ class ChallengeManager:
     async def _destroy(self, vm: ChallengeVm, why: str) -> None:
         """Remove the CVM and release what it held, exactly once."""
         await self._remove_vm_id(vm.vm_id, why)
-        self.ctx.store.delete_challenge_vm(vm.vm_id)
+        with contextlib.suppress(StoreError):
+            self.ctx.store.delete_challenge_vm(vm.vm_id)
         if self.ctx.quota.release(vm.allocation):
             self.ctx.publish_quota()
+            self.capacity_freed()
 
     async def _remove_vm_id(self, vm_id: str, why: str) -> None:
         if await remove_vm(self.ctx, vm_id):
@@ -393,10 +520,52 @@ class ChallengeManager:
             if runtime.vm is not None and runtime.vm.vm_id == vm_id:
                 if self.ctx.quota.release(runtime.vm.allocation):
                     self.ctx.publish_quota()
+                    self.capacity_freed()
                 self.ctx.store.delete_challenge_vm(vm_id)
                 runtime.vm, runtime.compose = None, None
                 runtime.failures, runtime.retry_after = 0, 0.0
                 self._set(runtime.spec.id, ChallengeState.FAILED, reason="CVM removed by operator")
+
+    def holds(self, vm_id: str) -> bool:
+        """True when `vm_id` is one of the challenge CVMs this manager holds (or is booting)."""
+        return any(
+            (runtime.vm is not None and runtime.vm.vm_id == vm_id)
+            or any(vm.vm_id == vm_id for vm in runtime.extra_vms)
+            for runtime in self._runtimes.values()
+        )
+
+    def on_vm_lost(self, vm_id: str) -> bool:
+        """The VMM no longer lists this CVM (it restarted and forgot it): release what it held
+        and provision the challenge again at once. True if it was one of ours."""
+        for runtime in self._runtimes.values():
+            extra = next((vm for vm in runtime.extra_vms if vm.vm_id == vm_id), None)
+            active = runtime.vm is not None and runtime.vm.vm_id == vm_id
+            if not active and extra is None:
+                continue
+            self.ctx.state.drop_vm(vm_id)
+            with contextlib.suppress(StoreError):
+                self.ctx.store.delete_challenge_vm(vm_id)
+            if active and runtime.vm is not None:
+                if self.ctx.quota.release(runtime.vm.allocation):
+                    self.ctx.publish_quota()
+                runtime.vm, runtime.compose = None, None
+            self.ctx.log(
+                "warn",
+                "cvm",
+                f"{runtime.spec.name}: CVM {vm_id} lost (the VMM no longer has it): "
+                "provisioning it again",
+                challenge_id=runtime.spec.id,
+                vm_id=vm_id,
+            )
+            if not runtime.leaving:
+                runtime.failures, runtime.retry_after = 0, 0.0
+                self._set(
+                    runtime.spec.id, ChallengeState.PENDING, reason="CVM lost: provisioning again"
+                )
+                runtime.waiting = True
+                self._place_waiting()
+            return True
+        return False
 
     def on_vm_info(self, info: VmInfo) -> None:
         """Reconciler report on one of our CVMs: keep the record's VM status current."""
@@ -411,20 +580,19 @@ class ChallengeManager:
                     if self.is_active(runtime.spec.id):
                         self._on_active(runtime.spec.id)
 
-    async def shutdown(self) -> None:
-        """Stop provisioning work; CVMs stay up for the next run to adopt."""
+    async def shutdown(self, until: float) -> None:
+        """Stop provisioning work (waiting until `until`, time.monotonic, at the latest); CVMs
+        stay up for the next run to adopt."""
         tasks = [r.task for r in self._runtimes.values() if r.task and not r.task.done()]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.0, until - time.monotonic()))
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _vm_resources(self) -> Resources:
-        spec = self.ctx.config.challenge_vm
-        return Resources(spec.vcpu, spec.memory_mb, spec.disk_mb, spec.gpu)
+        return vm_resources(self.ctx.config.challenge_vm)
 
     def _ensure_record(self, spec: Challenge) -> None:
         record = self.ctx.state.challenges.get(spec.id) or ChallengeRecord(spec.id, spec.name)
@@ -456,6 +624,18 @@ class ChallengeManager:
         )
         vm.status, vm.boot_progress, vm.host_port = status, progress, port
         self.ctx.state.put_vm(vm)
+
+
+def _plus(a: Resources, b: Resources) -> Resources:
+    return Resources(
+        a.vcpu + b.vcpu, a.memory_mb + b.memory_mb, a.disk_mb + b.disk_mb, a.gpu + b.gpu
+    )
+
+
+def _minus(a: Resources, b: Resources) -> Resources:
+    return Resources(
+        a.vcpu - b.vcpu, a.memory_mb - b.memory_mb, a.disk_mb - b.disk_mb, a.gpu - b.gpu
+    )
 
 
 def _changed(old: Challenge, new: Challenge) -> bool:

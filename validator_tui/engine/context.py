@@ -1,8 +1,7 @@
-"""What every engine component shares: config, state, store, quota, clients, logging."""
+"""What every engine component shares: config, state, store, quota, clients, health, tasks."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import httpx
@@ -10,15 +9,13 @@ import httpx
 from validator_tui.clients.platform import PlatformClient
 from validator_tui.clients.vmm import VmmClient
 from validator_tui.config import ValidatorConfig
+from validator_tui.engine.events import log_event
+from validator_tui.engine.health import ServerHealth
 from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.quota import CVMQuotaManager
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import Store
-from validator_tui.sanitize import clean_line
-
-logger = logging.getLogger("validator_tui.engine")
-
-_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+from validator_tui.engine.tasks import TaskRegistry
 
 
 @dataclass(slots=True)
@@ -31,6 +28,9 @@ class EngineContext:
     vmm: VmmClient
     http: httpx.AsyncClient
     naming: VmNaming
+    tasks: TaskRegistry
+    platform_health: ServerHealth
+    vmm_health: ServerHealth
 
     def log(
         self,
@@ -43,12 +43,8 @@ class EngineContext:
         vm_id: str | None = None,
     ) -> None:
         """Record an event in the state's event log and the process log, sanitised."""
-        text = clean_line(message, 500)
-        self.state.event(level, kind, text, job_id=job_id, challenge_id=challenge_id, vm_id=vm_id)
-        logger.log(
-            _LEVELS.get(level, logging.INFO),
-            text,
-            extra={"kind": kind, "job_id": job_id, "challenge_id": challenge_id, "vm_id": vm_id},
+        log_event(
+            self.state, level, kind, message, job_id=job_id, challenge_id=challenge_id, vm_id=vm_id
         )
 
     def publish_quota(self) -> None:

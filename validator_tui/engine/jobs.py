@@ -4,6 +4,12 @@ each in its own task through the executor, and hands results to the outbox.
 Job states: pending → claimed → provisioning → running → submitting → completed | failed |
 cancelled | lost. A job's quota allocation is taken before the claim request and released
 exactly once when its VM is gone, on every path.
+
+Claims run only while the platform and the VMM answer and the store is writable. A claim
+whose request never left leaves the job pending. A claim whose answer was lost is *unsure*:
+the job keeps its allocation (state claimed) until a poll asked after the claim says whether
+it is ours (gone from `/jobs/pending`: run it) or not (still listed: claim it again). A job the
+platform lists as pending is claimable whatever our history says, unless we are running it.
 """
 
 from __future__ import annotations
@@ -14,18 +20,19 @@ import logging
 import time
 from dataclasses import dataclass
 
-from validator_tui.clients.errors import ClaimLost, ClientError, NetworkError
+from validator_tui.clients.errors import AnswerLost, ClaimLost, ClientError, DecodeError, NotSent
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.quota import Allocation, CapacityError
 from validator_tui.engine.records import JobRecord, JobState, Outcome, Resources
-from validator_tui.engine.store import StoreError
+from validator_tui.engine.store import StoredJob, StoreError
 from validator_tui.models.platform import Job, JobResults
 from validator_tui.sanitize import clean_line
 
 CLAIM_RETRY_S = 5.0
+VM_LOST = "VM lost: the VMM no longer has it"
 
 logger = logging.getLogger("validator_tui.engine")
 
@@ -35,6 +42,16 @@ class _Run:
     task: asyncio.Task[None]
     allocation: Allocation
     cancel_reason: str = ""
+
+
+@dataclass(slots=True)
+class _Unsure:
+    """A claim whose answer was lost, waiting for a poll to say whether the job is ours."""
+
+    record: JobRecord
+    allocation: Allocation | None
+    since: float
+    recovered: bool = False
 
 
 class JobManager:
@@ -56,6 +73,9 @@ class JobManager:
         self._runs: dict[str, _Run] = {}
         self._claiming: set[str] = set()
         self._claim_tasks: set[asyncio.Task[Outcome]] = set()
+        self._unsure: dict[str, _Unsure] = {}
+        self._maybe_ours: dict[str, None] = {}
+        self._cancel_requested: dict[str, str] = {}
         self.stopping = False
         self._retry_claim_at: dict[str, float] = {}
         self._pending: dict[str, None] = {}
@@ -68,35 +88,86 @@ class JobManager:
         vm = self.ctx.config.job_vm
         return Resources(vm.vcpu, vm.memory_mb, vm.disk_mb, vm.gpu)
 
+    def claim_blocker(self) -> str:
+        """Why no job may be claimed now ("" when claims may run)."""
+        if self.stopping:
+            return "the validator is shutting down"
+        if not self.claims_allowed:
+            return "claims are suspended: the state database is not writable"
+        if not self.ctx.platform_health.up:
+            return "claims paused: the platform is unreachable"
+        if not self.ctx.vmm_health.up:
+            return "claims paused: the VMM is not answering"
+        return ""
+
     def has_capacity(self, job: JobRecord | Job) -> bool:
-        """True when a job VM fits in the quota and the job's challenge CVM is active."""
-        return self.challenges.is_active(job.challenge_id) and self.ctx.quota.check_capacity(
-            self.job_resources()
+        """True when claims may run, a job VM fits in the quota and the job's challenge CVM is
+        active."""
+        return (
+            not self.claim_blocker()
+            and self.challenges.is_active(job.challenge_id)
+            and self.ctx.quota.check_capacity(self.job_resources())
         )
+
+    def publish_claim_state(self) -> None:
+        """Show in the header why claims are paused (nothing while they run)."""
+        reason = self.claim_blocker()
+        header = self.ctx.state.header
+        if header.claims_paused != reason:
+            header.claims_paused = reason
+            self.ctx.state.header_changed()
+
+    def on_health_change(self) -> None:
+        """The platform's or the VMM's health changed: pause or resume claims."""
+        self.publish_claim_state()
+        if self.auto_claim and not self.claim_blocker():
+            self.claim_what_fits()
 
     # -- discovery --------------------------------------------------------------------------
 
     async def fetch_pending_jobs(self) -> list[Job]:
-        """Poll the platform's pending jobs, show them, and claim what fits (auto-claim)."""
+        """Poll the platform's pending jobs, show them, settle unsure claims, and claim what
+        fits (auto-claim)."""
         async with self._poll_lock:
+            asked_at, asked_wall = time.monotonic(), time.time()
             jobs = await self.ctx.platform.get_pending_jobs()
             self.ctx.state.header.last_poll_at = time.time()
             self.ctx.state.header_changed()
-            listed = set()
+            listed = {job.id for job in jobs}
+            self._settle_unsure(listed, asked_at)
             for job in jobs:
-                listed.add(job.id)
-                self._see(job.id, job.challenge_id, job.submission_id, job.miner_hotkey)
+                self._see(job.id, job.challenge_id, job.submission_id, job.miner_hotkey, asked_wall)
             for job_id, record in list(self.ctx.state.jobs.items()):
                 gone = job_id not in listed and job_id not in self._claiming
-                if record.state is JobState.PENDING and gone:
+                if record.state is not JobState.PENDING or not gone:
+                    continue
+                self._retry_claim_at.pop(job_id, None)
+                if record.claim_unsure:
+                    # Our own lost claim may be what took it: it may be ours to run.
+                    self._maybe_ours[job_id] = None
+                else:
                     self.ctx.state.drop_job(job_id)
-                    self._retry_claim_at.pop(job_id, None)
+            self._run_maybe_ours()
             if self.auto_claim:
                 self.claim_what_fits()
             return jobs
 
-    def _see(self, job_id: str, challenge_id: str, submission_id: str, miner: str) -> JobRecord:
+    def _see(
+        self,
+        job_id: str,
+        challenge_id: str,
+        submission_id: str,
+        miner: str,
+        listed_at: float | None = None,
+    ) -> JobRecord:
+        """Show a job the platform offers. A finished record of it (failed, lost, …) finished
+        before `listed_at` gives way to a new pending one: the platform offers it again."""
         record = self.ctx.state.jobs.get(job_id)
+        note = "seen pending"
+        if record is not None and listed_at is not None and self._offered_again(record, listed_at):
+            note = f"listed as pending again (was {record.state.value}): claimable"
+            self.ctx.state.drop_job(job_id)
+            record = None
         if record is None:
             record = JobRecord(
                 id=job_id,
@@ -104,7 +175,7 @@ class JobManager:
                 submission_id=clean_line(submission_id, 200),
                 miner_hotkey=clean_line(miner, 100),
             )
-            self.ctx.state.put_job(record, "seen pending")
+            self.ctx.state.put_job(record, note)
             self._pending[job_id] = None
         elif record.state is JobState.PENDING and (submission_id and not record.submission_id):
             record.submission_id = clean_line(submission_id, 200)
@@ -112,14 +183,30 @@ class JobManager:
             self.ctx.state.put_job(record)
         return record
 
+    def _offered_again(self, record: JobRecord, listed_at: float) -> bool:
+        job_id = record.id
+        return (
+            record.state.finished
+            and record.finished_at is not None
+            and record.finished_at < listed_at
+            and job_id not in self._runs
+            and job_id not in self._claiming
+            and job_id not in self._unsure
+        )
+
     def on_new_job(self, job_id: str, challenge_id: str) -> None:
         """A `new_job` notification: show it and, with auto-claim, claim it right away."""
         record = self._see(job_id, challenge_id, "", "")
-        if self.auto_claim and record.state is JobState.PENDING:
+        if self.auto_claim and record.state is JobState.PENDING and self.has_capacity(record):
             self._spawn_claim(job_id)
 
     def claim_what_fits(self) -> None:
-        """Start claims for pending jobs, oldest first, while capacity allows."""
+        """Start claims for pending jobs, oldest first, while capacity allows (jobs that may
+        already be ours come first)."""
+        if self._maybe_ours:
+            self._run_maybe_ours()
+        if self.claim_blocker():
+            return
         for job_id in list(self._pending):
             record = self.ctx.state.jobs.get(job_id)
             if record is None or record.state is not JobState.PENDING:
@@ -132,14 +219,9 @@ class JobManager:
             self._spawn_claim(record.id)
 
     def _spawn_claim(self, job_id: str) -> None:
-        task = asyncio.create_task(self.claim_job(job_id))
+        task = self.ctx.tasks.spawn(self.claim_job(job_id), name=f"claim-{job_id}", quiet=True)
         self._claim_tasks.add(task)
-        task.add_done_callback(self._claim_done)
-
-    def _claim_done(self, task: asyncio.Task[Outcome]) -> None:
-        self._claim_tasks.discard(task)
-        if not task.cancelled():
-            task.exception()
+        task.add_done_callback(self._claim_tasks.discard)
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -148,12 +230,13 @@ class JobManager:
         record = self.ctx.state.jobs.get(job_id)
         if record is None:
             return Outcome.refused(f"unknown job {job_id}")
+        if job_id in self._unsure:
+            return Outcome.refused("its claim's answer was lost: the next poll settles it")
         if record.state is not JobState.PENDING or job_id in self._claiming:
             return Outcome.refused(f"job is {record.state.value}, not pending")
-        if self.stopping:
-            return Outcome.refused("the validator is shutting down")
-        if not self.claims_allowed:
-            return Outcome.refused("claims are suspended: the state database is not writable")
+        blocker = self.claim_blocker()
+        if blocker:
+            return Outcome.refused(blocker)
         if not self.challenges.is_active(record.challenge_id):
             return Outcome.refused("the job's challenge CVM is not active")
         try:
@@ -162,12 +245,14 @@ class JobManager:
             return Outcome.refused(f"no capacity: {exc}")
         self._claiming.add(job_id)
         try:
-            self.ctx.store.upsert_job(job_id, record.challenge_id, "claiming")
+            forgot_dead_letter = self.ctx.store.begin_claim(job_id, record.challenge_id)
         except StoreError as exc:
             self._claiming.discard(job_id)
             self.ctx.quota.release(allocation)
             self._suspend_claims(str(exc))
             return Outcome.refused(str(exc))
+        if forgot_dead_letter:
+            self.outbox.count_dead_letters()
         self.ctx.publish_quota()
         return await self._claim_request(record, allocation)
 
@@ -176,33 +261,71 @@ class JobManager:
         self.claim_sent_ns[job_id] = time.monotonic_ns()
         if len(self.claim_sent_ns) > 10000:
             self.claim_sent_ns.pop(next(iter(self.claim_sent_ns)))
-        note = "claimed"
         try:
             claim = await self.ctx.platform.claim_job(job_id)
         except ClaimLost as exc:
+            if record.claim_unsure and exc.status != 410 and exc.status != 404:
+                # Our own earlier claim, whose answer was lost, may be what holds the job.
+                note = f"claim conflict (HTTP {exc.status}) after a lost claim answer: may be ours"
+                return self._claimed(record, allocation, note, unsure=True)
             self._claiming.discard(job_id)
+            self._cancel_requested.pop(job_id, None)
             record.state, record.finished_at = JobState.LOST, time.time()
             self.ctx.state.header.counters.lost += 1
             self.ctx.state.put_job(record, f"claim lost (HTTP {exc.status})")
             self._forget_stored(job_id)
             self._release(allocation)
             return Outcome.refused("another validator claimed it first")
-        except NetworkError as exc:
-            note = f"claim answer lost ({exc}); running it, the platform decides on the result"
+        except NotSent as exc:
+            self._claiming.discard(job_id)
+            self._cancel_requested.pop(job_id, None)
+            self._forget_stored(job_id, state="pending")
+            self.ctx.state.put_job(record, f"claim not sent, still pending: {exc}")
+            self._release(allocation)
+            return Outcome.refused(f"claim not sent (the job stays pending): {exc}")
+        except AnswerLost as exc:
+            self._claiming.discard(job_id)
+            self._unsure[job_id] = _Unsure(record, allocation, time.monotonic())
+            record.claim_unsure = True
+            record.state = JobState.CLAIMED
+            self.ctx.state.put_job(record, f"claim answer lost: {exc}")
+            self.ctx.log(
+                "warn",
+                "claim",
+                "claim answer lost: the next poll tells whether the job is ours",
+                job_id=job_id,
+            )
+            cancel = self._cancel_requested.pop(job_id, None)
+            if cancel == "platform":
+                self._cancel_unsure(job_id)
+            elif cancel == "operator":
+                self._cancel_unsure_by_operator(job_id)
+            return Outcome.done("claim sent, answer lost: the next poll settles it")
+        except DecodeError as exc:
+            return self._claimed(record, allocation, f"claimed (answer unreadable: {exc})")
         except ClientError as exc:
             self._claiming.discard(job_id)
+            self._cancel_requested.pop(job_id, None)
             self._retry_claim_at[job_id] = time.monotonic() + CLAIM_RETRY_S
-            self._forget_stored(job_id)
+            self._forget_stored(job_id, state="pending")
             self._release(allocation)
             self.ctx.state.put_job(record, f"claim failed: {exc}")
             self.ctx.log("warn", "claim", f"claim failed: {exc}", job_id=job_id)
             return Outcome.refused(f"claim failed: {exc}")
-        else:
-            if claim.submission_id:
-                record.submission_id = clean_line(claim.submission_id, 200)
+        if claim.submission_id:
+            record.submission_id = clean_line(claim.submission_id, 200)
+        return self._claimed(record, allocation, "claimed")
+
+    def _claimed(
+        self, record: JobRecord, allocation: Allocation, note: str, *, unsure: bool = False
+    ) -> Outcome:
+        """The job is ours (or, `unsure`, may be): record it and run it, unless a cancel or
+        the shutdown came first (then no VM is created)."""
+        job_id = record.id
         self._claiming.discard(job_id)
         self._retry_claim_at.pop(job_id, None)
         record.state, record.claimed_at = JobState.CLAIMED, time.time()
+        record.claim_unsure = unsure
         try:
             self.ctx.store.upsert_job(
                 job_id,
@@ -213,21 +336,94 @@ class JobManager:
             )
         except StoreError as exc:
             self._suspend_claims(str(exc))
-        counters = self.ctx.state.header.counters
-        counters.claimed_total += 1
+        self.ctx.state.header.counters.claimed_total += 1
         self.ctx.state.put_job(record, note)
-        if self.stopping:
+        cancel = self._cancel_requested.pop(job_id, None)
+        if cancel == "platform":
             self._release(allocation)
-            self._submit(record, _error_result(record, "validator shutting down"))
-            return Outcome.refused("claimed while shutting down: error result queued")
-        task = asyncio.create_task(self._run(record, allocation))
+            self._mark_cancelled(record, "cancelled by the platform during the claim: no VM")
+            return Outcome.refused("cancelled by the platform during the claim")
+        if cancel == "operator" or self.stopping:
+            self._release(allocation)
+            error = "cancelled by operator" if cancel else "validator shutting down"
+            self._submit(record, _error_result(record, error))
+            return Outcome.refused(f"claimed, then {error}: error result queued, no VM")
+        task = self.ctx.tasks.spawn(self._run(record, allocation), name=f"job-{job_id}")
         self._runs[job_id] = _Run(task, allocation)
         return Outcome.done(f"claimed job {job_id}")
+
+    def _settle_unsure(self, listed: set[str], asked_at: float) -> None:
+        """Settle lost claim answers with a listing asked after them: still pending → not
+        ours, claimable again; gone → ours (or someone else's): run it."""
+        for job_id, unsure in list(self._unsure.items()):
+            if unsure.since >= asked_at:
+                continue
+            del self._unsure[job_id]
+            record = unsure.record
+            if job_id in listed:
+                record.state, record.claimed_at = JobState.PENDING, None
+                self._forget_stored(job_id, state="pending")
+                self._pending[job_id] = None
+                self.ctx.state.put_job(record, "still pending at the platform: not ours, claimable")
+                if unsure.allocation is not None:
+                    self._release(unsure.allocation)
+                continue
+            note = "no longer pending at the platform: running it (the platform decides)"
+            if unsure.recovered or unsure.allocation is None:
+                self._submit(record, _error_result(record, "validator restarted"))
+                continue
+            self._claimed(record, unsure.allocation, note, unsure=True)
+
+    def _run_maybe_ours(self) -> None:
+        """Run the jobs that left the pending list after a lost claim answer of ours (they may
+        be ours), as capacity allows; the platform decides on their results."""
+        for job_id in list(self._maybe_ours):
+            record = self.ctx.state.jobs.get(job_id)
+            if record is None or record.state is not JobState.PENDING or self.stopping:
+                del self._maybe_ours[job_id]
+                continue
+            if not self.challenges.is_active(record.challenge_id):
+                continue
+            try:
+                allocation = self.ctx.quota.allocate(self.job_resources(), owner=f"job {job_id}")
+            except CapacityError:
+                return
+            del self._maybe_ours[job_id]
+            self.ctx.publish_quota()
+            note = "left the pending list after a lost claim answer: may be ours, running it"
+            self._claimed(record, allocation, note, unsure=True)
+
+    def _cancel_unsure(self, job_id: str) -> None:
+        unsure = self._unsure.pop(job_id)
+        if unsure.allocation is not None:
+            self._release(unsure.allocation)
+        self._mark_cancelled(unsure.record, "cancelled by the platform before it was settled")
+
+    def _cancel_unsure_by_operator(self, job_id: str) -> None:
+        unsure = self._unsure.pop(job_id)
+        if unsure.allocation is not None:
+            self._release(unsure.allocation)
+        self._submit(unsure.record, _error_result(unsure.record, "cancelled by operator"))
+
+    def recover_unsure(self, stored: StoredJob) -> None:
+        """A claim a previous run sent without hearing the answer: the first poll settles it
+        (still pending → claimable; gone → the error result "validator restarted")."""
+        record = JobRecord(
+            id=stored.id,
+            challenge_id=stored.challenge_id,
+            submission_id=stored.submission_id,
+            miner_hotkey=stored.miner_hotkey,
+            state=JobState.CLAIMED,
+            claim_unsure=True,
+        )
+        self.ctx.state.put_job(record, "claim interrupted by a restart: asking the platform")
+        self._unsure[stored.id] = _Unsure(record, None, time.monotonic(), recovered=True)
 
     def _suspend_claims(self, reason: str) -> None:
         if self.claims_allowed:
             self.claims_allowed = False
             self.ctx.log("error", "store", f"claims suspended: {reason}")
+            self.publish_claim_state()
 
     # -- running --------------------------------------------------------------------------
 
@@ -257,23 +453,23 @@ class JobManager:
         """A bug or an unexpected failure must not leave a claimed job unanswered."""
         error = f"validator error: {clean_line(str(exc) or type(exc).__name__, 300)}"
         self.ctx.log("error", "job", error, job_id=job.id)
-        return JobResults(
-            score=0.0,
-            metrics={},
-            logs=[f"[validator] {error}"],
-            execution_time_ms=int(job.elapsed() * 1000),
-            error=error,
-        )
+        return _error_result(job, error)
 
     def _after_cancel(self, job: JobRecord, reason: str) -> JobResults | None:
         if reason == "platform":
-            job.state, job.finished_at = JobState.CANCELLED, time.time()
-            self.ctx.state.header.counters.cancelled += 1
-            self._forget_stored(job.id, state="cancelled")
-            self.ctx.state.put_job(job, "cancelled by the platform: VM destroyed, no result")
+            self._mark_cancelled(job, "cancelled by the platform: VM destroyed, no result")
             return None
-        error = "cancelled by operator" if reason == "operator" else "validator shutting down"
+        error = {
+            "operator": "cancelled by operator",
+            "vm_lost": VM_LOST,
+        }.get(reason, "validator shutting down")
         return _error_result(job, error)
+
+    def _mark_cancelled(self, job: JobRecord, note: str) -> None:
+        job.state, job.finished_at = JobState.CANCELLED, time.time()
+        self.ctx.state.header.counters.cancelled += 1
+        self._forget_stored(job.id, state="cancelled")
+        self.ctx.state.put_job(job, note)
 
     def _submit(self, job: JobRecord, results: JobResults) -> None:
         body = results.to_json_bytes()
@@ -286,7 +482,7 @@ class JobManager:
         except StoreError as exc:
             self._suspend_claims(str(exc))
         self.ctx.state.put_job(job, "result queued" if results.error is None else results.error)
-        self.outbox.enqueue(job.id, body)
+        self.outbox.enqueue(job.id, body, claim_unsure=job.claim_unsure)
 
     def on_result_done(self, job_id: str, status: str, detail: str) -> None:
         """Outbox callback: the platform answered for this job's result."""
@@ -303,6 +499,9 @@ class JobManager:
         elif status == "dropped":
             job.state = JobState.CANCELLED
             counters.cancelled += 1
+        elif status == "not_ours":
+            job.state = JobState.LOST
+            counters.lost += 1
         else:
             job.state = JobState.FAILED
             counters.failed += 1
@@ -318,15 +517,29 @@ class JobManager:
             extra={"kind": "job", "job_id": job_id, "challenge_id": job.challenge_id},
         )
 
+    def on_vm_lost(self, job_id: str) -> bool:
+        """The VMM no longer has this job's VM: the job fails with VM_LOST. True if it ran."""
+        run = self._runs.get(job_id)
+        if run is None:
+            return False
+        run.cancel_reason = run.cancel_reason or "vm_lost"
+        run.task.cancel()
+        return True
+
     # -- cancelling -----------------------------------------------------------------------
 
     def on_job_cancelled(self, job_id: str) -> None:
-        """`job_cancelled` from the platform: drop it, abort it, or unqueue its result."""
+        """`job_cancelled` from the platform: drop it, abort it, or unqueue its result. Seen
+        before the job's VM exists, it stops the job before it costs a VM."""
         job = self.ctx.state.jobs.get(job_id)
         run = self._runs.get(job_id)
         if run is not None:
             run.cancel_reason = "platform"
             run.task.cancel()
+        elif job_id in self._claiming:
+            self._cancel_requested[job_id] = "platform"
+        elif job_id in self._unsure:
+            self._cancel_unsure(job_id)
         elif self.outbox.drop(job_id):
             if job is not None:
                 job.state, job.finished_at = JobState.CANCELLED, time.time()
@@ -339,9 +552,15 @@ class JobManager:
             self.ctx.log("info", "cancel", "job cancelled by the platform", job_id=job_id)
 
     async def cancel_by_operator(self, job_id: str) -> Outcome:
-        """Abort a running job: VM destroyed, result `cancelled by operator` sent."""
+        """Abort a claimed or running job: VM destroyed, result `cancelled by operator` sent."""
         run = self._runs.get(job_id)
         if run is None:
+            if job_id in self._claiming:
+                self._cancel_requested[job_id] = "operator"
+                return Outcome.done(f"cancel noted: job {job_id} ends when its claim answers")
+            if job_id in self._unsure:
+                self._cancel_unsure_by_operator(job_id)
+                return Outcome.done(f"cancelled job {job_id}; result sent")
             job = self.ctx.state.jobs.get(job_id)
             state = job.state.value if job else "unknown"
             return Outcome.refused(f"job is {state}: only claimed or running jobs can be cancelled")
@@ -351,27 +570,42 @@ class JobManager:
             await run.task
         return Outcome.done(f"cancelled job {job_id}; VM destroyed, result sent")
 
-    async def shutdown(self, timeout: float = 30.0) -> None:
-        """Claim nothing more; let claims in flight settle; cancel running jobs (VMs destroyed,
-        error results queued)."""
+    async def shutdown(self, until: float) -> None:
+        """Claim nothing more; let claims in flight settle; cancel running jobs (their VMs
+        removed, error results queued). Returns by `until` (time.monotonic) at the latest."""
         self.stopping = True
+        self.publish_claim_state()
         if self._claim_tasks:
-            await asyncio.wait(list(self._claim_tasks), timeout=timeout)
+            await asyncio.wait(list(self._claim_tasks), timeout=_left(until))
+        for job_id in list(self._unsure):
+            unsure = self._unsure.pop(job_id)
+            if unsure.allocation is not None:
+                self._release(unsure.allocation)
         runs = list(self._runs.values())
         for run in runs:
             run.cancel_reason = run.cancel_reason or "shutdown"
             run.task.cancel()
-        if runs:
-            await asyncio.wait([r.task for r in runs], timeout=timeout)
+        if not runs:
+            return
+        _, waiting = await asyncio.wait([r.task for r in runs], timeout=_left(until))
+        # Still removing their VMs (a VMM that does not answer): stop waiting for that, so their
+        # results are queued now; the removals go on until the final deadline.
+        for task in waiting:
+            task.cancel()
+        if waiting:
+            await asyncio.wait(waiting, timeout=1.0)
 
     # -- helpers --------------------------------------------------------------------------
 
     def _release(self, allocation: Allocation) -> None:
-        """Give a job's resources back and, with auto-claim, use them for waiting jobs."""
+        """Give a job's resources back: to waiting challenge CVMs first, then (auto-claim)
+        to waiting jobs."""
         if self.ctx.quota.release(allocation):
             self.ctx.publish_quota()
-            if self.auto_claim and not self.stopping:
-                self.claim_what_fits()
+            if not self.stopping:
+                self.challenges.capacity_freed()
+                if self.auto_claim:
+                    self.claim_what_fits()
 
     def _forget_stored(self, job_id: str, state: str = "lost") -> None:
         try:
@@ -386,6 +620,10 @@ class JobManager:
             record.jobs_run += max(0, delta)
             self.ctx.state.put_challenge(record)
         self.ctx.state.header_changed()
+
+
+def _left(until: float) -> float:
+    return max(0.0, until - time.monotonic())
 
 
 def _error_result(job: JobRecord, error: str) -> JobResults:

@@ -1,16 +1,18 @@
 """The results outbox: every result is stored before its first POST and sent until the
-platform answers for it (accepted, duplicate, cancelled, or refused as a dead letter)."""
+platform answers for it (accepted, duplicate, cancelled, not ours, or refused as a dead
+letter). Dead letters stay in the store until the operator retries or discards them."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from validator_tui.clients.backoff import Backoff
 from validator_tui.clients.errors import ApiError, ClientError
 from validator_tui.clients.platform import SubmitOutcome
+from validator_tui.engine import outbox_admin
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.records import Outcome
 from validator_tui.engine.store import StoreError
 from validator_tui.models.platform import JobResults
 
@@ -42,13 +44,19 @@ class ResultOutbox:
             self.enqueue(entry.job_id, entry.body)
         return len(entries)
 
-    def enqueue(self, job_id: str, body: bytes) -> None:
+    def enqueue(self, job_id: str, body: bytes, *, claim_unsure: bool = False) -> None:
         """Send `body` as the result of `job_id` (already committed to the store by the caller,
-        or kept here in memory when the store cannot be written)."""
+        or kept here in memory when the store cannot be written).
+
+        `claim_unsure`: the claim's answer never came, so the job may be someone else's; a
+        lasting 403 then means "not ours" (recorded `not_ours`), not a dead letter.
+        """
         if job_id in self._senders:
             return
         self._bodies[job_id] = body
-        self._senders[job_id] = asyncio.create_task(self._send(job_id, body))
+        self._senders[job_id] = self.ctx.tasks.spawn(
+            self._send(job_id, body, claim_unsure), name=f"result-{job_id}"
+        )
         self._publish()
 
     def drop(self, job_id: str) -> bool:
@@ -62,7 +70,7 @@ class ResultOutbox:
         self._publish()
         return True
 
-    async def _send(self, job_id: str, body: bytes) -> None:
+    async def _send(self, job_id: str, body: bytes, claim_unsure: bool) -> None:
         results = JobResults.model_validate_json(body)
         backoff = Backoff(1.0, self.ctx.config.engine.ws_backoff_cap_s)
         forbidden = 0
@@ -74,7 +82,8 @@ class ResultOutbox:
                     forbidden += exc.status == 403
                     late_claim = exc.status == 403 and forbidden <= FORBIDDEN_RETRIES
                     if exc.status < 500 and exc.status not in (408, 429) and not late_claim:
-                        self._finish(job_id, "dead", str(exc))
+                        not_ours = exc.status == 403 and claim_unsure
+                        self._finish(job_id, "not_ours" if not_ours else "dead", str(exc))
                         return
                     error = str(exc)
                 except ClientError as exc:
@@ -93,12 +102,53 @@ class ResultOutbox:
 
     def _finish(self, job_id: str, status: str, detail: str) -> None:
         self._mark(job_id, status, detail if status != "sent" else "")
-        level = {"sent": "info", "dropped": "warn"}.get(status, "error")
-        if status != "sent":
-            self.ctx.log(level, "result", f"result {status}: {detail}", job_id=job_id)
+        level = {"sent": "info", "dropped": "warn", "not_ours": "warn"}.get(status, "error")
         if status == "dead":
+            self.ctx.log(
+                level,
+                "result",
+                f"result refused (dead letter; `validator-tui outbox list`): {detail}",
+                job_id=job_id,
+            )
             self.ctx.state.header.counters.dead_letters += 1
+        elif status != "sent":
+            self.ctx.log(level, "result", f"result {status}: {detail}", job_id=job_id)
         self._on_done(job_id, status, detail)
+
+    # -- dead letters -------------------------------------------------------------------------
+
+    def count_dead_letters(self) -> None:
+        """Set the header's dead-letter counter from the store (start-up, retry, discard)."""
+        try:
+            dead = self.ctx.store.count_results("dead")
+        except StoreError:
+            return
+        self.ctx.state.header.counters.dead_letters = dead
+        self.ctx.state.header_changed()
+
+    def retry_dead_letter(self, job_id: str) -> Outcome:
+        """Send a dead letter again, now (as a new attempt: the 403 retries start over)."""
+        outcome = outbox_admin.retry_dead_letter(self.ctx.store, job_id)
+        if not outcome.ok:
+            return outcome
+        self.count_dead_letters()
+        self.ctx.log("info", "result", "operator: dead letter sent again", job_id=job_id)
+        try:
+            body = self.ctx.store.result_body(job_id)
+        except StoreError:
+            body = None
+        if body is None:
+            return Outcome.done(f"result of job {job_id} queued again: sent at the next start")
+        self.enqueue(job_id, body)
+        return Outcome.done(f"result of job {job_id} queued again")
+
+    def discard_dead_letter(self, job_id: str) -> Outcome:
+        """Give up on a dead letter for good (kept in the store as `discarded`)."""
+        outcome = outbox_admin.discard_dead_letter(self.ctx.store, job_id)
+        if outcome.ok:
+            self.count_dead_letters()
+            self.ctx.log("info", "result", "operator: dead letter discarded", job_id=job_id)
+        return outcome
 
     def _mark(self, job_id: str, status: str, detail: str) -> None:
         try:
@@ -123,12 +173,3 @@ class ResultOutbox:
             return True
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         return not pending
-
-    async def shutdown(self) -> None:
-        """Stop sending; unanswered results stay in the store for the next run."""
-        tasks = list(self._senders.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task

@@ -26,6 +26,7 @@ class Allocation:
     owner: str
     resources: Resources
     port: int | None
+    kind: str = "job"
 
 
 class CVMQuotaManager:
@@ -59,8 +60,10 @@ class CVMQuotaManager:
         owner: str,
         need_port: bool = True,
         port: int | None = None,
+        kind: str = "job",
     ) -> Allocation:
-        """Reserve `resources` and a port (a specific one when `port` is given, e.g. on adoption).
+        """Reserve `resources` and a port (a specific one when `port` is given, e.g. on adoption);
+        `kind` ("job" or "challenge") is what `used_by` sums over.
 
         Raises `CapacityError` without changing anything when they do not fit.
         """
@@ -78,7 +81,7 @@ class CVMQuotaManager:
                 raise CapacityError(f"no free host port for {owner}")
         if chosen is not None:
             self._free_ports.discard(chosen)
-        allocation = Allocation(next(self._ids), owner, resources, chosen)
+        allocation = Allocation(next(self._ids), owner, resources, chosen, kind)
         self._live[allocation.id] = allocation
         self._used = _add(self._used, resources, 1)
         return allocation
@@ -105,6 +108,25 @@ class CVMQuotaManager:
             self._free_ports.add(allocation.port)
         return True
 
+    def used_by(self, kind: str) -> Resources:
+        """What the live allocations of one kind hold."""
+        total = Resources()
+        for allocation in self._live.values():
+            if allocation.kind == kind:
+                total = _add(total, allocation.resources, 1)
+        return total
+
+    def fits_beside(self, held: Resources, extra: Resources) -> bool:
+        """True when `held` plus `extra` fit in the totals (whatever else is allocated now)."""
+        combined = _add(held, extra, 1)
+        total = self.total
+        return (
+            combined.vcpu <= total.vcpu
+            and combined.memory_mb <= total.memory_mb
+            and combined.disk_mb <= total.disk_mb
+            and combined.gpu <= total.gpu
+        )
+
     def get_usage(self) -> QuotaUsage:
         """Used and total of every resource, and the number of live allocations."""
         return QuotaUsage(
@@ -114,6 +136,16 @@ class CVMQuotaManager:
             ports_total=self._pool_size,
             allocations=len(self._live),
         )
+
+
+def scaled(resources: Resources, times: int) -> Resources:
+    """`resources` times `times`."""
+    return Resources(
+        resources.vcpu * times,
+        resources.memory_mb * times,
+        resources.disk_mb * times,
+        resources.gpu * times,
+    )
 
 
 def _add(a: Resources, b: Resources, sign: int) -> Resources:

@@ -87,6 +87,9 @@ class JobRecord:
     logs: list[str] = field(default_factory=list)
     result_status: str = ""
     timeline: list[TimelineEntry] = field(default_factory=list)
+    #: A claim of this job got no answer: it may be ours or not (the platform decides when a
+    #: result is sent; a lasting 403 then means "not ours", not a dead letter).
+    claim_unsure: bool = False
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the claim (or creation), up to the finish."""

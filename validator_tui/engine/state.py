@@ -50,6 +50,18 @@ class Header:
     counters: Counters = field(default_factory=Counters)
     quota: QuotaUsage = field(default_factory=lambda: QuotaUsage(Resources(), Resources(), 0, 0, 0))
     throughput: tuple[int, ...] = ()
+    #: Why claims are paused (platform unreachable, VMM not answering, …); "" when they run.
+    claims_paused: str = ""
+    #: The latest slow request to the platform or the VMM; "" once requests are in time again.
+    slow_request: str = ""
+    #: Challenges without a CVM for lack of capacity; "" when every challenge has room.
+    capacity_warning: str = ""
+
+    def warnings(self) -> tuple[str, ...]:
+        """The operator-facing warnings in force, most important first."""
+        return tuple(
+            text for text in (self.claims_paused, self.capacity_warning, self.slow_request) if text
+        )
 
 
 @dataclass(slots=True)

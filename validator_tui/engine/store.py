@@ -11,6 +11,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -69,6 +70,18 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An outbox entry as the operator sees it (no body)."""
+
+    job_id: str
+    status: str
+    attempts: int
+    last_error: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StoredChallengeVm:
     vm_id: str
     challenge_id: str
@@ -94,11 +107,18 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+    def _write(self, sql: str, args: tuple[object, ...]) -> int:
+        """Run one writing statement; returns how many rows it changed."""
         try:
-            self._db.execute(sql, args)
+            return self._db.execute(sql, args).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write state database {self.path}: {exc}") from None
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read state database {self.path}: {exc}") from None
 
     def upsert_job(
         self,
@@ -136,6 +156,31 @@ class Store:
                 time.time(),
             ),
         )
+
+    def begin_claim(self, job_id: str, challenge_id: str) -> bool:
+        """Commit the intent to claim `job_id` and forget any answered result a previous claim
+        of it left (the platform offers the job again, so that answer no longer applies).
+        Returns True if a dead letter was forgotten."""
+        now = time.time()
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    """INSERT INTO jobs (id, challenge_id, state, updated_at)
+                       VALUES (?, ?, 'claiming', ?)
+                       ON CONFLICT(id) DO UPDATE SET state = 'claiming', vm_name = NULL,
+                         vm_id = NULL, updated_at = excluded.updated_at""",
+                    (job_id, challenge_id, now),
+                )
+                dead = self._db.execute(
+                    "SELECT 1 FROM outbox WHERE job_id = ? AND status = 'dead'", (job_id,)
+                ).fetchone()
+                self._db.execute(
+                    "DELETE FROM outbox WHERE job_id = ? AND status != 'pending'", (job_id,)
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write state database {self.path}: {exc}") from None
+        return dead is not None
 
     def in_flight_jobs(self) -> list[StoredJob]:
         """Jobs a previous run claimed (or was claiming) and did not finish."""
@@ -176,7 +221,8 @@ class Store:
         return row is not None
 
     def mark_result(self, job_id: str, status: str, last_error: str = "") -> None:
-        """Set an outbox entry's status: pending, sent, dead (refused) or dropped (cancelled)."""
+        """Set an outbox entry's status: pending, sent, dead (refused), dropped (cancelled by the
+        platform), not_ours (the job turned out not to be ours) or discarded (by the operator)."""
         self._write(
             "UPDATE outbox SET status = ?, last_error = ?, attempts = attempts + 1, "
             "updated_at = ? WHERE job_id = ?",
@@ -189,6 +235,35 @@ class Store:
             "WHERE job_id = ?",
             (last_error, time.time(), job_id),
         )
+
+    def count_results(self, status: str) -> int:
+        """How many outbox entries have `status` (e.g. `dead`: refused by the platform)."""
+        row = self._read("SELECT COUNT(*) FROM outbox WHERE status = ?", (status,))[0]
+        return int(row[0])
+
+    def outbox_entries(self, limit: int = 1000) -> list[OutboxRow]:
+        """Outbox entries without their bodies: unsent and dead letters first, then the latest
+        answered ones; at most `limit`."""
+        rows = self._read(
+            "SELECT job_id, status, attempts, last_error, created_at, updated_at FROM outbox "
+            "ORDER BY CASE status WHEN 'dead' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, "
+            "updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [OutboxRow(*row) for row in rows]
+
+    def result_body(self, job_id: str) -> bytes | None:
+        """The stored result body of `job_id`, if there is one."""
+        rows = self._read("SELECT body FROM outbox WHERE job_id = ?", (job_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def set_result_status(self, job_id: str, status: str, expected: str) -> bool:
+        """Move an outbox entry from `expected` to `status`; False if it is not in `expected`."""
+        changed = self._write(
+            "UPDATE outbox SET status = ?, updated_at = ? WHERE job_id = ? AND status = ?",
+            (status, time.time(), job_id, expected),
+        )
+        return changed == 1
 
     def prune(self, keep_seconds: float = 7 * 86400, keep_rows: int = 10000) -> None:
         """Forget finished jobs and answered results older than `keep_seconds`, and all but the

@@ -21,13 +21,15 @@ from validator_tui.config import ValidatorConfig
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor
-from validator_tui.engine.jobs import JobManager
+from validator_tui.engine.health import ServerHealth
+from validator_tui.engine.jobs import VM_LOST, JobManager
 from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.quota import CVMQuotaManager
 from validator_tui.engine.records import ConnectionView, JobState, Outcome, VmKind, VmRecord
 from validator_tui.engine.state import EngineState
-from validator_tui.engine.store import Store, StoreError
+from validator_tui.engine.store import OutboxRow, Store, StoreError
+from validator_tui.engine.tasks import TaskRegistry
 from validator_tui.models.platform import (
     ChallengeUpdatedMessage,
     JobCancelledMessage,
@@ -40,8 +42,13 @@ from validator_tui.sanitize import clean_line
 logger = logging.getLogger("validator_tui.engine")
 
 RECONCILE_INTERVAL_S = 5.0
-SHUTDOWN_FLUSH_S = 10.0
+#: While the VMM does not answer, the reconciler asks it this often (it notices the return).
+VMM_PROBE_INTERVAL_S = 1.0
 HOUSEKEEPING_INTERVAL_S = 300.0
+#: Shares of the shutdown deadline: running jobs (and their VM removal) may use up to this
+#: share; the final cancel-and-await of every task keeps at least FINAL_SHARE.
+JOBS_SHARE = 0.6
+FINAL_SHARE = 0.1
 
 
 class Validator:
@@ -56,10 +63,12 @@ class Validator:
         self.state.header.auto_claim = config.engine.auto_claim
         self.state.header.read_only = read_only
         self._stop = asyncio.Event()
+        self._stop_at: float | None = None
         self._started = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.ctx: EngineContext | None = None
+        self._orphans_pending = False
         self.jobs: JobManager | None = None
         self.challenges: ChallengeManager | None = None
 
@@ -69,7 +78,8 @@ class Validator:
         """Run every loop until `stop()`; then shut down cleanly."""
         ctx = self._build()
         try:
-            await self._recover(ctx)
+            if not await self._recovered(ctx):
+                return
             self._loops = [
                 self._loop("websocket", self._websocket_loop),
                 self._loop("poll", self._poll_loop),
@@ -82,12 +92,34 @@ class Validator:
         finally:
             await self._shutdown(ctx)
 
+    async def _recovered(self, ctx: EngineContext) -> bool:
+        """Run start-up recovery; False if `stop()` came first. Recovery (results queued, our
+        orphaned job VMs removed) then gets the jobs' share of the shutdown deadline to finish
+        before the shutdown cancels it, so a VMM that does not answer cannot delay the exit."""
+        recovery = ctx.tasks.spawn(self._recover(ctx), name="engine-recover", quiet=True)
+        stopped = ctx.tasks.spawn(self._stop.wait(), name="engine-stop-wait", quiet=True)
+        await asyncio.wait({recovery, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if recovery.done():
+            recovery.result()
+            return True
+        share = self.config.engine.shutdown_deadline_s * JOBS_SHARE
+        await asyncio.wait({recovery}, timeout=_left(self._stop_requested_at() + share))
+        return False
+
+    def _stop_requested_at(self) -> float:
+        """When `stop()` was called (time.monotonic); now if it was not."""
+        return self._stop_at if self._stop_at is not None else time.monotonic()
+
     async def wait_started(self) -> None:
         """Return once recovery is done and the loops run."""
         await self._started.wait()
 
     async def stop(self) -> None:
-        """Ask `run()` to finish: running jobs end with an error result, results are flushed."""
+        """Ask `run()` to finish within `engine.shutdown_deadline_s`: claims stop, running jobs
+        end with an error result and their VMs are removed, results are flushed."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stop.set()
 
     def _build(self) -> EngineContext:
@@ -103,6 +135,8 @@ class Validator:
             logger.error("%s; running without claims", exc)
         timeout = config.engine.request_timeout_s
         token = config.dstack_vmm_token.get_secret_value() if config.dstack_vmm_token else None
+        platform_health = ServerHealth(self.state, "platform", "platform", down_on_5xx=False)
+        vmm_health = ServerHealth(self.state, "VMM", "vmm", down_on_5xx=True)
         ctx = EngineContext(
             config=config,
             state=self.state,
@@ -113,8 +147,11 @@ class Validator:
                 config.validator_hotkey,
                 timeout=timeout,
                 ws_backoff_cap=config.engine.ws_backoff_cap_s,
+                observer=platform_health.observe,
             ),
-            vmm=VmmClient(config.dstack_vmm_url, token, timeout=timeout),
+            vmm=VmmClient(
+                config.dstack_vmm_url, token, timeout=timeout, observer=vmm_health.observe
+            ),
             # Evaluator connections go to a new host port per job VM: keep few idle ones, as
             # httpx scans every pooled connection on each request (a profiled hotspot).
             http=httpx.AsyncClient(
@@ -123,6 +160,9 @@ class Validator:
                 trust_env=False,
             ),
             naming=VmNaming(config.validator_hotkey),
+            tasks=TaskRegistry(),
+            platform_health=platform_health,
+            vmm_health=vmm_health,
         )
         self.ctx = ctx
         self.challenges = ChallengeManager(ctx, self._on_challenge_active)
@@ -130,7 +170,10 @@ class Validator:
         outbox = ResultOutbox(ctx, self._on_result_done)
         self.jobs = JobManager(ctx, self.challenges, executor, outbox)
         self.jobs.claims_allowed = claims_allowed
+        platform_health.subscribe(self._on_health_change)
+        vmm_health.subscribe(self._on_health_change)
         ctx.publish_quota()
+        self.jobs.publish_claim_state()
         return ctx
 
     async def _recover(self, ctx: EngineContext) -> None:
@@ -139,8 +182,20 @@ class Validator:
         resumed = self.jobs.outbox.resume()
         if resumed:
             ctx.log("info", "recover", f"resending {resumed} unsent results")
+        self.jobs.outbox.count_dead_letters()
+        dead = self.state.header.counters.dead_letters
+        if dead:
+            ctx.log(
+                "warn",
+                "result",
+                f"{dead} results were refused by the platform (dead letters): "
+                "see `validator-tui outbox list`",
+            )
         for stored in ctx.store.in_flight_jobs():
             if ctx.store.has_result(stored.id):
+                continue
+            if stored.state == "claiming":
+                self.jobs.recover_unsure(stored)
                 continue
             results = JobResults(
                 score=0.0,
@@ -160,41 +215,71 @@ class Validator:
             )
         await self._sort_out_vms(ctx)
 
-    async def _sort_out_vms(self, ctx: EngineContext) -> None:
+    async def _sort_out_vms(self, ctx: EngineContext, *, late: bool = False) -> None:
+        """List our VMs: remove job VMs (their jobs cannot resume) and offer challenge CVMs for
+        adoption. `late` (the VMM did not answer at start-up and is back): challenge CVMs the
+        engine does not hold by now are removed instead of adopted."""
         assert self.challenges is not None
         try:
             listing = await ctx.vmm.status(keyword=ctx.naming.prefix, brief=False)
         except ClientError as exc:
-            self._set_vmm(ConnectionView("error", last_error=str(exc)))
             ctx.log("error", "vmm", f"cannot list VMs at start-up: {exc}")
+            self._orphans_pending = True
             return
-        self._set_vmm(ConnectionView("connected"))
+        self._orphans_pending = False
         ours = [vm for vm in listing.vms if ctx.naming.owns(vm.name) and vm.status != "removing"]
         for info in ours:
             if ctx.naming.is_job_vm(info.name):
                 with contextlib.suppress(ClientError):
                     await ctx.vmm.remove_vm(info.id)
                 ctx.log("warn", "recover", f"removed orphaned job VM {info.id}", vm_id=info.id)
-        self.challenges.offer_existing([vm for vm in ours if ctx.naming.is_challenge_vm(vm.name)])
+        cvms = [vm for vm in ours if ctx.naming.is_challenge_vm(vm.name)]
+        if not late:
+            self.challenges.offer_existing(cvms)
+            return
+        for info in cvms:
+            if not self.challenges.holds(info.id):
+                with contextlib.suppress(ClientError):
+                    await ctx.vmm.remove_vm(info.id)
+                ctx.log("warn", "recover", f"removed stale CVM {info.id}", vm_id=info.id)
 
     async def _shutdown(self, ctx: EngineContext) -> None:
+        """Stop within one deadline (`engine.shutdown_deadline_s`): stop claims and the loops →
+        cancel running jobs (their VMs removed, CreateVm in flight included; error results
+        queued) → flush the outbox → cancel and await every task → close the clients and the
+        store. Whatever is still unsent stays in the store for the next start."""
         assert self.jobs is not None and self.challenges is not None
+        total = self.config.engine.shutdown_deadline_s
+        started = self._stop_requested_at()
+        deadline = started + total
+        final = max(total * FINAL_SHARE, min(1.0, total / 2))
+        self.jobs.stopping = True
+        self.jobs.publish_claim_state()
         stopping = [*self._loops, *self._tasks]
         for task in stopping:
             task.cancel()
-        for task in stopping:
-            with contextlib.suppress(BaseException):
-                await task
-        await self.jobs.shutdown()
-        await self.challenges.shutdown()
-        flushed = await self.jobs.outbox.flush(SHUTDOWN_FLUSH_S)
+        if stopping:
+            await asyncio.wait(stopping, timeout=_left(deadline - final))
+        jobs_until = started + total * JOBS_SHARE
+        await asyncio.gather(
+            self.challenges.shutdown(until=jobs_until), self.jobs.shutdown(until=jobs_until)
+        )
+        flushed = await self.jobs.outbox.flush(_left(deadline - final))
         if not flushed:
             ctx.log("warn", "shutdown", "some results are unsent; the next start resends them")
-        await self.jobs.outbox.shutdown()
+        stuck = await ctx.tasks.cancel_all(_left(deadline))
+        if stuck:
+            ctx.log("error", "shutdown", f"tasks still running at the deadline: {stuck}")
         await ctx.platform.aclose()
         await ctx.vmm.aclose()
         await ctx.http.aclose()
         ctx.store.close()
+        logger.info(
+            "engine stopped in %.1fs (deadline %gs)",
+            time.monotonic() - started,
+            total,
+            extra={"kind": "shutdown"},
+        )
 
     def _loop(self, name: str, body: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         async def guarded() -> None:
@@ -211,7 +296,8 @@ class Validator:
                     )
                     await asyncio.sleep(1.0)
 
-        return asyncio.create_task(guarded(), name=f"engine-{name}")
+        assert self.ctx is not None
+        return self.ctx.tasks.spawn(guarded(), name=f"engine-{name}")
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -251,20 +337,35 @@ class Validator:
         await self.challenges.sync(challenges)
 
     async def _reconcile_loop(self) -> None:
+        assert self.ctx is not None
         while True:
-            await asyncio.sleep(RECONCILE_INTERVAL_S)
+            vmm_up = self.ctx.vmm_health.up
+            await asyncio.sleep(RECONCILE_INTERVAL_S if vmm_up else VMM_PROBE_INTERVAL_S)
             await self.reconcile()
 
     async def reconcile(self) -> None:
-        """Compare the VMM's VMs with ours: refresh statuses, remove orphaned job VMs."""
+        """Compare the VMM's VMs with ours: refresh statuses, remove orphaned job VMs, and
+        notice VMs we hold that the VMM no longer lists (a VMM restart): a challenge CVM is
+        provisioned again, a job fails with "VM lost", their quota is released."""
         assert self.ctx is not None and self.challenges is not None and self.jobs is not None
         ctx = self.ctx
+        held = {vm_id: (vm.kind, vm.owner_id) for vm_id, vm in ctx.state.vms.items()}
         try:
             listing = await ctx.vmm.status(keyword=ctx.naming.prefix, brief=True)
-        except ClientError as exc:
-            self._set_vmm(ConnectionView("error", last_error=str(exc)))
+        except ClientError:
             return
-        self._set_vmm(ConnectionView("connected"))
+        if self._orphans_pending:
+            await self._sort_out_vms(ctx, late=True)
+        listed = {info.id for info in listing.vms}
+        for vm_id, (kind, owner) in held.items():
+            if vm_id in listed or vm_id not in ctx.state.vms:
+                continue
+            if kind is VmKind.CHALLENGE:
+                self.challenges.on_vm_lost(vm_id)
+            else:
+                ctx.state.drop_vm(vm_id)
+                if self.jobs.on_vm_lost(owner):
+                    ctx.log("warn", "vm", f"job VM {vm_id} lost: {VM_LOST}", job_id=owner)
         active_names = {
             ctx.naming.job_vm(job.id) for job in ctx.state.jobs.values() if job.state.active
         }
@@ -315,7 +416,8 @@ class Validator:
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` without holding up the WebSocket reader (a new_job may be next)."""
-        task = asyncio.create_task(work)
+        assert self.ctx is not None
+        task = self.ctx.tasks.spawn(work, name="engine-background")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -325,11 +427,18 @@ class Validator:
         )
         self.state.header_changed()
 
-    def _set_vmm(self, view: ConnectionView) -> None:
+    def _on_health_change(self) -> None:
+        """The platform's or the VMM's health changed: header, claims."""
+        assert self.ctx is not None and self.jobs is not None
+        vmm = self.ctx.vmm_health
+        view = ConnectionView("connected" if vmm.up else "error", last_error=vmm.last_error or None)
         current = self.state.header.vmm
         if (current.status, current.last_error) != (view.status, view.last_error):
             self.state.header.vmm = view
-            self.state.header_changed()
+        slow = self.ctx.platform_health.slow or vmm.slow
+        self.state.header.slow_request = slow
+        self.state.header_changed()
+        self.jobs.on_health_change()
 
     def _on_challenge_active(self, challenge_id: str) -> None:
         if self.jobs is not None and self.jobs.auto_claim:
@@ -440,6 +549,32 @@ class Validator:
             return Outcome.refused(str(exc))
         return Outcome.done(f"{len(rows)} rows", tuple(rows))
 
+    def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
+        """The results outbox (dead letters first, then unsent, then the latest answered):
+        status, attempts and the last error (for a dead letter, the server's words)."""
+        if self.ctx is None:
+            return []
+        try:
+            return self.ctx.store.outbox_entries(limit)
+        except StoreError:
+            return []
+
+    async def retry_dead_letter(self, job_id: str) -> Outcome:
+        """Send a result the platform refused (a dead letter) again, now."""
+        refused = self._refuse_if_read_only()
+        if refused:
+            return refused
+        assert self.jobs is not None
+        return self.jobs.outbox.retry_dead_letter(job_id)
+
+    async def discard_dead_letter(self, job_id: str) -> Outcome:
+        """Give up on a result the platform refused (kept in the store as `discarded`)."""
+        refused = self._refuse_if_read_only()
+        if refused:
+            return refused
+        assert self.jobs is not None
+        return self.jobs.outbox.discard_dead_letter(job_id)
+
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True
     ) -> AsyncIterator[str]:
@@ -451,6 +586,11 @@ class Validator:
 
     def running_job_count(self) -> int:
         return sum(1 for job in self.state.jobs.values() if job.state.active)
+
+
+def _left(until: float) -> float:
+    """Seconds from now until `until` (time.monotonic), never negative."""
+    return max(0.0, until - time.monotonic())
 
 
 def _update_vm(state: EngineState, vm: VmRecord, status: str, progress: str) -> None:

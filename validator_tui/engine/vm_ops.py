@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
-from validator_tui.clients.errors import ClientError
+from validator_tui.clients.backoff import Backoff
+from validator_tui.clients.errors import ClientError, is_transient
 from validator_tui.config import VmSpec
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.records import Resources
 from validator_tui.models.vmm import PortMapping, VmConfiguration
 
 REMOVE_ATTEMPTS = 3
+#: How long a removal keeps trying while the VMM does not answer.
+REMOVE_WITHIN_S = 10.0
 
 
 def vm_configuration(
@@ -43,21 +48,40 @@ def vm_configuration(
     )
 
 
-async def remove_vm(ctx: EngineContext, vm_id: str) -> bool:
-    """Remove the VM, retrying briefly; True once it is gone (an unknown VM counts as gone).
+def vm_resources(spec: VmSpec) -> Resources:
+    """What one VM of `spec` holds from the quota (disk in MB)."""
+    return Resources(spec.vcpu, spec.memory_mb, spec.disk_mb, spec.gpu)
 
-    On lasting failure the error is logged and False returned; the reconciler retries later.
+
+async def find_vms_named(ctx: EngineContext, name: str) -> list[str]:
+    """Ids of the VMs (not being removed) whose name is exactly `name`, oldest first."""
+    listing = await ctx.vmm.status(keyword=name, brief=True)
+    return [vm.id for vm in listing.vms if vm.name == name and vm.status != "removing"]
+
+
+async def remove_vm(ctx: EngineContext, vm_id: str, *, within: float = REMOVE_WITHIN_S) -> bool:
+    """Remove the VM; True once it is gone (an unknown VM counts as gone).
+
+    While the VMM does not answer (no answer, 5xx) it is retried with backoff for up to
+    `within` seconds; a refusal is retried REMOVE_ATTEMPTS times. On lasting failure the error
+    is logged and False returned (the reconciler or the next start removes the VM).
     """
-    for attempt in range(REMOVE_ATTEMPTS):
+    deadline = time.monotonic() + within
+    backoff = Backoff(0.1, 2.0)
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             await ctx.vmm.remove_vm(vm_id)
         except ClientError as exc:
             if "not found" in str(exc).lower():
                 break
-            if attempt == REMOVE_ATTEMPTS - 1:
+            delay = backoff.next()
+            gave_up = not is_transient(exc) and attempt >= REMOVE_ATTEMPTS
+            if gave_up or time.monotonic() + delay > deadline:
                 ctx.log("error", "vm", f"cannot remove VM {vm_id}: {exc}", vm_id=vm_id)
                 return False
-            await asyncio.sleep(0.1 * (attempt + 1))
+            await asyncio.sleep(delay)
         else:
             break
     ctx.state.drop_vm(vm_id)

@@ -10,10 +10,13 @@ from collections.abc import Callable
 import httpx
 
 from validator_tui.clients.errors import ClientError
+from validator_tui.clients.transport import send
 from validator_tui.clients.vmm import VmmClient
 from validator_tui.models.vmm import VmInfo
 
 FAILED_STATUSES = frozenset({"exited", "stopped", "stopping", "removing"})
+#: The evaluator's `/health` answer is a few bytes; more is refused (counts as not healthy).
+MAX_HEALTH_BYTES = 64 * 1024
 
 
 class VmNotReady(Exception):
@@ -46,7 +49,7 @@ async def wait_until_ready(
             last = f"GetInfo failed: {exc}"
         else:
             if info is None:
-                raise VmNotReady(f"VM {vm_id} vanished while booting")
+                raise VmNotReady(f"VM lost: the VMM no longer has VM {vm_id} (while booting)")
             if on_info is not None:
                 on_info(info)
             if info.boot_error:
@@ -60,12 +63,19 @@ async def wait_until_ready(
     interval = 0.005
     while True:
         try:
-            response = await http.get(health_url, timeout=max(0.5, max_interval))
+            response = await send(
+                http,
+                "GET",
+                health_url,
+                "GET /health",
+                deadline=max(0.5, max_interval),
+                max_body=MAX_HEALTH_BYTES,
+            )
             if response.status_code == 200:
                 return time.monotonic() - started
             last = f"health answered HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            last = f"health check failed: {type(exc).__name__}"
+        except ClientError as exc:
+            last = f"health check failed: {exc}"
         interval = await _pause(interval, max_interval, deadline, f"not healthy in time ({last})")
 
 

@@ -15,6 +15,9 @@ values are ignored, and the last occurrence of a name wins.
 - `#sim:logs=<n>`         return `n` log lines (default 3, at most 10,000).
 - `#sim:ansi`             the log lines carry ANSI colour, cursor and OSC (title, clipboard)
                           escapes, as hostile evaluator output would.
+- `#sim:bytes=<n>`        answer a valid 200 body of `n` bytes (at most 1 GB; the padding is one
+                          log line), streamed without Content-Length and ended by closing the
+                          connection, as an evaluator dumping huge logs would.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _DIRECTIVE = re.compile(r"#sim:([a-z]+)(?:=(\S*))?")
 DEFAULT_LOG_LINES = 3
 MAX_LOG_LINES = 10_000
 MAX_SLEEP_S = 86_400.0
+MAX_ANSWER_BYTES = 1 << 30
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _SPECIAL_SCORES = {
     "nan": "NaN",
@@ -49,6 +53,7 @@ class Directives:
     crash: bool = False
     log_lines: int = DEFAULT_LOG_LINES
     ansi: bool = False
+    answer_bytes: int | None = None
 
 
 def score_token(text: str) -> str:
@@ -94,4 +99,6 @@ def parse_directives(code: str) -> Directives:
             result = replace(result, status=status)
         elif name == "logs" and (count := _int(value)) is not None:
             result = replace(result, log_lines=min(count, MAX_LOG_LINES))
+        elif name == "bytes" and (size := _int(value)) is not None:
+            result = replace(result, answer_bytes=min(size, MAX_ANSWER_BYTES))
     return result

@@ -22,6 +22,7 @@ from validator_tui.sim.scoring import score_for_code
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
+STREAM_CHUNK = 64 * 1024
 TESTS_TOTAL = 10
 _HOSTILE = "\x1b[31;1m{text}\x1b[0m\x1b]0;pwned-title\x07\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2K\x1b[1A"
 
@@ -106,6 +107,32 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     return _Request(method, target.split("?", 1)[0], body, keep_alive)
 
 
+@dataclass(frozen=True)
+class _Huge:
+    """A 200 answer of `size` bytes, streamed (see `_stream_huge`)."""
+
+    size: int
+
+
+async def _stream_huge(writer: asyncio.StreamWriter, size: int) -> None:
+    """A valid /evaluate body of exactly `size` bytes (one long log line), written in chunks
+    without Content-Length and ended by closing the connection; nothing this big is ever held
+    in memory here."""
+    head = b'{"score":0.5,"metrics":{},"logs":["'
+    tail = b'"]}'
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+    writer.write(head)
+    padding = max(0, size - len(head) - len(tail))
+    chunk = b"x" * STREAM_CHUNK
+    while padding > 0:
+        piece = chunk if padding >= STREAM_CHUNK else chunk[:padding]
+        writer.write(piece)
+        padding -= len(piece)
+        await writer.drain()
+    writer.write(tail)
+    await writer.drain()
+
+
 def _log_lines(job_id: str, count: int, ansi: bool) -> list[str]:
     """The evaluator's `logs`: `count` lines, hostile escapes included when `ansi`."""
     lines = []
@@ -182,13 +209,16 @@ class EvaluatorServer:
             answer = await self._respond(request)
             if answer is None:
                 return
+            if isinstance(answer, _Huge):
+                await _stream_huge(writer, answer.size)
+                return
             status, body = answer
             writer.write(_response(status, body, request.keep_alive))
             await writer.drain()
             if not request.keep_alive:
                 return
 
-    async def _respond(self, request: _Request) -> tuple[int, bytes] | None:
+    async def _respond(self, request: _Request) -> tuple[int, bytes] | _Huge | None:
         """(status, body) for a request, or None to drop the connection unanswered."""
         if request.path == "/health":
             if request.method != "GET":
@@ -201,7 +231,7 @@ class EvaluatorServer:
             return await self._evaluate(request.body)
         return 404, _json({"error": "not found"})
 
-    async def _evaluate(self, body: bytes) -> tuple[int, bytes] | None:
+    async def _evaluate(self, body: bytes) -> tuple[int, bytes] | _Huge | None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -222,6 +252,9 @@ class EvaluatorServer:
         delay = self._latency_s() + directives.sleep_s
         if delay > 0:
             await asyncio.sleep(delay)
+        if directives.answer_bytes is not None:
+            self._log(f"evaluate job={job_id} answering {directives.answer_bytes} bytes")
+            return _Huge(directives.answer_bytes)
         if directives.status is not None:
             self._log(f"evaluate job={job_id} failed with HTTP {directives.status} (simulated)")
             message = f"simulated evaluator failure (HTTP {directives.status})"

@@ -3,10 +3,10 @@
 Wire behaviour follows spec/dstack-vmm.md: `/prpc/<Method>` on POST (`?json` or a JSON
 content type) and GET (fields from the query string), `Teepod.` prefix trimmed, empty body =
 `{}`, errors HTTP 400 `{"error": …}`, Empty responses `null`. Tests steer it in-process
-(`fail_next`, `set_boot`, `set_evaluator`, `crash`) or over HTTP under `/_sim/` (never behind
-auth): POST `/_sim/fail` `{method, count, error}`, POST `/_sim/boot` `{seconds?, never?,
-name_contains?}`, POST `/_sim/evaluator` `{latency_s}`, POST `/_sim/crash` `{id, boot_error?}`,
-GET `/_sim/vms`, GET `/_sim/stats`.
+(`fail_next`, `set_boot`, `set_evaluator`, `crash`, `restart_empty`) or over HTTP under
+`/_sim/` (never behind auth): POST `/_sim/fail` `{method, count, error, name_contains?}`,
+POST `/_sim/boot` `{seconds?, never?, name_contains?}`, POST `/_sim/evaluator` `{latency_s}`,
+POST `/_sim/crash` `{id, boot_error?}`, GET `/_sim/vms`, GET `/_sim/stats`.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class VmmSimulator:
         self.log_heartbeat_s = log_heartbeat_s
         self.stats: dict[str, int] = self._state.stats
         self.url = ""
-        self._failures: dict[str, deque[str]] = {}
+        self._failures: dict[str, deque[tuple[str, str]]] = {}
         self._servers: list[RunningServer] = []
         self._unix_paths: list[str] = []
         routes = [
@@ -147,9 +147,17 @@ class VmmSimulator:
 
     # ---- controls --------------------------------------------------------------------------
 
-    def fail_next(self, method: str, count: int = 1, error: str = "simulated failure") -> None:
-        """Make the next `count` calls of `method` answer 400 `{"error": error}`."""
-        self._failures.setdefault(method, deque()).extend([error] * count)
+    def fail_next(
+        self,
+        method: str,
+        count: int = 1,
+        error: str = "simulated failure",
+        *,
+        name_contains: str = "",
+    ) -> None:
+        """Make the next `count` calls of `method` (only those whose request's `name` contains
+        `name_contains`, if given) answer 400 `{"error": error}`."""
+        self._failures.setdefault(method, deque()).extend([(error, name_contains)] * count)
 
     def set_boot(
         self, *, seconds: float | None = None, never: bool = False, name_contains: str = ""
@@ -164,6 +172,11 @@ class VmmSimulator:
     def crash(self, vm_id: str, boot_error: str = "") -> None:
         """Make a VM's process die by itself (status `exited`); KeyError for unknown ids."""
         self._state.crash(vm_id, boot_error)
+
+    def restart_empty(self) -> int:
+        """Act as a VMM that restarted and forgot every VM (killed, ports freed, no longer
+        listed). Returns how many VMs were forgotten."""
+        return self._state.forget_all()
 
     def vms(self) -> list[dict[str, Any]]:
         """Every VM in creation order: id, name, status, boot_progress, host_ports, created."""
@@ -195,8 +208,8 @@ class VmmSimulator:
             return _error(f"Service not found: {method}")
         self.stats[method] = self.stats.get(method, 0) + 1
         pending = self._failures.get(method)
-        if pending:
-            return _error(pending.popleft())
+        if pending and pending[0][1] in str(body.get("name", "")):
+            return _error(pending.popleft()[0])
         try:
             result = await handler(body)
         except SimVmmError as exc:
@@ -238,6 +251,7 @@ class VmmSimulator:
             str(data["method"]),
             int(data.get("count", 1)),
             str(data.get("error", "simulated failure")),
+            name_contains=str(data.get("name_contains", "")),
         )
         return JSONResponse({"ok": True})
 

@@ -227,6 +227,18 @@ class VmmState:
             vm.console(f"dstack-util: boot error: {boot_error}")
         self._kill(vm, "crashed")
 
+    def forget_all(self) -> int:
+        """A VMM restart that lost its state: every VM is killed and forgotten (its ports
+        freed, its log streams ended). Returns how many VMs there were."""
+        count = len(self.vms)
+        for vm in list(self.vms.values()):
+            self._kill(vm, "VMM restarted")
+            for log in vm.logs.values():
+                log.close()
+        self.vms.clear()
+        self.stats["restarts"] += 1
+        return count
+
     def close(self) -> None:
         """Kill every VM and end every log stream (the simulator is going away)."""
         for task in self._cleanups:

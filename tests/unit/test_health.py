@@ -1,0 +1,76 @@
+"""ServerHealth: up/down from request reports, logged once per transition; slow requests."""
+
+from validator_tui.clients.transport import RequestReport
+from validator_tui.engine.health import SLOW_WARNING_EVERY_S, ServerHealth
+from validator_tui.engine.state import EngineState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(down_on_5xx=False):
+    state = EngineState("hk")
+    clock = Clock()
+    health = ServerHealth(state, "platform", "platform", down_on_5xx=down_on_5xx, clock=clock)
+    changes: list[bool] = []
+    health.subscribe(lambda: changes.append(health.up))
+    return state, clock, health, changes
+
+
+def ok(elapsed=0.01, status=200):
+    return RequestReport("GET /x", elapsed, 10.0, status)
+
+
+def refused():
+    return RequestReport("GET /x", 0.01, 10.0, None, sent=False, error="GET /x: refused")
+
+
+def messages(state):
+    return [(e.level, e.message) for e in state.events]
+
+
+def test_down_and_up_are_one_event_each_however_many_failures():
+    state, clock, health, changes = make()
+    for _ in range(50):
+        health.observe(refused())
+    assert not health.up and health.last_error == "GET /x: refused"
+    clock.now += 12.5
+    for _ in range(50):
+        health.observe(ok())
+    assert health.up
+    assert messages(state) == [
+        ("warn", "platform is not answering: GET /x: refused"),
+        ("info", "platform answers again (12.5s down)"),
+    ]
+    assert changes == [False, True]
+
+
+def test_5xx_counts_as_down_only_when_asked():
+    _, _, platform, _ = make(down_on_5xx=False)
+    platform.observe(ok(status=503))
+    assert platform.up
+    _, _, vmm, _ = make(down_on_5xx=True)
+    vmm.observe(ok(status=502))
+    assert not vmm.up
+
+
+def test_slow_requests_warn_at_most_once_a_minute_and_clear_when_in_time():
+    state, clock, health, _ = make()
+    timed_out = RequestReport("GET /jobs/pending", 10.0, 10.0, None, timed_out=True, error="x")
+    health.observe(timed_out)
+    assert health.slow == "slow platform: GET /jobs/pending: no answer (deadline 10s)"
+    clock.now += 30
+    health.observe(ok(elapsed=6.0))
+    assert health.slow == "slow platform: GET /x: 6.0s (deadline 10s)"
+    clock.now += SLOW_WARNING_EVERY_S
+    health.observe(ok(elapsed=7.0))
+    slow_warnings = [m for level, m in messages(state) if m.startswith("slow")]
+    assert len(slow_warnings) == 2
+    health.observe(ok(elapsed=0.1))
+    assert health.slow == ""
+    assert messages(state)[-1] == ("info", "platform answers in time again")

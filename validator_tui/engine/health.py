@@ -1,0 +1,97 @@
+"""The health of one upstream server (the Platform API, the dstack VMM), learnt from every
+request its client makes: whether it answers, and whether it answers in time.
+
+Transitions are logged once each (down, back up), never per attempt; a slow request is one
+warning at most once a minute. Listeners hear of every change (the engine pauses and resumes
+claims with it, and shows it in the header).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from validator_tui.clients.transport import RequestReport
+from validator_tui.engine.events import log_event
+from validator_tui.engine.state import EngineState
+
+#: A slow-request warning is repeated at most this often.
+SLOW_WARNING_EVERY_S = 60.0
+
+
+class ServerHealth:
+    """Up or down, and the latest slow request, of one server."""
+
+    def __init__(
+        self,
+        state: EngineState,
+        name: str,
+        kind: str,
+        *,
+        down_on_5xx: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.name = name
+        self.kind = kind
+        self.down_on_5xx = down_on_5xx
+        self.up = True
+        #: A request has reported back at least once (before that, `up` is a presumption).
+        self.heard = False
+        self.last_error = ""
+        self.down_since: float | None = None
+        #: The latest slow request, shown in the header; "" once requests are in time again.
+        self.slow = ""
+        self._clock = clock
+        self._slow_warned_at = float("-inf")
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every change of `up` or `slow`."""
+        self._listeners.append(listener)
+
+    def observe(self, report: RequestReport) -> None:
+        """Learn from one finished request."""
+        status = report.status
+        answered = status is not None and not (self.down_on_5xx and status >= 500)
+        changed = self._reachability(answered, report.error or f"HTTP {status}")
+        changed = self._slowness(report) or changed or not self.heard
+        self.heard = True
+        if changed:
+            for listener in list(self._listeners):
+                listener()
+
+    def _reachability(self, answered: bool, error: str) -> bool:
+        now = self._clock()
+        if answered:
+            if self.up:
+                return False
+            down_for = now - (self.down_since or now)
+            self.up, self.down_since, self.last_error = True, None, ""
+            log_event(
+                self.state, "info", self.kind, f"{self.name} answers again ({down_for:.1f}s down)"
+            )
+            return True
+        self.last_error = error
+        if not self.up:
+            return False
+        self.up, self.down_since = False, now
+        log_event(self.state, "warn", self.kind, f"{self.name} is not answering: {error}")
+        return True
+
+    def _slowness(self, report: RequestReport) -> bool:
+        if report.slow:
+            took = "no answer" if report.timed_out else f"{report.elapsed:.1f}s"
+            text = f"slow {self.name}: {report.what}: {took} (deadline {report.deadline:g}s)"
+            now = self._clock()
+            if now - self._slow_warned_at >= SLOW_WARNING_EVERY_S:
+                self._slow_warned_at = now
+                log_event(self.state, "warn", self.kind, text)
+            changed = text != self.slow
+            self.slow = text
+            return changed
+        if self.slow and report.status is not None:
+            self.slow = ""
+            log_event(self.state, "info", self.kind, f"{self.name} answers in time again")
+            return True
+        return False
