@@ -179,9 +179,9 @@ def plain_text(renderable: Any) -> str:
 
 
 def enabled_actions(app: Any) -> set[str]:
-    """Which of the selection-dependent actions `check_action` allows now."""
+    """Which of the selection-dependent actions can act on the selection now."""
     return {
         name
-        for name in ("claim_job", "cancel_job", "job_details", "start_vm", "stop_vm", "remove_vm")
-        if app.main.check_action(name, ()) is True
+        for name in ("claim_job", "cancel_job", "details", "start_vm", "stop_vm", "remove_vm")
+        if app.main.why_not(name) is None
     }

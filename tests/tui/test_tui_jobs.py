@@ -20,6 +20,7 @@ from tests.support.tui import (
 from validator_tui.engine.records import JobState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.job_details import JobDetailsScreen
+from validator_tui.tui.screens.quit import QuitScreen
 from validator_tui.tui.widgets.status_bar import StatusBar
 
 
@@ -173,11 +174,11 @@ async def test_quit_with_running_jobs_confirms_then_stops_engine(tmp_path: Path)
             pilot, lambda: app.main.feed.jobs[job_id].state is JobState.RUNNING, "job running"
         )
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmScreen)
+        assert isinstance(app.screen, QuitScreen)
         await pilot.press("n")
-        assert app.is_running and not isinstance(app.screen, ConfirmScreen)
+        assert app.is_running and not isinstance(app.screen, QuitScreen)
         await pilot.press("q")
-        await pilot.press("y")
+        await pilot.press("s")
         await wait_until(pilot, lambda: not app.is_running, "app exited", timeout=20.0)
         (result,) = r.env.platform.results()[job_id]
         assert result["error"]
