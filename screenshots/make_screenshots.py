@@ -2,7 +2,8 @@
 
 Runs the console headless against a DemoEnvironment (both simulators on loopback, a steady
 job stream, auto-claim on), lets jobs flow for a few seconds, and saves the main screen at
-160x48 and 80x24, the job details, the ORM query and the help screens.
+160x48 and 80x24, the job details, the challenge CVM details, the ORM query, the help screen
+and the stop-or-detach question `q` asks.
 
     .venv/bin/python screenshots/make_screenshots.py [--seed N] [--seconds S]
 """
@@ -81,6 +82,15 @@ async def _large(env: DemoEnvironment, seconds: float) -> None:
         _save(app, "job-details.svg")
         await pilot.press("escape")
 
+        app.main.challenge_table.focus()
+        app.main.challenge_table.move_cursor(row=0)
+        await pilot.press("enter")
+        await _wait(pilot, lambda: len(app.screen.query_one("#cvm-log").lines) > 3, timeout=3.0)
+        await pilot.pause(0.3)
+        _save(app, "challenge-details.svg")
+        await pilot.press("escape")
+        app.main.feed.focus()
+
         await pilot.press("o")
         await pilot.press("ctrl+r")
         table = app.screen.query_one("#orm-results", DataTable)
@@ -104,6 +114,10 @@ async def _small(env: DemoEnvironment, seconds: float) -> None:
         _select_running_job(app)
         await pilot.pause(1.0)
         _save(app, "main-80x24.svg")
+        await pilot.press("q")
+        await pilot.pause(0.3)
+        _save(app, "quit-dialog.svg")
+        await pilot.press("escape")
     await _stop(engine)
 
 

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 from validator_tui import __version__
 
+#: The demo's job timeout: short, so a stuck job shows as failed while one watches.
+DEMO_JOB_TIMEOUT_S = 60.0
+
 if TYPE_CHECKING:
     from validator_tui.config import ValidatorConfig
     from validator_tui.control.interface import EngineMode
@@ -35,40 +38,75 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
     run.add_argument("--headless", action="store_true", help="no UI: log lines only")
     run.add_argument("--read-only", action="store_true", help="view only: refuse every command")
-    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or one JSON object each (--headless; default: text)",
+    )
 
     demo = sub.add_parser("demo", help="run against built-in simulators on loopback")
     demo.add_argument("--headless", action="store_true", help="no UI: log lines only")
-    demo.add_argument("--jobs-per-minute", type=float, default=60.0, metavar="N")
-    demo.add_argument("--seed", type=int, default=0, metavar="N")
+    demo.add_argument(
+        "--jobs-per-minute",
+        type=float,
+        default=60.0,
+        metavar="N",
+        help="jobs the platform simulator creates per minute (default: 60; 0: none)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="simulator seed: same seed, same run"
+    )
     demo.add_argument("--boot-seconds", type=float, default=2.0, metavar="S", help="VM boot time")
     demo.add_argument(
         "--eval-seconds", type=float, default=1.5, metavar="S", help="evaluation time per job"
     )
+    demo.add_argument(
+        "--job-timeout",
+        type=float,
+        default=DEMO_JOB_TIMEOUT_S,
+        metavar="S",
+        help=f"a job not done after S seconds fails (default: {DEMO_JOB_TIMEOUT_S:g})",
+    )
     demo.add_argument("--state-dir", metavar="PATH", help="keep state here (default: temporary)")
     demo.add_argument("--read-only", action="store_true", help="view only: refuse every command")
-    demo.add_argument("--log-format", choices=("text", "json"), default="text")
+    demo.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or one JSON object each (--headless; default: text)",
+    )
 
     sim = sub.add_parser("sim", help="serve a simulator until SIGINT/SIGTERM")
     sims = sim.add_subparsers(dest="sim", required=True, metavar="SIMULATOR")
     platform = sims.add_parser("platform", help="the Platform API simulator")
-    platform.add_argument("--host", default="127.0.0.1")
+    platform.add_argument("--host", default="127.0.0.1", help="address to listen on")
     platform.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    platform.add_argument("--seed", type=int, default=0)
-    platform.add_argument("--jobs-per-minute", type=float, default=0.0, metavar="N")
+    platform.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated challenges, jobs and miners"
+    )
+    platform.add_argument(
+        "--jobs-per-minute",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="create N pending jobs per minute (default: 0, no jobs; POST /_sim/jobs adds some)",
+    )
     vmm = sims.add_parser("vmm", help="the dstack VMM simulator")
-    vmm.add_argument("--host", default="127.0.0.1")
+    vmm.add_argument("--host", default="127.0.0.1", help="address to listen on")
     vmm.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    vmm.add_argument("--boot-seconds", type=float, default=2.0, metavar="S")
+    vmm.add_argument(
+        "--boot-seconds", type=float, default=2.0, metavar="S", help="how long a VM boots"
+    )
 
     outbox = sub.add_parser("outbox", help="results outbox: list, retry or discard dead letters")
     outbox.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
     actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
     actions.add_parser("list", help="dead letters, unsent and the latest answered results")
     retry = actions.add_parser("retry", help="send a dead letter again")
-    retry.add_argument("job_id", metavar="ID")
+    retry.add_argument("job_id", metavar="ID", help="the job whose refused result to send again")
     discard = actions.add_parser("discard", help="give up on a dead letter for good")
-    discard.add_argument("job_id", metavar="ID")
+    discard.add_argument("job_id", metavar="ID", help="the job whose refused result to give up")
     discard.add_argument("--yes", action="store_true", help="confirm: the result is never sent")
 
     config = sub.add_parser("config", help="configuration tools")
@@ -102,6 +140,8 @@ def _config_check(path: str | None) -> int:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
     print(json.dumps(config.masked(), indent=2))
+    for warning in config.capacity_warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -179,10 +219,19 @@ def _run(args: argparse.Namespace) -> int:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
     validator = Validator(config, read_only=args.read_only)
+    _warn_at_start(config, validator)
     if args.headless:
         setup_logging(args.log_format)
         return asyncio.run(_headless(validator))
     return asyncio.run(_tui(validator, EngineMode.CONSOLE))
+
+
+def _warn_at_start(config: ValidatorConfig, validator: Validator) -> None:
+    """Config warnings on stderr (the journal, or the terminal before the console opens) and
+    in the engine's event log (the console shows it)."""
+    for warning in config.capacity_warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+        validator.state.event("warn", "config", warning)
 
 
 async def _headless(validator: Validator) -> int:
@@ -219,6 +268,7 @@ async def _demo(args: argparse.Namespace) -> int:
         boot_seconds=args.boot_seconds,
         evaluator_latency_s=args.eval_seconds,
         state_dir=args.state_dir,
+        engine={"job_timeout_s": args.job_timeout},
     )
     async with env:
         config: ValidatorConfig = env.config  # type: ignore[assignment]
@@ -240,6 +290,13 @@ async def _serve_sim(args: argparse.Namespace) -> int:
         url = await platform.start(args.host, args.port)
         platform.set_job_rate(args.jobs_per_minute)
         stop = platform.stop
+        if args.jobs_per_minute <= 0:
+            print(
+                "generating no jobs (--jobs-per-minute 0): start with --jobs-per-minute N, or "
+                f"add some: curl -X POST {url}/_sim/jobs -d '{{\"count\": 5}}'",
+                file=sys.stderr,
+                flush=True,
+            )
     else:
         from validator_tui.sim.vmm import VmmSimulator
 

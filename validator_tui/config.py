@@ -26,13 +26,17 @@ from pydantic import (
 )
 from tomlkit.exceptions import TOMLKitError
 
-_SS58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_SS58_RE = re.compile(f"^[{_SS58_ALPHABET}]{{46,48}}$")
+from validator_tui.ss58 import Ss58Error, check_ss58
+
+#: Challenge CVMs the capacity warning plans room for (the platform decides how many run).
+PLANNED_CHALLENGE_CVMS = 3
 
 
 def _check_hotkey(value: str) -> str:
-    if not _SS58_RE.match(value):
-        raise ValueError("expected an SS58 address (46-48 base58 characters, e.g. 5DD…)")
+    try:
+        check_ss58(value)
+    except Ss58Error as exc:
+        raise ValueError(f"expected an SS58 address (e.g. 5Grw…): {exc}") from None
     return value
 
 
@@ -92,9 +96,9 @@ class VmSpec(Section):
     """Resources and image of one VM (dstack units: memory in MB, disk in GB)."""
 
     image: str = "dstack-0.5.2"
-    vcpu: PositiveInt = 4
+    vcpu: PositiveInt = 2
     memory_mb: PositiveInt = 4096
-    disk_gb: PositiveInt = 50
+    disk_gb: PositiveInt = 20
     gpu: NonNegativeInt = 0
 
     @property
@@ -150,6 +154,61 @@ class ValidatorConfig(Section):
             return Path(self.state_dir).expanduser()
         base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(base) / "validator-tui"
+
+    def impossible_specs(self) -> list[str]:
+        """Why a job VM or a challenge CVM, as configured, can never fit the resource limits
+        (one line per resource); empty when both can."""
+        limits = self.resource_limits
+        problems = []
+        for name, spec in (("job_vm", self.job_vm), ("challenge_vm", self.challenge_vm)):
+            for key, need, limit_key, limit, unit in (
+                ("vcpu", spec.vcpu, "cpu_cores", limits.cpu_cores, "vCPU"),
+                ("memory_mb", spec.memory_mb, "memory_mb", limits.memory_mb, "MB"),
+                ("disk_gb", spec.disk_mb, "disk_mb", limits.disk_mb, "MB of disk"),
+                ("gpu", spec.gpu, "gpu_count", limits.gpu_count, "GPU"),
+            ):
+                if need > limit:
+                    problems.append(
+                        f"{name}.{key}: one VM needs {need} {unit}, more than "
+                        f"resource_limits.{limit_key} = {limit} allows: it can never start"
+                    )
+        return problems
+
+    def job_vm_room(self, challenge_cvms: int = PLANNED_CHALLENGE_CVMS) -> tuple[int, str]:
+        """How many job VMs fit next to `challenge_cvms` challenge CVMs, and the resource that
+        limits them, with its arithmetic."""
+        limits, cvm, job = self.resource_limits, self.challenge_vm, self.job_vm
+        room: list[tuple[int, str]] = []
+        for limit_key, total, per_cvm, per_job in (
+            ("cpu_cores", limits.cpu_cores, cvm.vcpu, job.vcpu),
+            ("memory_mb", limits.memory_mb, cvm.memory_mb, job.memory_mb),
+            ("disk_mb", limits.disk_mb, cvm.disk_mb, job.disk_mb),
+            ("gpu_count", limits.gpu_count, cvm.gpu, job.gpu),
+        ):
+            if per_job == 0:
+                continue
+            left = total - challenge_cvms * per_cvm
+            fits = max(0, left) // per_job
+            room.append(
+                (
+                    fits,
+                    f"{limit_key} {total} - {challenge_cvms} challenge CVMs x {per_cvm} = "
+                    f"{left} left, {per_job} per job VM",
+                )
+            )
+        return min(room) if room else (0, "a job VM needs no resource")
+
+    def capacity_warnings(self) -> list[str]:
+        """A warning when the limits leave room for no job VM next to the planned challenge
+        CVMs (the engine then runs CVMs but no job)."""
+        fits, why = self.job_vm_room()
+        if fits >= 1:
+            return []
+        return [
+            f"resource_limits leave room for no job VM next to {PLANNED_CHALLENGE_CVMS} "
+            f"challenge CVMs ({why}): jobs will wait; raise resource_limits or shrink "
+            "job_vm / challenge_vm"
+        ]
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data with every secret masked."""
@@ -213,38 +272,51 @@ def load_config(
 def config_from_mapping(
     data: Mapping[str, Any], label: str, env: Mapping[str, str] | None = None
 ) -> ValidatorConfig:
-    """Validate plain data (as parsed from TOML) plus environment overrides."""
+    """Validate plain data (as parsed from TOML) plus environment overrides. An error about a
+    value taken from the environment names the variable, not the file; a VM spec that can
+    never fit the resource limits is an error."""
     merged = dict(data)
+    from_env: dict[str, str] = {}
     for key, names in ENV_OVERRIDES.items():
         for name in names:
             value = (env or {}).get(name)
             if value:
                 merged[key] = value
+                from_env[key] = name
                 break
     try:
-        return ValidatorConfig.model_validate(merged)
+        config = ValidatorConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(label, exc)) from None
+        raise ConfigError(format_validation_error(label, exc, from_env)) from None
+    problems = config.impossible_specs()
+    if problems:
+        raise ConfigError("\n".join(f"{label}: {problem}" for problem in problems))
+    return config
 
 
-def format_validation_error(label: str, exc: ValidationError) -> str:
-    """One line per problem: `file: key.path: expected …, got <value>`."""
+def format_validation_error(
+    label: str, exc: ValidationError, from_env: Mapping[str, str] | None = None
+) -> str:
+    """One line per problem: `file: key.path: expected …, got <value>`; a value that came
+    from the environment is named by its variable: `$NAME (environment): key: …`."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        variable = (from_env or {}).get(str(err["loc"][0])) if err["loc"] else None
+        where = f"${variable} (environment)" if variable else label
         kind = err["type"]
         if kind == "extra_forbidden":
-            lines.append(f"{label}: {loc}: unknown key (check the spelling)")
+            lines.append(f"{where}: {loc}: unknown key (check the spelling)")
             continue
         if kind == "missing":
-            lines.append(f"{label}: {loc}: required key is missing")
+            lines.append(f"{where}: {loc}: required key is missing")
             continue
         if kind == "value_error":
             expected = str(err.get("ctx", {}).get("error", err["msg"]))
         else:
             expected = _EXPECTED.get(kind, err["msg"])
         got = err.get("input")
-        lines.append(f"{label}: {loc}: {expected}, got {_show(loc, got)}")
+        lines.append(f"{where}: {loc}: {expected}, got {_show(loc, got)}")
     return "\n".join(lines)
 
 
@@ -266,5 +338,12 @@ _EXPECTED = {
 def _show(loc: str, value: Any) -> str:
     if "token" in loc:
         return "<secret>"
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    text = _quoted(value) if isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _quoted(value: str) -> str:
+    """`"value"` with every unprintable character (controls, line separators) escaped, so an
+    error line stays one inert line whatever the value holds."""
+    shown = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in value)
+    return f'"{shown}"'

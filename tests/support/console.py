@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console as RichConsole
+from rich.text import Text
 from textual.app import App
 from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Static
 
 from tests.support.fake_engine import FakeEngine
+from validator_tui.control import ConsoleExit
 from validator_tui.tui.app import ValidatorApp
 
 
@@ -38,6 +42,13 @@ class Console:
             if loop.time() > deadline:
                 raise AssertionError(f"timed out waiting for: {what}")
             await self.pilot.pause(0.02)
+
+    async def press_closing(self, *keys: str) -> None:
+        """Press `keys`, the last of which closes the app (Pilot's `press` would wait for the
+        screens it closed); return once the app is exiting."""
+        await self.pilot.press(*keys[:-1])
+        self.app.simulate_key(keys[-1])
+        await self.until(lambda: self.app._exit, "the console closing")
 
     def text(self) -> str:
         """What the terminal shows now, as plain text."""
@@ -67,9 +78,55 @@ def screen_text(app: App[Any]) -> str:
     return console.export_text()
 
 
+def static_texts(screen: Screen[Any]) -> str:
+    """The text of every Static on `screen`, one per line, whatever the terminal width."""
+    return "\n".join(plain(static.content) for static in screen.query(Static))
+
+
+def plain(renderable: object) -> str:
+    """A Static's content as plain text (a Rich renderable rendered without colour)."""
+    if isinstance(renderable, Text):
+        return renderable.plain
+    if isinstance(renderable, str):
+        return renderable
+    console = RichConsole(width=300, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
 def console_app(engine: FakeEngine) -> ValidatorApp:
     """The console on `engine`, with the engine's clock and no cursor blink."""
     return ValidatorApp(engine, clock=lambda: engine.now, cursor_blink=False)
+
+
+async def run_to_exit(
+    engine: FakeEngine,
+    steps: Callable[[Console], Awaitable[None]],
+    *,
+    size: tuple[int, int] = (140, 40),
+    timeout: float = 30.0,
+) -> ConsoleExit | None:
+    """Run the console on `engine` as `run` does (`run_async`), play `steps` once it shows
+    the engine's state, and return what the app returned when it closed. `steps` must end
+    by closing it (`press_closing`); an assertion failing in `steps` fails the caller."""
+    app = console_app(engine)
+    failures: list[BaseException] = []
+
+    async def autopilot(pilot: Pilot[Any]) -> None:
+        console = Console(engine, app, pilot)
+        try:
+            await console.until(lambda: app.shown_version == engine.state.version, "state shown")
+            await steps(console)
+        except BaseException as exc:
+            failures.append(exc)
+            app.exit()
+
+    result = await asyncio.wait_for(
+        app.run_async(headless=True, size=size, auto_pilot=autopilot), timeout
+    )
+    if failures:
+        raise failures[0]
+    return result
 
 
 @asynccontextmanager

@@ -29,6 +29,7 @@ from validator_tui.control import (
     JobRecord,
     JobState,
     Link,
+    OutboxRow,
     Outcome,
     QuotaUsage,
     Resources,
@@ -77,6 +78,8 @@ class FakeEngine:
     logs: dict[str, list[str]] = field(default_factory=dict)
     #: Jobs only `job()` knows (the engine's history beyond what the console holds).
     history: dict[str, JobRecord] = field(default_factory=dict)
+    #: The results outbox `list_outbox` answers (dead letters first, as the engine orders it).
+    outbox: list[OutboxRow] = field(default_factory=list)
     #: Completions per throughput bucket, as the header carries them.
     throughput: tuple[int, ...] = ()
     stopping: bool = False
@@ -245,6 +248,14 @@ class FakeEngine:
         self.state.header_changed()
         return event
 
+    def add_outbox_row(
+        self, job_id: str, status: str, last_error: str = "", *, attempts: int = 1, ago: float = 60
+    ) -> OutboxRow:
+        """A result in the outbox, last changed `ago` seconds before `now`."""
+        row = OutboxRow(job_id, status, attempts, last_error, self.now - ago - 30, self.now - ago)
+        self.outbox.append(row)
+        return row
+
     def set_quota(self, used: Resources, total: Resources, ports: tuple[int, int]) -> None:
         """The quota the header shows."""
         allocations = sum(1 for job in self.state.jobs.values() if job.state.active)
@@ -364,6 +375,16 @@ class FakeEngine:
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
         return self._command("orm_query", challenge_id, sql, params)
 
+    async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
+        self.calls.append(Call("list_outbox", (limit,)))
+        return self.outbox[:limit]
+
+    async def retry_dead_letter(self, job_id: str) -> Outcome:
+        return self._command("retry_dead_letter", job_id)
+
+    async def discard_dead_letter(self, job_id: str) -> Outcome:
+        return self._command("discard_dead_letter", job_id)
+
     async def stop_validator(self) -> Outcome:
         outcome = self._command("stop_validator")
         if outcome.ok:
@@ -428,6 +449,18 @@ def demo_state(engine: FakeEngine) -> FakeEngine:
         (5, 100),
     )
     engine.throughput = tuple((i * 7) % 5 for i in range(60))
+    finished = [job for job in engine.state.jobs.values() if job.state.finished and job.vm_id]
+    engine.add_outbox_row(
+        finished[0].id,
+        "dead",
+        "platform http://127.0.0.1:3000: 422 Unprocessable Entity: score must be within [0, 1]",
+        attempts=3,
+        ago=300,
+    )
+    engine.add_outbox_row(finished[1].id, "pending", "platform unreachable: timed out", ago=20)
+    engine.add_outbox_row(finished[2].id, "sent", ago=900)
+    engine.state.header.counters.dead_letters = 1
+    engine.state.header.counters.outbox_pending = 1
     engine.recount()
     events: Iterable[tuple[str, str, str, float]] = (
         ("info", "challenge", "term-bench: CVM active", 5400.0),

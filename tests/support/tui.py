@@ -1,23 +1,17 @@
-"""Helpers for the TUI tests (no tests here): the app against the real engine and simulators.
-
-`running_app` runs simulators, engine and app in the test's event loop (Pilot tests);
-`SimThread` runs the simulators in a thread of their own, for `snap_compare`, which runs
-the app in a fresh event loop of its own.
-"""
+"""Helpers for the end-to-end console tests (no tests here): the app against the real engine
+and simulators. `running_app` runs simulators, engine and app in the test's event loop; the
+engine on a thread of its own, as in `validator-tui run`. Console tests that need no engine
+use the FakeEngine (tests/support/fake_engine.py, tests/support/console.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rich.console import Console
 from textual.pilot import Pilot
 
 # The frozen "now" of every test app: before any real timestamp, so every age reads 0s.
@@ -129,38 +123,6 @@ async def running_app(
             await engine.wait_stopped()
 
 
-class SimThread:
-    """A DemoEnvironment serving from its own thread and event loop."""
-
-    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-
-        async def start() -> DemoEnvironment:
-            return await DemoEnvironment(**env_options(tmp_path, **overrides)).__aenter__()
-
-        self.env: DemoEnvironment = self._run(start())
-
-    def _run(self, coro: Any) -> Any:
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(timeout=30)
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` in the simulators' loop and return its result."""
-
-        async def invoke() -> T:
-            return fn(*args)
-
-        return self._run(invoke())
-
-    def close(self) -> None:
-        self._run(self.env.__aexit__(None, None, None))
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-
 def sim_job_ids(env: Any) -> list[str]:
     """Ids of every job the platform simulator holds."""
     return [job["id"] for job in env.platform.jobs()]
@@ -171,15 +133,8 @@ def footer_actions(app: Any) -> set[str]:
     return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
 
 
-def plain_text(renderable: Any) -> str:
-    """A Rich renderable as plain text, no colour."""
-    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
-    console.print(renderable)
-    return console.export_text()
-
-
 def enabled_actions(app: Any) -> set[str]:
-    """Which of the selection-dependent actions can act on the selection now."""
+    """Which of the selection-dependent actions apply to the selection now."""
     return {
         name
         for name in ("claim_job", "cancel_job", "details", "start_vm", "stop_vm", "remove_vm")

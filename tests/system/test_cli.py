@@ -68,6 +68,30 @@ def test_config_check_bad_hotkey_and_bad_toml(tmp_path, capsys):
     assert "not valid TOML" in capsys.readouterr().err
 
 
+def test_config_check_warns_when_no_job_vm_fits(tmp_path, capsys):
+    tight = tmp_path / "c.toml"
+    tight.write_text(EXAMPLE.read_text().replace("cpu_cores = 16", "cpu_cores = 7"))
+    assert main(["config", "check", str(tight)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: resource_limits leave room for no job VM next to 3 challenge CVMs" in err
+
+
+def test_impossible_job_vm_is_an_error_at_start(tmp_path, capsys):
+    bad = tmp_path / "c.toml"
+    bad.write_text(EXAMPLE.read_text().replace("vcpu = 2", "vcpu = 64", 1))
+    assert main(["run", "--headless", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: job_vm.vcpu: one VM needs 64 vCPU, more than resource_limits.cpu_cores" in err
+
+
+def test_hotkey_typo_in_the_environment_names_the_variable(capsys, monkeypatch):
+    monkeypatch.setenv("VALIDATOR_HOTKEY", "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQZ")
+    assert main(["config", "check", str(EXAMPLE)]) == 1
+    err = capsys.readouterr().err
+    assert "$VALIDATOR_HOTKEY (environment): validator_hotkey:" in err
+    assert "checksum mismatch" in err and str(EXAMPLE) not in err
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "validator_tui", *args],
@@ -87,6 +111,9 @@ def test_sim_commands_serve_until_sigterm(which):
         if which == "platform":
             reply = httpx.get(f"{url}/challenges/active", headers={"X-Validator-Hotkey": "x"})
             assert reply.status_code == 200 and len(reply.json()["challenges"]) == 3
+            hint = process.stderr.readline()
+            assert "generating no jobs (--jobs-per-minute 0)" in hint
+            assert f"curl -X POST {url}/_sim/jobs" in hint
         else:
             reply = httpx.post(f"{url}/prpc/Version?json", json={})
             assert reply.json()["version"]

@@ -13,7 +13,7 @@ from validator_tui.tui.actions import ACTIONS, Owner
 from validator_tui.tui.screens.confirm import ConfirmScreen
 
 COMMANDS = {"claim", "cancel", "rebuild", "start_vm", "stop_vm", "remove_vm", "set_auto_claim"}
-COMMANDS |= {"orm_query", "stop_validator"}
+COMMANDS |= {"orm_query", "stop_validator", "retry_dead_letter", "discard_dead_letter"}
 
 
 def commands_sent(engine: FakeEngine) -> list[str]:

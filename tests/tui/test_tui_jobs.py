@@ -1,25 +1,23 @@
-"""Pilot tests of the job flows (claim, cancel, auto-claim, filter, sort, details, quit),
-against the real engine and the loopback simulators."""
+"""End-to-end Pilot flows of the jobs (claim, cancel, auto-claim, stop from the quit dialog)
+against the real engine and the loopback simulators; the rest of the console is tested on a
+FakeEngine (tests/tui/test_console_*.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Input, Static
-
 from tests.support.identities import ALICE
 from tests.support.tui import (
     enabled_actions,
     footer_actions,
-    plain_text,
     running_app,
     select_row,
     sim_job_ids,
     wait_until,
 )
+from validator_tui.control import ConsoleExit
 from validator_tui.engine.records import JobState
 from validator_tui.tui.screens.confirm import ConfirmScreen
-from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.screens.quit import QuitScreen
 from validator_tui.tui.widgets.status_bar import StatusBar
 
@@ -100,70 +98,7 @@ async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
         assert "auto-claim OFF" in " ".join(app.main.query_one("#status", StatusBar).texts)
 
 
-async def test_filter_and_sort_job_feed(tmp_path: Path) -> None:
-    async with running_app(tmp_path, pending=6) as r:
-        app, pilot = r.app, r.pilot
-        feed = app.main.feed
-        challenges = app.main.challenge_table.challenges
-        name = challenges[next(iter(challenges))].name
-        expected = {
-            job.id
-            for job in feed.jobs.values()
-            if app.main.challenge_table.names()[job.challenge_id] == name
-        }
-        assert 0 < len(expected) < 6
-        await pilot.press("slash")
-        assert app.focused is app.main.query_one("#filter", Input)
-        await pilot.press(*name)
-        assert set(feed.row_keys()) == expected
-        assert feed.filter_text == name
-        await pilot.press("enter")
-        assert app.focused is feed
-        await pilot.press("escape")
-        assert len(feed.row_keys()) == 6
-        assert feed.filter_text == ""
-
-        newest_first = sorted(feed.jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
-        assert feed.row_keys() == [job.id for job in newest_first]
-        await pilot.press("greater_than_sign", "greater_than_sign")
-        assert feed.sort_key == "challenge"
-        names = [feed.cell(key, "challenge").plain for key in feed.row_keys()]
-        assert names == sorted(names, reverse=True)
-        await pilot.press("exclamation_mark")
-        names = [feed.cell(key, "challenge").plain for key in feed.row_keys()]
-        assert names == sorted(names)
-
-
-async def test_job_details_screen_is_sanitised(tmp_path: Path) -> None:
-    async with running_app(tmp_path, pending=0) as r:
-        app, pilot = r.app, r.pilot
-        evil = "[bold red]EVIL[/]\x1b[2J\x1b]0;owned\x07"
-        (job,) = [r.env.platform.add_job(miner_hotkey=evil)]
-        await wait_until(
-            pilot,
-            lambda: job["id"] in app.main.feed.jobs and app.main.feed.jobs[job["id"]].miner_hotkey,
-            "job listed",
-        )
-        select_row(app.main.feed, job["id"])
-        await pilot.press("c")
-        await wait_until(
-            pilot, lambda: app.main.feed.jobs[job["id"]].state is JobState.COMPLETED, "job done"
-        )
-        await pilot.press("enter")
-        assert isinstance(app.screen, JobDetailsScreen)
-        await pilot.pause()
-        text = plain_text(app.screen.query_one("#details-body", Static).content)
-        assert job["id"] in text
-        assert "[bold red]EVIL[/]" in text
-        assert "\x1b" not in text
-        assert "claimed" in text
-        score = app.main.feed.jobs[job["id"]].score
-        assert score is not None and f"{score:.3f}" in text
-        await pilot.press("escape")
-        assert not isinstance(app.screen, JobDetailsScreen)
-
-
-async def test_quit_with_running_jobs_confirms_then_stops_engine(tmp_path: Path) -> None:
+async def test_stop_from_the_quit_dialog_stops_the_real_engine(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=1) as r:
         app, pilot = r.app, r.pilot
         r.env.vmm.set_evaluator(latency_s=30.0)
@@ -174,12 +109,13 @@ async def test_quit_with_running_jobs_confirms_then_stops_engine(tmp_path: Path)
             pilot, lambda: app.main.feed.jobs[job_id].state is JobState.RUNNING, "job running"
         )
         await pilot.press("q")
-        assert isinstance(app.screen, QuitScreen)
-        await pilot.press("n")
+        assert isinstance(app.screen, QuitScreen) and app.screen.running == 1
+        await pilot.press("escape")
         assert app.is_running and not isinstance(app.screen, QuitScreen)
         await pilot.press("q")
-        await pilot.press("s")
-        await wait_until(pilot, lambda: not app.is_running, "app exited", timeout=20.0)
+        app.simulate_key("s")
+        await wait_until(pilot, lambda: app.return_value is ConsoleExit.STOP, "console closing")
+        await r.engine.wait_stopped()
         (result,) = r.env.platform.results()[job_id]
-        assert result["error"]
+        assert result["error"] == "validator shutting down"
         assert result["score"] == 0

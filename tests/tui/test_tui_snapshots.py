@@ -1,107 +1,158 @@
-"""Snapshot tests (pytest-textual-snapshot) of the console's screens.
+"""Snapshot tests (pytest-textual-snapshot) of the console's screens, on a FakeEngine.
 
-Deterministic by construction: seeded simulators serving from their own thread, auto-claim
-off, instant boots, a frozen clock, no cursor blink, a fixed terminal size; each snapshot
-waits until every challenge CVM is active and the pending jobs are listed, puts the
-cursors on the first rows, and clears the event log (concurrent CVM boots log in any order).
+Deterministic by construction: a hand-filled engine state at fixed instants, a frozen clock
+(`FIXED_NOW`), TZ=UTC, no cursor blink, a fixed terminal size; no simulators, no engine
+thread. The main screen at the three sizes the console is designed for (80x24, 120x36,
+200x50), then every dialog and screen.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
-from tests.support.tui import SimThread, frozen_clock, settled, wait_until
-from validator_tui.control.inprocess import InProcessEngine
-from validator_tui.demo import build_validator
+from tests.support.console import console_app
+from tests.support.fake_engine import FakeEngine, demo_state
+from validator_tui.control import JobState, Outcome
 from validator_tui.tui.app import ValidatorApp
-from validator_tui.tui.widgets.event_log import EventLog
+from validator_tui.tui.screens.orm import OrmScreen
 
-PENDING = 5
-#: The VMM simulator derives VM ids from (seed, VM name), so concurrent CVM creation
-#: still gives the same ids every run.
-CHALLENGES = 3
+ROWS = (
+    {"id": "sub-0001", "miner": "5GrwvaEF…", "code": "def solve():\n    return 42", "size": 27},
+    {"id": "sub-0002", "miner": "5FHneW46…", "code": "x" * 300, "size": 300},
+)
 
 
-@pytest.fixture
-def sims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimThread]:
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    sims = SimThread(tmp_path, challenges=CHALLENGES)
-    sims.call(sims.env.platform.add_jobs, PENDING)
-    try:
-        yield sims
-    finally:
-        sims.close()
-        monkeypatch.undo()
-        time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
-@pytest.fixture
-def engine(sims: SimThread) -> Iterator[InProcessEngine]:
-    """The engine on its own thread against the simulators; stopped the graceful way."""
-    assert sims.env.config is not None
-    engine = InProcessEngine(build_validator(sims.env.config))
-    engine.start()
-    try:
-        yield engine
-    finally:
-        engine.request_stop()
-        assert engine.join(30), "the engine did not stop"
+def app_on(engine: FakeEngine | None = None) -> ValidatorApp:
+    return console_app(engine or demo_state(FakeEngine()))
 
 
-def _app(engine: InProcessEngine) -> ValidatorApp:
-    return ValidatorApp(engine, clock=frozen_clock, cursor_blink=False)
-
-
-async def _settle(pilot: Pilot[Any]) -> None:
+async def shown(pilot: Pilot[Any]) -> None:
+    """Until the app shows the engine's state and the VM console its first lines."""
     app = pilot.app
     assert isinstance(app, ValidatorApp)
-    await wait_until(pilot, lambda: settled(app, PENDING), "engine settled")
-    app.main.feed.move_cursor(row=0)
-    app.main.challenge_table.move_cursor(row=0)
-    app.main.feed.focus()
-    app.main.query_one(EventLog).clear()
-    await pilot.pause()
+    engine = app.engine
+    assert isinstance(engine, FakeEngine)
+    while app.shown_version != engine.state.version or not app.main.vm_console.lines:
+        await pilot.pause(0.02)
+    await pilot.pause(0.2)
 
 
-def test_main_screen_160x48(engine: InProcessEngine, snap_compare: Any) -> None:
-    assert snap_compare(_app(engine), terminal_size=(160, 48), run_before=_settle)
+def select_challenge(row: int) -> Any:
+    async def run(pilot: Pilot[Any]) -> None:
+        await shown(pilot)
+        app = pilot.app
+        assert isinstance(app, ValidatorApp)
+        app.main.challenge_table.focus()
+        app.main.challenge_table.move_cursor(row=row)
+        await pilot.pause(0.2)
+
+    return run
 
 
-def test_main_screen_80x24(engine: InProcessEngine, snap_compare: Any) -> None:
-    assert snap_compare(_app(engine), terminal_size=(80, 24), run_before=_settle)
+@pytest.mark.parametrize(
+    "size", [(80, 24), (120, 36), (200, 50)], ids=["80x24", "120x36", "200x50"]
+)
+def test_main_screen(size: tuple[int, int], snap_compare: Any) -> None:
+    assert snap_compare(app_on(), terminal_size=size, run_before=shown)
 
 
-def test_help_screen(engine: InProcessEngine, snap_compare: Any) -> None:
+def test_help_screen(snap_compare: Any) -> None:
     assert snap_compare(
-        _app(engine), press=["question_mark"], terminal_size=(120, 36), run_before=_settle
+        app_on(), press=["question_mark"], terminal_size=(120, 36), run_before=shown
     )
 
 
-def test_confirm_dialog(engine: InProcessEngine, snap_compare: Any) -> None:
-    async def open_confirm(pilot: Pilot[Any]) -> None:
-        await _settle(pilot)
-        await pilot.app.main.run_action("rebuild_challenge")
-
-    assert snap_compare(_app(engine), terminal_size=(120, 36), run_before=open_confirm)
+def test_stop_cvm_dialog(snap_compare: Any) -> None:
+    assert snap_compare(
+        app_on(), press=["S"], terminal_size=(120, 36), run_before=select_challenge(1)
+    )
 
 
-def test_job_details_screen(engine: InProcessEngine, snap_compare: Any) -> None:
-    assert snap_compare(_app(engine), press=["enter"], terminal_size=(120, 36), run_before=_settle)
+def test_quit_dialog_80x24(snap_compare: Any) -> None:
+    assert snap_compare(app_on(), press=["q"], terminal_size=(80, 24), run_before=shown)
 
 
-def test_orm_screen(engine: InProcessEngine, snap_compare: Any) -> None:
+def test_stop_validator_dialog(snap_compare: Any) -> None:
+    assert snap_compare(app_on(), press=["Q"], terminal_size=(120, 36), run_before=shown)
+
+
+def test_job_details_screen(snap_compare: Any) -> None:
+    engine = demo_state(FakeEngine())
+    failed = next(job for job in engine.state.jobs.values() if job.state is JobState.FAILED)
+
+    async def open_details(pilot: Pilot[Any]) -> None:
+        await shown(pilot)
+        app = pilot.app
+        assert isinstance(app, ValidatorApp)
+        app.main.feed.move_cursor(row=app.main.feed.get_row_index(failed.id))
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app_on(engine), terminal_size=(120, 36), run_before=open_details)
+
+
+def test_challenge_details_screen(snap_compare: Any) -> None:
+    async def open_details(pilot: Pilot[Any]) -> None:
+        await select_challenge(2)(pilot)
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+
+    assert snap_compare(app_on(), terminal_size=(120, 36), run_before=open_details)
+
+
+def test_orm_screen_with_rows(snap_compare: Any) -> None:
+    engine = demo_state(FakeEngine())
+    engine.answer("orm_query", Outcome.done("2 rows", ROWS))
+
     async def run_query(pilot: Pilot[Any]) -> None:
-        await _settle(pilot)
-        await pilot.press("o")
-        await pilot.press("ctrl+r")
-        table = pilot.app.screen.query_one("#orm-results")
-        await wait_until(pilot, lambda: table.row_count > 0, "query rows")
+        await shown(pilot)
+        await pilot.press("o", "ctrl+r")
+        screen = pilot.app.screen
+        assert isinstance(screen, OrmScreen)
+        while screen.query_one("#orm-results").row_count == 0:
+            await pilot.pause(0.02)
+        await pilot.pause(0.2)
 
-    assert snap_compare(_app(engine), terminal_size=(120, 36), run_before=run_query)
+    assert snap_compare(app_on(engine), terminal_size=(120, 36), run_before=run_query)
+
+
+def test_orm_screen_refused_80x24(snap_compare: Any) -> None:
+    engine = demo_state(FakeEngine())
+    engine.answer(
+        "orm_query",
+        Outcome.refused(
+            "query refused: this WITH query modifies data (DELETE); only reading is allowed"
+        ),
+    )
+
+    async def run_query(pilot: Pilot[Any]) -> None:
+        await shown(pilot)
+        await pilot.press("o", "ctrl+r")
+        while not engine.sent("orm_query"):
+            await pilot.pause(0.02)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app_on(engine), terminal_size=(80, 24), run_before=run_query)
+
+
+def test_outbox_screen(snap_compare: Any) -> None:
+    async def open_outbox(pilot: Pilot[Any]) -> None:
+        await shown(pilot)
+        await pilot.press("u")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app_on(), terminal_size=(120, 36), run_before=open_outbox)

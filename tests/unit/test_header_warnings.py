@@ -6,9 +6,10 @@ from validator_tui.tui.widgets.status_bar import render_header
 
 def test_warnings_are_rendered_on_the_second_line():
     header = Header(hotkey="5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")
-    assert "⚠" not in render_header(header, 0.0).plain
+    assert all("⚠" not in line.plain for line in render_header(header, 0.0))
     header.claims_paused = "claims paused: the platform is unreachable"
     header.capacity_warning = "capacity shortfall: 47 of 50 challenges have no CVM"
-    second = render_header(header, 0.0).plain.splitlines()[1]
+    _, second_line = render_header(header, 0.0)
+    second = second_line.plain
     assert "⚠ claims paused: the platform is unreachable" in second
     assert "⚠ capacity shortfall: 47 of 50 challenges have no CVM" in second

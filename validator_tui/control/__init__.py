@@ -28,6 +28,7 @@ from validator_tui.engine.records import (
     VmRecord,
 )
 from validator_tui.engine.state import THROUGHPUT_BUCKET_S, Header, StateDelta
+from validator_tui.engine.store import OutboxRow
 
 __all__ = [
     "THROUGHPUT_BUCKET_S",
@@ -45,6 +46,7 @@ __all__ = [
     "JobState",
     "Link",
     "LinkStatus",
+    "OutboxRow",
     "Outcome",
     "QuotaUsage",
     "Resources",

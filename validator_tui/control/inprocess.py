@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from validator_tui.control.interface import EngineInfo, EngineMode, Link
 from validator_tui.engine.records import JobRecord, Outcome
 from validator_tui.engine.state import StateDelta
+from validator_tui.engine.store import OutboxRow
 from validator_tui.engine.validator import Validator
 
 T = TypeVar("T")
@@ -167,6 +168,18 @@ class InProcessEngine:
 
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
         return await self.call(lambda: self.validator.orm_query(challenge_id, sql, params))
+
+    async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
+        async def rows() -> list[OutboxRow]:
+            return self.validator.list_outbox(limit)
+
+        return await self.call(rows)
+
+    async def retry_dead_letter(self, job_id: str) -> Outcome:
+        return await self.call(lambda: self.validator.retry_dead_letter(job_id))
+
+    async def discard_dead_letter(self, job_id: str) -> Outcome:
+        return await self.call(lambda: self.validator.discard_dead_letter(job_id))
 
     async def stop_validator(self) -> Outcome:
         if self.validator.read_only:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from validator_tui.engine.records import JobRecord, Outcome
 from validator_tui.engine.state import StateDelta
+from validator_tui.engine.store import OutboxRow
 
 
 class EngineMode(StrEnum):
@@ -126,6 +127,20 @@ class EngineClient(Protocol):
 
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
         """Run a read-only ORM query on a challenge's database; rows come in the outcome."""
+        ...
+
+    async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
+        """The results outbox without bodies: dead letters first (`last_error` holds the
+        platform's words), then unsent results, then the latest answered ones; at most `limit`
+        rows. `status`: dead, pending, sent, dropped, not_ours, discarded."""
+        ...
+
+    async def retry_dead_letter(self, job_id: str) -> Outcome:
+        """Send a result the platform refused (a dead letter) again, now."""
+        ...
+
+    async def discard_dead_letter(self, job_id: str) -> Outcome:
+        """Give up on a dead letter for good (kept as `discarded`)."""
         ...
 
     async def stop_validator(self) -> Outcome:

@@ -177,6 +177,20 @@ class Resources:
     disk_mb: int = 0
     gpu: int = 0
 
+    def __str__(self) -> str:
+        """`4 vCPU, 4 GB RAM, 50 GB disk` (GPUs when there are any): for messages and toasts."""
+        parts = [f"{self.vcpu} vCPU", f"{_size(self.memory_mb)} RAM", f"{_size(self.disk_mb)} disk"]
+        if self.gpu:
+            parts.append(f"{self.gpu} GPU")
+        return ", ".join(parts)
+
+
+def _size(megabytes: int) -> str:
+    """`512 MB`, `4 GB`, `1.5 GB`: a size given in MB, in the largest unit that reads well."""
+    if megabytes < 1024:
+        return f"{megabytes} MB"
+    return f"{megabytes / 1024:.1f}".removesuffix(".0") + " GB"
+
 
 @dataclass(slots=True, frozen=True)
 class QuotaUsage:

@@ -78,7 +78,7 @@ class ValidatorApp(App[ConsoleExit]):
         self._version = 0
         self._event_seq = 0
         self._last_second = -1
-        self._closing = False
+        self._leaving = False
         self._shadow = ShadowScreen()
 
     def _display(self, screen: Screen[object], renderable: RenderableType | None) -> None:
@@ -164,17 +164,17 @@ class ValidatorApp(App[ConsoleExit]):
     async def action_quit(self) -> None:
         """Quit. An attached console detaches at once (it never stops the engine); the
         embedded one asks: stop the validator, detach and keep it running, or go back."""
-        if self._closing or isinstance(self.screen, QuitScreen):
+        if self._leaving or isinstance(self.screen, QuitScreen):
             return
         if not self.engine.embedded:
-            self._closing = True
+            self._leaving = True
             self.exit(ConsoleExit.DETACH)
             return
         self.push_screen(QuitScreen(self.main.running_jobs()), self._quit_chosen)
 
     def _quit_chosen(self, choice: ConsoleExit | None) -> None:
         if choice is ConsoleExit.DETACH:
-            self._closing = True
+            self._leaving = True
             self.exit(ConsoleExit.DETACH)
         elif choice is ConsoleExit.STOP:
             self.stop_validator_and_exit()
@@ -184,13 +184,13 @@ class ValidatorApp(App[ConsoleExit]):
         """Ask the engine to stop, then close with STOP. The embedded console closes with STOP
         whatever the answer (its process stops the engine then); an attached console whose
         request is refused stays open and says why."""
-        if self._closing:
+        if self._leaving:
             return
-        self._closing = True
+        self._leaving = True
         self.notify("stopping the validator…", title="quit", markup=False)
         outcome = await self.engine.stop_validator()
         if not outcome.ok and not self.engine.embedded:
-            self._closing = False
+            self._leaving = False
             self.notify(
                 clean_line(outcome.message, 300),
                 title="stop validator: refused",

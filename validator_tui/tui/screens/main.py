@@ -35,6 +35,7 @@ from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.screens.orm import OrmScreen
+from validator_tui.tui.screens.outbox import OutboxScreen
 from validator_tui.tui.screens.quit import running_jobs_text, stop_consequences
 from validator_tui.tui.widgets.challenge_table import ChallengeTable
 from validator_tui.tui.widgets.event_log import EventLog
@@ -571,6 +572,18 @@ class MainScreen(Screen[None]):
                 self.console_app.engine.orm_query,
                 selected=selected,
                 cursor_blink=self.console_app.cursor_blink,
+            )
+        )
+
+    def action_outbox(self) -> None:
+        engine = self.console_app.engine
+        self.app.push_screen(
+            OutboxScreen(
+                engine.list_outbox,
+                engine.retry_dead_letter,
+                engine.discard_dead_letter,
+                self.console_app.clock,
+                read_only=self.console_app.read_only,
             )
         )
 

@@ -29,7 +29,7 @@ class StatusBar(Lines):
     ) -> None:
         """Render `header` as of `now` (ages are measured with the app's clock); `attached`:
         the engine this console is attached to, with the `link` to it."""
-        lines = list(render_header(header, now).split("\n"))
+        lines = list(render_header(header, now))
         if attached is not None:
             lines.insert(0, engine_line(attached, link or Link(), now))
         self.set_class(attached is not None, "-attached")
@@ -64,8 +64,8 @@ def link_text(link: Link, now: float) -> Text:
     return Text("✗ engine gone" + (f": {detail}" if detail else ""), style="bold red")
 
 
-def render_header(header: Header, now: float) -> Text:
-    """Both header lines as one Text (no markup is parsed from any value)."""
+def render_header(header: Header, now: float) -> tuple[Text, Text]:
+    """The two header lines (no markup is parsed from any value)."""
     top = Text(no_wrap=True, overflow="ellipsis")
     top.append(short_hotkey(header.hotkey) or "no hotkey", style="bold")
     top.append(*_SEP)
@@ -106,4 +106,4 @@ def render_header(header: Header, now: float) -> Text:
         bottom.append(f"‼ dead letters {counters.dead_letters}", style="bold red")
     for warning in header.warnings():
         bottom.append_text(Text.assemble(_SEP, (f"⚠ {clean_line(warning, 200)}", "bold yellow")))
-    return Text("\n", no_wrap=True, overflow="ellipsis").join([top, bottom])
+    return top, bottom
