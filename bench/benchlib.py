@@ -48,6 +48,8 @@ HOTKEYS = (
     "5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y",
     "5DAAnrj7VHTznn2AWBemMuyBwZWs6FNFjdyVXUeYum3PTXFy",
     "5HGjWAeFDfFCWPsjFQdVV2Msvz2XtMktvgocEZcCj68kUMaw",
+    "5CiPPseXPECbkjWCa6MnjNokrgYjMqmKndv2rSnekmSK2DjL",
+    "5GNJqTPyNqANBkUVMN1LPPrxXnFouWXoe2wNSmmEoLctxiZY",
 )
 TABLE_HEADER = ("metric", "median", "p99", "baseline", "ratio", "target")
 
@@ -191,6 +193,26 @@ class SimProcesses:
         response.raise_for_status()
         stats: dict[str, int] = response.json()["stats"]
         return stats
+
+    async def vmm_stats(self) -> dict[str, int]:
+        """The VMM simulator's counters (RPCs by method, `logs`, `evaluator <path>`, …)."""
+        response = await self.control.get(f"{self.vmm_url}/_sim/stats")
+        response.raise_for_status()
+        stats: dict[str, int] = response.json()
+        return stats
+
+    async def requests(self) -> dict[str, int]:
+        """Requests served so far, by target: `platform GET /jobs/pending`, `vmm Status`,
+        `vmm evaluator /health`, … (the simulators' own events are left out)."""
+        counts = {
+            f"platform {key}": value
+            for key, value in (await self.stats()).items()
+            if key.split(" ", 1)[0] in ("GET", "POST")
+        }
+        for key, value in (await self.vmm_stats()).items():
+            if key not in ("vms_created", "vms_removed", "restarts"):
+                counts[f"vmm {key}"] = value
+        return counts
 
     def cpu_seconds(self) -> float:
         """CPU seconds both simulator processes have used so far."""
@@ -552,6 +574,26 @@ def _group(filename: str, function: str) -> str:
         if f"/{needle}/" in filename or f"/{needle}." in filename:
             return name
     return "other stdlib"
+
+
+def per_job(before: dict[str, int], after: dict[str, int], jobs: int) -> dict[str, float]:
+    """Requests per job for each counter that moved between two `requests()` readings."""
+    return {
+        key: (after.get(key, 0) - before.get(key, 0)) / jobs
+        for key in sorted(after)
+        if after.get(key, 0) != before.get(key, 0)
+    }
+
+
+def print_requests(title: str, rates: dict[str, float]) -> None:
+    """Requests per job by target, with the totals to the platform and to the VMM."""
+    print(f"\n### {title}\n")
+    for side in ("platform", "vmm"):
+        rows = {key: value for key, value in rates.items() if key.startswith(side + " ")}
+        for key, value in rows.items():
+            print(f"  {key:<45} {value:7.3f}")
+        print(f"  {side + ' total':<45} {sum(rows.values()):7.3f}")
+    print(flush=True)
 
 
 def print_profile(profile: cProfile.Profile | pstats.Stats, top: int = 15) -> None:

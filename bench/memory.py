@@ -1,5 +1,6 @@
-"""Memory: RSS of `validator-tui run` (engine + TUI, in a pseudo-terminal) after `--jobs` jobs
-have flowed through it, against its RSS after the first `--first` jobs.
+"""Memory: RSS of `validator-tui run` (engine + TUI, in a pseudo-terminal; `--headless`: the
+engine alone, `run --headless`) after `--jobs` jobs have flowed through it, against its RSS
+after the first `--first` jobs.
 
 Both simulators run in their own processes (their memory is not counted); instant boots and
 evaluators. A line is printed every `--every` jobs so a long run shows its trend.
@@ -31,12 +32,14 @@ from benchlib import (
 
 async def main(args: argparse.Namespace) -> None:
     print_machine()
-    print(f"memory: {args.jobs} jobs through engine + TUI, RSS every {args.every}", flush=True)
+    what = "engine headless" if args.headless else "engine + TUI"
+    print(f"memory: {args.jobs} jobs through {what}, RSS every {args.every}", flush=True)
     async with sim_processes() as sims:
         with tempfile.TemporaryDirectory(prefix="bench-mem-") as state:
             config = bench_config(sims.platform_url, sims.vmm_url, state, hotkey=HOTKEYS[3])
             path = write_bench_config(config, Path(state))
-            program = PtyProgram(cli_argv("run", "--config", str(path)))
+            headless = ["--headless"] if args.headless else []
+            program = PtyProgram(cli_argv("run", "--config", str(path), *headless))
             drain = asyncio.create_task(program.drain(1e9))
             try:
                 await sims.wait_claimer_ready(HOTKEYS[3])
@@ -64,7 +67,7 @@ async def main(args: argparse.Namespace) -> None:
         Row("peak RSS sampled (MB)", peak, baseline=first),
         Row("growth (MB)", last - first, target="≤30 MB"),
     ]
-    print_table("Memory: engine + TUI", rows)
+    print_table(f"Memory: {what}", rows)
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--first", type=int, default=1000, help="jobs before the reference")
     parser.add_argument("--every", type=int, default=5000, help="jobs between readings")
     parser.add_argument("--backlog", type=int, default=100, help="unfinished jobs offered")
+    parser.add_argument("--headless", action="store_true", help="the engine alone (no TUI)")
     return parser.parse_args()
 
 

@@ -27,22 +27,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bare_client import BareClient
 from benchlib import (
     HOTKEYS,
     PtyProgram,
     Row,
+    SimProcesses,
     bench_config,
     cli_argv,
     cpu_seconds,
+    per_job,
     print_machine,
     print_profile,
+    print_requests,
     print_table,
     sim_processes,
     wait_until,
     write_bench_config,
 )
 
-from validator_tui.config import EngineSettings, ResourceLimits
+from validator_tui.config import EngineSettings, ResourceLimits, ValidatorConfig
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.records import ChallengeState
 from validator_tui.engine.validator import Validator
@@ -58,6 +62,8 @@ class Run:
     seconds: float
     engine_cpu: float
     sims_cpu: float | None
+    #: Requests per job served by the simulators, by target (headless, sims in own processes).
+    requests: dict[str, float] | None = None
 
     @property
     def rate(self) -> float:
@@ -73,10 +79,15 @@ def challenges_active(validator: Validator) -> bool:
 
 
 async def headless_separate(
-    jobs: int, warmup: int, backlog: int, profile: cProfile.Profile | None
-) -> Run:
-    """The engine in this process; both simulators in their own."""
-    async with sim_processes() as sims:
+    jobs: int,
+    warmup: int,
+    backlog: int,
+    profile: cProfile.Profile | None,
+    boot_seconds: float = 0.0,
+) -> tuple[Run, Run]:
+    """The engine in this process, both simulators in their own; then, on the same
+    simulators, the bare client (`bare_client.py`) over as many jobs: (engine, bare)."""
+    async with sim_processes(boot_seconds=boot_seconds) as sims:
         with tempfile.TemporaryDirectory(prefix="bench-tput-") as state:
             config = bench_config(sims.platform_url, sims.vmm_url, state, cpu_cores=CPU_CORES)
             validator = Validator(config)
@@ -85,20 +96,52 @@ async def headless_separate(
                 await sims.wait_claimer_ready(HOTKEYS[0])
                 await sims.feed(warmup, backlog)
                 cpu0, sims0 = time.process_time(), sims.cpu_seconds()
+                requests0 = await sims.requests()
                 if profile is not None:
                     profile.enable()
                 seconds = await sims.feed(jobs, backlog)
                 if profile is not None:
                     profile.disable()
-                return Run(
+                engine = Run(
                     jobs,
                     seconds,
                     time.process_time() - cpu0,
                     sims.cpu_seconds() - sims0,
+                    per_job(requests0, await sims.requests(), jobs),
                 )
             finally:
                 await validator.stop()
                 await asyncio.wait_for(task, 60)
+        with tempfile.TemporaryDirectory(prefix="bench-bare-") as state:
+            config = bench_config(
+                sims.platform_url, sims.vmm_url, state, hotkey=HOTKEYS[2], cpu_cores=CPU_CORES
+            )
+            return engine, await bare(sims, config, jobs, warmup, backlog)
+
+
+async def bare(
+    sims: SimProcesses, config: ValidatorConfig, jobs: int, warmup: int, backlog: int
+) -> Run:
+    """The bare client over `jobs` jobs on the simulators the engine just used."""
+    client = BareClient(config)
+    await client.load_composes()
+    listener = asyncio.create_task(client.listen())
+    try:
+        await asyncio.sleep(0.5)
+        await sims.feed(warmup, backlog)
+        cpu0, sims0 = time.process_time(), sims.cpu_seconds()
+        requests0 = await sims.requests()
+        seconds = await sims.feed(jobs, backlog)
+        return Run(
+            jobs,
+            seconds,
+            time.process_time() - cpu0,
+            sims.cpu_seconds() - sims0,
+            per_job(requests0, await sims.requests(), jobs),
+        )
+    finally:
+        listener.cancel()
+        await client.aclose()
 
 
 async def headless_together(jobs: int, warmup: int, backlog: int) -> Run:
@@ -198,10 +241,32 @@ async def main(args: argparse.Namespace) -> None:
         flush=True,
     )
     rows: list[Row] = []
-    run = await headless_separate(args.jobs, args.warmup, args.backlog, None)
+    run, baseline = await headless_separate(args.jobs, args.warmup, args.backlog, None)
     rows += row("headless, sims in own processes", run, "≥100 jobs/s")
-    run = await headless_together(args.jobs, args.warmup, args.backlog)
-    rows += row("headless, sims in the same process", run, "")
+    rows += row("bare client, same sims", baseline, "")
+    rows.append(
+        Row(
+            "engine CPU per job / bare client's",
+            run.engine_ms_per_job() / baseline.engine_ms_per_job(),
+            target="≤1.5x",
+        )
+    )
+    assert run.requests is not None and baseline.requests is not None
+    print_requests("Requests per job, engine (headless)", run.requests)
+    print_requests("Requests per job, bare client", baseline.requests)
+    if args.boot_s > 0:
+        boot_jobs = args.boot_jobs or min(args.jobs, 300)
+        booting, bare_booting = await headless_separate(
+            boot_jobs, min(args.warmup, 20), args.backlog, None, boot_seconds=args.boot_s
+        )
+        assert booting.requests is not None and bare_booting.requests is not None
+        title = f"VMs booting for {args.boot_s:g} s"
+        print_requests(f"Requests per job, engine (headless), {title}", booting.requests)
+        print_requests(f"Requests per job, bare client, {title}", bare_booting.requests)
+        rows += row(f"headless, {title}", booting, "")
+    if not args.no_together:
+        run = await headless_together(args.jobs, args.warmup, args.backlog)
+        rows += row("headless, sims in the same process", run, "")
     if not args.no_tui:
         run = await with_tui(args.jobs, args.warmup, args.backlog, None)
         rows += row("engine + TUI (pty), sims in own processes", run, "≥60 jobs/s")
@@ -235,6 +300,18 @@ def parse_args() -> argparse.Namespace:
         nargs="*",
         default=[],
         help="also run the engine + TUI mode with these sys.setswitchinterval values (s)",
+    )
+    parser.add_argument(
+        "--no-together", action="store_true", help="skip the sims-in-the-same-process mode"
+    )
+    parser.add_argument(
+        "--boot-s",
+        type=float,
+        default=2.0,
+        help="also count requests per job with VMs that boot this long (0: skip)",
+    )
+    parser.add_argument(
+        "--boot-jobs", type=int, default=0, help="jobs of the booting run (0: --jobs, at most 300)"
     )
     return parser.parse_args()
 

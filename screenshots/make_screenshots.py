@@ -2,10 +2,11 @@
 
 Runs the console headless against a DemoEnvironment (both simulators on loopback, a steady
 job stream, auto-claim on), lets jobs flow for a few seconds, and saves the main screen at
-160x48 and 80x24, the job details, the challenge CVM details, the ORM query, the help screen
-and the stop-or-detach question `q` asks.
+160x48 and 80x24, the job details, the challenge CVM details, the ORM query, the help screen,
+the stop-or-detach question `q` asks, and a console attached to the engine over its control
+socket (`validator-tui attach`).
 
-    .venv/bin/python screenshots/make_screenshots.py [--seed N] [--seconds S]
+    .venv/bin/python screenshots/make_screenshots.py [--seed N] [--seconds S] [--only SET]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from validator_tui.control import EngineMode
+from validator_tui.control.client import SocketEngine
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.demo import DemoEnvironment, build_validator
 from validator_tui.engine.records import JobState
@@ -121,16 +123,44 @@ async def _small(env: DemoEnvironment, seconds: float) -> None:
     await _stop(engine)
 
 
+async def _attached(env: DemoEnvironment, seconds: float) -> None:
+    """A console attached over the control socket, as `validator-tui attach` shows it."""
+    engine = _engine(env)
+    await engine.wait_started()
+    client = SocketEngine(Path(engine.info.state_dir))
+    await client.connect()
+    app = ValidatorApp(client, cursor_blink=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(seconds)
+        _select_running_job(app)
+        await _wait(pilot, lambda: len(app.main.vm_console.lines) > 5, timeout=3.0)
+        await pilot.pause(0.5)
+        _save(app, "attached-160x48.svg")
+    await client.close()
+    await _stop(engine)
+
+
+SETS = {"main": ("large", "small"), "attached": ("attached",)}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=12.0, help="let jobs flow this long")
+    parser.add_argument("--only", choices=sorted(SETS), help="make only this set")
     args = parser.parse_args()
+    wanted = (
+        set(SETS[args.only]) if args.only else {name for set_ in SETS.values() for name in set_}
+    )
     async with DemoEnvironment(
         seed=args.seed, jobs_per_minute=120, boot_seconds=1.0, evaluator_latency_s=3.0
     ) as env:
-        await _large(env, args.seconds)
-        await _small(env, args.seconds / 2)
+        if "large" in wanted:
+            await _large(env, args.seconds)
+        if "small" in wanted:
+            await _small(env, args.seconds / 2)
+        if "attached" in wanted:
+            await _attached(env, args.seconds)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Command-line entry: `validator-tui run | demo | sim platform | sim vmm | config check |
-outbox list|retry|discard`."""
+"""Command-line entry: `validator-tui run | attach | demo | sim platform | sim vmm |
+config check | outbox list|retry|discard`."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ from validator_tui import __version__
 DEMO_JOB_TIMEOUT_S = 60.0
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from validator_tui.config import ValidatorConfig
     from validator_tui.control.interface import EngineMode
+    from validator_tui.control.lock import StateDirLock
     from validator_tui.engine.store import OutboxRow
     from validator_tui.engine.validator import Validator
 
@@ -43,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json"),
         default="text",
         help="log lines as text or one JSON object each (--headless; default: text)",
+    )
+
+    attach = sub.add_parser(
+        "attach", help="open the console of a running engine (quitting leaves it running)"
+    )
+    attach.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    attach.add_argument(
+        "--state-dir", metavar="PATH", help="the engine's state dir (default: from the config)"
+    )
+    attach.add_argument(
+        "--read-only", action="store_true", help="view only: the engine refuses every command"
     )
 
     demo = sub.add_parser("demo", help="run against built-in simulators on loopback")
@@ -126,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_serve_sim(args))
     if args.command == "run":
         return _run(args)
+    if args.command == "attach":
+        return _attach(args)
     if args.command == "outbox":
         return _outbox(args)
     return asyncio.run(_demo(args))
@@ -145,11 +161,27 @@ def _config_check(path: str | None) -> int:
     return 0
 
 
+def _lock(state_dir: Path, mode: EngineMode, hotkey: str) -> StateDirLock | None:
+    """The state dir's lock, or None after saying on stderr who holds it (or what is wrong)."""
+    from validator_tui.control.lock import StateDirLock, StateDirLocked
+    from validator_tui.control.paths import ControlPathError
+
+    try:
+        return StateDirLock.acquire(state_dir, mode=mode, hotkey=hotkey)
+    except StateDirLocked as exc:
+        print(f"validator-tui: {exc}", file=sys.stderr)
+    except (ControlPathError, OSError) as exc:
+        print(f"validator-tui: cannot use state dir {state_dir}: {exc}", file=sys.stderr)
+    return None
+
+
 def _outbox(args: argparse.Namespace) -> int:
-    """`outbox list|retry|discard` on the state directory's store (the engine stopped)."""
+    """`outbox list|retry|discard`: through the control socket when an engine runs on the state
+    dir (a retried result is sent at once), else on its store, holding the state dir's lock
+    meanwhile so no engine starts under it."""
     from validator_tui.config import ConfigError, load_config
-    from validator_tui.engine import outbox_admin
-    from validator_tui.engine.store import StoreError
+    from validator_tui.control.lock import StateDirLock, StateDirLocked
+    from validator_tui.control.paths import ControlPathError
 
     if args.outbox_command == "discard" and not args.yes:
         print(
@@ -160,8 +192,33 @@ def _outbox(args: argparse.Namespace) -> int:
         return 1
     try:
         config = load_config(args.config)
-        store = outbox_admin.open_store(config.state_path)
-    except (ConfigError, StoreError) as exc:
+    except ConfigError as exc:
+        print(f"outbox: {exc}", file=sys.stderr)
+        return 1
+    state_dir = config.state_path
+    if not state_dir.is_dir():
+        return _outbox_stopped(args, state_dir)
+    try:
+        lock = StateDirLock.acquire(state_dir, mode="outbox (no engine)", hotkey="")
+    except StateDirLocked:
+        return asyncio.run(_outbox_running(args, state_dir))
+    except (ControlPathError, OSError) as exc:
+        print(f"outbox: cannot use state dir {state_dir}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _outbox_stopped(args, state_dir)
+    finally:
+        lock.release()
+
+
+def _outbox_stopped(args: argparse.Namespace, state_dir: Path) -> int:
+    """The outbox of a stopped engine, on its store."""
+    from validator_tui.engine import outbox_admin
+    from validator_tui.engine.store import StoreError
+
+    try:
+        store = outbox_admin.open_store(state_dir)
+    except StoreError as exc:
         print(f"outbox: {exc}", file=sys.stderr)
         return 1
     try:
@@ -179,6 +236,38 @@ def _outbox(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+async def _outbox_running(args: argparse.Namespace, state_dir: Path) -> int:
+    """The outbox of the engine running on `state_dir`, through its control socket (the
+    engine logs a retry or a discard with this command as its origin)."""
+    from validator_tui.control.client import EngineUnavailable, SocketEngine
+
+    client = SocketEngine(state_dir, client="outbox")
+    try:
+        await client.connect()
+    except EngineUnavailable as exc:
+        print(f"outbox: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.outbox_command == "list":
+            try:
+                rows = await client.list_outbox()
+            except EngineUnavailable as exc:
+                print(f"outbox: {exc}", file=sys.stderr)
+                return 1
+            print(_outbox_table(rows))
+            return 0
+        act = (
+            client.retry_dead_letter
+            if args.outbox_command == "retry"
+            else (client.discard_dead_letter)
+        )
+        outcome = await act(args.job_id)
+    finally:
+        await client.close()
     print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
     return 0 if outcome.ok else 1
 
@@ -218,12 +307,37 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
+    mode = EngineMode.HEADLESS if args.headless else EngineMode.CONSOLE
+    lock = _lock(config.state_path, mode, config.validator_hotkey)
+    if lock is None:
+        return 1
     validator = Validator(config, read_only=args.read_only)
     _warn_at_start(config, validator)
     if args.headless:
         setup_logging(args.log_format)
-        return asyncio.run(_headless(validator))
-    return asyncio.run(_tui(validator, EngineMode.CONSOLE))
+        return asyncio.run(_headless(validator, mode, args.log_format))
+    return asyncio.run(_embedded(validator, mode, args.log_format))
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from validator_tui.config import ConfigError, load_config
+
+    if args.state_dir:
+        state_dir = Path(args.state_dir)
+    else:
+        try:
+            state_dir = load_config(args.config).state_path
+        except ConfigError as exc:
+            print(
+                f"config error:\n{exc}\n(or name the engine's state dir: --state-dir PATH)",
+                file=sys.stderr,
+            )
+            return 1
+    from validator_tui.console import run_attached
+
+    return asyncio.run(run_attached(state_dir, read_only=args.read_only))
 
 
 def _warn_at_start(config: ValidatorConfig, validator: Validator) -> None:
@@ -234,34 +348,32 @@ def _warn_at_start(config: ValidatorConfig, validator: Validator) -> None:
         validator.state.event("warn", "config", warning)
 
 
-async def _headless(validator: Validator) -> int:
+async def _headless(validator: Validator, mode: EngineMode, log_format: str) -> int:
     from validator_tui.headless import run_headless
 
-    await run_headless(validator)
+    await run_headless(validator, mode=mode, log_format=log_format)
     return 0
 
 
-async def _tui(validator: Validator, mode: EngineMode) -> int:
-    """The engine in this process with its console; when the console ends, so does the engine
-    (the graceful way: running jobs get their results)."""
-    from validator_tui.control.inprocess import InProcessEngine
-    from validator_tui.tui.app import ValidatorApp
+async def _embedded(validator: Validator, mode: EngineMode, log_format: str) -> int:
+    """The engine in this process with its console (see validator_tui.embedded)."""
+    from validator_tui.embedded import EmbeddedConsole
 
-    engine = InProcessEngine(validator, mode=mode)
-    engine.start()
-    try:
-        await ValidatorApp(engine).run_async()
-    finally:
-        engine.request_stop()
-        await engine.wait_stopped()
-    return 0
+    return await EmbeddedConsole(validator, mode, log_format).run()
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from validator_tui.control.interface import EngineMode
-    from validator_tui.demo import DemoEnvironment, build_validator
+    from validator_tui.demo import DEMO_HOTKEY, DemoEnvironment, build_validator
     from validator_tui.logs import setup_logging
 
+    lock = None
+    if args.state_dir:
+        lock = _lock(Path(args.state_dir), EngineMode.DEMO, DEMO_HOTKEY)
+        if lock is None:
+            return 1
     env = DemoEnvironment(
         seed=args.seed,
         jobs_per_minute=args.jobs_per_minute,
@@ -272,14 +384,17 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     async with env:
         config: ValidatorConfig = env.config  # type: ignore[assignment]
+        lock = lock or _lock(config.state_path, EngineMode.DEMO, DEMO_HOTKEY)
+        if lock is None:
+            return 1
         validator = build_validator(config, read_only=args.read_only)
         if args.headless:
             setup_logging(args.log_format)
             print(f"platform simulator: {env.platform.url}", flush=True)
             print(f"dstack VMM simulator: {env.vmm.url}", flush=True)
             print(f"state dir: {config.state_path}", flush=True)
-            return await _headless(validator)
-        return await _tui(validator, EngineMode.DEMO)
+            return await _headless(validator, EngineMode.DEMO, args.log_format)
+        return await _embedded(validator, EngineMode.DEMO, args.log_format)
 
 
 async def _serve_sim(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from tomlkit.exceptions import TOMLKitError
 
+from validator_tui.models.resources import Resources
 from validator_tui.ss58 import Ss58Error, check_ss58
 
 #: Challenge CVMs the capacity warning plans room for (the platform decides how many run).
@@ -74,6 +75,11 @@ class ResourceLimits(Section):
     disk_mb: PositiveInt = 512000
     gpu_count: NonNegativeInt = 0
 
+    @property
+    def total(self) -> Resources:
+        """The limits as an amount of resources."""
+        return Resources(self.cpu_cores, self.memory_mb, self.disk_mb, self.gpu_count)
+
 
 class EngineSettings(Section):
     """Loop intervals and timeouts of the engine."""
@@ -104,6 +110,11 @@ class VmSpec(Section):
     @property
     def disk_mb(self) -> int:
         return self.disk_gb * 1024
+
+    @property
+    def resources(self) -> Resources:
+        """What one VM of this spec holds from the quota (disk in MB)."""
+        return Resources(self.vcpu, self.memory_mb, self.disk_mb, self.gpu)
 
 
 class HostPorts(Section):

@@ -1,4 +1,5 @@
-"""Run the engine without a UI until SIGINT/SIGTERM, logging what happens."""
+"""Run the engine without a UI until SIGINT/SIGTERM, logging what happens; its consoles attach
+over the control socket."""
 
 from __future__ import annotations
 
@@ -7,21 +8,48 @@ import contextlib
 import logging
 import signal
 
+from validator_tui.control.host import EngineHost
+from validator_tui.control.interface import EngineMode
+from validator_tui.control.paths import log_path
+from validator_tui.control.terminal import release_terminal
 from validator_tui.engine.validator import Validator
+from validator_tui.logs import setup_file_logging
 
 logger = logging.getLogger("validator_tui.headless")
 
 STATUS_EVERY_S = 30.0
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-async def run_headless(validator: Validator, *, status_every: float = STATUS_EVERY_S) -> None:
-    """Run `validator` until a stop signal, then shut it down cleanly."""
+async def run_headless(
+    validator: Validator,
+    *,
+    mode: EngineMode = EngineMode.HEADLESS,
+    status_every: float = STATUS_EVERY_S,
+    log_format: str = "text",
+) -> None:
+    """Run `validator` with its control socket until a stop signal, then shut it down
+    cleanly. SIGHUP (the terminal of a `run --headless` started by hand went away) moves the
+    log lines to the state dir's `validator.log` and carries on."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    hung_up = False
+
+    def hang_up() -> None:
+        nonlocal hung_up
+        if not hung_up:
+            hung_up = True
+            path = log_path(validator.config.state_path)
+            logger.warning("the terminal went away: log lines go to %s from now on", path)
+            release_terminal()
+            setup_file_logging(path, log_format)
+            logger.warning("the terminal went away: the validator keeps running")
+
+    for sig, handler in zip(_SIGNALS, (stopping.set, stopping.set, hang_up), strict=True):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stopping.set)
-    engine = asyncio.create_task(validator.run())
+            loop.add_signal_handler(sig, handler)
+    host = EngineHost(validator, mode=mode)
+    engine = asyncio.create_task(host.run())
     status = asyncio.create_task(_status_lines(validator, status_every))
     waiter = asyncio.create_task(stopping.wait())
     try:
@@ -33,7 +61,7 @@ async def run_headless(validator: Validator, *, status_every: float = STATUS_EVE
     finally:
         for task in (status, waiter):
             task.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
     logger.info("stopped")

@@ -1,4 +1,6 @@
-"""Log output for headless mode: plain text or one JSON object per line, always sanitised."""
+"""Log output: plain text or one JSON object per line, always sanitised; to stderr (headless,
+for journald) or to a size-bounded rotating file in the state dir (the console's engine, and
+any engine whose terminal went away)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,15 @@ import json
 import logging
 import sys
 import time
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 
 from validator_tui.sanitize import clean_line
 
 _EXTRA_FIELDS = ("kind", "job_id", "challenge_id", "vm_id")
+#: The log file is rotated at this size, with this many old files kept (40 MB at most).
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 3
 
 
 class TextFormatter(logging.Formatter):
@@ -52,9 +59,23 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     """Send every `validator_tui` log line to stderr in `fmt` (text or json)."""
-    handler = logging.StreamHandler(sys.stderr)
+    _install(logging.StreamHandler(sys.stderr), fmt, level)
+
+
+def setup_file_logging(path: Path, fmt: str = "text", level: int = logging.INFO) -> None:
+    """Send every log line to `path` instead, rotated at LOG_FILE_BYTES, LOG_FILE_BACKUPS old
+    files kept."""
+    handler = RotatingFileHandler(
+        path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+    )
+    _install(handler, fmt, level)
+
+
+def _install(handler: logging.Handler, fmt: str, level: int) -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
+    for old in root.handlers:
+        old.close()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -88,8 +88,10 @@ async def test_platform_refused_while_jobs_queue_for_capacity(outage_s):
                 assert counters.dead_letters == 0
                 assert counters.failed == 0 and counters.lost == 0
                 assert claims_during < 20
-                assert len(events(validator, "platform is not answering")) == 1
-                assert len(events(validator, "platform answers again")) == 1
+                assert (
+                    len(events(validator, f"{validator.ctx.platform.name} is not answering")) == 1
+                )
+                assert len(events(validator, f"{validator.ctx.platform.name} answers again")) == 1
                 await wait_for(lambda: counters.completed == 20, 10, "completions counted")
 
 
@@ -166,8 +168,8 @@ async def test_vmm_refused_while_jobs_arrive():
                 assert "VMM is not answering" in paused
                 assert_each_scored_once(env, jobs)
                 assert validator.state.header.counters.failed == 0
-                assert len(events(validator, "VMM is not answering")) == 1
-                assert len(events(validator, "VMM answers again")) == 1
+                assert len(events(validator, f"{validator.ctx.vmm.name} is not answering")) == 1
+                assert len(events(validator, f"{validator.ctx.vmm.name} answers again")) == 1
                 await wait_for(lambda: not job_vms(env), 15, "job VMs removed")
                 assert validator.state.header.claims_paused == ""
 
@@ -303,7 +305,7 @@ async def test_trickling_platform_is_warned_about_and_recovers_by_itself():
                 await wait_for(
                     lambda: validator.state.header.slow_request == "", 10, "warning cleared"
                 )
-                assert events(validator, "platform answers in time again")
+                assert events(validator, f"{validator.ctx.platform.name} answers in time again")
                 assert env.platform.results()[job["id"]][0]["error"] is None
 
 

@@ -31,6 +31,7 @@ from validator_tui.sim.platform import PlatformSimulator
 from validator_tui.sim.server import bind_socket
 
 RESULTS = JobResults(score=0.75, metrics={"accuracy": 0.75}, logs=["ok"], execution_time_ms=42)
+BODY = RESULTS.to_json_bytes()
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -100,8 +101,8 @@ async def test_claim_5xx_with_body_is_api_error(platform_sim, platform_client) -
 async def test_submit_accepted_then_duplicate(platform_sim, platform_client) -> None:
     job = platform_sim.add_job()
     await platform_client.claim_job(job["id"])
-    assert await platform_client.submit_results(job["id"], RESULTS) == SubmitOutcome.ACCEPTED
-    assert await platform_client.submit_results(job["id"], RESULTS) == SubmitOutcome.DUPLICATE
+    assert await platform_client.submit_results(job["id"], BODY) == SubmitOutcome.ACCEPTED
+    assert await platform_client.submit_results(job["id"], BODY) == SubmitOutcome.DUPLICATE
     assert platform_sim.results() == {job["id"]: [RESULTS.model_dump(mode="json")]}
 
 
@@ -109,7 +110,7 @@ async def test_submit_retried_through_503s(platform_sim, platform_client) -> Non
     job = platform_sim.add_job()
     await platform_client.claim_job(job["id"])
     platform_sim.inject_fault(status=503, count=3, path_prefix=f"/jobs/{job['id']}/results")
-    assert await platform_client.submit_results(job["id"], RESULTS) == SubmitOutcome.ACCEPTED
+    assert await platform_client.submit_results(job["id"], BODY) == SubmitOutcome.ACCEPTED
     assert platform_sim.stats["POST /jobs/{job_id}/results"] == 4
     assert len(platform_sim.results()[job["id"]]) == 1
 
@@ -118,11 +119,11 @@ async def test_submit_cancelled_and_forbidden(platform_sim, platform_client) -> 
     cancelled, foreign = platform_sim.add_jobs(2)
     await platform_client.claim_job(cancelled["id"])
     platform_sim.cancel_job(cancelled["id"])
-    assert await platform_client.submit_results(cancelled["id"], RESULTS) == SubmitOutcome.CANCELLED
+    assert await platform_client.submit_results(cancelled["id"], BODY) == SubmitOutcome.CANCELLED
     async with PlatformClient(platform_sim.url, BOB) as bob:
         await bob.claim_job(foreign["id"])
     with pytest.raises(ApiError) as error:
-        await platform_client.submit_results(foreign["id"], RESULTS)
+        await platform_client.submit_results(foreign["id"], BODY)
     assert error.value.status == 403
     assert "not claimed by this validator" in error.value.detail
     assert platform_sim.results() == {}
@@ -254,7 +255,7 @@ async def test_hotkey_header_on_every_request(platform_sim, platform_client) -> 
     challenge = (await platform_client.get_challenges())[0]
     await platform_client.get_pending_jobs()
     await platform_client.claim_job(job["id"])
-    await platform_client.submit_results(job["id"], RESULTS)
+    await platform_client.submit_results(job["id"], BODY)
     await platform_client.execute_orm_query(challenge.id, "SELECT 1 AS one")
     await platform_client.fetch_bytes(
         f"{challenge.github_repo}/raw/{challenge.github_commit}/app-compose.json"

@@ -3,6 +3,7 @@ deadlines, bounded answers and request reports, through the fault proxy."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -88,7 +89,8 @@ async def test_vmm_refused_is_not_sent(vmm_sim):
     async with FaultProxy(vmm_sim.url) as proxy:
         await proxy.set_mode("refuse")
         async with VmmClient(proxy.url, timeout=1) as client:
-            with pytest.raises(NotSent, match="dstack VMM Status"):
+            refused = rf"^VMM {re.escape(proxy.url)} Status: unreachable: connection refused$"
+            with pytest.raises(NotSent, match=refused):
                 await client.status()
         await proxy.set_mode("up")
         async with VmmClient(proxy.url, timeout=1) as client:

@@ -243,8 +243,8 @@ def check(env: DemoEnvironment, validator: Validator, report: ChaosReport) -> No
     report.engine["claims lost (409/410/empty 5xx)"] = counters.lost
     for label, text in (
         ("claim answers lost", "claim answer lost"),
-        ("platform down", "platform is not answering"),
-        ("VMM down", "VMM is not answering"),
+        ("platform down", f"{validator.ctx.platform.name} is not answering"),
+        ("VMM down", f"{validator.ctx.vmm.name} is not answering"),
         ("CVMs lost to a VMM restart", "lost (the VMM no longer has it)"),
     ):
         report.engine[label] = sum(text in e.message for e in validator.state.events)

@@ -19,6 +19,7 @@ SCRIPTS = {
     "idle_cpu.py": ["--seconds", "0.2", "--windows", "1", "--settle-s", "0"],
     "memory.py": ["--jobs", "10", "--first", "5", "--every", "5", "--backlog", "5"],
     "startup.py": ["--runs", "1"],
+    "attach.py": ["--jobs", "50", "--runs", "1"],
     "terminal_bytes.py": ["--sizes", "80x24", "--rates", "0", "--warmup-s", "3", "--seconds", "1"],
 }
 #: The first cells of each script's result table (most print metric/median/p99/…).

@@ -74,3 +74,24 @@ def test_slow_requests_warn_at_most_once_a_minute_and_clear_when_in_time():
     health.observe(ok(elapsed=0.1))
     assert health.slow == ""
     assert messages(state)[-1] == ("info", "platform answers in time again")
+
+
+def test_messages_name_the_server_once():
+    state = EngineState("hk")
+    name = "VMM unix:/run/dstack/vmm.sock"
+    health = ServerHealth(state, name, "vmm", down_on_5xx=True)
+    health.observe(
+        RequestReport(
+            f"{name} Status",
+            0.01,
+            10.0,
+            None,
+            sent=False,
+            error=f"{name} Status: unreachable: connection refused",
+        )
+    )
+    assert messages(state) == [
+        ("warn", f"{name} is not answering: Status: unreachable: connection refused")
+    ]
+    health.observe(RequestReport(f"{name} Status", 9.0, 10.0, 200))
+    assert health.slow == f"slow {name}: Status: 9.0s (deadline 10s)"

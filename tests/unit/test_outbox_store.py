@@ -1,9 +1,11 @@
 """The store's outbox operations: a re-claim forgets an old answer, dead letters can be
 listed, counted, retried and discarded (engine stopped: `outbox_admin`)."""
 
+import pytest
+
 from validator_tui.engine import outbox_admin
 from validator_tui.engine.state import Header
-from validator_tui.engine.store import Store
+from validator_tui.engine.store import Store, StoreError
 
 
 def test_begin_claim_forgets_an_answered_result_but_never_an_unsent_one(tmp_path):
@@ -54,3 +56,12 @@ def test_header_warnings_most_important_first():
         "capacity shortfall: …",
         "slow platform: …",
     )
+
+
+def test_outbox_of_a_state_dir_that_never_ran_is_an_error(tmp_path):
+    with pytest.raises(StoreError, match="no state database"):
+        outbox_admin.open_store(tmp_path)
+    Store(tmp_path / outbox_admin.STORE_FILE).close()
+    store = outbox_admin.open_store(tmp_path)
+    assert outbox_admin.list_outbox(store) == []
+    store.close()

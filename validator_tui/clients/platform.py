@@ -14,8 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -31,14 +30,13 @@ from validator_tui.clients.errors import (
     NetworkError,
 )
 from validator_tui.clients.orm_guard import check_read_only
-from validator_tui.clients.pool import POOL_LIMITS
+from validator_tui.clients.pool import POOL_LIMITS, PooledClient
 from validator_tui.clients.transport import Answer, RequestObserver, send
 from validator_tui.models.platform import (
     Challenge,
     ChallengesResponse,
     ClaimResponse,
     Job,
-    JobResults,
     MessageDecodeError,
     OrmQueryRequest,
     OrmQueryResponse,
@@ -78,7 +76,7 @@ class WsState:
     since: float = field(default_factory=time.monotonic)
 
 
-class PlatformClient:
+class PlatformClient(PooledClient):
     """Async client of the Platform API; one pooled HTTP client, usable as a context manager."""
 
     def __init__(
@@ -94,6 +92,8 @@ class PlatformClient:
         observer: RequestObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: How errors name this server: `platform http://host:port`.
+        self.name = f"platform {clean_line(self.base_url, 200)}"
         #: Told about every REST request (the engine watches the platform's health with it).
         self.observer = observer
         self.hotkey = hotkey
@@ -112,21 +112,6 @@ class PlatformClient:
             limits=POOL_LIMITS,
         )
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections."""
-        await self._http.aclose()
-
     # REST
 
     async def get_challenges(self) -> list[Challenge]:
@@ -144,7 +129,7 @@ class PlatformClient:
         error status; NotSent if the request never left (not claimed); AnswerLost if it may
         have reached the platform but no answer came (claimed or not: ask `/jobs/pending`).
         """
-        what = f"POST /jobs/{clean_line(job_id, 100)}/claim"
+        what = f"{self.name} POST /jobs/{clean_line(job_id, 100)}/claim"
         response = await self._send("POST", f"/jobs/{_segment(job_id)}/claim", what)
         status = response.status_code
         if status in CLAIM_LOST_STATUSES or (status >= 500 and not response.content.strip()):
@@ -152,15 +137,15 @@ class PlatformClient:
         _raise_for_status(response, what)
         return _decode(response, ClaimResponse, what)
 
-    async def submit_results(self, job_id: str, results: JobResults) -> SubmitOutcome:
-        """Send a job's results (retried on transient failures).
+    async def submit_results(self, job_id: str, body: bytes) -> SubmitOutcome:
+        """Send a job's results, `body` as serialised once by `JobResults.to_json_bytes`
+        (retried on transient failures).
 
         ACCEPTED on 2xx, DUPLICATE on 409 (already accepted), CANCELLED on 410; any other
         error status raises ApiError.
         """
-        what = f"POST /jobs/{clean_line(job_id, 100)}/results"
+        what = f"{self.name} POST /jobs/{clean_line(job_id, 100)}/results"
         path = f"/jobs/{_segment(job_id)}/results"
-        body = results.to_json_bytes()
         headers = {"Content-Type": "application/json"}
         response = await self._retried(
             what, lambda: self._send("POST", path, what, content=body, headers=headers)
@@ -182,7 +167,7 @@ class PlatformClient:
         the server's words if the server refuses it.
         """
         check_read_only(query)
-        what = f"POST /challenges/{clean_line(challenge_id, 100)}/orm/query"
+        what = f"{self.name} POST /challenges/{clean_line(challenge_id, 100)}/orm/query"
         path = f"/challenges/{_segment(challenge_id)}/orm/query"
         body = OrmQueryRequest(query=query, params=list(params)).model_dump_json().encode()
         headers = {"Content-Type": "application/json"}
@@ -204,7 +189,7 @@ class PlatformClient:
 
     async def _get_json(self, path: str, model: type[ModelT]) -> ModelT:
         """GET `path` (retried), raise ApiError for an error status, decode the body as `model`."""
-        what = f"GET {path}"
+        what = f"{self.name} GET {path}"
         response = await self._retried(what, lambda: self._send("GET", path, what))
         _raise_for_status(response, what)
         return _decode(response, model, what)

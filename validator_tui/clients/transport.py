@@ -177,4 +177,8 @@ async def _read_body(response: httpx.Response, what: str, max_body: int | None) 
 def _describe(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({type(exc).__name__})"
-    return clean_line(str(exc) or type(exc).__name__, 300)
+    text = clean_line(str(exc) or type(exc).__name__, 300)
+    if isinstance(exc, httpx.ConnectError):
+        refused = "refused" in text.lower() or text == "All connection attempts failed"
+        return "unreachable: connection refused" if refused else f"unreachable: {text}"
+    return text

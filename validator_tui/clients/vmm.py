@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from validator_tui.clients.errors import ApiError, DecodeError, NetworkError, VmmError
-from validator_tui.clients.pool import POOL_LIMITS
+from validator_tui.clients.pool import POOL_LIMITS, PooledClient
 from validator_tui.clients.transport import Answer, RequestObserver, send
 from validator_tui.models.vmm import (
     CreateVmResponse,
@@ -34,7 +33,7 @@ from validator_tui.models.vmm import (
 from validator_tui.sanitize import clean_line
 
 HEARTBEAT = "[vmm heartbeat]"
-UNAUTHORIZED = "unauthorized: check dstack_vmm_token"
+UNAUTHORIZED = "401 unauthorized: check dstack_vmm_token"
 #: Longest log line kept from a VM's log stream (the rest of a longer line is dropped).
 MAX_LOG_LINE_BYTES = 64 * 1024
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -60,7 +59,7 @@ def _error_text(response: Answer | httpx.Response) -> str:
     return error if isinstance(error, str) else response.text
 
 
-class VmmClient:
+class VmmClient(PooledClient):
     """One pooled HTTP connection set to a dstack VMM. The token is never logged or shown."""
 
     def __init__(
@@ -72,6 +71,8 @@ class VmmClient:
         observer: RequestObserver | None = None,
     ) -> None:
         self.url = url
+        #: How errors name this server: `VMM unix:/run/dstack/vmm.sock`.
+        self.name = f"VMM {clean_line(url, 200)}"
         self._timeout = timeout
         #: Told about every RPC (the engine watches the VMM's health with it).
         self.observer = observer
@@ -85,21 +86,6 @@ class VmmClient:
     def __repr__(self) -> str:
         return f"VmmClient(url={self.url!r})"
 
-    async def aclose(self) -> None:
-        """Close every pooled connection."""
-        await self._http.aclose()
-
-    async def __aenter__(self) -> VmmClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def _call(self, method: str, body: dict[str, Any] | None = None) -> Any:
         """POST one RPC (whole request bounded by the timeout) and return its decoded JSON
         result (None for Empty responses). NotSent: the VMM never saw it; AnswerLost: it may
@@ -109,7 +95,7 @@ class VmmClient:
             self._http,
             "POST",
             f"/prpc/{method}?json",
-            f"dstack VMM {method}",
+            f"{self.name} {method}",
             deadline=self._timeout,
             observer=self.observer,
             content=content,
@@ -119,7 +105,7 @@ class VmmClient:
             try:
                 return response.json()
             except (ValueError, RecursionError) as exc:
-                raise DecodeError(f"dstack VMM {method}: response is not JSON") from exc
+                raise DecodeError(f"{self.name} {method}: response is not JSON") from exc
         self._raise_for(response, method)
 
     def _raise_for(self, response: Answer | httpx.Response, what: str) -> NoReturn:
@@ -127,19 +113,20 @@ class VmmClient:
         if response.status_code == 400:
             raise VmmError(clean_line(self._redact(_error_text(response)), 500))
         if response.status_code == 401:
-            raise VmmError(UNAUTHORIZED)
-        raise ApiError(response.status_code, self._redact(response.text), what=f"dstack VMM {what}")
+            raise VmmError(f"{self.name}: {UNAUTHORIZED}")
+        raise ApiError(
+            response.status_code, self._redact(response.text), what=f"{self.name} {what}"
+        )
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "********") if self._token else text
 
-    @staticmethod
-    def _parse(model: type[_ModelT], data: Any, method: str) -> _ModelT:
+    def _parse(self, model: type[_ModelT], data: Any, method: str) -> _ModelT:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             raise DecodeError(
-                f"dstack VMM {method}: unexpected response ({exc.error_count()} errors)"
+                f"{self.name} {method}: unexpected response ({exc.error_count()} errors)"
             ) from exc
 
     async def create_vm(self, config: VmConfiguration) -> str:
@@ -232,10 +219,10 @@ class VmmClient:
                     if line != HEARTBEAT:
                         yield line
         except httpx.TimeoutException as exc:
-            raise NetworkError("dstack VMM logs: timed out") from exc
+            raise NetworkError(f"{self.name} logs: timed out") from exc
         except httpx.HTTPError as exc:
             detail = clean_line(str(exc) or type(exc).__name__, 300)
-            raise NetworkError(f"dstack VMM logs: {detail}") from exc
+            raise NetworkError(f"{self.name} logs: {detail}") from exc
 
 
 async def _split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:

@@ -11,19 +11,28 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
-from validator_tui.control.interface import EngineInfo, EngineMode, Link
+from validator_tui.control import frames
+from validator_tui.control.host import EngineHost
+from validator_tui.control.interface import (
+    VM_LOG_SETTLE_S,
+    EngineInfo,
+    EngineMode,
+    Link,
+    LinkStatus,
+)
 from validator_tui.engine.records import JobRecord, Outcome
-from validator_tui.engine.state import StateDelta
+from validator_tui.engine.state import Header, StateDelta
 from validator_tui.engine.store import OutboxRow
 from validator_tui.engine.validator import Validator
 
 T = TypeVar("T")
 #: VM log lines waiting for the console, at most (the engine side waits beyond it).
 LOG_QUEUE_LINES = 500
+#: While waiting for an answer, how often to check that the engine still runs.
+STOP_CHECK_S = 0.25
 
 
 class EngineStopped(RuntimeError):
@@ -38,15 +47,18 @@ class InProcessEngine:
     other thread's event loop.
     """
 
-    def __init__(self, validator: Validator, *, mode: EngineMode = EngineMode.CONSOLE) -> None:
+    def __init__(
+        self,
+        validator: Validator,
+        *,
+        mode: EngineMode = EngineMode.CONSOLE,
+        host: EngineHost | None = None,
+    ) -> None:
         self.validator = validator
-        self._info = EngineInfo(
-            state_dir=str(validator.config.state_path),
-            pid=os.getpid(),
-            mode=mode,
-            hotkey=validator.config.validator_hotkey,
-            started_at=time.time(),
-        )
+        self.host = host or EngineHost(validator, mode=mode)
+        self._info = self.host.info
+        self._origin = f"embedded console (pid {os.getpid()})"
+        self._header = Header(hotkey=validator.config.validator_hotkey)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name="engine", daemon=True)
         self._started = threading.Event()
@@ -78,7 +90,7 @@ class InProcessEngine:
 
         marker = asyncio.create_task(mark_started())
         try:
-            await self.validator.run()
+            await self.host.run()
         finally:
             marker.cancel()
 
@@ -109,11 +121,23 @@ class InProcessEngine:
         self._loop.create_task(self.validator.stop())
 
     async def call(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run `work()` on the engine's loop and return its result here."""
+        """Run `work()` on the engine's loop and return its result here; EngineStopped if the
+        engine stops first (also while the work waits: its answer may then never come)."""
         if self._stopped.is_set() or self._loop.is_closed():
             raise EngineStopped("the engine has stopped")
-        future = asyncio.run_coroutine_threadsafe(work(), self._loop)
-        return await asyncio.wrap_future(future)
+        coroutine = work()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        except RuntimeError:  # the loop closed since the check above
+            coroutine.close()
+            raise EngineStopped("the engine has stopped") from None
+        answer = asyncio.wrap_future(future)
+        while not answer.done():
+            await asyncio.wait({answer}, timeout=STOP_CHECK_S)
+            if not answer.done() and self._stopped.is_set():
+                answer.cancel()
+                raise EngineStopped("the engine stopped before it answered")
+        return answer.result()
 
     # -- EngineClient -------------------------------------------------------------------------
 
@@ -131,43 +155,67 @@ class InProcessEngine:
 
     @property
     def link(self) -> Link:
+        if self._stopped.is_set():
+            return Link(LinkStatus.GONE, self._info.started_at, "the engine has stopped")
         return Link(since=self._info.started_at)
 
     async def changes_since(self, version: int, event_seq: int) -> StateDelta:
+        """The engine's changes; once it has stopped, nothing changes any more (the console
+        keeps what it shows until it closes)."""
+
         async def delta() -> StateDelta:
             return self.validator.state.changes_since(version, event_seq)
 
-        return await self.call(delta)
+        try:
+            answer = await self.call(delta)
+        except EngineStopped:
+            return StateDelta(version, False, [], [], [], [], [], [], [], self._header)
+        self._header = answer.header
+        return answer
 
     async def job(self, job_id: str) -> JobRecord | None:
         async def lookup() -> JobRecord | None:
             return self.validator.state.job_copy(job_id)
 
-        return await self.call(lookup)
+        try:
+            return await self.call(lookup)
+        except EngineStopped:
+            return None
+
+    async def _command(self, command: frames.Command) -> Outcome:
+        """Through the engine's command desk, like every console's commands."""
+        try:
+            return await self.call(
+                lambda: self.host.desk.run(self._origin, command, read_only=False)
+            )
+        except EngineStopped:
+            return Outcome.refused("the engine has stopped")
 
     async def claim(self, job_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.claim(job_id))
+        return await self._command(frames.Claim(job_id=job_id))
 
     async def cancel(self, job_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.cancel(job_id))
+        return await self._command(frames.Cancel(job_id=job_id))
 
     async def rebuild(self, challenge_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.rebuild(challenge_id))
+        return await self._command(frames.Rebuild(challenge_id=challenge_id))
 
     async def start_vm(self, vm_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.start_vm(vm_id))
+        return await self._command(frames.StartVm(vm_id=vm_id))
 
     async def stop_vm(self, vm_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.stop_vm(vm_id))
+        return await self._command(frames.StopVm(vm_id=vm_id))
 
     async def remove_vm(self, vm_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.remove_vm(vm_id))
+        return await self._command(frames.RemoveVm(vm_id=vm_id))
 
     async def set_auto_claim(self, enabled: bool) -> Outcome:
-        return await self.call(lambda: self.validator.set_auto_claim(enabled))
+        return await self._command(frames.SetAutoClaim(enabled=enabled))
 
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
-        return await self.call(lambda: self.validator.orm_query(challenge_id, sql, params))
+        return await self._command(
+            frames.OrmQuery(challenge_id=challenge_id, sql=sql, params=params)  # type: ignore[arg-type]
+        )
 
     async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
         async def rows() -> list[OutboxRow]:
@@ -176,16 +224,13 @@ class InProcessEngine:
         return await self.call(rows)
 
     async def retry_dead_letter(self, job_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.retry_dead_letter(job_id))
+        return await self._command(frames.RetryDeadLetter(job_id=job_id))
 
     async def discard_dead_letter(self, job_id: str) -> Outcome:
-        return await self.call(lambda: self.validator.discard_dead_letter(job_id))
+        return await self._command(frames.DiscardDeadLetter(job_id=job_id))
 
     async def stop_validator(self) -> Outcome:
-        if self.validator.read_only:
-            return Outcome.refused("read-only console: stopping the validator is refused")
-        self.request_stop()
-        return Outcome.done("the validator is stopping")
+        return await self._command(frames.StopValidator())
 
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True
@@ -199,6 +244,7 @@ class InProcessEngine:
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(handed.put(item), here))
 
         async def pump() -> None:
+            await asyncio.sleep(VM_LOG_SETTLE_S)
             try:
                 async for line in self.validator.vm_logs(vm_id, lines=lines, follow=follow):
                     await hand_over(line)

@@ -17,6 +17,11 @@ from validator_tui.engine.records import JobRecord, Outcome
 from validator_tui.engine.state import StateDelta
 from validator_tui.engine.store import OutboxRow
 
+#: A VM log stream starts reading from the VMM only once its console has stayed on the VM
+#: this long: a console whose selection passes over many VMs (the feed's cursor following a
+#: busy job stream) costs the engine no VMM request per VM.
+VM_LOG_SETTLE_S = 0.25
+
 
 class EngineMode(StrEnum):
     """How the engine process was started."""

@@ -24,7 +24,7 @@ from validator_tui.clients.backoff import Backoff
 from validator_tui.clients.errors import AnswerLost, ClientError, VmmError, is_transient
 from validator_tui.engine.compose import ComposeCache, ComposeError, fetch_verified_compose
 from validator_tui.engine.context import EngineContext
-from validator_tui.engine.quota import Allocation, CapacityError, scaled
+from validator_tui.engine.quota import Allocation, CapacityError
 from validator_tui.engine.records import (
     ChallengeRecord,
     ChallengeState,
@@ -33,18 +33,15 @@ from validator_tui.engine.records import (
     VmRecord,
 )
 from validator_tui.engine.store import StoredChallengeVm, StoreError
-from validator_tui.engine.vm_ops import (
-    find_vms_named,
-    remove_vm,
-    vm_configuration,
-    vm_resources,
-)
-from validator_tui.engine.vm_ready import VmNotReady, wait_until_ready
+from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
+from validator_tui.engine.vm_ready import FAILED_STATUSES, VmNotReady
 from validator_tui.models.platform import Challenge
 from validator_tui.models.vmm import VmConfiguration, VmInfo
 
 #: Quota kind of challenge CVM allocations.
 KIND = "challenge"
+#: States of a challenge whose CVM, once running and booted again, serves jobs again.
+_RESUMABLE = frozenset({ChallengeState.STOPPED, ChallengeState.BOOTING})
 #: The capacity-shortfall warning is logged at most this often (the header always shows it).
 SHORTFALL_WARNING_EVERY_S = 60.0
 
@@ -132,13 +129,7 @@ class ChallengeManager:
                     allocation = self.ctx.quota.allocate(
                         self._vm_resources(), owner=f"challenge {spec.id}", port=port, kind=KIND
                     )
-                    compose = await fetch_verified_compose(
-                        self.ctx.platform,
-                        self._cache,
-                        spec.github_repo,
-                        spec.github_commit,
-                        spec.compose_hash,
-                    )
+                    compose = await self._compose(spec)
                 except (CapacityError, ComposeError) as exc:
                     self.ctx.log("warn", "adopt", f"{spec.name}: cannot adopt CVM {info.id}: {exc}")
                 else:
@@ -204,12 +195,30 @@ class ChallengeManager:
         if record and record.state is ChallengeState.FAILED and idle and due:
             runtime.waiting = True
 
-    def _start(self, runtime: _Runtime, work: Callable[[], Awaitable[None]]) -> None:
-        """Cancel the challenge's current lifecycle work and run `work` once it has ended."""
+    def _start(
+        self,
+        runtime: _Runtime,
+        work: Callable[[], Awaitable[None]],
+        allocation: Allocation | None = None,
+    ) -> None:
+        """Cancel the challenge's current lifecycle work and run `work` once it has ended.
+        `allocation`, taken for `work`, is released if `work` ends (or is cancelled before it
+        began) without a CVM of the challenge holding it."""
         previous = runtime.task
         if previous is not None and not previous.done():
             previous.cancel()
-        runtime.task = asyncio.create_task(self._after(previous, work))
+        task = asyncio.create_task(self._after(previous, work))
+        if allocation is not None:
+            task.add_done_callback(lambda _: self._release_unheld(runtime, allocation))
+        runtime.task = task
+
+    def _release_unheld(self, runtime: _Runtime, allocation: Allocation) -> None:
+        held = [vm.allocation for vm in (runtime.vm, *runtime.extra_vms) if vm is not None]
+        if all(held_one is not allocation for held_one in held) and self.ctx.quota.release(
+            allocation
+        ):
+            self.ctx.publish_quota()
+            self.capacity_freed()
 
     async def _after(
         self, previous: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]
@@ -277,11 +286,10 @@ class ChallengeManager:
         room for `reserve_job_vms` job VMs beside every challenge CVM."""
         held = self.ctx.quota.used_by(KIND)
         if runtime.vm is not None:
-            held = _minus(held, runtime.vm.allocation.resources)
-        reserve = scaled(
-            vm_resources(self.ctx.config.job_vm), self.ctx.config.engine.reserve_job_vms
-        )
-        return self.ctx.quota.fits_beside(_plus(held, reserve), self._vm_resources())
+            held -= runtime.vm.allocation.resources
+        config = self.ctx.config
+        reserve = config.job_vm.resources.times(config.engine.reserve_job_vms)
+        return self.ctx.quota.fits_beside(held + reserve, self._vm_resources())
 
     def capacity_freed(self) -> None:
         """Resources came back: give them to waiting challenges first (emission order)."""
@@ -313,7 +321,7 @@ class ChallengeManager:
                 continue
             runtime.waiting = False
             self.ctx.publish_quota()
-            self._start(runtime, partial(self._provision, runtime, allocation))
+            self._start(runtime, partial(self._provision, runtime, allocation), allocation)
         self._report_shortfall(short)
 
     def _set_waiting(self, runtime: _Runtime, reason: str) -> None:
@@ -336,7 +344,7 @@ class ChallengeManager:
         reserve = self.ctx.config.engine.reserve_job_vms
         text = (
             f"capacity shortfall: {short} of {len(self._runtimes)} challenges have no CVM "
-            f"(each needs {spec.vcpu} vCPU, {spec.memory_mb} MB; {reserve} job VMs kept free)"
+            f"(each needs {spec.resources}; {reserve} job VMs kept free)"
         )
         if header.capacity_warning != text:
             header.capacity_warning = text
@@ -355,13 +363,7 @@ class ChallengeManager:
         new_vm: ChallengeVm | None = None
         try:
             self._set(spec.id, ChallengeState.UPDATING if rebuilding else ChallengeState.FETCHING)
-            compose = await fetch_verified_compose(
-                self.ctx.platform,
-                self._cache,
-                spec.github_repo,
-                spec.github_commit,
-                spec.compose_hash,
-            )
+            compose = await self._compose(spec)
             if not rebuilding:
                 self._set(spec.id, ChallengeState.PROVISIONING)
             name = self.ctx.naming.challenge_vm(spec.id)
@@ -391,13 +393,10 @@ class ChallengeManager:
             )
             if not rebuilding:
                 self._set(spec.id, ChallengeState.BOOTING)
-            await wait_until_ready(
-                self.ctx.vmm,
-                self.ctx.http,
+            await self.ctx.watcher.wait_ready(
                 vm_id,
                 f"http://{self.ctx.config.host_ports.host_address}:{allocation.port}/health",
                 timeout=self.ctx.config.engine.boot_timeout_s,
-                max_interval=self.ctx.config.engine.vm_poll_interval_s,
                 on_info=lambda info: self._on_boot_info(spec.id, info, rebuilding),
             )
             old = runtime.vm
@@ -464,14 +463,8 @@ class ChallengeManager:
         )
 
     def _on_boot_info(self, challenge_id: str, info: VmInfo, rebuilding: bool) -> None:
-        vm = self.ctx.state.vms.get(info.id)
-        if vm is not None:
-            vm.status, vm.boot_progress, vm.boot_error = (
-                info.status,
-                info.boot_progress,
-                info.boot_error,
-            )
-            self.ctx.state.put_vm(vm)
+        """The new CVM's boot progress shows on the challenge's record (not while a rebuild
+        keeps the old CVM serving)."""
         if not rebuilding:
             record = self.ctx.state.challenges.get(challenge_id)
             if record is not None:
@@ -502,29 +495,71 @@ class ChallengeManager:
     # -- VM teardown -----------------------------------------------------------------------
 
     async def _destroy(self, vm: ChallengeVm, why: str) -> None:
-        """Remove the CVM and release what it held, exactly once."""
-        await self._remove_vm_id(vm.vm_id, why)
-        with contextlib.suppress(StoreError):
-            self.ctx.store.delete_challenge_vm(vm.vm_id)
-        if self.ctx.quota.release(vm.allocation):
-            self.ctx.publish_quota()
-            self.capacity_freed()
+        """Remove the CVM and release what it held, exactly once, also when the work that
+        destroys it is cancelled (the removal goes on in a task of its own); a challenge record
+        that showed it shows no VM any more."""
+        removal = self.ctx.tasks.spawn(
+            self._remove_vm_id(vm.vm_id, why), name=f"remove-cvm-{vm.vm_id}"
+        )
+        try:
+            await asyncio.shield(removal)
+        finally:
+            for record in self.ctx.state.challenges.values():
+                if record.vm_id == vm.vm_id:
+                    record.vm_id, record.host_port, record.active_since = None, None, None
+                    record.vm_status, record.boot_progress = "", ""
+                    self.ctx.state.put_challenge(record)
+            with contextlib.suppress(StoreError):
+                self.ctx.store.delete_challenge_vm(vm.vm_id)
+            if self.ctx.quota.release(vm.allocation):
+                self.ctx.publish_quota()
+                self.capacity_freed()
 
     async def _remove_vm_id(self, vm_id: str, why: str) -> None:
         if await remove_vm(self.ctx, vm_id):
             self.ctx.log("info", "cvm", f"removed CVM {vm_id} ({why})", vm_id=vm_id)
 
     def forget_vm(self, vm_id: str) -> None:
-        """The operator removed this CVM: release it; the challenge is re-provisioned later."""
+        """The operator removed this CVM: release it and provision a new one now."""
+        for runtime in self._runtimes.values():
+            if runtime.vm is None or runtime.vm.vm_id != vm_id:
+                continue
+            if self.ctx.quota.release(runtime.vm.allocation):
+                self.ctx.publish_quota()
+            with contextlib.suppress(StoreError):
+                self.ctx.store.delete_challenge_vm(vm_id)
+            runtime.vm, runtime.compose = None, None
+            runtime.failures, runtime.retry_after = 0, 0.0
+            record = self.ctx.state.challenges.get(runtime.spec.id)
+            if record is not None:
+                record.vm_id, record.host_port, record.active_since = None, None, None
+                record.vm_status, record.boot_progress = "", ""
+            reason = "CVM removed by operator: provisioning a new one"
+            self._set(runtime.spec.id, ChallengeState.PENDING, reason=reason)
+            if not runtime.leaving:
+                runtime.waiting = True
+                self._place_waiting()
+
+    def operator_stopped(self, vm_id: str) -> None:
+        """The operator stopped this CVM: its challenge is `stopped` (no jobs, uptime ends)
+        until the CVM runs again."""
+        challenge_id = self._challenge_holding(vm_id)
+        if challenge_id is not None:
+            self._set(challenge_id, ChallengeState.STOPPED, reason="stopped by operator")
+
+    def operator_started(self, vm_id: str) -> None:
+        """The operator started this CVM: its challenge is `booting` until the CVM is ready."""
+        challenge_id = self._challenge_holding(vm_id)
+        record = self.ctx.state.challenges.get(challenge_id) if challenge_id else None
+        if record is not None and record.state is ChallengeState.STOPPED:
+            self._set(record.id, ChallengeState.BOOTING, reason="started by operator")
+
+    def _challenge_holding(self, vm_id: str) -> str | None:
+        """The challenge whose serving CVM is `vm_id`, if any."""
         for runtime in self._runtimes.values():
             if runtime.vm is not None and runtime.vm.vm_id == vm_id:
-                if self.ctx.quota.release(runtime.vm.allocation):
-                    self.ctx.publish_quota()
-                    self.capacity_freed()
-                self.ctx.store.delete_challenge_vm(vm_id)
-                runtime.vm, runtime.compose = None, None
-                runtime.failures, runtime.retry_after = 0, 0.0
-                self._set(runtime.spec.id, ChallengeState.FAILED, reason="CVM removed by operator")
+                return runtime.spec.id
+        return None
 
     def holds(self, vm_id: str) -> bool:
         """True when `vm_id` is one of the challenge CVMs this manager holds (or is booting)."""
@@ -568,17 +603,24 @@ class ChallengeManager:
         return False
 
     def on_vm_info(self, info: VmInfo) -> None:
-        """Reconciler report on one of our CVMs: keep the record's VM status current."""
-        for runtime in self._runtimes.values():
-            if runtime.vm is not None and runtime.vm.vm_id == info.id:
-                record = self.ctx.state.challenges.get(runtime.spec.id)
-                if record is not None and (
-                    record.vm_status != info.status or record.boot_progress != info.boot_progress
-                ):
-                    record.vm_status, record.boot_progress = info.status, info.boot_progress
-                    self.ctx.state.put_challenge(record)
-                    if self.is_active(runtime.spec.id):
-                        self._on_active(runtime.spec.id)
+        """Report on one of our CVMs (reconciler, operator command): keep the record's VM status
+        current; a serving CVM found stopped makes its challenge `stopped`, one running and
+        booted again makes it `active`."""
+        challenge_id = self._challenge_holding(info.id)
+        record = self.ctx.state.challenges.get(challenge_id) if challenge_id else None
+        if record is None:
+            return
+        if record.vm_status == info.status and record.boot_progress == info.boot_progress:
+            return
+        record.vm_status, record.boot_progress = info.status, info.boot_progress
+        if record.state is ChallengeState.ACTIVE and info.status in FAILED_STATUSES:
+            self._set(record.id, ChallengeState.STOPPED, reason=f"CVM is {info.status}")
+        elif record.state in _RESUMABLE and info.is_ready:
+            self._set(record.id, ChallengeState.ACTIVE, reason="")
+        else:
+            self.ctx.state.put_challenge(record)
+        if self.is_active(record.id):
+            self._on_active(record.id)
 
     async def shutdown(self, until: float) -> None:
         """Stop provisioning work (waiting until `until`, time.monotonic, at the latest); CVMs
@@ -591,8 +633,14 @@ class ChallengeManager:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    async def _compose(self, spec: Challenge) -> bytes:
+        """The challenge's verified compose (cached by hash)."""
+        return await fetch_verified_compose(
+            self.ctx.platform, self._cache, spec.github_repo, spec.github_commit, spec.compose_hash
+        )
+
     def _vm_resources(self) -> Resources:
-        return vm_resources(self.ctx.config.challenge_vm)
+        return self.ctx.config.challenge_vm.resources
 
     def _ensure_record(self, spec: Challenge) -> None:
         record = self.ctx.state.challenges.get(spec.id) or ChallengeRecord(spec.id, spec.name)
@@ -609,6 +657,8 @@ class ChallengeManager:
         record.enter(state, reason)
         if state is ChallengeState.ACTIVE:
             record.active_since = time.time()
+        elif state is ChallengeState.STOPPED:
+            record.active_since = None
         self.ctx.state.put_challenge(record)
 
     def _record_vm(
@@ -619,23 +669,12 @@ class ChallengeManager:
             record.vm_id, record.host_port = vm_id, port
             record.vm_status, record.boot_progress = status, progress
             self.ctx.state.put_challenge(record)
-        vm = self.ctx.state.vms.get(vm_id) or VmRecord(
-            vm_id, self.ctx.naming.challenge_vm(runtime.spec.id), VmKind.CHALLENGE, runtime.spec.id
-        )
-        vm.status, vm.boot_progress, vm.host_port = status, progress, port
-        self.ctx.state.put_vm(vm)
-
-
-def _plus(a: Resources, b: Resources) -> Resources:
-    return Resources(
-        a.vcpu + b.vcpu, a.memory_mb + b.memory_mb, a.disk_mb + b.disk_mb, a.gpu + b.gpu
-    )
-
-
-def _minus(a: Resources, b: Resources) -> Resources:
-    return Resources(
-        a.vcpu - b.vcpu, a.memory_mb - b.memory_mb, a.disk_mb - b.disk_mb, a.gpu - b.gpu
-    )
+        if vm_id not in self.ctx.state.vms:
+            name = self.ctx.naming.challenge_vm(runtime.spec.id)
+            self.ctx.state.put_vm(
+                VmRecord(vm_id, name, VmKind.CHALLENGE, runtime.spec.id, host_port=port)
+            )
+        self.ctx.state.set_vm_status(vm_id, status, progress)
 
 
 def _changed(old: Challenge, new: Challenge) -> bool:

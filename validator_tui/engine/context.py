@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Unpack
 
 import httpx
 
@@ -13,9 +14,11 @@ from validator_tui.engine.events import log_event
 from validator_tui.engine.health import ServerHealth
 from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.quota import CVMQuotaManager
+from validator_tui.engine.records import EventRefs
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import Store
 from validator_tui.engine.tasks import TaskRegistry
+from validator_tui.engine.vm_ready import VmWatcher
 
 
 @dataclass(slots=True)
@@ -31,21 +34,11 @@ class EngineContext:
     tasks: TaskRegistry
     platform_health: ServerHealth
     vmm_health: ServerHealth
+    watcher: VmWatcher
 
-    def log(
-        self,
-        level: str,
-        kind: str,
-        message: str,
-        *,
-        job_id: str | None = None,
-        challenge_id: str | None = None,
-        vm_id: str | None = None,
-    ) -> None:
+    def log(self, level: str, kind: str, message: str, **refs: Unpack[EventRefs]) -> None:
         """Record an event in the state's event log and the process log, sanitised."""
-        log_event(
-            self.state, level, kind, message, job_id=job_id, challenge_id=challenge_id, vm_id=vm_id
-        )
+        log_event(self.state, level, kind, message, **refs)
 
     def publish_quota(self) -> None:
         """Copy the quota manager's usage into the header the UI reads."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Unpack
 
+from validator_tui.engine.records import EventRefs
 from validator_tui.engine.state import EngineState
 from validator_tui.sanitize import clean_line
 
@@ -13,20 +15,9 @@ _LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR
 
 
 def log_event(
-    state: EngineState,
-    level: str,
-    kind: str,
-    message: str,
-    *,
-    job_id: str | None = None,
-    challenge_id: str | None = None,
-    vm_id: str | None = None,
+    state: EngineState, level: str, kind: str, message: str, **refs: Unpack[EventRefs]
 ) -> None:
     """Append `message` (sanitised, at most 500 characters) to the event log and log it."""
     text = clean_line(message, 500)
-    state.event(level, kind, text, job_id=job_id, challenge_id=challenge_id, vm_id=vm_id)
-    logger.log(
-        _LEVELS.get(level, logging.INFO),
-        text,
-        extra={"kind": kind, "job_id": job_id, "challenge_id": challenge_id, "vm_id": vm_id},
-    )
+    state.event(level, kind, text, **refs)
+    logger.log(_LEVELS.get(level, logging.INFO), text, extra={"kind": kind, **refs})

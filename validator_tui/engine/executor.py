@@ -6,6 +6,10 @@ with the submission's code (answer bounded) → validate the score. Everything h
 the job timeout. The VM is always removed, whatever happened, including a CreateVm still in
 flight when the job is cancelled; the caller releases the job's quota allocation after
 `execute_job` returns.
+
+The executor writes no job record and no job row: it reports its progress (submission
+fetched, VM about to be created, VM created, evaluating) to the `JobProgress` its caller gives
+it, and returns the result.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -24,10 +29,9 @@ from validator_tui.clients.transport import AnswerTooLarge, send
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.quota import Allocation
-from validator_tui.engine.records import JobRecord, JobState, VmKind, VmRecord
-from validator_tui.engine.store import StoreError
+from validator_tui.engine.records import JobRecord
 from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
-from validator_tui.engine.vm_ready import VmNotReady, wait_until_ready
+from validator_tui.engine.vm_ready import VmNotReady
 from validator_tui.models.platform import EvaluateRequest, EvaluateResponse, JobResults
 from validator_tui.models.vmm import VmConfiguration
 from validator_tui.sanitize import clean_line, clean_lines
@@ -40,10 +44,35 @@ RETRY_CAP_S = 10.0
 #: Longest wait for a CreateVm in flight when its job is cancelled (its id is needed to remove
 #: the VM it may create), and for the removal itself.
 CLEANUP_WAIT_S = 15.0
+#: Lines of a job VM's serial log kept with the job's record once the VM is gone, and how long
+#: reading them may take before the VM is removed.
+KEPT_VM_LOG_LINES = 200
+LOG_TAIL_WITHIN_S = 1.0
 
 
 class JobFailed(Exception):
     """A job that cannot produce a score; the message is the result's `error`."""
+
+
+class JobProgress(Protocol):
+    """What the executor tells about one job while it runs it (the job's owner records it)."""
+
+    def submission_fetched(self, miner_hotkey: str) -> None:
+        """The submission's code is here; `miner_hotkey` is the miner the ORM names ("" if
+        none)."""
+
+    def creating_vm(self, vm_name: str) -> None:
+        """A VM named `vm_name` is about to be created: commit the name (so that a crash cannot
+        orphan it), or raise `JobFailed` to create none."""
+
+    def vm_created(self, vm_id: str, host_port: int | None) -> None:
+        """The job's VM exists."""
+
+    def evaluating(self) -> None:
+        """The VM is ready; the evaluation starts."""
+
+    def vm_log(self, lines: tuple[str, ...]) -> None:
+        """The last lines of the VM's serial log (sanitised), read just before its removal."""
 
 
 class JobLog:
@@ -81,8 +110,10 @@ class DstackExecutor:
         self.ctx = ctx
         self.challenges = challenges
 
-    async def execute_job(self, job: JobRecord, allocation: Allocation) -> JobResults:
-        """Evaluate `job` in a fresh VM and return its result body.
+    async def execute_job(
+        self, job: JobRecord, allocation: Allocation, progress: JobProgress
+    ) -> JobResults:
+        """Evaluate `job` in a fresh VM and return its result, telling `progress` how it goes.
 
         Failures (VMM errors, boot timeout, evaluator errors, bad scores, job timeout) come back
         as a result with score 0 and `error` set. Only cancellation propagates, after the VM
@@ -94,15 +125,18 @@ class DstackExecutor:
         try:
             async with asyncio.timeout(self.ctx.config.engine.job_timeout_s):
                 code, miner = await self._fetch_code(job, log)
-                if miner and not job.miner_hotkey:
-                    job.miner_hotkey = clean_line(miner, 100)
-                self._progress(job, JobState.PROVISIONING, "creating VM")
-                vm_id = await self.create_vm(job, allocation, vm, log)
+                miner = job.miner_hotkey or clean_line(miner, 100)
+                progress.submission_fetched(miner)
+                vm_id = await self.create_vm(job, miner, allocation, vm, log, progress)
                 log.add(f"created VM {vm_id} on host port {allocation.port}")
-                booted = await self._wait_ready(job, vm_id, allocation, log)
+                booted = await self.ctx.watcher.wait_ready(
+                    vm_id,
+                    self._base_url(allocation.port) + "/health",
+                    timeout=self.ctx.config.engine.boot_timeout_s,
+                )
                 log.add(f"VM ready in {booted:.3f}s")
-                self._progress(job, JobState.RUNNING, "evaluating")
-                answer = await self.evaluate_submission(vm_id, code, job, allocation.port)
+                progress.evaluating()
+                answer = await self.evaluate_submission(vm_id, code, job, miner, allocation.port)
             elapsed_ms = int((time.monotonic() - started) * 1000)
             log.add(f"score {answer.score:.6f} in {elapsed_ms} ms")
             return JobResults(
@@ -118,15 +152,9 @@ class DstackExecutor:
             error = clean_line(str(exc), MAX_LOG_CHARS)
         finally:
             if vm.needs_cleanup:
-                await self._cleanup(job, vm, log)
+                await self._cleanup(job, vm, log, progress)
         log.add(f"failed: {error}")
-        return JobResults(
-            score=0.0,
-            metrics={},
-            logs=log.lines,
-            execution_time_ms=int((time.monotonic() - started) * 1000),
-            error=error,
-        )
+        return JobResults.failure(error, int((time.monotonic() - started) * 1000), log.lines)
 
     async def _fetch_code(self, job: JobRecord, log: JobLog) -> tuple[str, str]:
         """The submission's code (and miner) through the ORM; a read, so transient failures
@@ -158,11 +186,17 @@ class DstackExecutor:
         return code, miner if isinstance(miner, str) else ""
 
     async def create_vm(
-        self, job: JobRecord, allocation: Allocation, vm: JobVm, log: JobLog
+        self,
+        job: JobRecord,
+        miner: str,
+        allocation: Allocation,
+        vm: JobVm,
+        log: JobLog,
+        progress: JobProgress,
     ) -> str:
         """Create the job's VM from the challenge's verified compose; returns its id.
 
-        The VM name is committed to the store before CreateVm, so a crash cannot orphan it.
+        `progress` commits the VM name before CreateVm, so a crash cannot orphan it.
         While the VMM does not answer (no answer, 5xx) CreateVm is retried with backoff; after
         an answer was lost the VM is looked up by name first, so a retry never makes a second
         one. A VMM refusal (HTTP 400) fails the job.
@@ -170,15 +204,12 @@ class DstackExecutor:
         compose = self.challenges.compose_for(job.challenge_id)
         if compose is None:
             raise JobFailed("challenge CVM is not active: no verified compose to run")
-        try:
-            self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_name=vm.name)
-        except StoreError as exc:
-            raise JobFailed(f"not creating a VM: {exc}") from None
+        progress.creating_vm(vm.name)
         env = {
             "JOB_ID": job.id,
             "CHALLENGE_ID": job.challenge_id,
             "SUBMISSION_ID": job.submission_id,
-            "MINER_HOTKEY": job.miner_hotkey,
+            "MINER_HOTKEY": miner,
         }
         config = vm_configuration(
             self.ctx, self.ctx.config.job_vm, vm.name, compose, allocation.port, env
@@ -194,15 +225,8 @@ class DstackExecutor:
                     raise JobFailed(f"CreateVm failed: {exc}") from None
                 log.add(f"CreateVm failed, retrying: {exc}")
                 await asyncio.sleep(backoff.next())
-        vm_id = vm.vm_id
-        with contextlib.suppress(StoreError):  # the committed name finds the VM after a crash
-            self.ctx.store.upsert_job(job.id, job.challenge_id, "provisioning", vm_id=vm_id)
-        job.vm_id, job.host_port = vm_id, allocation.port
-        self.ctx.state.put_vm(
-            VmRecord(vm_id, vm.name, VmKind.JOB, job.id, status="", host_port=allocation.port)
-        )
-        self.ctx.state.put_job(job, f"VM {vm_id} created")
-        return vm_id
+        progress.vm_created(vm.vm_id, allocation.port)
+        return vm.vm_id
 
     async def _create_once(self, config: VmConfiguration, vm: JobVm) -> str:
         """One CreateVm, run as its own task so that a cancelled job can still learn the id.
@@ -227,13 +251,33 @@ class DstackExecutor:
         vm.creating, vm.maybe_created = None, False
         return vm_id
 
-    async def _cleanup(self, job: JobRecord, vm: JobVm, log: JobLog) -> None:
-        """Remove the job's VM in a task of its own that a second cancel does not interrupt
-        (shutdown cancels and awaits it through the task registry when time is up)."""
-        task = self.ctx.tasks.spawn(self._remove(job, vm), name=f"remove-{vm.name}")
+    async def _cleanup(self, job: JobRecord, vm: JobVm, log: JobLog, progress: JobProgress) -> None:
+        """Keep the tail of the VM's log, then remove the VM, in a task of its own that a
+        second cancel does not interrupt (shutdown cancels and awaits it through the task
+        registry when time is up)."""
+        task = self.ctx.tasks.spawn(
+            self._keep_and_remove(job, vm, progress), name=f"remove-{vm.name}"
+        )
         await asyncio.shield(task)
         if vm.vm_id is not None:
             log.add(f"removed VM {vm.vm_id}")
+
+    async def _keep_and_remove(self, job: JobRecord, vm: JobVm, progress: JobProgress) -> None:
+        if vm.vm_id is not None and self.ctx.vmm_health.up:
+            lines = await self._log_tail(vm.vm_id)
+            if lines:
+                progress.vm_log(lines)
+        await self._remove(job, vm)
+
+    async def _log_tail(self, vm_id: str) -> tuple[str, ...]:
+        """The last KEPT_VM_LOG_LINES lines of the VM's serial log, sanitised; what came within
+        LOG_TAIL_WITHIN_S (nothing if the VMM does not answer)."""
+        lines: list[str] = []
+        with contextlib.suppress(TimeoutError, ClientError):
+            async with asyncio.timeout(LOG_TAIL_WITHIN_S):
+                async for line in self.ctx.vmm.logs(vm_id, lines=KEPT_VM_LOG_LINES):
+                    lines.append(line)
+        return tuple(clean_lines(lines[-KEPT_VM_LOG_LINES:], KEPT_VM_LOG_LINES, MAX_LOG_CHARS))
 
     async def _remove(self, job: JobRecord, vm: JobVm) -> None:
         """Wait (bounded) for a CreateVm in flight, then remove the VM by id, or by name when
@@ -273,45 +317,23 @@ class DstackExecutor:
         elif not creating.cancelled() and creating.exception() is None:
             vm.vm_id, vm.maybe_created = creating.result(), False
 
-    async def _wait_ready(
-        self, job: JobRecord, vm_id: str, allocation: Allocation, log: JobLog
-    ) -> float:
-        def on_info(info: object) -> None:
-            vm = self.ctx.state.vms.get(vm_id)
-            status = getattr(info, "status", "")
-            progress = getattr(info, "boot_progress", "")
-            if vm is not None and (vm.status, vm.boot_progress) != (status, progress):
-                vm.status, vm.boot_progress = status, progress
-                self.ctx.state.put_vm(vm)
-
-        return await wait_until_ready(
-            self.ctx.vmm,
-            self.ctx.http,
-            vm_id,
-            self._base_url(allocation.port) + "/health",
-            timeout=self.ctx.config.engine.boot_timeout_s,
-            max_interval=self.ctx.config.engine.vm_poll_interval_s,
-            on_info=on_info,
-        )
-
     def _base_url(self, port: int | None) -> str:
         return f"http://{self.ctx.config.host_ports.host_address}:{port}"
 
     async def evaluate_submission(
-        self, vm_id: str, code: str, job: JobRecord, host_port: int | None = None
+        self, vm_id: str, code: str, job: JobRecord, miner: str, port: int | None
     ) -> EvaluateResponse:
         """`POST /evaluate` on the job VM's evaluator; the score is checked finite in [0, 1].
 
         The answer is read as it streams in and refused past `max_evaluator_answer_bytes`
         (a job error naming the limit), so a huge answer costs no more memory than the bound.
         """
-        port = host_port if host_port is not None else job.host_port
         limit = self.ctx.config.engine.max_evaluator_answer_bytes
         body = EvaluateRequest(
             job_id=job.id,
             challenge_id=job.challenge_id,
             submission_id=job.submission_id,
-            miner_hotkey=job.miner_hotkey,
+            miner_hotkey=miner,
             code=code,
         )
         try:
@@ -347,14 +369,6 @@ class DstackExecutor:
                 f"evaluator returned score {answer.score!r}, expected a number in [0, 1]"
             )
         return answer
-
-    async def destroy_vm(self, vm_id: str) -> None:
-        """Remove the VM (retrying briefly); an unknown VM counts as removed."""
-        await remove_vm(self.ctx, vm_id)
-
-    def _progress(self, job: JobRecord, state: JobState, note: str) -> None:
-        job.state = state
-        self.ctx.state.put_job(job, note)
 
 
 def _evaluator_lines(lines: list[str]) -> list[str]:

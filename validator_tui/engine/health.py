@@ -76,13 +76,15 @@ class ServerHealth:
         if not self.up:
             return False
         self.up, self.down_since = False, now
-        log_event(self.state, "warn", self.kind, f"{self.name} is not answering: {error}")
+        detail = error.removeprefix(self.name).lstrip()
+        log_event(self.state, "warn", self.kind, f"{self.name} is not answering: {detail}")
         return True
 
     def _slowness(self, report: RequestReport) -> bool:
         if report.slow:
             took = "no answer" if report.timed_out else f"{report.elapsed:.1f}s"
-            text = f"slow {self.name}: {report.what}: {took} (deadline {report.deadline:g}s)"
+            what = report.what.removeprefix(self.name).lstrip()
+            text = f"slow {self.name}: {what}: {took} (deadline {report.deadline:g}s)"
             now = self._clock()
             if now - self._slow_warned_at >= SLOW_WARNING_EVERY_S:
                 self._slow_warned_at = now

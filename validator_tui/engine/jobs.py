@@ -17,22 +17,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from dataclasses import dataclass
 
 from validator_tui.clients.errors import AnswerLost, ClaimLost, ClientError, DecodeError, NotSent
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
-from validator_tui.engine.executor import DstackExecutor
+from validator_tui.engine.executor import DstackExecutor, JobFailed
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.quota import Allocation, CapacityError
-from validator_tui.engine.records import JobRecord, JobState, Outcome, Resources
-from validator_tui.engine.store import StoredJob, StoreError
+from validator_tui.engine.records import (
+    CancelReason,
+    JobRecord,
+    JobState,
+    Outcome,
+    Resources,
+    ResultStatus,
+    VmKind,
+    VmRecord,
+)
+from validator_tui.engine.store import StoredJob, StoredState, StoreError
 from validator_tui.models.platform import Job, JobResults
 from validator_tui.sanitize import clean_line
 
 CLAIM_RETRY_S = 5.0
 VM_LOST = "VM lost: the VMM no longer has it"
+CANCELLED_BY_OPERATOR = "cancelled by operator"
+RESTARTED = "validator restarted"
+SHUTTING_DOWN = "validator shutting down"
+#: The error result of a job ended early, by why it ended (none when the platform cancelled it).
+_CANCEL_ERRORS = {
+    CancelReason.OPERATOR: CANCELLED_BY_OPERATOR,
+    CancelReason.VM_LOST: VM_LOST,
+    CancelReason.SHUTDOWN: SHUTTING_DOWN,
+}
 
 logger = logging.getLogger("validator_tui.engine")
 
@@ -41,7 +60,7 @@ logger = logging.getLogger("validator_tui.engine")
 class _Run:
     task: asyncio.Task[None]
     allocation: Allocation
-    cancel_reason: str = ""
+    cancel_reason: CancelReason | None = None
 
 
 @dataclass(slots=True)
@@ -75,18 +94,19 @@ class JobManager:
         self._claim_tasks: set[asyncio.Task[Outcome]] = set()
         self._unsure: dict[str, _Unsure] = {}
         self._maybe_ours: dict[str, None] = {}
-        self._cancel_requested: dict[str, str] = {}
+        self._cancel_requested: dict[str, CancelReason] = {}
+        #: Jobs the operator cancelled whose result is not answered yet: they end `cancelled`.
+        self._operator_cancelled: set[str] = set()
         self.stopping = False
         self._retry_claim_at: dict[str, float] = {}
         self._pending: dict[str, None] = {}
         self._poll_lock = asyncio.Lock()
-        self.claim_sent_ns: dict[str, int] = {}
 
     # -- capacity ---------------------------------------------------------------------------
 
     def job_resources(self) -> Resources:
-        vm = self.ctx.config.job_vm
-        return Resources(vm.vcpu, vm.memory_mb, vm.disk_mb, vm.gpu)
+        """What one job VM holds from the quota."""
+        return self.ctx.config.job_vm.resources
 
     def claim_blocker(self) -> str:
         """Why no job may be claimed now ("" when claims may run)."""
@@ -100,15 +120,6 @@ class JobManager:
             return "claims paused: the VMM is not answering"
         return ""
 
-    def has_capacity(self, job: JobRecord | Job) -> bool:
-        """True when claims may run, a job VM fits in the quota and the job's challenge CVM is
-        active."""
-        return (
-            not self.claim_blocker()
-            and self.challenges.is_active(job.challenge_id)
-            and self.ctx.quota.check_capacity(self.job_resources())
-        )
-
     def publish_claim_state(self) -> None:
         """Show in the header why claims are paused (nothing while they run)."""
         reason = self.claim_blocker()
@@ -120,8 +131,37 @@ class JobManager:
     def on_health_change(self) -> None:
         """The platform's or the VMM's health changed: pause or resume claims."""
         self.publish_claim_state()
-        if self.auto_claim and not self.claim_blocker():
-            self.claim_what_fits()
+        self.claim_what_fits()
+
+    def _capacity_reason(self) -> str:
+        """Why no job VM fits now ("" when one does), in human units."""
+        need = self.job_resources()
+        if self.ctx.quota.check_capacity(need):
+            return ""
+        usage = self.ctx.quota.get_usage()
+        short = need.shortfall(usage.total - usage.used)
+        if not short:
+            return "waiting for a free host port"
+        return f"waiting for capacity ({short})"
+
+    def _waiting_reason(self, record: JobRecord, blocker: str, capacity: str) -> str:
+        """Why the pending `record` is not being claimed now ("" if nothing holds it)."""
+        if not self.auto_claim:
+            return "auto-claim off"
+        if blocker:
+            return blocker
+        if not self.challenges.is_active(record.challenge_id):
+            return "challenge CVM not active"
+        if capacity:
+            return capacity
+        if self._retry_claim_at.get(record.id, 0.0) > time.monotonic():
+            return "claim failed: retrying shortly"
+        return ""
+
+    def _show_waiting(self, record: JobRecord, reason: str) -> None:
+        if record.waiting_reason != reason:
+            record.waiting_reason = reason
+            self.ctx.state.put_job(record)
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -147,9 +187,7 @@ class JobManager:
                     self._maybe_ours[job_id] = None
                 else:
                     self.ctx.state.drop_job(job_id)
-            self._run_maybe_ours()
-            if self.auto_claim:
-                self.claim_what_fits()
+            self.claim_what_fits()
             return jobs
 
     def _see(
@@ -171,15 +209,15 @@ class JobManager:
         if record is None:
             record = JobRecord(
                 id=job_id,
-                challenge_id=challenge_id,
+                challenge_id=sys.intern(challenge_id),
                 submission_id=clean_line(submission_id, 200),
-                miner_hotkey=clean_line(miner, 100),
+                miner_hotkey=sys.intern(clean_line(miner, 100)),
             )
             self.ctx.state.put_job(record, note)
             self._pending[job_id] = None
         elif record.state is JobState.PENDING and (submission_id and not record.submission_id):
             record.submission_id = clean_line(submission_id, 200)
-            record.miner_hotkey = clean_line(miner, 100)
+            record.miner_hotkey = sys.intern(clean_line(miner, 100))
             self.ctx.state.put_job(record)
         return record
 
@@ -195,38 +233,61 @@ class JobManager:
         )
 
     def on_new_job(self, job_id: str, challenge_id: str) -> None:
-        """A `new_job` notification: show it and, with auto-claim, claim it right away."""
+        """A `new_job` notification: show it and, with auto-claim, claim it right away (its
+        quota is taken before this returns; the claim request goes out on its own task)."""
         record = self._see(job_id, challenge_id, "", "")
-        if self.auto_claim and record.state is JobState.PENDING and self.has_capacity(record):
-            self._spawn_claim(job_id)
+        if record.state is not JobState.PENDING or job_id in self._claiming:
+            return
+        blocker, capacity = self.claim_blocker(), self._capacity_reason()
+        reason = self._waiting_reason(record, blocker, capacity)
+        if not reason and self._spawn_claim(job_id):
+            return
+        self._show_waiting(record, reason)
 
     def claim_what_fits(self) -> None:
-        """Start claims for pending jobs, oldest first, while capacity allows (jobs that may
-        already be ours come first)."""
+        """With auto-claim, start claims for pending jobs, oldest first, while capacity allows
+        (jobs that may already be ours come first); every pending job left says why it waits."""
         if self._maybe_ours:
             self._run_maybe_ours()
-        if self.claim_blocker():
-            return
+        blocker = self.claim_blocker()
+        capacity = self._capacity_reason()
         for job_id in list(self._pending):
             record = self.ctx.state.jobs.get(job_id)
             if record is None or record.state is not JobState.PENDING:
                 del self._pending[job_id]
                 continue
-            if record.id in self._claiming or not self.has_capacity(record):
+            if job_id in self._claiming:
                 continue
-            if self._retry_claim_at.get(record.id, 0.0) > time.monotonic():
+            reason = self._waiting_reason(record, blocker, capacity)
+            if not reason and self._spawn_claim(job_id):
+                capacity = self._capacity_reason()
                 continue
-            self._spawn_claim(record.id)
+            self._show_waiting(record, reason)
 
-    def _spawn_claim(self, job_id: str) -> None:
-        task = self.ctx.tasks.spawn(self.claim_job(job_id), name=f"claim-{job_id}", quiet=True)
+    def _spawn_claim(self, job_id: str) -> bool:
+        """Take the job's quota and send its claim on a task of its own; False if refused."""
+        started = self._begin_claim(job_id)
+        if isinstance(started, Outcome):
+            return False
+        task = self.ctx.tasks.spawn(
+            self._claim_request(*started), name=f"claim-{job_id}", quiet=True
+        )
         self._claim_tasks.add(task)
         task.add_done_callback(self._claim_tasks.discard)
+        return True
 
     # -- claiming -------------------------------------------------------------------------
 
     async def claim_job(self, job_id: str) -> Outcome:
         """Claim one pending job and start running it; refused with a reason otherwise."""
+        started = self._begin_claim(job_id)
+        if isinstance(started, Outcome):
+            return started
+        return await self._claim_request(*started)
+
+    def _begin_claim(self, job_id: str) -> tuple[JobRecord, Allocation] | Outcome:
+        """Check that `job_id` may be claimed now, take its quota and commit the intent to
+        claim it; the refusal (with its reason) otherwise."""
         record = self.ctx.state.jobs.get(job_id)
         if record is None:
             return Outcome.refused(f"unknown job {job_id}")
@@ -254,13 +315,11 @@ class JobManager:
         if forgot_dead_letter:
             self.outbox.count_dead_letters()
         self.ctx.publish_quota()
-        return await self._claim_request(record, allocation)
+        record.waiting_reason = ""
+        return record, allocation
 
     async def _claim_request(self, record: JobRecord, allocation: Allocation) -> Outcome:
         job_id = record.id
-        self.claim_sent_ns[job_id] = time.monotonic_ns()
-        if len(self.claim_sent_ns) > 10000:
-            self.claim_sent_ns.pop(next(iter(self.claim_sent_ns)))
         try:
             claim = await self.ctx.platform.claim_job(job_id)
         except ClaimLost as exc:
@@ -279,7 +338,7 @@ class JobManager:
         except NotSent as exc:
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
-            self._forget_stored(job_id, state="pending")
+            self._forget_stored(job_id, StoredState.PENDING)
             self.ctx.state.put_job(record, f"claim not sent, still pending: {exc}")
             self._release(allocation)
             return Outcome.refused(f"claim not sent (the job stays pending): {exc}")
@@ -296,9 +355,9 @@ class JobManager:
                 job_id=job_id,
             )
             cancel = self._cancel_requested.pop(job_id, None)
-            if cancel == "platform":
+            if cancel is CancelReason.PLATFORM:
                 self._cancel_unsure(job_id)
-            elif cancel == "operator":
+            elif cancel is CancelReason.OPERATOR:
                 self._cancel_unsure_by_operator(job_id)
             return Outcome.done("claim sent, answer lost: the next poll settles it")
         except DecodeError as exc:
@@ -307,7 +366,7 @@ class JobManager:
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
             self._retry_claim_at[job_id] = time.monotonic() + CLAIM_RETRY_S
-            self._forget_stored(job_id, state="pending")
+            self._forget_stored(job_id, StoredState.PENDING)
             self._release(allocation)
             self.ctx.state.put_job(record, f"claim failed: {exc}")
             self.ctx.log("warn", "claim", f"claim failed: {exc}", job_id=job_id)
@@ -330,7 +389,7 @@ class JobManager:
             self.ctx.store.upsert_job(
                 job_id,
                 record.challenge_id,
-                "claimed",
+                StoredState.CLAIMED,
                 submission_id=record.submission_id,
                 miner_hotkey=record.miner_hotkey,
             )
@@ -339,14 +398,14 @@ class JobManager:
         self.ctx.state.header.counters.claimed_total += 1
         self.ctx.state.put_job(record, note)
         cancel = self._cancel_requested.pop(job_id, None)
-        if cancel == "platform":
+        if cancel is CancelReason.PLATFORM:
             self._release(allocation)
             self._mark_cancelled(record, "cancelled by the platform during the claim: no VM")
             return Outcome.refused("cancelled by the platform during the claim")
-        if cancel == "operator" or self.stopping:
+        if cancel is CancelReason.OPERATOR or self.stopping:
             self._release(allocation)
-            error = "cancelled by operator" if cancel else "validator shutting down"
-            self._submit(record, _error_result(record, error))
+            reason = CancelReason.OPERATOR if cancel else CancelReason.SHUTDOWN
+            error = self._end_early(record, reason)
             return Outcome.refused(f"claimed, then {error}: error result queued, no VM")
         task = self.ctx.tasks.spawn(self._run(record, allocation), name=f"job-{job_id}")
         self._runs[job_id] = _Run(task, allocation)
@@ -362,7 +421,7 @@ class JobManager:
             record = unsure.record
             if job_id in listed:
                 record.state, record.claimed_at = JobState.PENDING, None
-                self._forget_stored(job_id, state="pending")
+                self._forget_stored(job_id, StoredState.PENDING)
                 self._pending[job_id] = None
                 self.ctx.state.put_job(record, "still pending at the platform: not ours, claimable")
                 if unsure.allocation is not None:
@@ -370,7 +429,7 @@ class JobManager:
                 continue
             note = "no longer pending at the platform: running it (the platform decides)"
             if unsure.recovered or unsure.allocation is None:
-                self._submit(record, _error_result(record, "validator restarted"))
+                self._submit(record, _error_result(record, RESTARTED))
                 continue
             self._claimed(record, unsure.allocation, note, unsure=True)
 
@@ -403,7 +462,7 @@ class JobManager:
         unsure = self._unsure.pop(job_id)
         if unsure.allocation is not None:
             self._release(unsure.allocation)
-        self._submit(unsure.record, _error_result(unsure.record, "cancelled by operator"))
+        self._end_early(unsure.record, CancelReason.OPERATOR)
 
     def recover_unsure(self, stored: StoredJob) -> None:
         """A claim a previous run sent without hearing the answer: the first poll settles it
@@ -432,13 +491,14 @@ class JobManager:
         counters.running += 1
         self._count_challenge_job(job.challenge_id, +1)
         results: JobResults | None = None
+        reason: CancelReason | None = None
         try:
-            results = await self.executor.execute_job(job, allocation)
+            results = await self.executor.execute_job(job, allocation, _Progress(self, job))
         except asyncio.CancelledError:
-            reason = self._runs[job.id].cancel_reason if job.id in self._runs else "shutdown"
-            results = self._after_cancel(job, reason)
-            if reason == "platform":
-                return
+            run = self._runs.get(job.id)
+            reason = (run.cancel_reason if run else None) or CancelReason.SHUTDOWN
+            if reason is CancelReason.PLATFORM:
+                self._mark_cancelled(job, "cancelled by the platform: VM destroyed, no result")
         except Exception as exc:
             results = self._internal_error(job, exc)
         finally:
@@ -448,6 +508,8 @@ class JobManager:
             self._count_challenge_job(job.challenge_id, -1)
             if results is not None:
                 self._submit(job, results)
+            elif reason is not None and reason is not CancelReason.PLATFORM:
+                self._end_early(job, reason)
 
     def _internal_error(self, job: JobRecord, exc: Exception) -> JobResults:
         """A bug or an unexpected failure must not leave a claimed job unanswered."""
@@ -455,58 +517,61 @@ class JobManager:
         self.ctx.log("error", "job", error, job_id=job.id)
         return _error_result(job, error)
 
-    def _after_cancel(self, job: JobRecord, reason: str) -> JobResults | None:
-        if reason == "platform":
-            self._mark_cancelled(job, "cancelled by the platform: VM destroyed, no result")
-            return None
-        error = {
-            "operator": "cancelled by operator",
-            "vm_lost": VM_LOST,
-        }.get(reason, "validator shutting down")
-        return _error_result(job, error)
+    def _end_early(self, job: JobRecord, reason: CancelReason) -> str:
+        """Queue the error result of a job ended early (not by the platform); returns the
+        error. A job the operator cancelled ends `cancelled` once its result is answered."""
+        error = _CANCEL_ERRORS[reason]
+        if reason is CancelReason.OPERATOR:
+            self._operator_cancelled.add(job.id)
+        self._submit(job, _error_result(job, error))
+        return error
 
     def _mark_cancelled(self, job: JobRecord, note: str) -> None:
         job.state, job.finished_at = JobState.CANCELLED, time.time()
         self.ctx.state.header.counters.cancelled += 1
-        self._forget_stored(job.id, state="cancelled")
+        self._forget_stored(job.id, StoredState.CANCELLED)
         self.ctx.state.put_job(job, note)
 
     def _submit(self, job: JobRecord, results: JobResults) -> None:
+        """Record the result on the job and queue it: serialised once, stored, then sent."""
         body = results.to_json_bytes()
         job.score, job.error = results.score, results.error
         job.metrics, job.logs = dict(results.metrics), list(results.logs)
         job.execution_time_ms = results.execution_time_ms
         job.state = JobState.SUBMITTING
         try:
-            self.ctx.store.finish_job_with_result(job.id, "submitting", body)
+            self.ctx.store.finish_job_with_result(job.id, StoredState.SUBMITTING, body)
         except StoreError as exc:
             self._suspend_claims(str(exc))
         self.ctx.state.put_job(job, "result queued" if results.error is None else results.error)
         self.outbox.enqueue(job.id, body, claim_unsure=job.claim_unsure)
 
-    def on_result_done(self, job_id: str, status: str, detail: str) -> None:
+    def on_result_done(self, job_id: str, status: ResultStatus, detail: str) -> None:
         """Outbox callback: the platform answered for this job's result."""
+        by_operator = job_id in self._operator_cancelled
+        self._operator_cancelled.discard(job_id)
         job = self.ctx.state.jobs.get(job_id)
         counters = self.ctx.state.header.counters
         if job is None:
             return
         job.finished_at = time.time()
         job.result_status = status
-        if status == "sent" and job.error is None:
+        sent = status is ResultStatus.SENT
+        if sent and job.error is None:
             job.state = JobState.COMPLETED
             counters.completed += 1
             self.ctx.state.count_completion()
-        elif status == "dropped":
+        elif status is ResultStatus.DROPPED or (sent and by_operator):
             job.state = JobState.CANCELLED
             counters.cancelled += 1
-        elif status == "not_ours":
+        elif status is ResultStatus.NOT_OURS:
             job.state = JobState.LOST
             counters.lost += 1
         else:
             job.state = JobState.FAILED
             counters.failed += 1
-        note = f"result {status}" + (f": {detail}" if detail and status != "sent" else "")
-        self._forget_stored(job_id, state=job.state.value)
+        note = f"result {status}" + (f": {detail}" if detail and not sent else "")
+        self._forget_stored(job_id, StoredState(job.state.value))
         self.ctx.state.put_job(job, note)
         logger.info(
             "%s, score %s in %s ms%s",
@@ -522,7 +587,7 @@ class JobManager:
         run = self._runs.get(job_id)
         if run is None:
             return False
-        run.cancel_reason = run.cancel_reason or "vm_lost"
+        run.cancel_reason = run.cancel_reason or CancelReason.VM_LOST
         run.task.cancel()
         return True
 
@@ -534,13 +599,14 @@ class JobManager:
         job = self.ctx.state.jobs.get(job_id)
         run = self._runs.get(job_id)
         if run is not None:
-            run.cancel_reason = "platform"
+            run.cancel_reason = CancelReason.PLATFORM
             run.task.cancel()
         elif job_id in self._claiming:
-            self._cancel_requested[job_id] = "platform"
+            self._cancel_requested[job_id] = CancelReason.PLATFORM
         elif job_id in self._unsure:
             self._cancel_unsure(job_id)
         elif self.outbox.drop(job_id):
+            self._operator_cancelled.discard(job_id)
             if job is not None:
                 job.state, job.finished_at = JobState.CANCELLED, time.time()
                 self.ctx.state.header.counters.cancelled += 1
@@ -556,7 +622,7 @@ class JobManager:
         run = self._runs.get(job_id)
         if run is None:
             if job_id in self._claiming:
-                self._cancel_requested[job_id] = "operator"
+                self._cancel_requested[job_id] = CancelReason.OPERATOR
                 return Outcome.done(f"cancel noted: job {job_id} ends when its claim answers")
             if job_id in self._unsure:
                 self._cancel_unsure_by_operator(job_id)
@@ -564,7 +630,7 @@ class JobManager:
             job = self.ctx.state.jobs.get(job_id)
             state = job.state.value if job else "unknown"
             return Outcome.refused(f"job is {state}: only claimed or running jobs can be cancelled")
-        run.cancel_reason = "operator"
+        run.cancel_reason = CancelReason.OPERATOR
         run.task.cancel()
         with contextlib.suppress(BaseException):
             await run.task
@@ -583,7 +649,7 @@ class JobManager:
                 self._release(unsure.allocation)
         runs = list(self._runs.values())
         for run in runs:
-            run.cancel_reason = run.cancel_reason or "shutdown"
+            run.cancel_reason = run.cancel_reason or CancelReason.SHUTDOWN
             run.task.cancel()
         if not runs:
             return
@@ -607,7 +673,7 @@ class JobManager:
                 if self.auto_claim:
                     self.claim_what_fits()
 
-    def _forget_stored(self, job_id: str, state: str = "lost") -> None:
+    def _forget_stored(self, job_id: str, state: StoredState = StoredState.LOST) -> None:
         try:
             self.ctx.store.upsert_job(job_id, "", state)
         except StoreError:
@@ -627,11 +693,47 @@ def _left(until: float) -> float:
 
 
 def _error_result(job: JobRecord, error: str) -> JobResults:
-    """A score-0 result carrying `error`, for a job that could not be evaluated."""
-    return JobResults(
-        score=0.0,
-        metrics={},
-        logs=[f"[validator] {error}"],
-        execution_time_ms=int(job.elapsed() * 1000),
-        error=error,
-    )
+    """The score-0 result carrying `error` of a job that could not be evaluated."""
+    return JobResults.failure(error, int(job.elapsed() * 1000))
+
+
+class _Progress:
+    """The executor's reports on one running job, recorded by its `JobManager`."""
+
+    __slots__ = ("job", "jobs")
+
+    def __init__(self, jobs: JobManager, job: JobRecord) -> None:
+        self.jobs = jobs
+        self.job = job
+
+    def submission_fetched(self, miner_hotkey: str) -> None:
+        if miner_hotkey and not self.job.miner_hotkey:
+            self.job.miner_hotkey = sys.intern(miner_hotkey)
+
+    def creating_vm(self, vm_name: str) -> None:
+        job, ctx = self.job, self.jobs.ctx
+        try:
+            ctx.store.upsert_job(
+                job.id, job.challenge_id, StoredState.PROVISIONING, vm_name=vm_name
+            )
+        except StoreError as exc:
+            raise JobFailed(f"not creating a VM: {exc}") from None
+        job.state = JobState.PROVISIONING
+        ctx.state.put_job(job, "creating VM")
+
+    def vm_created(self, vm_id: str, host_port: int | None) -> None:
+        job, ctx = self.job, self.jobs.ctx
+        with contextlib.suppress(StoreError):  # the committed name finds the VM after a crash
+            ctx.store.upsert_job(job.id, job.challenge_id, StoredState.PROVISIONING, vm_id=vm_id)
+        job.vm_id, job.host_port = vm_id, host_port
+        name = ctx.naming.job_vm(job.id)
+        ctx.state.put_vm(VmRecord(vm_id, name, VmKind.JOB, job.id, host_port=host_port))
+        ctx.state.put_job(job, f"VM {vm_id} created")
+
+    def evaluating(self) -> None:
+        self.job.state = JobState.RUNNING
+        self.jobs.ctx.state.put_job(self.job, "evaluating")
+
+    def vm_log(self, lines: tuple[str, ...]) -> None:
+        self.job.vm_log = lines
+        self.jobs.ctx.state.put_job(self.job)

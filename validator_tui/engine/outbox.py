@@ -12,11 +12,10 @@ from validator_tui.clients.errors import ApiError, ClientError
 from validator_tui.clients.platform import SubmitOutcome
 from validator_tui.engine import outbox_admin
 from validator_tui.engine.context import EngineContext
-from validator_tui.engine.records import Outcome
+from validator_tui.engine.records import Outcome, ResultStatus
 from validator_tui.engine.store import StoreError
-from validator_tui.models.platform import JobResults
 
-DoneCallback = Callable[[str, str, str], None]
+DoneCallback = Callable[[str, ResultStatus, str], None]
 
 #: A 403 ("not claimed by this validator") can mean our claim has not been processed yet: a
 #: claim request that timed out on our side may still land after the result. Retry that many
@@ -31,7 +30,6 @@ class ResultOutbox:
         self.ctx = ctx
         self._on_done = on_done
         self._senders: dict[str, asyncio.Task[None]] = {}
-        self._bodies: dict[str, bytes] = {}
 
     @property
     def pending(self) -> int:
@@ -53,7 +51,6 @@ class ResultOutbox:
         """
         if job_id in self._senders:
             return
-        self._bodies[job_id] = body
         self._senders[job_id] = self.ctx.tasks.spawn(
             self._send(job_id, body, claim_unsure), name=f"result-{job_id}"
         )
@@ -62,48 +59,47 @@ class ResultOutbox:
     def drop(self, job_id: str) -> bool:
         """The platform cancelled the job: never send its result. True if one was queued."""
         task = self._senders.pop(job_id, None)
-        self._bodies.pop(job_id, None)
         if task is None:
             return False
         task.cancel()
-        self._mark(job_id, "dropped", "job cancelled by the platform")
+        self._mark(job_id, ResultStatus.DROPPED, "job cancelled by the platform")
         self._publish()
         return True
 
     async def _send(self, job_id: str, body: bytes, claim_unsure: bool) -> None:
-        results = JobResults.model_validate_json(body)
         backoff = Backoff(1.0, self.ctx.config.engine.ws_backoff_cap_s)
         forbidden = 0
         try:
             while True:
                 try:
-                    outcome = await self.ctx.platform.submit_results(job_id, results)
+                    outcome = await self.ctx.platform.submit_results(job_id, body)
                 except ApiError as exc:
                     forbidden += exc.status == 403
                     late_claim = exc.status == 403 and forbidden <= FORBIDDEN_RETRIES
                     if exc.status < 500 and exc.status not in (408, 429) and not late_claim:
                         not_ours = exc.status == 403 and claim_unsure
-                        self._finish(job_id, "not_ours" if not_ours else "dead", str(exc))
+                        status = ResultStatus.NOT_OURS if not_ours else ResultStatus.DEAD
+                        self._finish(job_id, status, str(exc))
                         return
                     error = str(exc)
                 except ClientError as exc:
                     error = str(exc)
                 else:
-                    status = "dropped" if outcome is SubmitOutcome.CANCELLED else "sent"
-                    self._finish(job_id, status, outcome.value)
+                    cancelled = outcome is SubmitOutcome.CANCELLED
+                    sent = ResultStatus.DROPPED if cancelled else ResultStatus.SENT
+                    self._finish(job_id, sent, outcome.value)
                     return
                 self._note_attempt(job_id, error)
                 await asyncio.sleep(backoff.next())
         finally:
             if self._senders.get(job_id) is asyncio.current_task():
                 self._senders.pop(job_id, None)
-                self._bodies.pop(job_id, None)
                 self._publish()
 
-    def _finish(self, job_id: str, status: str, detail: str) -> None:
-        self._mark(job_id, status, detail if status != "sent" else "")
-        level = {"sent": "info", "dropped": "warn", "not_ours": "warn"}.get(status, "error")
-        if status == "dead":
+    def _finish(self, job_id: str, status: ResultStatus, detail: str) -> None:
+        self._mark(job_id, status, detail if status is not ResultStatus.SENT else "")
+        level = "error" if status is ResultStatus.DEAD else "warn"
+        if status is ResultStatus.DEAD:
             self.ctx.log(
                 level,
                 "result",
@@ -111,7 +107,7 @@ class ResultOutbox:
                 job_id=job_id,
             )
             self.ctx.state.header.counters.dead_letters += 1
-        elif status != "sent":
+        elif status is not ResultStatus.SENT:
             self.ctx.log(level, "result", f"result {status}: {detail}", job_id=job_id)
         self._on_done(job_id, status, detail)
 
@@ -120,7 +116,7 @@ class ResultOutbox:
     def count_dead_letters(self) -> None:
         """Set the header's dead-letter counter from the store (start-up, retry, discard)."""
         try:
-            dead = self.ctx.store.count_results("dead")
+            dead = self.ctx.store.count_results(ResultStatus.DEAD)
         except StoreError:
             return
         self.ctx.state.header.counters.dead_letters = dead
@@ -150,7 +146,7 @@ class ResultOutbox:
             self.ctx.log("info", "result", "operator: dead letter discarded", job_id=job_id)
         return outcome
 
-    def _mark(self, job_id: str, status: str, detail: str) -> None:
+    def _mark(self, job_id: str, status: ResultStatus, detail: str) -> None:
         try:
             self.ctx.store.mark_result(job_id, status, detail)
         except StoreError as exc:

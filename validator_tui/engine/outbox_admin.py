@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from validator_tui.engine.records import Outcome
+from validator_tui.engine.records import Outcome, ResultStatus
 from validator_tui.engine.store import OutboxRow, Store, StoreError
 
 STORE_FILE = "state.sqlite3"
@@ -30,19 +30,25 @@ def list_outbox(store: Store, limit: int = 1000) -> list[OutboxRow]:
 
 def retry_dead_letter(store: Store, job_id: str) -> Outcome:
     """Make a dead letter unsent again: the engine sends it at its next start."""
-    try:
-        if not store.set_result_status(job_id, "pending", "dead"):
-            return Outcome.refused(f"job {job_id} has no dead letter")
-    except StoreError as exc:
-        return Outcome.refused(str(exc))
-    return Outcome.done(f"result of job {job_id} queued again: sent at the next engine start")
+    return _move_dead_letter(
+        store,
+        job_id,
+        ResultStatus.PENDING,
+        f"result of job {job_id} queued again: sent at the next engine start",
+    )
 
 
 def discard_dead_letter(store: Store, job_id: str) -> Outcome:
     """Give up on a dead letter for good (kept as `discarded`)."""
+    return _move_dead_letter(
+        store, job_id, ResultStatus.DISCARDED, f"dead letter of job {job_id} discarded"
+    )
+
+
+def _move_dead_letter(store: Store, job_id: str, status: ResultStatus, done: str) -> Outcome:
     try:
-        if not store.set_result_status(job_id, "discarded", "dead"):
+        if not store.set_result_status(job_id, status, ResultStatus.DEAD):
             return Outcome.refused(f"job {job_id} has no dead letter")
     except StoreError as exc:
         return Outcome.refused(str(exc))
-    return Outcome.done(f"dead letter of job {job_id} discarded")
+    return Outcome.done(done)

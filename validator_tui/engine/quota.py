@@ -33,7 +33,7 @@ class CVMQuotaManager:
     """Tracks what the host has given to VMs against `ResourceLimits` and the port pool."""
 
     def __init__(self, limits: ResourceLimits, ports: HostPorts) -> None:
-        self.total = Resources(limits.cpu_cores, limits.memory_mb, limits.disk_mb, limits.gpu_count)
+        self.total = limits.total
         self._pool_start = ports.start
         self._pool_size = ports.size
         self._free_ports = set(range(ports.start, ports.end + 1))
@@ -44,13 +44,8 @@ class CVMQuotaManager:
 
     def check_capacity(self, resources: Resources, *, need_port: bool = True) -> bool:
         """True when `resources` (and a host port, if asked) fit in what is left."""
-        used, total = self._used, self.total
-        return (
-            used.vcpu + resources.vcpu <= total.vcpu
-            and used.memory_mb + resources.memory_mb <= total.memory_mb
-            and used.disk_mb + resources.disk_mb <= total.disk_mb
-            and used.gpu + resources.gpu <= total.gpu
-            and (not need_port or bool(self._free_ports))
+        return (self._used + resources).fits_in(self.total) and (
+            not need_port or bool(self._free_ports)
         )
 
     def allocate(
@@ -68,7 +63,8 @@ class CVMQuotaManager:
         Raises `CapacityError` without changing anything when they do not fit.
         """
         if not self.check_capacity(resources, need_port=False):
-            raise CapacityError(f"not enough capacity for {owner}: need {resources}")
+            short = resources.shortfall(self.total - self._used)
+            raise CapacityError(f"not enough capacity for {owner}: {short}")
         chosen: int | None = None
         if port is not None:
             if port in self._free_ports:
@@ -83,7 +79,7 @@ class CVMQuotaManager:
             self._free_ports.discard(chosen)
         allocation = Allocation(next(self._ids), owner, resources, chosen, kind)
         self._live[allocation.id] = allocation
-        self._used = _add(self._used, resources, 1)
+        self._used += resources
         return allocation
 
     def _take_port(self) -> int | None:
@@ -103,7 +99,7 @@ class CVMQuotaManager:
         """Give the resources back. Returns False (and changes nothing) if already released."""
         if self._live.pop(allocation.id, None) is None:
             return False
-        self._used = _add(self._used, allocation.resources, -1)
+        self._used -= allocation.resources
         if allocation.port is not None:
             self._free_ports.add(allocation.port)
         return True
@@ -113,19 +109,12 @@ class CVMQuotaManager:
         total = Resources()
         for allocation in self._live.values():
             if allocation.kind == kind:
-                total = _add(total, allocation.resources, 1)
+                total += allocation.resources
         return total
 
     def fits_beside(self, held: Resources, extra: Resources) -> bool:
         """True when `held` plus `extra` fit in the totals (whatever else is allocated now)."""
-        combined = _add(held, extra, 1)
-        total = self.total
-        return (
-            combined.vcpu <= total.vcpu
-            and combined.memory_mb <= total.memory_mb
-            and combined.disk_mb <= total.disk_mb
-            and combined.gpu <= total.gpu
-        )
+        return (held + extra).fits_in(self.total)
 
     def get_usage(self) -> QuotaUsage:
         """Used and total of every resource, and the number of live allocations."""
@@ -136,22 +125,3 @@ class CVMQuotaManager:
             ports_total=self._pool_size,
             allocations=len(self._live),
         )
-
-
-def scaled(resources: Resources, times: int) -> Resources:
-    """`resources` times `times`."""
-    return Resources(
-        resources.vcpu * times,
-        resources.memory_mb * times,
-        resources.disk_mb * times,
-        resources.gpu * times,
-    )
-
-
-def _add(a: Resources, b: Resources, sign: int) -> Resources:
-    return Resources(
-        a.vcpu + sign * b.vcpu,
-        a.memory_mb + sign * b.memory_mb,
-        a.disk_mb + sign * b.disk_mb,
-        a.gpu + sign * b.gpu,
-    )

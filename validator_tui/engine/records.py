@@ -9,6 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypedDict
+
+from validator_tui.models.resources import Resources as Resources
 
 
 class JobState(StrEnum):
@@ -49,10 +52,32 @@ class ChallengeState(StrEnum):
     UPDATING = "updating"
     FAILED = "failed"
     DESTROYING = "destroying"
+    #: The operator stopped the CVM: no jobs run on it until it is started again.
+    STOPPED = "stopped"
 
 
 #: State changes a challenge record keeps.
 MAX_CHALLENGE_HISTORY = 50
+
+
+class ResultStatus(StrEnum):
+    """Where a job's result stands in the outbox."""
+
+    PENDING = "pending"  # not answered yet: being sent
+    SENT = "sent"  # accepted (or a duplicate of one accepted)
+    DEAD = "dead"  # refused by the platform: a dead letter, until retried or discarded
+    DROPPED = "dropped"  # the platform cancelled the job: never sent, or refused as cancelled
+    NOT_OURS = "not_ours"  # the job turned out not to be ours (a lost claim answer)
+    DISCARDED = "discarded"  # a dead letter the operator gave up on
+
+
+class CancelReason(StrEnum):
+    """Why a claimed job is being ended early."""
+
+    PLATFORM = "platform"  # `job_cancelled`: no result is sent
+    OPERATOR = "operator"  # the result says "cancelled by operator"
+    VM_LOST = "vm_lost"  # the VMM no longer has the job's VM
+    SHUTDOWN = "shutdown"  # the validator is stopping
 
 
 class VmKind(StrEnum):
@@ -90,6 +115,11 @@ class JobRecord:
     #: A claim of this job got no answer: it may be ours or not (the platform decides when a
     #: result is sent; a lasting 403 then means "not ours", not a dead letter).
     claim_unsure: bool = False
+    #: Why a pending job is not being claimed ("auto-claim off", "waiting for capacity (needs
+    #: 4 vCPU, 0 free)", …); "" when it is not waiting.
+    waiting_reason: str = ""
+    #: The last lines of the job VM's serial log (sanitised), kept after the VM is removed.
+    vm_log: tuple[str, ...] = ()
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the claim (or creation), up to the finish."""
@@ -154,6 +184,14 @@ class VmRecord:
     created_at: float = field(default_factory=time.time)
 
 
+class EventRefs(TypedDict, total=False):
+    """What an event is about (each optional)."""
+
+    job_id: str | None
+    challenge_id: str | None
+    vm_id: str | None
+
+
 @dataclass(slots=True, frozen=True)
 class Event:
     """One line of the engine's event log: what happened, when, why."""
@@ -166,30 +204,6 @@ class Event:
     job_id: str | None = None
     challenge_id: str | None = None
     vm_id: str | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class Resources:
-    """An amount of host resources (memory and disk in MB)."""
-
-    vcpu: int = 0
-    memory_mb: int = 0
-    disk_mb: int = 0
-    gpu: int = 0
-
-    def __str__(self) -> str:
-        """`4 vCPU, 4 GB RAM, 50 GB disk` (GPUs when there are any): for messages and toasts."""
-        parts = [f"{self.vcpu} vCPU", f"{_size(self.memory_mb)} RAM", f"{_size(self.disk_mb)} disk"]
-        if self.gpu:
-            parts.append(f"{self.gpu} GPU")
-        return ", ".join(parts)
-
-
-def _size(megabytes: int) -> str:
-    """`512 MB`, `4 GB`, `1.5 GB`: a size given in MB, in the largest unit that reads well."""
-    if megabytes < 1024:
-        return f"{megabytes} MB"
-    return f"{megabytes / 1024:.1f}".removesuffix(".0") + " GB"
 
 
 @dataclass(slots=True, frozen=True)

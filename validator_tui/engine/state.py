@@ -9,16 +9,18 @@ changed since then, so a slow reader costs the engine nothing and memory stays b
 from __future__ import annotations
 
 import copy
+import sys
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, Unpack
 
 from validator_tui.engine.records import (
     ChallengeRecord,
     ConnectionView,
     Counters,
     Event,
+    EventRefs,
     JobRecord,
     QuotaUsage,
     Resources,
@@ -32,7 +34,10 @@ MAX_TIMELINE = 50
 #: Finished jobs keep their logs, metrics and full timeline only while among the latest this many;
 #: older ones keep state, score, error and a short timeline (bounded memory over weeks).
 DETAILED_FINISHED_JOBS = 200
-SHORT_TIMELINE = 4
+SHORT_TIMELINE = 2
+#: Timeline notes up to this long are interned: the common ones ("claimed", "result sent", …)
+#: are then one string for every job in the history.
+INTERNED_NOTE_CHARS = 48
 
 T = TypeVar("T")
 
@@ -50,6 +55,8 @@ class Header:
     counters: Counters = field(default_factory=Counters)
     quota: QuotaUsage = field(default_factory=lambda: QuotaUsage(Resources(), Resources(), 0, 0, 0))
     throughput: tuple[int, ...] = ()
+    #: Set while VMs of another validator with this hotkey are on the VMM (see engine/foreign).
+    conflict: str = ""
     #: Why claims are paused (platform unreachable, VMM not answering, …); "" when they run.
     claims_paused: str = ""
     #: The latest slow request to the platform or the VMM; "" once requests are in time again.
@@ -85,12 +92,14 @@ class _Keyed(Generic[T]):
 
     def __init__(self) -> None:
         self.items: dict[str, T] = {}
-        self.touched: OrderedDict[str, int] = OrderedDict()
+        #: Keys by the version of their last change, oldest change first (a plain dict keeps
+        #: insertion order; a key touched again is moved to the end).
+        self.touched: dict[str, int] = {}
         self.removed: deque[tuple[int, str]] = deque(maxlen=20000)
 
     def touch(self, key: str, version: int) -> None:
+        self.touched.pop(key, None)
         self.touched[key] = version
-        self.touched.move_to_end(key)
 
     def drop(self, key: str, version: int) -> None:
         if self.items.pop(key, None) is not None:
@@ -149,6 +158,8 @@ class EngineState:
     def put_job(self, job: JobRecord, note: str | None = None) -> None:
         """Insert or mark changed; `note` adds a timeline entry. Finished jobs age out."""
         if note:
+            if len(note) <= INTERNED_NOTE_CHARS:
+                note = sys.intern(note)
             job.timeline.append(TimelineEntry(time.time(), note))
             if len(job.timeline) > MAX_TIMELINE:
                 del job.timeline[: len(job.timeline) - MAX_TIMELINE]
@@ -170,6 +181,7 @@ class EngineState:
         if job is not None and job.state.finished:
             job.logs = []
             job.metrics = {}
+            job.vm_log = ()
             job.timeline = job.timeline[-SHORT_TIMELINE:]
 
     def _trim_history(self) -> None:
@@ -200,6 +212,21 @@ class EngineState:
         self._vms.items[vm.id] = vm
         self._vms.touch(vm.id, self._bump())
 
+    def set_vm_status(
+        self, vm_id: str, status: str, boot_progress: str, boot_error: str | None = None
+    ) -> VmRecord | None:
+        """Record what the VMM says of one of our VMs (`boot_error` None: keep the known one);
+        a change is published, an unchanged status costs nothing. Returns the VM's record, or
+        None when we hold no record of it."""
+        vm = self._vms.items.get(vm_id)
+        if vm is None:
+            return None
+        error = vm.boot_error if boot_error is None else boot_error
+        if (vm.status, vm.boot_progress, vm.boot_error) != (status, boot_progress, error):
+            vm.status, vm.boot_progress, vm.boot_error = status, boot_progress, error
+            self.put_vm(vm)
+        return vm
+
     def drop_vm(self, vm_id: str) -> None:
         self._vms.drop(vm_id, self._bump())
 
@@ -222,19 +249,19 @@ class EngineState:
         counts = {int(b): int(c) for b, c in self._throughput}
         return tuple(counts.get(b, 0) for b in range(current - THROUGHPUT_BUCKETS + 1, current + 1))
 
-    def event(
-        self,
-        level: str,
-        kind: str,
-        message: str,
-        *,
-        job_id: str | None = None,
-        challenge_id: str | None = None,
-        vm_id: str | None = None,
-    ) -> Event:
+    def event(self, level: str, kind: str, message: str, **refs: Unpack[EventRefs]) -> Event:
         """Append to the bounded event log (the message must already be sanitised)."""
         self._event_seq += 1
-        ev = Event(self._event_seq, time.time(), level, kind, message, job_id, challenge_id, vm_id)
+        ev = Event(
+            self._event_seq,
+            time.time(),
+            level,
+            kind,
+            message,
+            refs.get("job_id"),
+            refs.get("challenge_id"),
+            refs.get("vm_id"),
+        )
         self.events.append(ev)
         self._bump()
         return ev

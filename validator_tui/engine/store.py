@@ -10,8 +10,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from validator_tui.engine.records import JobState, ResultStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -41,8 +44,30 @@ CREATE TABLE IF NOT EXISTS challenge_vms (
 );
 """
 
+
+class StoredState(StrEnum):
+    """A job row's state: the job's own states, plus `claiming` (the claim intent, committed
+    before the claim request)."""
+
+    PENDING = JobState.PENDING.value
+    CLAIMING = "claiming"
+    CLAIMED = JobState.CLAIMED.value
+    PROVISIONING = JobState.PROVISIONING.value
+    RUNNING = JobState.RUNNING.value
+    SUBMITTING = JobState.SUBMITTING.value
+    COMPLETED = JobState.COMPLETED.value
+    FAILED = JobState.FAILED.value
+    CANCELLED = JobState.CANCELLED.value
+    LOST = JobState.LOST.value
+
+
 # Job rows in these states are "in flight": a restart must finish them with an error result.
-IN_FLIGHT = ("claiming", "claimed", "provisioning", "running")
+IN_FLIGHT = (
+    StoredState.CLAIMING,
+    StoredState.CLAIMED,
+    StoredState.PROVISIONING,
+    StoredState.RUNNING,
+)
 
 
 class StoreError(Exception):
@@ -55,7 +80,7 @@ class StoredJob:
     challenge_id: str
     submission_id: str
     miner_hotkey: str
-    state: str
+    state: StoredState
     vm_name: str | None
     vm_id: str | None
 
@@ -64,7 +89,7 @@ class StoredJob:
 class OutboxEntry:
     job_id: str
     body: bytes
-    status: str
+    status: ResultStatus
     attempts: int
     last_error: str
 
@@ -74,7 +99,7 @@ class OutboxRow:
     """An outbox entry as the operator sees it (no body)."""
 
     job_id: str
-    status: str
+    status: ResultStatus
     attempts: int
     last_error: str
     created_at: float
@@ -124,7 +149,7 @@ class Store:
         self,
         job_id: str,
         challenge_id: str,
-        state: str,
+        state: StoredState,
         *,
         submission_id: str = "",
         miner_hotkey: str = "",
@@ -190,9 +215,12 @@ class Store:
             f"FROM jobs WHERE state IN ({marks}) ORDER BY updated_at",
             IN_FLIGHT,
         ).fetchall()
-        return [StoredJob(*row) for row in rows]
+        return [
+            StoredJob(row[0], row[1], row[2], row[3], StoredState(row[4]), row[5], row[6])
+            for row in rows
+        ]
 
-    def finish_job_with_result(self, job_id: str, state: str, body: bytes) -> None:
+    def finish_job_with_result(self, job_id: str, state: StoredState, body: bytes) -> None:
         """Atomically mark the job finished and queue its result in the outbox."""
         now = time.time()
         try:
@@ -209,20 +237,27 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write state database {self.path}: {exc}") from None
 
+    def knows_vm_name(self, vm_name: str) -> bool:
+        """True when this store recorded `vm_name` for one of its jobs (before its CreateVm)."""
+        try:
+            row = self._db.execute("SELECT 1 FROM jobs WHERE vm_name = ?", (vm_name,)).fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None
+
     def pending_results(self) -> list[OutboxEntry]:
         rows = self._db.execute(
             "SELECT job_id, body, status, attempts, last_error FROM outbox "
             "WHERE status = 'pending' ORDER BY created_at"
         ).fetchall()
-        return [OutboxEntry(*row) for row in rows]
+        return [OutboxEntry(row[0], row[1], ResultStatus(row[2]), *row[3:]) for row in rows]
 
     def has_result(self, job_id: str) -> bool:
         row = self._db.execute("SELECT 1 FROM outbox WHERE job_id = ?", (job_id,)).fetchone()
         return row is not None
 
-    def mark_result(self, job_id: str, status: str, last_error: str = "") -> None:
-        """Set an outbox entry's status: pending, sent, dead (refused), dropped (cancelled by the
-        platform), not_ours (the job turned out not to be ours) or discarded (by the operator)."""
+    def mark_result(self, job_id: str, status: ResultStatus, last_error: str = "") -> None:
+        """Set an outbox entry's status (and count the attempt that settled it)."""
         self._write(
             "UPDATE outbox SET status = ?, last_error = ?, attempts = attempts + 1, "
             "updated_at = ? WHERE job_id = ?",
@@ -236,7 +271,7 @@ class Store:
             (last_error, time.time(), job_id),
         )
 
-    def count_results(self, status: str) -> int:
+    def count_results(self, status: ResultStatus) -> int:
         """How many outbox entries have `status` (e.g. `dead`: refused by the platform)."""
         row = self._read("SELECT COUNT(*) FROM outbox WHERE status = ?", (status,))[0]
         return int(row[0])
@@ -250,14 +285,14 @@ class Store:
             "updated_at DESC LIMIT ?",
             (limit,),
         )
-        return [OutboxRow(*row) for row in rows]
+        return [OutboxRow(row[0], ResultStatus(row[1]), *row[2:]) for row in rows]
 
     def result_body(self, job_id: str) -> bytes | None:
         """The stored result body of `job_id`, if there is one."""
         rows = self._read("SELECT body FROM outbox WHERE job_id = ?", (job_id,))
         return bytes(rows[0][0]) if rows else None
 
-    def set_result_status(self, job_id: str, status: str, expected: str) -> bool:
+    def set_result_status(self, job_id: str, status: ResultStatus, expected: ResultStatus) -> bool:
         """Move an outbox entry from `expected` to `status`; False if it is not in `expected`."""
         changed = self._write(
             "UPDATE outbox SET status = ?, updated_at = ? WHERE job_id = ? AND status = ?",

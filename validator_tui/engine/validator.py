@@ -21,19 +21,30 @@ from validator_tui.config import ValidatorConfig
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor
+from validator_tui.engine.foreign import ForeignVms
 from validator_tui.engine.health import ServerHealth
-from validator_tui.engine.jobs import VM_LOST, JobManager
+from validator_tui.engine.jobs import JobManager
+from validator_tui.engine.log_file import keep_log_file, release_log_file
 from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.quota import CVMQuotaManager
-from validator_tui.engine.records import ConnectionView, JobState, Outcome, VmKind, VmRecord
+from validator_tui.engine.reconciler import Reconciler
+from validator_tui.engine.records import (
+    ConnectionView,
+    JobRecord,
+    JobState,
+    Outcome,
+    ResultStatus,
+    VmKind,
+)
+from validator_tui.engine.recovery import Recovery
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import OutboxRow, Store, StoreError
 from validator_tui.engine.tasks import TaskRegistry
+from validator_tui.engine.vm_ready import VmWatcher
 from validator_tui.models.platform import (
     ChallengeUpdatedMessage,
     JobCancelledMessage,
-    JobResults,
     NewJobMessage,
     WsMessage,
 )
@@ -52,7 +63,11 @@ FINAL_SHARE = 0.1
 
 
 class Validator:
-    """A complete validator: construct, `await run()`, and `await stop()` from elsewhere."""
+    """A complete validator: construct, `await run()`, and `await stop()` from elsewhere.
+
+    Every part is built here (no network is touched before `run()`); the store is opened
+    here too, and an unusable one is replaced by an in-memory store with claims suspended.
+    """
 
     def __init__(self, config: ValidatorConfig, *, read_only: bool = False) -> None:
         self.config = config
@@ -67,18 +82,80 @@ class Validator:
         self._started = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self.ctx: EngineContext | None = None
-        self._orphans_pending = False
-        self.jobs: JobManager | None = None
-        self.challenges: ChallengeManager | None = None
+        store, claims_allowed = self._open_store()
+        self.ctx = self._context(store)
+        self.challenges = ChallengeManager(self.ctx, self._on_challenge_active)
+        self.jobs = JobManager(
+            self.ctx,
+            self.challenges,
+            DstackExecutor(self.ctx, self.challenges),
+            ResultOutbox(self.ctx, self._on_result_done),
+        )
+        self.jobs.claims_allowed = claims_allowed
+        self.recovery = Recovery(self.ctx, self.jobs, self.challenges, ForeignVms(self.ctx))
+        self.reconciler = Reconciler(self.ctx, self.jobs, self.challenges, self.recovery)
+        self.ctx.platform_health.subscribe(self._on_health_change)
+        self.ctx.vmm_health.subscribe(self._on_health_change)
+        self.ctx.publish_quota()
+        self.jobs.publish_claim_state()
+
+    def _open_store(self) -> tuple[Store, bool]:
+        """The state directory's store, and whether claims may run with it."""
+        path = self.config.state_path / "state.sqlite3"
+        try:
+            return Store(path), True
+        except StoreError as exc:
+            self.state.event("error", "store", f"{exc}; running without claims")
+            logger.error("%s; running without claims", exc)
+            return Store(Path(":memory:")), False
+
+    def _context(self, store: Store) -> EngineContext:
+        config = self.config
+        timeout = config.engine.request_timeout_s
+        token = config.dstack_vmm_token.get_secret_value() if config.dstack_vmm_token else None
+        platform = PlatformClient(
+            config.platform_api_url,
+            config.validator_hotkey,
+            timeout=timeout,
+            ws_backoff_cap=config.engine.ws_backoff_cap_s,
+        )
+        vmm = VmmClient(config.dstack_vmm_url, token, timeout=timeout)
+        platform_health = ServerHealth(self.state, platform.name, "platform", down_on_5xx=False)
+        vmm_health = ServerHealth(self.state, vmm.name, "vmm", down_on_5xx=True)
+        platform.observer, vmm.observer = platform_health.observe, vmm_health.observe
+        # Evaluator connections go to a new host port per job VM: keep few idle ones, as
+        # httpx scans every pooled connection on each request (a profiled hotspot).
+        http = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=16),
+            trust_env=False,
+        )
+        tasks = TaskRegistry()
+        return EngineContext(
+            config=config,
+            state=self.state,
+            store=store,
+            quota=CVMQuotaManager(config.resource_limits, config.host_ports),
+            platform=platform,
+            vmm=vmm,
+            http=http,
+            naming=VmNaming(config.validator_hotkey),
+            tasks=tasks,
+            platform_health=platform_health,
+            vmm_health=vmm_health,
+            watcher=VmWatcher(
+                vmm, http, self.state, tasks, max_interval=config.engine.vm_poll_interval_s
+            ),
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run every loop until `stop()`; then shut down cleanly."""
-        ctx = self._build()
+        """Run every loop until `stop()`; then shut down cleanly. The engine's lines go to
+        `<state_dir>/validator.log` meanwhile (see `log_file`)."""
+        log_file = keep_log_file(self.config.state_path)
         try:
-            if not await self._recovered(ctx):
+            if not await self._recovered():
                 return
             self._loops = [
                 self._loop("websocket", self._websocket_loop),
@@ -90,14 +167,16 @@ class Validator:
             self._started.set()
             await self._stop.wait()
         finally:
-            await self._shutdown(ctx)
+            await self._shutdown()
+            release_log_file(log_file)
 
-    async def _recovered(self, ctx: EngineContext) -> bool:
+    async def _recovered(self) -> bool:
         """Run start-up recovery; False if `stop()` came first. Recovery (results queued, our
         orphaned job VMs removed) then gets the jobs' share of the shutdown deadline to finish
         before the shutdown cancels it, so a VMM that does not answer cannot delay the exit."""
-        recovery = ctx.tasks.spawn(self._recover(ctx), name="engine-recover", quiet=True)
-        stopped = ctx.tasks.spawn(self._stop.wait(), name="engine-stop-wait", quiet=True)
+        tasks = self.ctx.tasks
+        recovery = tasks.spawn(self.recovery.recover(), name="engine-recover", quiet=True)
+        stopped = tasks.spawn(self._stop.wait(), name="engine-stop-wait", quiet=True)
         await asyncio.wait({recovery, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         if recovery.done():
@@ -122,133 +201,12 @@ class Validator:
             self._stop_at = time.monotonic()
         self._stop.set()
 
-    def _build(self) -> EngineContext:
-        config = self.config
-        store_path = config.state_path / "state.sqlite3"
-        claims_allowed = True
-        try:
-            store = Store(store_path)
-        except StoreError as exc:
-            store = Store(Path(":memory:"))
-            claims_allowed = False
-            self.state.event("error", "store", f"{exc}; running without claims")
-            logger.error("%s; running without claims", exc)
-        timeout = config.engine.request_timeout_s
-        token = config.dstack_vmm_token.get_secret_value() if config.dstack_vmm_token else None
-        platform_health = ServerHealth(self.state, "platform", "platform", down_on_5xx=False)
-        vmm_health = ServerHealth(self.state, "VMM", "vmm", down_on_5xx=True)
-        ctx = EngineContext(
-            config=config,
-            state=self.state,
-            store=store,
-            quota=CVMQuotaManager(config.resource_limits, config.host_ports),
-            platform=PlatformClient(
-                config.platform_api_url,
-                config.validator_hotkey,
-                timeout=timeout,
-                ws_backoff_cap=config.engine.ws_backoff_cap_s,
-                observer=platform_health.observe,
-            ),
-            vmm=VmmClient(
-                config.dstack_vmm_url, token, timeout=timeout, observer=vmm_health.observe
-            ),
-            # Evaluator connections go to a new host port per job VM: keep few idle ones, as
-            # httpx scans every pooled connection on each request (a profiled hotspot).
-            http=httpx.AsyncClient(
-                timeout=timeout,
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=16),
-                trust_env=False,
-            ),
-            naming=VmNaming(config.validator_hotkey),
-            tasks=TaskRegistry(),
-            platform_health=platform_health,
-            vmm_health=vmm_health,
-        )
-        self.ctx = ctx
-        self.challenges = ChallengeManager(ctx, self._on_challenge_active)
-        executor = DstackExecutor(ctx, self.challenges)
-        outbox = ResultOutbox(ctx, self._on_result_done)
-        self.jobs = JobManager(ctx, self.challenges, executor, outbox)
-        self.jobs.claims_allowed = claims_allowed
-        platform_health.subscribe(self._on_health_change)
-        vmm_health.subscribe(self._on_health_change)
-        ctx.publish_quota()
-        self.jobs.publish_claim_state()
-        return ctx
-
-    async def _recover(self, ctx: EngineContext) -> None:
-        """Resume the outbox, finish jobs a previous run left in flight, sort out our VMs."""
-        assert self.jobs is not None and self.challenges is not None
-        resumed = self.jobs.outbox.resume()
-        if resumed:
-            ctx.log("info", "recover", f"resending {resumed} unsent results")
-        self.jobs.outbox.count_dead_letters()
-        dead = self.state.header.counters.dead_letters
-        if dead:
-            ctx.log(
-                "warn",
-                "result",
-                f"{dead} results were refused by the platform (dead letters): "
-                "see `validator-tui outbox list`",
-            )
-        for stored in ctx.store.in_flight_jobs():
-            if ctx.store.has_result(stored.id):
-                continue
-            if stored.state == "claiming":
-                self.jobs.recover_unsure(stored)
-                continue
-            results = JobResults(
-                score=0.0,
-                metrics={},
-                logs=["[validator] validator restarted while the job was running"],
-                execution_time_ms=0,
-                error="validator restarted",
-            )
-            body = results.to_json_bytes()
-            ctx.store.finish_job_with_result(stored.id, "submitting", body)
-            self.jobs.outbox.enqueue(stored.id, body)
-            ctx.log(
-                "warn",
-                "recover",
-                "job interrupted by a restart: error result queued",
-                job_id=stored.id,
-            )
-        await self._sort_out_vms(ctx)
-
-    async def _sort_out_vms(self, ctx: EngineContext, *, late: bool = False) -> None:
-        """List our VMs: remove job VMs (their jobs cannot resume) and offer challenge CVMs for
-        adoption. `late` (the VMM did not answer at start-up and is back): challenge CVMs the
-        engine does not hold by now are removed instead of adopted."""
-        assert self.challenges is not None
-        try:
-            listing = await ctx.vmm.status(keyword=ctx.naming.prefix, brief=False)
-        except ClientError as exc:
-            ctx.log("error", "vmm", f"cannot list VMs at start-up: {exc}")
-            self._orphans_pending = True
-            return
-        self._orphans_pending = False
-        ours = [vm for vm in listing.vms if ctx.naming.owns(vm.name) and vm.status != "removing"]
-        for info in ours:
-            if ctx.naming.is_job_vm(info.name):
-                with contextlib.suppress(ClientError):
-                    await ctx.vmm.remove_vm(info.id)
-                ctx.log("warn", "recover", f"removed orphaned job VM {info.id}", vm_id=info.id)
-        cvms = [vm for vm in ours if ctx.naming.is_challenge_vm(vm.name)]
-        if not late:
-            self.challenges.offer_existing(cvms)
-            return
-        for info in cvms:
-            if not self.challenges.holds(info.id):
-                with contextlib.suppress(ClientError):
-                    await ctx.vmm.remove_vm(info.id)
-                ctx.log("warn", "recover", f"removed stale CVM {info.id}", vm_id=info.id)
-
-    async def _shutdown(self, ctx: EngineContext) -> None:
+    async def _shutdown(self) -> None:
         """Stop within one deadline (`engine.shutdown_deadline_s`): stop claims and the loops →
         cancel running jobs (their VMs removed, CreateVm in flight included; error results
         queued) → flush the outbox → cancel and await every task → close the clients and the
         store. Whatever is still unsent stays in the store for the next start."""
-        assert self.jobs is not None and self.challenges is not None
+        ctx = self.ctx
         total = self.config.engine.shutdown_deadline_s
         started = self._stop_requested_at()
         deadline = started + total
@@ -296,13 +254,11 @@ class Validator:
                     )
                     await asyncio.sleep(1.0)
 
-        assert self.ctx is not None
         return self.ctx.tasks.spawn(guarded(), name=f"engine-{name}")
 
     # -- loops ------------------------------------------------------------------------------
 
     async def _websocket_loop(self) -> None:
-        assert self.ctx is not None
         await self.ctx.platform.connect_websocket(
             self._on_message, on_state=self._on_ws_state, on_connect=self._poll_once
         )
@@ -314,7 +270,6 @@ class Validator:
             await asyncio.sleep(interval)
 
     async def _poll_once(self) -> None:
-        assert self.jobs is not None and self.ctx is not None
         try:
             await self.jobs.fetch_pending_jobs()
         except ClientError as exc:
@@ -328,7 +283,6 @@ class Validator:
 
     async def check_challenge_updates(self) -> None:
         """Fetch the active challenges and make the CVMs follow them."""
-        assert self.challenges is not None and self.ctx is not None
         try:
             challenges = await self.ctx.platform.get_challenges()
         except ClientError as exc:
@@ -337,58 +291,16 @@ class Validator:
         await self.challenges.sync(challenges)
 
     async def _reconcile_loop(self) -> None:
-        assert self.ctx is not None
         while True:
             vmm_up = self.ctx.vmm_health.up
             await asyncio.sleep(RECONCILE_INTERVAL_S if vmm_up else VMM_PROBE_INTERVAL_S)
             await self.reconcile()
 
     async def reconcile(self) -> None:
-        """Compare the VMM's VMs with ours: refresh statuses, remove orphaned job VMs, and
-        notice VMs we hold that the VMM no longer lists (a VMM restart): a challenge CVM is
-        provisioned again, a job fails with "VM lost", their quota is released."""
-        assert self.ctx is not None and self.challenges is not None and self.jobs is not None
-        ctx = self.ctx
-        held = {vm_id: (vm.kind, vm.owner_id) for vm_id, vm in ctx.state.vms.items()}
-        try:
-            listing = await ctx.vmm.status(keyword=ctx.naming.prefix, brief=True)
-        except ClientError:
-            return
-        if self._orphans_pending:
-            await self._sort_out_vms(ctx, late=True)
-        listed = {info.id for info in listing.vms}
-        for vm_id, (kind, owner) in held.items():
-            if vm_id in listed or vm_id not in ctx.state.vms:
-                continue
-            if kind is VmKind.CHALLENGE:
-                self.challenges.on_vm_lost(vm_id)
-            else:
-                ctx.state.drop_vm(vm_id)
-                if self.jobs.on_vm_lost(owner):
-                    ctx.log("warn", "vm", f"job VM {vm_id} lost: {VM_LOST}", job_id=owner)
-        active_names = {
-            ctx.naming.job_vm(job.id) for job in ctx.state.jobs.values() if job.state.active
-        }
-        for info in listing.vms:
-            if not ctx.naming.owns(info.name) or info.status == "removing":
-                continue
-            record = ctx.state.vms.get(info.id)
-            if record is not None and (record.status, record.boot_progress) != (
-                info.status,
-                info.boot_progress,
-            ):
-                record.status, record.boot_progress = info.status, info.boot_progress
-                ctx.state.put_vm(record)
-            if ctx.naming.is_challenge_vm(info.name):
-                self.challenges.on_vm_info(info)
-            elif info.name not in active_names:
-                with contextlib.suppress(ClientError):
-                    await ctx.vmm.remove_vm(info.id)
-                ctx.state.drop_vm(info.id)
-                ctx.log("warn", "reconcile", f"removed orphaned job VM {info.id}", vm_id=info.id)
+        """One reconciler pass (see `Reconciler.reconcile`)."""
+        await self.reconciler.reconcile()
 
     async def _housekeeping_loop(self) -> None:
-        assert self.ctx is not None
         while True:
             with contextlib.suppress(StoreError):
                 self.ctx.store.prune(keep_rows=self.config.engine.max_job_history)
@@ -397,7 +309,6 @@ class Validator:
     # -- platform messages ----------------------------------------------------------------------
 
     async def _on_message(self, message: WsMessage) -> None:
-        assert self.jobs is not None and self.challenges is not None and self.ctx is not None
         if isinstance(message, NewJobMessage):
             self.jobs.on_new_job(message.job_id, message.challenge_id)
         elif isinstance(message, JobCancelledMessage):
@@ -416,7 +327,6 @@ class Validator:
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` without holding up the WebSocket reader (a new_job may be next)."""
-        assert self.ctx is not None
         task = self.ctx.tasks.spawn(work, name="engine-background")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -429,7 +339,6 @@ class Validator:
 
     def _on_health_change(self) -> None:
         """The platform's or the VMM's health changed: header, claims."""
-        assert self.ctx is not None and self.jobs is not None
         vmm = self.ctx.vmm_health
         view = ConnectionView("connected" if vmm.up else "error", last_error=vmm.last_error or None)
         current = self.state.header.vmm
@@ -441,20 +350,19 @@ class Validator:
         self.jobs.on_health_change()
 
     def _on_challenge_active(self, challenge_id: str) -> None:
-        if self.jobs is not None and self.jobs.auto_claim:
-            self.jobs.claim_what_fits()
+        # Called from ChallengeManager, which exists before the JobManager does.
+        jobs: JobManager | None = getattr(self, "jobs", None)
+        if jobs is not None and jobs.auto_claim:
+            jobs.claim_what_fits()
 
-    def _on_result_done(self, job_id: str, status: str, detail: str) -> None:
-        if self.jobs is not None:
-            self.jobs.on_result_done(job_id, status, detail)
+    def _on_result_done(self, job_id: str, status: ResultStatus, detail: str) -> None:
+        self.jobs.on_result_done(job_id, status, detail)
 
     # -- operator commands --------------------------------------------------------------------
 
     def _refuse_if_read_only(self) -> Outcome | None:
         if self.read_only:
             return Outcome.refused("read-only mode: commands are disabled")
-        if self.jobs is None:
-            return Outcome.refused("the engine is not running yet")
         return None
 
     async def claim(self, job_id: str) -> Outcome:
@@ -462,7 +370,6 @@ class Validator:
         refused = self._refuse_if_read_only()
         if refused:
             return refused
-        assert self.jobs is not None
         return await self.jobs.claim_job(job_id)
 
     async def cancel(self, job_id: str) -> Outcome:
@@ -470,7 +377,6 @@ class Validator:
         refused = self._refuse_if_read_only()
         if refused:
             return refused
-        assert self.jobs is not None
         return await self.jobs.cancel_by_operator(job_id)
 
     async def rebuild(self, challenge_id: str) -> Outcome:
@@ -478,7 +384,6 @@ class Validator:
         refused = self._refuse_if_read_only()
         if refused:
             return refused
-        assert self.challenges is not None
         if not self.challenges.request_rebuild(challenge_id):
             return Outcome.refused("unknown challenge, or it is leaving the active list")
         return Outcome.done("rebuild started: the new CVM replaces the old one when active")
@@ -499,7 +404,6 @@ class Validator:
         refused = self._refuse_if_read_only()
         if refused:
             return refused
-        assert self.ctx is not None and self.challenges is not None
         record = self.state.vms.get(vm_id)
         if record is None:
             return Outcome.refused(f"VM {vm_id} is not one of this validator's VMs")
@@ -509,14 +413,19 @@ class Validator:
             await calls[action](vm_id)
         except ClientError as exc:
             return Outcome.refused(f"{action} failed: {exc}")
-        if action == "remove" and record.kind is VmKind.CHALLENGE:
-            self.challenges.forget_vm(vm_id)
-            self.state.drop_vm(vm_id)
+        if record.kind is VmKind.CHALLENGE:
+            if action == "remove":
+                self.challenges.forget_vm(vm_id)
+                self.state.drop_vm(vm_id)
+            elif action == "stop":
+                self.challenges.operator_stopped(vm_id)
+            else:
+                self.challenges.operator_started(vm_id)
         self.ctx.log("info", "operator", f"operator {action} VM {vm_id}", vm_id=vm_id)
         with contextlib.suppress(ClientError):
             info = await vmm.get_info(vm_id)
             if info is not None and vm_id in self.state.vms:
-                _update_vm(self.state, self.state.vms[vm_id], info.status, info.boot_progress)
+                self.state.set_vm_status(vm_id, info.status, info.boot_progress)
                 if record.kind is VmKind.CHALLENGE:
                     self.challenges.on_vm_info(info)
         return Outcome.done(f"{action} sent to VM {vm_id}")
@@ -526,18 +435,14 @@ class Validator:
         refused = self._refuse_if_read_only()
         if refused:
             return refused
-        assert self.jobs is not None
         self.jobs.auto_claim = enabled
         self.state.header.auto_claim = enabled
         self.state.header_changed()
-        if enabled:
-            self.jobs.claim_what_fits()
+        self.jobs.claim_what_fits()
         return Outcome.done(f"auto-claim {'on' if enabled else 'off'}")
 
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
         """Run a read-only ORM query on a challenge; rows come back in the outcome."""
-        if self.ctx is None:
-            return Outcome.refused("the engine is not running yet")
         try:
             check_read_only(sql)
             rows = await self.ctx.platform.execute_orm_query(challenge_id, sql, params)
@@ -552,8 +457,6 @@ class Validator:
     def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
         """The results outbox (dead letters first, then unsent, then the latest answered):
         status, attempts and the last error (for a dead letter, the server's words)."""
-        if self.ctx is None:
-            return []
         try:
             return self.ctx.store.outbox_entries(limit)
         except StoreError:
@@ -564,7 +467,6 @@ class Validator:
         refused = self._refuse_if_read_only()
         if refused:
             return refused
-        assert self.jobs is not None
         return self.jobs.outbox.retry_dead_letter(job_id)
 
     async def discard_dead_letter(self, job_id: str) -> Outcome:
@@ -572,17 +474,30 @@ class Validator:
         refused = self._refuse_if_read_only()
         if refused:
             return refused
-        assert self.jobs is not None
         return self.jobs.outbox.discard_dead_letter(job_id)
 
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True
     ) -> AsyncIterator[str]:
-        """The VM's serial log lines (raw, untrusted: sanitise before display)."""
-        if self.ctx is None:
-            return
+        """The VM's serial log lines (raw, untrusted: sanitise before display). For a job VM
+        that is gone, the lines kept with its job's record (see `JobRecord.vm_log`)."""
+        if vm_id not in self.state.vms:
+            job = self._job_of_vm(vm_id)
+            if job is not None:
+                for line in job.vm_log[-lines:]:
+                    yield line
+                kept = f"its last {len(job.vm_log)} log lines" if job.vm_log else "no log"
+                yield f"[validator] VM {vm_id} of job {job.id} is gone: {kept} kept"
+                return
         async for line in self.ctx.vmm.logs(vm_id, follow=follow, lines=lines, ansi=False):
             yield line
+
+    def _job_of_vm(self, vm_id: str) -> JobRecord | None:
+        """The job (still in the history) that ran in VM `vm_id`."""
+        for job in reversed(self.state.jobs.values()):
+            if job.vm_id == vm_id:
+                return job
+        return None
 
     def running_job_count(self) -> int:
         return sum(1 for job in self.state.jobs.values() if job.state.active)
@@ -591,11 +506,6 @@ class Validator:
 def _left(until: float) -> float:
     """Seconds from now until `until` (time.monotonic), never negative."""
     return max(0.0, until - time.monotonic())
-
-
-def _update_vm(state: EngineState, vm: VmRecord, status: str, progress: str) -> None:
-    vm.status, vm.boot_progress = status, progress
-    state.put_vm(vm)
 
 
 __all__ = ["JobState", "Validator"]

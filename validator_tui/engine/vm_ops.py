@@ -10,7 +10,6 @@ from validator_tui.clients.backoff import Backoff
 from validator_tui.clients.errors import ClientError, is_transient
 from validator_tui.config import VmSpec
 from validator_tui.engine.context import EngineContext
-from validator_tui.engine.records import Resources
 from validator_tui.models.vmm import PortMapping, VmConfiguration
 
 REMOVE_ATTEMPTS = 3
@@ -46,11 +45,6 @@ def vm_configuration(
         ],
         user_config=json.dumps({"env": env}),
     )
-
-
-def vm_resources(spec: VmSpec) -> Resources:
-    """What one VM of `spec` holds from the quota (disk in MB)."""
-    return Resources(spec.vcpu, spec.memory_mb, spec.disk_mb, spec.gpu)
 
 
 async def find_vms_named(ctx: EngineContext, name: str) -> list[str]:

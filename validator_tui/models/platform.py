@@ -98,6 +98,20 @@ class JobResults(BaseModel):
     execution_time_ms: int = Field(ge=0)
     error: str | None = None
 
+    @classmethod
+    def failure(
+        cls, error: str, execution_time_ms: int, logs: list[str] | None = None
+    ) -> JobResults:
+        """The result of a job that could not be evaluated: score 0, `error` set, and `logs`
+        (by default the one line `[validator] <error>`)."""
+        return cls(
+            score=0.0,
+            metrics={},
+            logs=[f"[validator] {error}"] if logs is None else logs,
+            execution_time_ms=max(0, execution_time_ms),
+            error=error,
+        )
+
     def to_json_bytes(self) -> bytes:
         """The exact request body: `score, metrics, logs, execution_time_ms, error`."""
         return json.dumps(self.model_dump(mode="json"), separators=(",", ":")).encode()

@@ -151,10 +151,13 @@ class EvaluatorServer:
         *,
         log: Callable[[str], None],
         latency_s: Callable[[], float],
+        count: Callable[[str], None] | None = None,
     ) -> None:
         self._sock = sock
         self._log = log
         self._latency_s = latency_s
+        #: Told `evaluator <path>` for every request (the simulator's request counters).
+        self._count = count
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.port: int = sock.getsockname()[1]
@@ -220,6 +223,8 @@ class EvaluatorServer:
 
     async def _respond(self, request: _Request) -> tuple[int, bytes] | _Huge | None:
         """(status, body) for a request, or None to drop the connection unanswered."""
+        if self._count is not None:
+            self._count(f"evaluator {request.path[:40]}")
         if request.path == "/health":
             if request.method != "GET":
                 return 405, _json({"error": "method not allowed"})

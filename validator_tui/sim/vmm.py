@@ -217,6 +217,7 @@ class VmmSimulator:
         return Response(json.dumps(result).encode(), media_type=_JSON)
 
     async def _logs(self, request: Request) -> Response:
+        self.stats["logs"] = self.stats.get("logs", 0) + 1
         query = request.query_params
         vm = self._state.vms.get(query.get("id", ""))
         if vm is None:

@@ -186,7 +186,10 @@ class VmmState:
         sockets, vm.sockets = vm.sockets, []
         for sock in sockets:
             server = EvaluatorServer(
-                sock, log=vm.console, latency_s=lambda: self.evaluator_latency_s
+                sock,
+                log=vm.console,
+                latency_s=lambda: self.evaluator_latency_s,
+                count=self.count,
             )
             vm.evaluators.append(server)
             await server.start()
@@ -196,6 +199,10 @@ class VmmState:
         if vm.instance_id is None:
             vm.instance_id = self._vm_rng(vm.id).getrandbits(160).to_bytes(20, "big").hex()
         vm.set_progress("done")
+
+    def count(self, what: str) -> None:
+        """Count one request served for a VM (its evaluator's `/health`, `/evaluate`)."""
+        self.stats[what] += 1
 
     def _vm_rng(self, key: str) -> random.Random:
         """Randomness for one VM, from (seed, key, how often key was seen): VM ids do not

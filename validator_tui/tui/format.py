@@ -35,6 +35,7 @@ CHALLENGE_MARKERS: dict[ChallengeState, tuple[str, str]] = {
     ChallengeState.UPDATING: ("↻", "cyan"),
     ChallengeState.FAILED: ("✗", "bold red"),
     ChallengeState.DESTROYING: ("⊘", "magenta"),
+    ChallengeState.STOPPED: ("■", "yellow"),
 }
 
 JOB_STATE_ORDER: dict[JobState, int] = {state: index for index, state in enumerate(JobState)}

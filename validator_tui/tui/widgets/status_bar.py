@@ -88,6 +88,9 @@ def render_header(header: Header, now: float) -> tuple[Text, Text]:
 
     counters = header.counters
     bottom = Text(no_wrap=True, overflow="ellipsis")
+    if header.conflict:
+        bottom.append(f"⚠ {header.conflict}", style="bold reverse red")
+        bottom.append(*_SEP)
     parts = [
         ("●", "running", counters.running, "bold cyan"),
         ("✓", "done", counters.completed, "green"),

@@ -1,0 +1,195 @@
+"""`Replica`: the engine's state as an attached console holds it, rebuilt from the state
+frames the engine pushes, answering `changes_since` locally (the console never waits on the
+socket).
+
+Versions and event numbers here are the replica's own: the console may outlive one engine and
+attach to the next (whose counters start again), and still only ever sees them increase.
+Records are replaced, never changed in place, so the console may keep what it was given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import replace
+from typing import Generic, TypeVar
+
+from validator_tui.control.frames import StateFrame
+from validator_tui.engine.records import ChallengeRecord, Event, JobRecord, VmRecord
+from validator_tui.engine.state import Header, StateDelta
+
+T = TypeVar("T", JobRecord, ChallengeRecord, VmRecord)
+#: Removals remembered for `changes_since` (beyond: a reader that old gets everything).
+MAX_TOMBSTONES = 20000
+MAX_EVENTS = 2000
+
+
+class _Table(Generic[T]):
+    """Records by id, each with the replica version at which it last changed."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, T] = {}
+        self.touched: OrderedDict[str, int] = OrderedDict()
+        self.removed: deque[tuple[int, str]] = deque(maxlen=MAX_TOMBSTONES)
+
+    def put(self, item: T, version: int) -> None:
+        self.items[item.id] = item
+        self.touched[item.id] = version
+        self.touched.move_to_end(item.id)
+
+    def drop(self, key: str, version: int) -> None:
+        if self.items.pop(key, None) is not None:
+            self.touched.pop(key, None)
+            self.removed.append((version, key))
+
+    def since(self, version: int) -> tuple[list[T], list[str], bool]:
+        """Changed records, removed ids, and whether `version` is too old to answer exactly."""
+        if len(self.removed) == MAX_TOMBSTONES and self.removed[0][0] > version:
+            return [], [], True
+        changed: list[T] = []
+        for key in reversed(self.touched):
+            if self.touched[key] <= version:
+                break
+            changed.append(self.items[key])
+        return changed, [key for v, key in self.removed if v > version], False
+
+
+class Replica:
+    """Applies state frames; answers `changes_since` and `job` from what it holds."""
+
+    def __init__(self, hotkey: str = "") -> None:
+        #: This console may only look: its header says READ-ONLY whatever the engine's says.
+        self.read_only = False
+        self.version = 0
+        self.header = Header(hotkey=hotkey)
+        self.engine_version = 0
+        #: Snapshots swapped in so far (a console waits for the first).
+        self.snapshots = 0
+        self._reset_at = 0
+        self._jobs: _Table[JobRecord] = _Table()
+        self._challenges: _Table[ChallengeRecord] = _Table()
+        self._vms: _Table[VmRecord] = _Table()
+        self._staging: tuple[list[JobRecord], list[ChallengeRecord], list[VmRecord]] | None = None
+        self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
+        self._event_seq = 0
+        self._engine_event_seq = 0
+
+    @property
+    def jobs(self) -> dict[str, JobRecord]:
+        return self._jobs.items
+
+    @property
+    def challenges(self) -> dict[str, ChallengeRecord]:
+        return self._challenges.items
+
+    @property
+    def vms(self) -> dict[str, VmRecord]:
+        return self._vms.items
+
+    def new_engine(self) -> None:
+        """The next frames come from another engine (its event numbers start again)."""
+        self._engine_event_seq = 0
+        self._staging = None
+
+    def reconnected(self) -> None:
+        """A new connection starts: a snapshot half received before is dropped."""
+        self._staging = None
+
+    def apply(self, frame: StateFrame) -> None:
+        """Take one state frame (a snapshot is swapped in whole when its last part arrives)."""
+        pending = self.version + 1
+        if frame.snapshot:
+            if self._staging is None:
+                self._staging = ([], [], [])
+            jobs, challenges, vms = self._staging
+            jobs.extend(frame.jobs)
+            challenges.extend(frame.challenges)
+            vms.extend(frame.vms)
+        else:
+            for table, changed, removed in (
+                (self._jobs, frame.jobs, frame.removed_jobs),
+                (self._challenges, frame.challenges, frame.removed_challenges),
+                (self._vms, frame.vms, frame.removed_vms),
+            ):
+                for key in removed:
+                    table.drop(key, pending)
+                for item in changed:
+                    table.put(item, pending)  # type: ignore[arg-type]
+        self._add_events(frame.events)
+        if frame.final:
+            if frame.snapshot and self._staging is not None:
+                self._swap_in(*self._staging, pending)
+                self._staging = None
+            if frame.header is not None:
+                self.header = frame.header
+                if self.read_only and not frame.header.read_only:
+                    self.header = replace(frame.header, read_only=True)
+            self.engine_version = frame.version
+            self.version = pending
+
+    def _swap_in(
+        self,
+        jobs: list[JobRecord],
+        challenges: list[ChallengeRecord],
+        vms: list[VmRecord],
+        version: int,
+    ) -> None:
+        self._jobs, self._challenges, self._vms = _Table(), _Table(), _Table()
+        for job in jobs:
+            self._jobs.put(job, version)
+        for challenge in challenges:
+            self._challenges.put(challenge, version)
+        for vm in vms:
+            self._vms.put(vm, version)
+        self._reset_at = version
+        self.snapshots += 1
+
+    def _add_events(self, events: list[Event]) -> None:
+        for event in events:
+            if event.seq <= self._engine_event_seq:
+                continue
+            self._engine_event_seq = event.seq
+            self._event_seq += 1
+            self.events.append(replace(event, seq=self._event_seq))
+
+    def note(self, level: str, kind: str, message: str) -> None:
+        """An event of the console's own (the link to the engine), shown in the event log."""
+        self._event_seq += 1
+        self.events.append(Event(self._event_seq, time.time(), level, kind, message))
+        self.version += 1
+
+    def changes_since(self, version: int, event_seq: int) -> StateDelta:
+        """What changed after `version` (a reader from before the last snapshot, or from the
+        future, gets everything), and the events after `event_seq`."""
+        jobs, removed_jobs, stale_j = self._jobs.since(version)
+        challenges, removed_challenges, stale_c = self._challenges.since(version)
+        vms, removed_vms, stale_v = self._vms.since(version)
+        full = (
+            version < self._reset_at
+            or version > self.version
+            or version == 0
+            or stale_j
+            or stale_c
+            or stale_v
+        )
+        if full:
+            jobs = list(self._jobs.items.values())
+            challenges = list(self._challenges.items.values())
+            vms = list(self._vms.items.values())
+            removed_jobs, removed_challenges, removed_vms = [], [], []
+        events = [e for e in self.events if e.seq > event_seq]
+        return StateDelta(
+            self.version,
+            full,
+            jobs,
+            removed_jobs,
+            challenges,
+            removed_challenges,
+            vms,
+            removed_vms,
+            events,
+            self.header,
+        )
+
+    def job(self, job_id: str) -> JobRecord | None:
+        return self._jobs.items.get(job_id)

@@ -1,0 +1,106 @@
+"""`validator-tui run` / `demo`: the engine on a thread of its own in this process, the console
+in front of it; the console may go (detach, SIGHUP, EIO) and the engine runs on. See
+validator_tui.console for what each signal does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from validator_tui.console import STOP_SIGNALS, Signals, console_app, say, supervise
+from validator_tui.control.inprocess import InProcessEngine
+from validator_tui.control.interface import ConsoleExit, EngineMode
+from validator_tui.control.paths import ensure_private_dir, log_path, state_dir_key
+from validator_tui.control.terminal import release_terminal
+from validator_tui.engine.validator import Validator
+from validator_tui.logs import setup_file_logging
+from validator_tui.tui.app import ValidatorApp
+
+logger = logging.getLogger("validator_tui.console")
+
+
+class EmbeddedConsole:
+    """`validator-tui run` / `demo`: the engine on its own thread, the console in front."""
+
+    def __init__(self, validator: Validator, mode: EngineMode, log_format: str = "text") -> None:
+        self.validator = validator
+        self.engine = InProcessEngine(validator, mode=mode)
+        self.log_file = log_path(validator.config.state_path)
+        self.log_format = log_format
+        self.detached = False
+        self.stopping = False
+
+    async def run(self) -> int:
+        """Run engine and console; return the exit code once the engine has stopped."""
+        ensure_private_dir(state_dir_key(self.validator.config.state_path))
+        setup_file_logging(self.log_file, self.log_format)
+        engine = self.engine
+        engine.start()
+        app = console_app(engine)
+        signals = Signals()
+        signals.on(STOP_SIGNALS, lambda: self._stop_signal(app))
+        signals.on((signal.SIGHUP,), lambda: self._hang_up(app))
+        watcher = asyncio.create_task(
+            supervise(
+                app,
+                close_when=lambda: self.detached or self.stopping or engine.join(0),
+                on_terminal_gone=lambda: self._hang_up(app),
+            )
+        )
+        try:
+            result = await app.run_async()
+            choice = result if isinstance(result, ConsoleExit) else None
+            if choice is ConsoleExit.DETACH and not engine.join(0):
+                if not self.detached:
+                    self._detach()
+            elif not self.detached:
+                engine.request_stop()
+                if not engine.join(0):
+                    say("stopping the validator: running jobs get their result…")
+            code = await self._wait_engine()
+            return code if app.return_code in (0, None) else 1
+        finally:
+            signals.remove()
+            watcher.cancel()
+
+    def _stop_signal(self, app: ValidatorApp) -> None:
+        logger.info("stop signal: stopping the validator the graceful way")
+        self.stopping = True
+        self.engine.request_stop()
+        if app.is_running:
+            app.exit()
+
+    def _hang_up(self, app: ValidatorApp) -> None:
+        """The terminal is gone: close the console, keep the engine (once)."""
+        if not self.detached:
+            self.detached = True
+            release_terminal()
+            logger.warning(
+                "the terminal went away: the console closed, the validator keeps running "
+                "(pid %d); `validator-tui attach` brings a console back",
+                self.engine.info.pid,
+            )
+        if app.is_running:
+            app.exit()
+
+    def _detach(self) -> None:
+        """The operator chose to leave the engine running: leave the terminal to them."""
+        self.detached = True
+        say(
+            f"detached: the validator keeps running in this process (pid {self.engine.info.pid})"
+            f", logging to {self.log_file}.\n`validator-tui attach` brings the console back; "
+            "this terminal may be closed (ctrl+c here stops the validator)."
+        )
+        release_terminal()
+        logger.info("console detached: the validator keeps running")
+
+    async def _wait_engine(self) -> int:
+        try:
+            await self.engine.wait_stopped()
+        except Exception as exc:
+            logger.exception("the engine stopped on an error")
+            say(f"validator-tui: the engine stopped on an error: {exc!r}")
+            return 1
+        logger.info("stopped")
+        return 0
