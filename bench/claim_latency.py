@@ -257,7 +257,8 @@ async def main(args: argparse.Namespace) -> None:
                 args.interval_ms,
             )
             samples[name] = latencies[args.warmup :]
-            print(f"  {name}: {len(samples[name])} samples", flush=True)
+            worst = ", ".join(f"{value:.1f}" for value in sorted(samples[name])[-5:])
+            print(f"  {name}: {len(samples[name])} samples; worst 5 (ms): {worst}", flush=True)
     floor = samples["baseline"] + samples["baseline (again)"]
     base = median(floor)
     rows = [Row("baseline recv→POST (ms)", base, percentile(floor, 99), base)]

@@ -181,7 +181,13 @@ async def headless_together(jobs: int, warmup: int, backlog: int) -> Run:
             await asyncio.wait_for(task, 60)
 
 
-async def with_tui(jobs: int, warmup: int, backlog: int, profile_to: Path | None) -> Run:
+async def with_tui(
+    jobs: int,
+    warmup: int,
+    backlog: int,
+    profile_to: Path | None,
+    switch_interval: float | None = None,
+) -> Run:
     """`validator-tui run` in a pseudo-terminal; both simulators in their own processes."""
     async with sim_processes() as sims:
         with tempfile.TemporaryDirectory(prefix="bench-tput-tui-") as state:
@@ -189,7 +195,7 @@ async def with_tui(jobs: int, warmup: int, backlog: int, profile_to: Path | None
                 sims.platform_url, sims.vmm_url, state, hotkey=HOTKEYS[1], cpu_cores=CPU_CORES
             )
             path = write_bench_config(config, Path(state))
-            argv = cli_argv("run", "--config", str(path))
+            argv = cli_argv("run", "--config", str(path), switch_interval=switch_interval)
             if profile_to is not None:
                 argv[1:1] = ["-m", "cProfile", "-o", str(profile_to)]
             program = PtyProgram(argv)
@@ -264,6 +270,9 @@ async def main(args: argparse.Namespace) -> None:
     if not args.no_tui:
         run = await with_tui(args.jobs, args.warmup, args.backlog, None)
         rows += row("engine + TUI (pty), sims in own processes", run, "≥60 jobs/s")
+        for interval in args.switch_interval:
+            run = await with_tui(args.jobs, args.warmup, args.backlog, None, interval)
+            rows += row(f"engine + TUI, switch interval {interval * 1000:g} ms", run, "")
     print_table("Throughput: instant boots and evaluators", rows)
     if args.profile:
         profile = cProfile.Profile()
@@ -285,6 +294,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, default=200, help="unfinished jobs offered")
     parser.add_argument("--profile", action="store_true", help="also profile (cProfile)")
     parser.add_argument("--no-tui", action="store_true", help="skip the engine + TUI mode")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also run the engine + TUI mode with these sys.setswitchinterval values (s)",
+    )
     parser.add_argument(
         "--no-together", action="store_true", help="skip the sims-in-the-same-process mode"
     )

@@ -14,7 +14,8 @@ from textual.app import App, ComposeResult
 from tests.support.console import Console, fake_console
 from tests.support.fake_engine import FIXED_NOW, FakeEngine, demo_state
 from tests.support.tui import running_app, select_row, wait_until
-from validator_tui.control import JobRecord, JobState
+from validator_tui.control import JobRecord, JobState, StateDelta
+from validator_tui.tui.app import QUIET_POLLS, ValidatorApp
 from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.widgets.job_feed import JobFeed, StateFilter
 from validator_tui.tui.widgets.line_table import Cell
@@ -310,3 +311,33 @@ async def test_keys_move_the_cursor_in_every_table_and_scroll_the_event_log() ->
 async def press(console: Console, key: str) -> None:
     await console.pilot.press(key)
     await console.pilot.pause()
+
+
+async def test_an_idle_console_polls_the_engine_once_a_second() -> None:
+    engine = demo_state(FakeEngine())
+    calls = []
+    changes_since = engine.changes_since
+
+    async def counted(version: int, event_seq: int) -> StateDelta:
+        calls.append(version)
+        return await changes_since(version, event_seq)
+
+    engine.changes_since = counted  # type: ignore[method-assign]
+    app = ValidatorApp(engine, clock=lambda: engine.now, refresh_hz=4.0, cursor_blink=False)
+    async with app.run_test():
+        app._polls = 0  # the timer's own ticks are counted from here
+        calls.clear()
+        for _ in range(QUIET_POLLS):
+            await app.poll_engine()
+        assert len(calls) == QUIET_POLLS  # every tick while it was not yet quiet
+        calls.clear()
+        for _ in range(16):
+            await app.poll_engine()
+        assert len(calls) == 4  # then once a second (every 4th tick at 4 Hz)
+        engine.add_job(JobState.PENDING, age=0.0)
+        for _ in range(4):
+            await app.poll_engine()
+        calls.clear()
+        for _ in range(4):
+            await app.poll_engine()
+        assert len(calls) == 4  # a change: every tick again

@@ -21,7 +21,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from validator_tui.control import ConsoleExit, EngineClient
+from validator_tui.control import ConsoleExit, EngineClient, StateDelta
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.actions import Owner, bindings
 from validator_tui.tui.commands import ActionsProvider
@@ -31,6 +31,8 @@ from validator_tui.tui.screens.quit import QuitScreen
 from validator_tui.tui.terminal_diff import ShadowScreen
 from validator_tui.tui.widgets.event_log import EventLog
 
+#: Polls without a change after which the console polls the engine once a second.
+QUIET_POLLS = 8
 #: When the console has shown its first frames, what exists then lives as long as the process.
 GC_SETTLE_S = 2.0
 
@@ -48,6 +50,19 @@ def calm_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+def _active(delta: StateDelta) -> bool:
+    """Whether `delta` changes more than the header."""
+    return bool(
+        delta.jobs
+        or delta.removed_jobs
+        or delta.challenges
+        or delta.removed_challenges
+        or delta.vms
+        or delta.removed_vms
+        or delta.events
+    )
 
 
 class ValidatorApp(App[ConsoleExit]):
@@ -80,6 +95,8 @@ class ValidatorApp(App[ConsoleExit]):
         self._last_second = -1
         self._leaving = False
         self._shadow = ShadowScreen()
+        self._polls = 0
+        self._quiet_polls = 0
 
     def _display(self, screen: Screen[object], renderable: RenderableType | None) -> None:
         """Write only the cells that changed since the last frame (see `ShadowScreen`).
@@ -115,7 +132,7 @@ class ValidatorApp(App[ConsoleExit]):
 
     def on_mount(self) -> None:
         self.push_screen(self.main)
-        self.set_interval(1.0 / self.refresh_hz, self.refresh_from_engine)
+        self.set_interval(1.0 / self.refresh_hz, self.poll_engine)
         self.call_later(self.refresh_from_engine)
         self.set_timer(GC_SETTLE_S, calm_garbage_collector)
 
@@ -127,12 +144,23 @@ class ValidatorApp(App[ConsoleExit]):
             self.notify(error, title="command error", severity="error", markup=False)
             self.main.query_one(EventLog).note("error", f"command error: {error}", self.clock())
 
+    async def poll_engine(self) -> None:
+        """The refresh timer: every tick while jobs, CVMs, VMs or events change; once a second
+        after `QUIET_POLLS` ticks without such a change (header-only changes, such as the
+        time of the last poll, do not count). An idle console costs less; a change then shows
+        within a second, and the clock still ticks every second."""
+        self._polls += 1
+        if self._quiet_polls >= QUIET_POLLS and self._polls % max(1, round(self.refresh_hz)):
+            return
+        await self.refresh_from_engine()
+
     async def refresh_from_engine(self) -> None:
         """Apply what changed in the engine since the last call, and once a second refresh the
         relative times (nothing at all when neither is due)."""
         delta = await self.engine.changes_since(self._version, self._event_seq)
         now = self.clock()
         changed = delta.version != self._version
+        self._quiet_polls = 0 if changed and _active(delta) else self._quiet_polls + 1
         new_second = int(now) != self._last_second
         if not changed and not new_second:
             return

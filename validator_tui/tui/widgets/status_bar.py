@@ -108,5 +108,5 @@ def render_header(header: Header, now: float) -> tuple[Text, Text]:
         bottom.append(*_SEP)
         bottom.append(f"‼ dead letters {counters.dead_letters}", style="bold red")
     for warning in header.warnings():
-        bottom.append_text(Text.assemble(_SEP, (f"⚠ {warning}", "bold yellow")))
+        bottom.append_text(Text.assemble(_SEP, (f"⚠ {clean_line(warning, 200)}", "bold yellow")))
     return top, bottom
