@@ -116,6 +116,12 @@ class ChallengeManager:
             challenge_id = self._challenge_of_vm(info)
             self._adoptable.setdefault(challenge_id, []).append((host, info))
 
+    @property
+    def adoption_pending(self) -> bool:
+        """Whether CVMs found at start-up still wait for the first sync to adopt or remove
+        them (their ports and resources are not held by the quota until then)."""
+        return bool(self._adoptable)
+
     def _challenge_of_vm(self, info: VmInfo) -> str:
         for stored in self.ctx.store.challenge_vms():
             if stored.vm_id == info.id:
@@ -395,12 +401,16 @@ class ChallengeManager:
                 allocation,
                 {"CHALLENGE_ID": spec.id},
             )
-            vm_id = await self._create(host, config)
-            new_vm = ChallengeVm(vm_id, spec.compose_hash, allocation)
-            runtime.extra_vms.append(new_vm)
-            self.ctx.store.put_challenge_vm(
-                StoredChallengeVm(vm_id, spec.id, spec.compose_hash, allocation.port)
-            )
+            self.ctx.store.intend_challenge_vm(host.name, name)
+            try:
+                vm_id = await self._create(host, config)
+                new_vm = ChallengeVm(vm_id, spec.compose_hash, allocation)
+                runtime.extra_vms.append(new_vm)
+                self.ctx.store.put_challenge_vm(
+                    StoredChallengeVm(vm_id, spec.id, spec.compose_hash, allocation.port)
+                )
+            finally:
+                self.ctx.store.drop_challenge_vm_intent(host.name, name)
             self.ctx.state.put_vm(
                 VmRecord(
                     vm_id,

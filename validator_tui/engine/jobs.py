@@ -121,6 +121,8 @@ class JobManager:
             return "claims are suspended: the state database is not writable"
         if not self.ctx.platform_health.up:
             return "claims paused: the platform is unreachable"
+        if self.challenges.adoption_pending:
+            return "claims wait: adopting the challenge CVMs found at start-up"
         hosts = self.ctx.hosts
         if not any(host.answering for host in hosts):
             if hosts.several:

@@ -13,8 +13,9 @@ from validator_tui.engine.context import EngineContext
 from validator_tui.engine.foreign import ForeignVms
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.jobs import RESTARTED, JobManager
-from validator_tui.engine.store import StoredState, StoreError
+from validator_tui.engine.store import StoredChallengeVm, StoredState, StoreError
 from validator_tui.models.platform import JobResults
+from validator_tui.models.vmm import VmInfo
 
 
 class Recovery:
@@ -87,6 +88,7 @@ class Recovery:
         jobs = [vm for vm in ours if ctx.naming.is_job_vm(vm.name)]
         cvms = [vm for vm in ours if ctx.naming.is_challenge_vm(vm.name)]
         known = {stored.vm_id for stored in ctx.store.challenge_vms()}
+        known |= self._claim_unrecorded_cvms(host, cvms, known)
         foreign = [vm for vm in jobs if not self.foreign.is_ours_job_vm(vm, set())]
         foreign += [vm for vm in cvms if vm.id not in known]
         if not late:  # a late pass is followed by the reconcile pass's own report
@@ -110,6 +112,27 @@ class Recovery:
                 with contextlib.suppress(StoreError):
                     ctx.store.delete_challenge_vm(info.id)
                 ctx.log("warn", "recover", f"removed stale CVM {info.id}{where}", vm_id=info.id)
+
+    def _claim_unrecorded_cvms(self, host: Host, cvms: list[VmInfo], known: set[str]) -> set[str]:
+        """CVMs on `host` a previous run began to create and died before recording (its intent
+        names them): recorded now, so they are adopted or removed like any of ours. The host's
+        intents are spent."""
+        ctx = self.ctx
+        intended = ctx.store.challenge_vm_intents(host.name)
+        found = {info.id for info in cvms if info.id not in known and info.name in intended}
+        for info in cvms:
+            if info.id in found:
+                challenge_id = ctx.naming.challenge_of(info.name)
+                ctx.store.put_challenge_vm(StoredChallengeVm(info.id, challenge_id, "", None))
+                ctx.log(
+                    "info",
+                    "recover",
+                    f"CVM {info.id} was being created when the engine stopped: it is ours",
+                    vm_id=info.id,
+                )
+        for name in intended:
+            ctx.store.drop_challenge_vm_intent(host.name, name)
+        return found
 
     async def check_gpus(self, host: Host) -> None:
         """List `host`'s GPUs; a `gpu_count` above what it has is an error in the event log

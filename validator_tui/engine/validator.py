@@ -304,7 +304,10 @@ class Validator:
         except ClientError as exc:
             self.ctx.log("warn", "challenges", f"cannot fetch challenges: {exc}")
             return
+        adopting = self.challenges.adoption_pending
         await self.challenges.sync(challenges)
+        if adopting:
+            self.jobs.on_health_change()
 
     async def _reconcile_loop(self) -> None:
         """Every host every RECONCILE_INTERVAL_S; a host whose VMM does not answer every
