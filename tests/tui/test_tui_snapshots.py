@@ -71,9 +71,10 @@ def test_main_screen(size: tuple[int, int], snap_compare: Any) -> None:
 
 
 def test_main_screen_with_three_hosts(snap_compare: Any) -> None:
-    """The Hosts panel (one host down, one draining) and the host columns."""
+    """The Hosts panel (one host down, one draining), the host columns, and the event log
+    keeping its lines at 120x36 (the sparkline gives way)."""
     engine = with_hosts(demo_state(FakeEngine()))
-    assert snap_compare(app_on(engine), terminal_size=(160, 48), run_before=shown)
+    assert snap_compare(app_on(engine), terminal_size=(120, 36), run_before=shown)
 
 
 def test_help_screen(snap_compare: Any) -> None:

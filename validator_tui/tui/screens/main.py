@@ -59,6 +59,8 @@ READ_ONLY = "read-only console: commands are refused"
 #: The main screen's own actions (the footer dims those that do not apply).
 MAIN_ACTIONS = frozenset(action.name for action in actions_of(Owner.MAIN))
 JOBS, CHALLENGES, HOSTS = "jobs", "challenges", "hosts"
+#: Screen lines from which the right column has room for hosts, gauges, sparkline and events.
+ROOM_FOR_SPARKLINE = 44
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,14 @@ class MainScreen(Screen[None]):
         self.query_one(KeyFooter).set_mode(
             compact=event.size.width < 120, show_command_palette=event.size.width >= 100
         )
+        self._fit_right_column()
+
+    def _fit_right_column(self) -> None:
+        """With the hosts panel shown on a screen under `ROOM_FOR_SPARKLINE` lines, the
+        throughput sparkline gives its lines to the event log (which would have none)."""
+        several = self.host_table.display
+        room = self.size.height >= ROOM_FOR_SPARKLINE
+        self.query_one("#throughput").display = room or not several
 
     def vm_log_lines(self, vm_id: str) -> AsyncIterator[str]:
         """The VM's log from the engine (the last 200 lines, then followed)."""
@@ -186,7 +196,9 @@ class MainScreen(Screen[None]):
         hosts = self.host_table
         hosts.apply(delta.hosts, now, full=delta.full)
         several = len(hosts.hosts) > 1
-        hosts.display = several
+        if hosts.display != several:
+            hosts.display = several
+            self._fit_right_column()
         hidden = () if several else ("host",)
         self.feed.set_hidden(hidden)
         self.challenge_table.set_hidden(hidden)

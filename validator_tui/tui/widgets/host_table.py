@@ -17,7 +17,7 @@ from validator_tui.tui.widgets.quota_panel import megabytes
 
 COLUMNS = (
     Column("host", "Host", 5, grow=1, max_width=16),
-    Column("state", "State", 12),
+    Column("state", "State", 10, grow=1, max_width=17),
     Column("cpu", "CPU", 10),
     Column("mem", "Mem", 9, drop=2),
     Column("gpu", "GPU", 3, drop=1),
@@ -43,6 +43,12 @@ def host_state_text(host: HostRecord, now: float) -> str:
     if host.since is not None and host.state in (HostState.DOWN, HostState.UNREACHABLE):
         text += f" {age(max(0.0, now - host.since))}"
     return text
+
+
+def host_state_short(host: HostRecord) -> str:
+    """The state in at most 10 cells, for a narrow panel (`◌ unreach`, `✗ down`)."""
+    marker, _ = HOST_MARKERS[host.state]
+    return f"{marker} {host.state.value[:7]}"
 
 
 class HostTable(LineTable[HostRecord]):
@@ -91,7 +97,7 @@ class HostTable(LineTable[HostRecord]):
         full = total.vcpu > 0 and used.vcpu >= total.vcpu
         return (
             Cell(clean_line(host.id, 40)),
-            Cell(host_state_text(host, self.now), style),
+            Cell(host_state_text(host, self.now), style, short=host_state_short(host)),
             Cell(cpu, "bold red" if full else ""),
             Cell(mem),
             Cell(f"{used.gpu}/{total.gpu}" if total.gpu else "-"),
