@@ -169,14 +169,17 @@ class DemoEnvironment:
             # A simulated host outage shows its failover within seconds, not half a minute.
             "host_down_grace_s": 10.0,
         } | self._engine
+        common: dict[str, Any] = {
+            "validator_hotkey": hotkey,
+            "platform_api_url": self.platform.url,
+            "state_dir": str(state_dir),
+            "engine": EngineSettings(**engine),
+            "job_vm": VmSpec(vcpu=2, memory_mb=2048, disk_gb=10),
+            "challenge_vm": VmSpec(vcpu=2, memory_mb=2048, disk_gb=20),
+        }
         if len(self.vmms) == 1:
             return ValidatorConfig(
-                validator_hotkey=hotkey,
-                platform_api_url=self.platform.url,
-                state_dir=str(state_dir),
-                engine=EngineSettings(**engine),
-                job_vm=VmSpec(vcpu=2, memory_mb=2048, disk_gb=10),
-                challenge_vm=VmSpec(vcpu=2, memory_mb=2048, disk_gb=20),
+                **common,
                 dstack_vmm_url=self.vmm.url,
                 resource_limits=self._limits,
                 host_ports=HostPorts(start=start, end=end),
@@ -190,15 +193,7 @@ class DemoEnvironment:
             )
             for index, (vmm, (first, last)) in enumerate(zip(self.vmms, ranges, strict=True))
         ]
-        return ValidatorConfig(
-            validator_hotkey=hotkey,
-            platform_api_url=self.platform.url,
-            state_dir=str(state_dir),
-            engine=EngineSettings(**engine),
-            job_vm=VmSpec(vcpu=2, memory_mb=2048, disk_gb=10),
-            challenge_vm=VmSpec(vcpu=2, memory_mb=2048, disk_gb=20),
-            hosts=hosts,
-        )
+        return ValidatorConfig(**common, hosts=hosts)
 
     async def __aexit__(
         self,

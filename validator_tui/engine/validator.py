@@ -497,19 +497,9 @@ class Validator:
         """Drain a host: no new VMs there; its challenge CVMs move (a new one active elsewhere
         first, then the old one removed); its running jobs finish; then it shows `drained`.
         Kept across restarts until undrained."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
-        host = self.ctx.hosts.get(name)
-        if host is None:
-            return Outcome.refused(f"no host named {name!r} (hosts: {self._host_names()})")
-        if host.draining:
-            return Outcome.refused(f"host {name} is already {host.state.value}")
-        try:
-            self.ctx.store.set_draining(name, True)
-        except StoreError as exc:
-            return Outcome.refused(f"cannot record the drain: {exc}")
-        host.draining = True
+        host = self._set_draining(name, True)
+        if isinstance(host, Outcome):
+            return host
         moving = self.challenges.move_off(host)
         self.ctx.publish_quota()
         self.jobs.claim_what_fits()
@@ -525,26 +515,34 @@ class Validator:
 
     async def undrain_host(self, name: str) -> Outcome:
         """Return a drained (or draining) host to the pool."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
-        host = self.ctx.hosts.get(name)
-        if host is None:
-            return Outcome.refused(f"no host named {name!r} (hosts: {self._host_names()})")
-        if not host.draining:
-            return Outcome.refused(f"host {name} is not draining")
-        try:
-            self.ctx.store.set_draining(name, False)
-        except StoreError as exc:
-            return Outcome.refused(f"cannot record the undrain: {exc}")
-        host.draining = False
+        host = self._set_draining(name, False)
+        if isinstance(host, Outcome):
+            return host
         self.ctx.publish_quota()
         self.challenges.capacity_freed()
         self.jobs.claim_what_fits()
         return Outcome.done(f"host {name} takes VMs again")
 
-    def _host_names(self) -> str:
-        return ", ".join(host.name for host in self.ctx.hosts)
+    def _set_draining(self, name: str, draining: bool) -> Host | Outcome:
+        """Drain (or undrain) host `name`, recorded in the store first; the host, or the
+        refusal (read-only, no such host, already so, the store cannot record it)."""
+        refused = self._refuse_if_read_only()
+        if refused:
+            return refused
+        host = self.ctx.hosts.get(name)
+        if host is None:
+            names = ", ".join(h.name for h in self.ctx.hosts)
+            return Outcome.refused(f"no host named {name!r} (hosts: {names})")
+        if draining and host.draining:
+            return Outcome.refused(f"host {name} is already {host.state.value}")
+        if not draining and not host.draining:
+            return Outcome.refused(f"host {name} is not draining")
+        try:
+            self.ctx.store.set_draining(name, draining)
+        except StoreError as exc:
+            return Outcome.refused(f"cannot record the {'drain' if draining else 'undrain'}: {exc}")
+        host.draining = draining
+        return host
 
     async def set_auto_claim(self, enabled: bool) -> Outcome:
         """Turn auto-claim on or off; when on, pending jobs that fit are claimed at once."""
