@@ -197,7 +197,7 @@ async def check_invariant(sims: SimProcesses, validator: Validator, hotkey: str)
     if orphans:
         problems.append(f"orphan job VMs: {orphans}")
     assert validator.ctx is not None
-    usage = validator.ctx.quota.get_usage()
+    usage = validator.ctx.hosts.get_usage()
     challenge_vcpu = 2 * len(validator.state.challenges)
     if usage.used.vcpu != challenge_vcpu or usage.allocations != len(validator.state.challenges):
         problems.append(f"quota not back to the challenge CVMs: {usage}")

@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"a job not done after S seconds fails (default: {DEMO_JOB_TIMEOUT_S:g})",
     )
+    demo.add_argument(
+        "--hosts",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="N",
+        help="dstack hosts: N VMM simulators, one validator pool (default: 1; at most 8)",
+    )
     demo.add_argument("--state-dir", metavar="PATH", help="keep state here (default: temporary)")
     demo.add_argument("--read-only", action="store_true", help="view only: refuse every command")
     demo.add_argument(
@@ -110,7 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     vmm.add_argument("--host", default="127.0.0.1", help="address to listen on")
     vmm.add_argument("--port", type=int, default=0, help="0 picks a free port")
     vmm.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="serve on this unix socket instead (owner-only, as dstack's VMM by default)",
+    )
+    vmm.add_argument(
         "--boot-seconds", type=float, default=2.0, metavar="S", help="how long a VM boots"
+    )
+    vmm.add_argument(
+        "--gpus", type=int, default=0, metavar="N", help="fake GPUs it lists (default: 0)"
     )
 
     outbox = sub.add_parser("outbox", help="results outbox: list, retry or discard dead letters")
@@ -156,6 +172,9 @@ def _config_check(path: str | None) -> int:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
     print(json.dumps(config.masked(), indent=2))
+    # stdout stays one JSON document (scripts parse it); the readable summary goes beside it.
+    for line in config.host_summary():
+        print(line, file=sys.stderr)
     for warning in config.capacity_warnings():
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -381,6 +400,7 @@ async def _demo(args: argparse.Namespace) -> int:
         evaluator_latency_s=args.eval_seconds,
         state_dir=args.state_dir,
         engine={"job_timeout_s": args.job_timeout},
+        hosts=args.hosts,
     )
     async with env:
         config: ValidatorConfig = env.config  # type: ignore[assignment]
@@ -388,10 +408,17 @@ async def _demo(args: argparse.Namespace) -> int:
         if lock is None:
             return 1
         validator = build_validator(config, read_only=args.read_only)
+        for line in env.outage_hints():
+            validator.state.event("info", "demo", line)
         if args.headless:
             setup_logging(args.log_format)
             print(f"platform simulator: {env.platform.url}", flush=True)
-            print(f"dstack VMM simulator: {env.vmm.url}", flush=True)
+            several = len(env.vmms) > 1
+            for name, vmm in zip(env.host_names(), env.vmms, strict=True):
+                which = f" ({name})" if several else ""
+                print(f"dstack VMM simulator{which}: {vmm.url}", flush=True)
+            for line in env.outage_hints():
+                print(line, flush=True)
             print(f"state dir: {config.state_path}", flush=True)
             return await _headless(validator, EngineMode.DEMO, args.log_format)
         return await _embedded(validator, EngineMode.DEMO, args.log_format)
@@ -415,8 +442,15 @@ async def _serve_sim(args: argparse.Namespace) -> int:
     else:
         from validator_tui.sim.vmm import VmmSimulator
 
-        vmm = VmmSimulator(boot_seconds=args.boot_seconds, token=os.environ.get("DSTACK_VMM_TOKEN"))
-        url = await vmm.start(args.host, args.port)
+        vmm = VmmSimulator(
+            boot_seconds=args.boot_seconds,
+            token=os.environ.get("DSTACK_VMM_TOKEN"),
+            gpus=args.gpus,
+        )
+        if args.unix:
+            url = await vmm.start_unix(args.unix)
+        else:
+            url = await vmm.start(args.host, args.port)
         stop = vmm.stop
     print(url, flush=True)
     stopping = asyncio.Event()

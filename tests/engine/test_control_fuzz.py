@@ -100,7 +100,7 @@ async def test_wrong_version_and_missing_hello_are_clear_fatal_errors(tmp_path):
         await raw.send(b'{"type":"hello","protocol":99}')
         error = await raw.frame()
         assert isinstance(error, frames.ErrorFrame) and error.fatal and error.code == "version"
-        assert "protocol 1, the console 99" in error.message
+        assert f"protocol {frames.PROTOCOL_VERSION}, the console 99" in error.message
         assert "same validator-tui version" in error.message
         assert await raw.ended()
         raw.close()

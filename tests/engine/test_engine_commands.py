@@ -58,10 +58,10 @@ async def test_random_command_storm_keeps_quota_exact():
                 60,
                 "every job finished",
             )
-            await wait_for(lambda: validator.ctx.quota.get_usage().allocations == 3, 10)
+            await wait_for(lambda: validator.ctx.hosts.get_usage().allocations == 3, 10)
             held = [vm for vm in validator.state.vms.values() if vm.kind is VmKind.CHALLENGE]
             assert len(held) == 3
-            usage = validator.ctx.quota.get_usage()
+            usage = validator.ctx.hosts.get_usage()
             assert usage.used == Resources(vcpu=6, memory_mb=6144, disk_mb=3 * 20 * 1024)
             assert usage.ports_used == 3
             results = env.platform.results()

@@ -35,7 +35,7 @@ async def test_200_jobs_over_3_challenges_with_tight_quota():
                 assert bodies[0]["error"] is None
                 assert bodies[0]["score"] == score_for_code(env.platform.job(job["id"])["code"])
             assert 1 < peak <= 4
-            usage = validator.ctx.quota.get_usage()
+            usage = validator.ctx.hosts.get_usage()
             assert usage.used == challenge_resources()
             assert usage.allocations == 3 and usage.ports_used == 3
             await wait_for(lambda: validator.state.header.counters.completed == 200, 5)
@@ -109,7 +109,7 @@ async def test_platform_cancel_while_queued_booting_and_evaluating():
             )
             await wait_for(lambda: not job_vms(env), 5, "job VMs removed")
             assert env.platform.results() == {}
-            assert validator.ctx.quota.get_usage().used == challenge_resources()
+            assert validator.ctx.hosts.get_usage().used == challenge_resources()
 
 
 async def test_operator_cancel_sends_cancelled_result():
@@ -129,7 +129,7 @@ async def test_operator_cancel_sends_cancelled_result():
             body = env.platform.results()[job["id"]][0]
             assert body["error"] == "cancelled by operator" and body["score"] == 0
             await wait_for(lambda: not job_vms(env), 5)
-            assert validator.ctx.quota.get_usage().used == challenge_resources()
+            assert validator.ctx.hosts.get_usage().used == challenge_resources()
             refused = await validator.cancel(job["id"])
             assert not refused.ok
 
@@ -228,4 +228,4 @@ async def test_vm_and_evaluator_failures_fail_the_job_and_engine_carries_on():
             await wait_for(lambda: good["id"] in env.platform.results(), 10)
             assert env.platform.results()[good["id"]][0]["error"] is None
             await wait_for(lambda: not job_vms(env), 5)
-            assert validator.ctx.quota.get_usage().used == challenge_resources()
+            assert validator.ctx.hosts.get_usage().used == challenge_resources()

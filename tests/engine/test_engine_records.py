@@ -138,8 +138,8 @@ async def test_challenge_record_through_stop_start_and_remove():
             job = env.platform.add_job(challenge_id=challenge.id)
             await wait_for(lambda: _state(validator, job["id"]) is JobState.COMPLETED, 10)
             assert record.jobs_run == 1
-            await wait_for(lambda: validator.ctx.quota.get_usage().allocations == 3, 5)
-            assert validator.ctx.quota.get_usage().used == challenge_resources()
+            await wait_for(lambda: validator.ctx.hosts.get_usage().allocations == 3, 5)
+            assert validator.ctx.hosts.get_usage().used == challenge_resources()
 
 
 async def test_booting_vms_share_one_status_request():

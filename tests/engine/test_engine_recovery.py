@@ -42,7 +42,7 @@ async def test_restart_adopts_cvms_and_never_touches_foreign_vms():
             job = env.platform.add_job()
             await wait_for(lambda: job["id"] in env.platform.results(), 10)
             assert env.platform.results()[job["id"]][0]["error"] is None
-            assert second.ctx.quota.get_usage().allocations == 3
+            assert second.ctx.hosts.get_usage().allocations == 3
         assert foreign_id in {vm["id"] for vm in env.vmm.vms()}
 
 
@@ -119,4 +119,32 @@ async def test_challenge_manager_reference_methods():
             assert again.state is ChallengeState.ACTIVE and again.vm_id in {
                 vm["id"] for vm in env.vmm.vms()
             }
-            assert validator.ctx.quota.get_usage().allocations == 3
+            assert validator.ctx.hosts.get_usage().allocations == 3
+
+
+async def test_a_cvm_created_but_not_recorded_before_a_crash_is_adopted_not_foreign(tmp_path):
+    async with DemoEnvironment(
+        seed=24, jobs_per_minute=0, boot_seconds=0, engine=FAST, state_dir=str(tmp_path)
+    ) as env:
+        async with running(env.config) as first:
+            cvms = {c.id: c.vm_id for c in first.state.challenges.values()}
+        # As if the engine died between CreateVm and recording the id of one CVM: its intent
+        # (committed before CreateVm) is all the store knows of it.
+        lost_challenge, lost_vm = sorted(cvms.items())[0]
+        store = Store(tmp_path / "state.sqlite3")
+        store.delete_challenge_vm(lost_vm)
+        store.intend_challenge_vm(
+            "default", VmNaming(env.config.validator_hotkey).challenge_vm(lost_challenge)
+        )
+        store.close()
+        creates = env.vmm.stats["CreateVm"]
+        async with running(env.config) as second:
+            assert {c.id: c.vm_id for c in second.state.challenges.values()} == cvms
+            assert env.vmm.stats["CreateVm"] == creates
+            await second.reconcile()
+            await second.reconcile()
+            assert second.state.header.conflict == ""
+        store = Store(tmp_path / "state.sqlite3")
+        assert store.challenge_vm_intents("default") == set()
+        assert lost_vm in {stored.vm_id for stored in store.challenge_vms()}
+        store.close()

@@ -168,8 +168,22 @@ async def test_vmm_refused_while_jobs_arrive():
                 assert "VMM is not answering" in paused
                 assert_each_scored_once(env, jobs)
                 assert validator.state.header.counters.failed == 0
-                assert len(events(validator, f"{validator.ctx.vmm.name} is not answering")) == 1
-                assert len(events(validator, f"{validator.ctx.vmm.name} answers again")) == 1
+                assert (
+                    len(
+                        events(
+                            validator, f"{validator.ctx.hosts['default'].vmm.name} is not answering"
+                        )
+                    )
+                    == 1
+                )
+                assert (
+                    len(
+                        events(
+                            validator, f"{validator.ctx.hosts['default'].vmm.name} answers again"
+                        )
+                    )
+                    == 1
+                )
                 await wait_for(lambda: not job_vms(env), 15, "job VMs removed")
                 assert validator.state.header.claims_paused == ""
 
@@ -202,7 +216,7 @@ async def test_vmm_restarted_empty_mid_run(monkeypatch):
             assert any(error is not None for error in errors), errors
             for error in errors:
                 assert error is None or "VM lost" in error or "evaluator" in error, error
-            usage = validator.ctx.quota.get_usage()
+            usage = validator.ctx.hosts.get_usage()
             assert usage.used == challenge_resources(3) and usage.allocations == 3
             live = {vm["id"] for vm in env.vmm.vms()}
             assert {c.vm_id for c in validator.state.challenges.values()} <= live
@@ -405,7 +419,7 @@ async def test_more_challenges_than_capacity_keep_the_job_reserve():
             )
             assert len(events(validator, "capacity shortfall", level="warn")) == 1
             assert [e for e in validator.state.events if e.level == "error"] == []
-            usage = validator.ctx.quota.get_usage()
+            usage = validator.ctx.hosts.get_usage()
             assert usage.used.vcpu == 12 and usage.allocations == 3
             assert env.platform.stats["GET /challenges/active"] >= 4
             assert len(env.vmm.vms()) == 3

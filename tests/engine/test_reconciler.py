@@ -31,7 +31,7 @@ async def test_orphaned_job_vm_is_removed_and_a_failed_listing_changes_nothing()
             validator.ctx.store.upsert_job(
                 "nobody-runs-this", "c", StoredState.LOST, vm_name=orphan.name
             )
-            orphan_id = await validator.ctx.vmm.create_vm(orphan)
+            orphan_id = await validator.ctx.hosts["default"].vmm.create_vm(orphan)
             await validator.reconcile()
             assert all(vm["id"] != orphan_id or vm["status"] == "removing" for vm in env.vmm.vms())
             assert any("removed orphaned job VM" in e.message for e in validator.state.events)
@@ -40,4 +40,4 @@ async def test_orphaned_job_vm_is_removed_and_a_failed_listing_changes_nothing()
             before = len(validator.state.events)
             await validator.reconcile()
             assert len(validator.state.events) == before
-            await wait_for(lambda: validator.ctx.quota.get_usage().used == challenge_resources(), 5)
+            await wait_for(lambda: validator.ctx.hosts.get_usage().used == challenge_resources(), 5)

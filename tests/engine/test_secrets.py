@@ -34,7 +34,7 @@ def assert_no_token(*texts: str | bytes) -> None:
 
 async def test_token_stays_out_of_logs_state_and_reprs(tmp_path):
     env = DemoEnvironment(seed=51, jobs_per_minute=0, boot_seconds=0, engine=FAST)
-    env.vmm = VmmSimulator(boot_seconds=0, seed=51, token=TOKEN)
+    env.vmms[0] = env.vmm = VmmSimulator(boot_seconds=0, seed=51, token=TOKEN)
     async with env:
         config = env.config.model_copy(
             update={"dstack_vmm_token": SecretStr(TOKEN), "state_dir": str(tmp_path)}
@@ -48,7 +48,10 @@ async def test_token_stays_out_of_logs_state_and_reprs(tmp_path):
                     jobs = env.platform.add_jobs(3)
                     await wait_for(lambda: len(env.platform.results()) == 3, 10, "3 results")
                     reprs = [repr(config), str(config), repr(validator.ctx), str(validator.ctx)]
-                    reprs += [repr(validator.ctx.vmm), repr(validator.config.masked())]
+                    reprs += [
+                        repr(validator.ctx.hosts["default"].vmm),
+                        repr(validator.config.masked()),
+                    ]
                     reprs += [repr(event) for event in validator.state.events]
                     reprs += [repr(job) for job in validator.state.jobs.values()]
         finally:

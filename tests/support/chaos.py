@@ -228,7 +228,7 @@ def check(env: DemoEnvironment, validator: Validator, report: ChaosReport) -> No
     dead = validator.state.header.counters.dead_letters
     if dead:
         report.problems.append(f"{dead} results were dead-lettered")
-    usage = validator.ctx.quota.get_usage()
+    usage = validator.ctx.hosts.get_usage()
     challenges = len(validator.state.challenges)
     expected = Resources(vcpu=2 * challenges, memory_mb=2048 * challenges)
     if (usage.used.vcpu, usage.used.memory_mb) != (expected.vcpu, expected.memory_mb):
@@ -244,7 +244,7 @@ def check(env: DemoEnvironment, validator: Validator, report: ChaosReport) -> No
     for label, text in (
         ("claim answers lost", "claim answer lost"),
         ("platform down", f"{validator.ctx.platform.name} is not answering"),
-        ("VMM down", f"{validator.ctx.vmm.name} is not answering"),
+        ("VMM down", f"{validator.ctx.hosts['default'].vmm.name} is not answering"),
         ("CVMs lost to a VMM restart", "lost (the VMM no longer has it)"),
     ):
         report.engine[label] = sum(text in e.message for e in validator.state.events)

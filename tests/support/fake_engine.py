@@ -26,6 +26,8 @@ from validator_tui.control import (
     EngineInfo,
     EngineMode,
     Event,
+    HostRecord,
+    HostState,
     JobRecord,
     JobState,
     Link,
@@ -44,6 +46,8 @@ from validator_tui.engine.state import EngineState
 FIXED_NOW = 1_700_000_000.0
 #: What the real engine answers every command of a read-only console.
 READ_ONLY_REFUSAL = "read-only mode: commands are disabled"
+NO_RESOURCES = Resources()
+HOST_TOTAL = Resources(vcpu=16, memory_mb=32768, disk_mb=512000)
 MINERS = (ALICE, BOB, "5DAAnrj7VHTznn2AWBemMuyBwZWs6FNFjdyVXUeYum3PTXFy")
 
 
@@ -301,6 +305,31 @@ class FakeEngine:
         self.state.put_challenge(record)
         return record
 
+    def add_host(
+        self,
+        name: str,
+        state: HostState = HostState.UP,
+        *,
+        used: Resources = NO_RESOURCES,
+        total: Resources = HOST_TOTAL,
+        vms: int = 0,
+        since_ago: float | None = None,
+        **fields: Any,
+    ) -> HostRecord:
+        """A dstack host of the pool (its usage as a quota panel shows it)."""
+        record = HostRecord(
+            id=name,
+            url=f"http://10.0.0.{len(self.state.hosts) + 1}:11530",
+            state=state,
+            since=None if since_ago is None else self.now - since_ago,
+            draining=state in (HostState.DRAINING, HostState.DRAINED),
+            usage=QuotaUsage(used, total, vms, 100, vms),
+            vms=vms,
+            **fields,
+        )
+        self.state.put_host(record)
+        return record
+
     def update_vm(self, vm_id: str, **fields: Any) -> VmRecord:
         vm = self.state.vms[vm_id]
         for name, value in fields.items():
@@ -374,6 +403,12 @@ class FakeEngine:
 
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
         return self._command("orm_query", challenge_id, sql, params)
+
+    async def drain_host(self, host: str) -> Outcome:
+        return self._command("drain_host", host)
+
+    async def undrain_host(self, host: str) -> Outcome:
+        return self._command("undrain_host", host)
 
     async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
         self.calls.append(Call("list_outbox", (limit,)))
@@ -471,4 +506,29 @@ def demo_state(engine: FakeEngine) -> FakeEngine:
     )
     for level, kind, message, ago in events:
         engine.add_event(level, kind, message, ago=ago)
+    return engine
+
+
+def with_hosts(engine: FakeEngine) -> FakeEngine:
+    """Spread `engine`'s challenges and claimed jobs over three hosts: `tdx-a` up, `tdx-b`
+    down for 95 s (its CVM moved to `tdx-c`), `tdx-c` draining."""
+    names = ("tdx-a", "tdx-c")
+    for index, challenge_id in enumerate(sorted(engine.state.challenges)):
+        engine.update_challenge(challenge_id, host=names[index % 2])
+    claimed = [job for job in engine.state.jobs.values() if job.claimed_at is not None]
+    for index, job in enumerate(claimed):
+        job.host = ("tdx-a", "tdx-b", "tdx-c")[index % 3]
+        engine.state.put_job(job)
+    for vm in list(engine.state.vms.values()):
+        owner = engine.state.jobs.get(vm.owner_id) or engine.state.challenges.get(vm.owner_id)
+        engine.update_vm(vm.id, host=getattr(owner, "host", ""))
+    per_vm = Resources(vcpu=2, memory_mb=2048, disk_mb=20480)
+    total = Resources(vcpu=16, memory_mb=32768, disk_mb=512000)
+    for name, state, since in (
+        ("tdx-a", HostState.UP, None),
+        ("tdx-b", HostState.DOWN, 95.0),
+        ("tdx-c", HostState.DRAINING, None),
+    ):
+        vms = sum(1 for vm in engine.state.vms.values() if vm.host == name)
+        engine.add_host(name, state, used=per_vm.times(vms), total=total, vms=vms, since_ago=since)
     return engine

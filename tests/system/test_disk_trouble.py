@@ -120,7 +120,7 @@ async def test_disk_full_mid_run_keeps_every_result(tmp_path):
                 unclaimed = [j for j in during + after if j["id"] not in results]
                 assert unclaimed, "the disk broke too late to test anything"
                 assert all(env.platform.job(j["id"])["status"] == "pending" for j in unclaimed)
-                assert validator.ctx.quota.get_usage().used == challenge_resources()
+                assert validator.ctx.hosts.get_usage().used == challenge_resources()
                 assert validator.state.header.counters.running == 0
                 filler.unlink()
 
@@ -151,6 +151,6 @@ async def test_disk_full_between_claim_and_vm_creation_still_answers_the_job(tmp
                 assert all(len(bodies) == 1 for bodies in results.values())
                 errors = [bodies[0]["error"] or "" for bodies in results.values()]
                 assert all("not creating a VM" in e and "disk is full" in e for e in errors)
-                assert validator.ctx.quota.get_usage().used == challenge_resources()
+                assert validator.ctx.hosts.get_usage().used == challenge_resources()
                 assert validator.state.header.counters.running == 0
                 assert not validator.jobs.claims_allowed

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.support.sim_thread import SimThread
 from validator_tui.config_io import write_config
+from validator_tui.control import ChallengeState
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.paths import find_socket
 
@@ -32,8 +33,10 @@ async def make_dead_letters(state: Path, jobs: list[str]) -> None:
     client = SocketEngine(state)
     await client.connect()
     try:
-        for _ in range(100):
-            if all(job in client.replica.jobs for job in jobs):
+        for _ in range(300):
+            challenges = client.replica.challenges.values()
+            active = all(c.state is ChallengeState.ACTIVE for c in challenges) and challenges
+            if active and all(job in client.replica.jobs for job in jobs):
                 break
             await asyncio.sleep(0.1)
         for job in jobs:

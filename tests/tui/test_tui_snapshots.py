@@ -16,7 +16,7 @@ import pytest
 from textual.pilot import Pilot
 
 from tests.support.console import console_app
-from tests.support.fake_engine import FakeEngine, demo_state
+from tests.support.fake_engine import FakeEngine, demo_state, with_hosts
 from validator_tui.control import JobState, Outcome
 from validator_tui.tui.app import ValidatorApp
 from validator_tui.tui.screens.orm import OrmScreen
@@ -68,6 +68,13 @@ def select_challenge(row: int) -> Any:
 )
 def test_main_screen(size: tuple[int, int], snap_compare: Any) -> None:
     assert snap_compare(app_on(), terminal_size=size, run_before=shown)
+
+
+def test_main_screen_with_three_hosts(snap_compare: Any) -> None:
+    """The Hosts panel (one host down, one draining), the host columns, and the event log
+    keeping its lines at 120x36 (the sparkline gives way)."""
+    engine = with_hosts(demo_state(FakeEngine()))
+    assert snap_compare(app_on(engine), terminal_size=(120, 36), run_before=shown)
 
 
 def test_help_screen(snap_compare: Any) -> None:

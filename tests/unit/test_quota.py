@@ -59,7 +59,9 @@ def test_specific_port_for_adoption():
 
 def test_gpu_accounted():
     quota = make()
-    quota.allocate(Resources(gpu=1), owner="g", need_port=False)
+    quota.set_gpus(["18:00.0", "2a:00.0"], busy=[])  # gpu_count 1, two GPUs listed
+    allocation = quota.allocate(Resources(gpu=1), owner="g", need_port=False)
+    assert allocation.gpu_slots == ("18:00.0",)
     assert not quota.check_capacity(Resources(gpu=1), need_port=False)
 
 

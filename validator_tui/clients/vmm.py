@@ -22,7 +22,9 @@ from validator_tui.models.vmm import (
     CreateVmResponse,
     GetInfoResponse,
     GetMetaResponse,
+    GpuInfo,
     ImageInfo,
+    ListGpusResponse,
     ListImagesResponse,
     StatusRequest,
     StatusResponse,
@@ -69,10 +71,16 @@ class VmmClient(PooledClient):
         *,
         timeout: float = 10.0,
         observer: RequestObserver | None = None,
+        host: str = "",
     ) -> None:
         self.url = url
-        #: How errors name this server: `VMM unix:/run/dstack/vmm.sock`.
-        self.name = f"VMM {clean_line(url, 200)}"
+        #: How errors name this server: `VMM unix:/run/dstack/vmm.sock`, or with the name of
+        #: its host in a pool of several: `VMM gpu-2 (http://10.0.0.2:11530)`.
+        self.name = (
+            f"VMM {clean_line(host, 40)} ({clean_line(url, 200)})"
+            if host
+            else f"VMM {clean_line(url, 200)}"
+        )
         self._timeout = timeout
         #: Told about every RPC (the engine watches the VMM's health with it).
         self.observer = observer
@@ -184,6 +192,11 @@ class VmmClient(PooledClient):
         """The guest images this VMM can boot."""
         data = await self._call("ListImages")
         return self._parse(ListImagesResponse, data, "ListImages").images
+
+    async def list_gpus(self) -> list[GpuInfo]:
+        """The GPUs this VMM can attach (empty when GPU passthrough is off)."""
+        data = await self._call("ListGpus")
+        return self._parse(ListGpusResponse, data, "ListGpus").gpus
 
     async def logs(
         self,

@@ -46,6 +46,10 @@ def describe(command: frames.Command) -> str:
             text = f"send the dead letter of job {job_id} again"
         case frames.DiscardDeadLetter(job_id=job_id):
             text = f"discard the dead letter of job {job_id}"
+        case frames.DrainHost(host=host):
+            text = f"drain host {host}"
+        case frames.UndrainHost(host=host):
+            text = f"undrain host {host}"
         case _:
             assert_never(command)
     return clean_line(text, 200)
@@ -96,6 +100,10 @@ class CommandDesk:
                 return await v.retry_dead_letter(job_id)
             case frames.DiscardDeadLetter(job_id=job_id):
                 return await v.discard_dead_letter(job_id)
+            case frames.DrainHost(host=host):
+                return await v.drain_host(host)
+            case frames.UndrainHost(host=host):
+                return await v.undrain_host(host)
         assert_never(command)
 
     async def _stop(self) -> Outcome:

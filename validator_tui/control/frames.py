@@ -14,11 +14,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from validator_tui.control.interface import EngineInfo
-from validator_tui.engine.records import ChallengeRecord, Event, JobRecord, Outcome, VmRecord
+from validator_tui.engine.records import (
+    ChallengeRecord,
+    Event,
+    HostRecord,
+    JobRecord,
+    Outcome,
+    VmRecord,
+)
 from validator_tui.engine.state import Header, StateDelta
 from validator_tui.engine.store import OutboxRow
 
-PROTOCOL_VERSION = 1
+#: 2: host records in state frames, drain_host / undrain_host commands.
+PROTOCOL_VERSION = 2
 #: The largest frame either side sends or accepts, newline included.
 MAX_FRAME_BYTES = 1 << 20
 
@@ -103,6 +111,20 @@ class DiscardDeadLetter(_Frame):
     job_id: Id
 
 
+class DrainHost(_Frame):
+    """No new VMs on the host; its challenge CVMs move; its running jobs finish."""
+
+    command: Literal["drain_host"] = "drain_host"
+    host: Id
+
+
+class UndrainHost(_Frame):
+    """Return a drained (or draining) host to the pool."""
+
+    command: Literal["undrain_host"] = "undrain_host"
+    host: Id
+
+
 Command = Annotated[
     Claim
     | Cancel
@@ -114,7 +136,9 @@ Command = Annotated[
     | OrmQuery
     | StopValidator
     | RetryDeadLetter
-    | DiscardDeadLetter,
+    | DiscardDeadLetter
+    | DrainHost
+    | UndrainHost,
     Field(discriminator="command"),
 ]
 
@@ -193,6 +217,7 @@ class StateFrame(_Frame):
     vms: list[VmRecord] = []
     removed_vms: list[str] = []
     events: list[Event] = []
+    hosts: list[HostRecord] = []
     header: Header | None = None
 
 
@@ -308,6 +333,7 @@ _JOB: TypeAdapter[JobRecord] = TypeAdapter(JobRecord)
 _CHALLENGE: TypeAdapter[ChallengeRecord] = TypeAdapter(ChallengeRecord)
 _VM: TypeAdapter[VmRecord] = TypeAdapter(VmRecord)
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+_HOST: TypeAdapter[HostRecord] = TypeAdapter(HostRecord)
 _STR: TypeAdapter[str] = TypeAdapter(str)
 _HEADER: TypeAdapter[Header] = TypeAdapter(Header)
 #: Room kept in every state frame for the envelope and the field names.
@@ -335,6 +361,7 @@ def state_frames(
         ("vms", _VM.dump_json, delta.vms),
         ("removed_vms", _STR.dump_json, delta.removed_vms),
         ("events", _EVENT.dump_json, delta.events),
+        ("hosts", _HOST.dump_json, delta.hosts),
     ]
     current: dict[str, list[bytes]] = {}
     size = 0

@@ -212,6 +212,12 @@ class InProcessEngine:
     async def set_auto_claim(self, enabled: bool) -> Outcome:
         return await self._command(frames.SetAutoClaim(enabled=enabled))
 
+    async def drain_host(self, host: str) -> Outcome:
+        return await self._command(frames.DrainHost(host=host))
+
+    async def undrain_host(self, host: str) -> Outcome:
+        return await self._command(frames.UndrainHost(host=host))
+
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
         return await self._command(
             frames.OrmQuery(challenge_id=challenge_id, sql=sql, params=params)  # type: ignore[arg-type]

@@ -130,6 +130,15 @@ class EngineClient(Protocol):
         """Turn auto-claim on or off."""
         ...
 
+    async def drain_host(self, host: str) -> Outcome:
+        """Drain a dstack host: no new VMs there, its challenge CVMs move to other hosts (a
+        new one active first), its running jobs finish; then it shows `drained`."""
+        ...
+
+    async def undrain_host(self, host: str) -> Outcome:
+        """Return a drained (or draining) host to the pool."""
+        ...
+
     async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
         """Run a read-only ORM query on a challenge's database; rows come in the outcome."""
         ...

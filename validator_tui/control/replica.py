@@ -15,10 +15,10 @@ from dataclasses import replace
 from typing import Generic, TypeVar
 
 from validator_tui.control.frames import StateFrame
-from validator_tui.engine.records import ChallengeRecord, Event, JobRecord, VmRecord
+from validator_tui.engine.records import ChallengeRecord, Event, HostRecord, JobRecord, VmRecord
 from validator_tui.engine.state import Header, StateDelta
 
-T = TypeVar("T", JobRecord, ChallengeRecord, VmRecord)
+T = TypeVar("T", JobRecord, ChallengeRecord, VmRecord, HostRecord)
 #: Removals remembered for `changes_since` (beyond: a reader that old gets everything).
 MAX_TOMBSTONES = 20000
 MAX_EVENTS = 2000
@@ -69,7 +69,10 @@ class Replica:
         self._jobs: _Table[JobRecord] = _Table()
         self._challenges: _Table[ChallengeRecord] = _Table()
         self._vms: _Table[VmRecord] = _Table()
-        self._staging: tuple[list[JobRecord], list[ChallengeRecord], list[VmRecord]] | None = None
+        self._hosts: _Table[HostRecord] = _Table()
+        self._staging: (
+            tuple[list[JobRecord], list[ChallengeRecord], list[VmRecord], list[HostRecord]] | None
+        ) = None
         self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
         self._event_seq = 0
         self._engine_event_seq = 0
@@ -86,6 +89,10 @@ class Replica:
     def vms(self) -> dict[str, VmRecord]:
         return self._vms.items
 
+    @property
+    def hosts(self) -> dict[str, HostRecord]:
+        return self._hosts.items
+
     def new_engine(self) -> None:
         """The next frames come from another engine (its event numbers start again)."""
         self._engine_event_seq = 0
@@ -100,12 +107,15 @@ class Replica:
         pending = self.version + 1
         if frame.snapshot:
             if self._staging is None:
-                self._staging = ([], [], [])
-            jobs, challenges, vms = self._staging
+                self._staging = ([], [], [], [])
+            jobs, challenges, vms, hosts = self._staging
             jobs.extend(frame.jobs)
             challenges.extend(frame.challenges)
             vms.extend(frame.vms)
+            hosts.extend(frame.hosts)
         else:
+            for host in frame.hosts:
+                self._hosts.put(host, pending)
             for table, changed, removed in (
                 (self._jobs, frame.jobs, frame.removed_jobs),
                 (self._challenges, frame.challenges, frame.removed_challenges),
@@ -132,9 +142,13 @@ class Replica:
         jobs: list[JobRecord],
         challenges: list[ChallengeRecord],
         vms: list[VmRecord],
+        hosts: list[HostRecord],
         version: int,
     ) -> None:
         self._jobs, self._challenges, self._vms = _Table(), _Table(), _Table()
+        self._hosts = _Table()
+        for host in hosts:
+            self._hosts.put(host, version)
         for job in jobs:
             self._jobs.put(job, version)
         for challenge in challenges:
@@ -164,6 +178,7 @@ class Replica:
         jobs, removed_jobs, stale_j = self._jobs.since(version)
         challenges, removed_challenges, stale_c = self._challenges.since(version)
         vms, removed_vms, stale_v = self._vms.since(version)
+        hosts, _, _ = self._hosts.since(version)
         full = (
             version < self._reset_at
             or version > self.version
@@ -176,6 +191,7 @@ class Replica:
             jobs = list(self._jobs.items.values())
             challenges = list(self._challenges.items.values())
             vms = list(self._vms.items.values())
+            hosts = list(self._hosts.items.values())
             removed_jobs, removed_challenges, removed_vms = [], [], []
         events = [e for e in self.events if e.seq > event_seq]
         return StateDelta(
@@ -189,6 +205,7 @@ class Replica:
             removed_vms,
             events,
             self.header,
+            hosts,
         )
 
     def job(self, job_id: str) -> JobRecord | None:

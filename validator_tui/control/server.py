@@ -280,8 +280,8 @@ class ControlServer:
 
 def snapshot_of(state: EngineState) -> StateDelta:
     """What a console gets first, as copies: every unfinished job, the latest
-    SNAPSHOT_FINISHED_JOBS finished ones, the latest SNAPSHOT_EVENTS events, every challenge
-    and VM, the header (only the jobs sent are copied, not the whole history)."""
+    SNAPSHOT_FINISHED_JOBS finished ones, the latest SNAPSHOT_EVENTS events, every challenge,
+    VM and host, the header (only the jobs sent are copied, not the whole history)."""
     latest = state.events[-1].seq if state.events else 0
     snapshot = state.changes_since(state.version, max(0, latest - SNAPSHOT_EVENTS))
     snapshot.full = True
@@ -289,6 +289,7 @@ def snapshot_of(state: EngineState) -> StateDelta:
     snapshot.jobs = [copy.copy(job) for job in jobs]
     snapshot.challenges = [copy.copy(challenge) for challenge in state.challenges.values()]
     snapshot.vms = [copy.copy(vm) for vm in state.vms.values()]
+    snapshot.hosts = list(state.hosts.values())
     return snapshot
 
 

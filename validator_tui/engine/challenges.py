@@ -24,6 +24,7 @@ from validator_tui.clients.backoff import Backoff
 from validator_tui.clients.errors import AnswerLost, ClientError, VmmError, is_transient
 from validator_tui.engine.compose import ComposeCache, ComposeError, fetch_verified_compose
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.hosts import Host, NoRoom
 from validator_tui.engine.quota import Allocation, CapacityError
 from validator_tui.engine.records import (
     ChallengeRecord,
@@ -67,6 +68,8 @@ class _Runtime:
     extra_vms: list[ChallengeVm] = field(default_factory=list)
     #: Wants a (new) CVM and waits for `_place_waiting` to give it room.
     waiting: bool = False
+    #: What the current lifecycle work (`task`) provisions a CVM with, if it does.
+    target: Allocation | None = None
 
 
 class ChallengeManager:
@@ -77,7 +80,10 @@ class ChallengeManager:
         self._on_active = on_active
         self._runtimes: dict[str, _Runtime] = {}
         self._cache = ComposeCache(ctx.config.state_path / "compose")
-        self._adoptable: dict[str, list[VmInfo]] = {}
+        self._adoptable: dict[str, list[tuple[Host, VmInfo]]] = {}
+        #: CVMs left on a host that was down (or refused their removal), by VM id: the host's
+        #: name. Their store rows stay until they are removed.
+        self._left_behind: dict[str, str] = {}
         self._first_sync_done = False
         self._shortfall_warned_at = float("-inf")
 
@@ -103,11 +109,18 @@ class ChallengeManager:
 
     # -- start-up adoption -----------------------------------------------------------------
 
-    def offer_existing(self, vms: list[VmInfo]) -> None:
-        """Challenge CVMs found at start-up; the first sync adopts or removes them."""
+    def offer_existing(self, host: Host, vms: list[VmInfo]) -> None:
+        """Challenge CVMs found on `host` at start-up; the first sync adopts (one per challenge,
+        on whichever host) or removes them."""
         for info in vms:
             challenge_id = self._challenge_of_vm(info)
-            self._adoptable.setdefault(challenge_id, []).append(info)
+            self._adoptable.setdefault(challenge_id, []).append((host, info))
+
+    @property
+    def adoption_pending(self) -> bool:
+        """Whether CVMs found at start-up still wait for the first sync to adopt or remove
+        them (their ports and resources are not held by the quota until then)."""
+        return bool(self._adoptable)
 
     def _challenge_of_vm(self, info: VmInfo) -> str:
         for stored in self.ctx.store.challenge_vms():
@@ -116,18 +129,24 @@ class ChallengeManager:
         return self.ctx.naming.challenge_of(info.name)
 
     async def _adopt(self, runtime: _Runtime) -> bool:
-        """Take over a running CVM of ours whose compose matches; remove the others."""
+        """Take over a running CVM of ours whose compose matches (on any host, with the port
+        and GPU slots it has there); remove the others. One adopted on a draining host is
+        moved (a new one elsewhere first)."""
         spec = runtime.spec
         candidates = self._adoptable.pop(spec.id, [])
         adopted = False
-        for info in candidates:
+        for host, info in candidates:
             port = _host_port(info)
             matches = spec.compose_hash.startswith(info.app_id) and bool(info.app_id)
-            room = self._fits_with_reserve(runtime)
+            room = self._room_for_adoption(host)
             if not adopted and matches and info.status == "running" and port is not None and room:
                 try:
-                    allocation = self.ctx.quota.allocate(
-                        self._vm_resources(), owner=f"challenge {spec.id}", port=port, kind=KIND
+                    allocation = host.quota.allocate(
+                        self._vm_resources(),
+                        owner=f"challenge {spec.id}",
+                        port=port,
+                        kind=KIND,
+                        gpu_slots=_gpu_slots(info),
                     )
                     compose = await self._compose(spec)
                 except (CapacityError, ComposeError) as exc:
@@ -138,12 +157,27 @@ class ChallengeManager:
                     self._record_vm(runtime, info.id, port, info.status, info.boot_progress)
                     self._set(spec.id, ChallengeState.ACTIVE, reason="adopted after restart")
                     self.ctx.log(
-                        "info", "adopt", f"{spec.name}: adopted CVM {info.id}", challenge_id=spec.id
+                        "info",
+                        "adopt",
+                        f"{spec.name}: adopted CVM {info.id}{self._on(host)}",
+                        challenge_id=spec.id,
                     )
                     adopted = True
+                    runtime.waiting = host.draining
                     continue
-            await self._remove_vm_id(info.id, f"stale CVM of challenge {spec.id}")
+            await self._remove_vm_id(host, info.id, f"stale CVM of challenge {spec.id}")
         return adopted
+
+    def _room_for_adoption(self, host: Host) -> bool:
+        """Whether one more CVM on `host` leaves room for the reserved job VMs there."""
+        config = self.ctx.config
+        reserve = config.job_vm.resources.times(config.engine.reserve_job_vms)
+        held = host.quota.used_by(KIND)
+        return host.quota.fits_beside(held + reserve, self._vm_resources())
+
+    def _on(self, host: Host) -> str:
+        """` on host <name>` in a pool of several hosts ("" with one)."""
+        return f" on host {host.name}" if self.ctx.hosts.several else ""
 
     # -- the active list -------------------------------------------------------------------
 
@@ -176,8 +210,8 @@ class ChallengeManager:
         if not self._first_sync_done:
             self._first_sync_done = True
             for leftovers in self._adoptable.values():
-                for info in leftovers:
-                    await self._remove_vm_id(info.id, "CVM of a challenge that is not active")
+                for host, info in leftovers:
+                    await self._remove_vm_id(host, info.id, "CVM of a challenge that is not active")
             self._adoptable.clear()
         self._place_waiting()
 
@@ -210,11 +244,11 @@ class ChallengeManager:
         task = asyncio.create_task(self._after(previous, work))
         if allocation is not None:
             task.add_done_callback(lambda _: self._release_unheld(runtime, allocation))
-        runtime.task = task
+        runtime.task, runtime.target = task, allocation
 
     def _release_unheld(self, runtime: _Runtime, allocation: Allocation) -> None:
         held = [vm.allocation for vm in (runtime.vm, *runtime.extra_vms) if vm is not None]
-        if all(held_one is not allocation for held_one in held) and self.ctx.quota.release(
+        if all(held_one is not allocation for held_one in held) and self.ctx.hosts.release(
             allocation
         ):
             self.ctx.publish_quota()
@@ -281,43 +315,34 @@ class ChallengeManager:
 
     # -- capacity ----------------------------------------------------------------------------
 
-    def _fits_with_reserve(self, runtime: _Runtime) -> bool:
-        """Whether one more CVM for `runtime` (replacing its current one, on a rebuild) leaves
-        room for `reserve_job_vms` job VMs beside every challenge CVM."""
-        held = self.ctx.quota.used_by(KIND)
-        if runtime.vm is not None:
-            held -= runtime.vm.allocation.resources
-        config = self.ctx.config
-        reserve = config.job_vm.resources.times(config.engine.reserve_job_vms)
-        return self.ctx.quota.fits_beside(held + reserve, self._vm_resources())
-
     def capacity_freed(self) -> None:
-        """Resources came back: give them to waiting challenges first (emission order)."""
+        """Resources came back (or a host takes VMs again): give them to waiting challenges
+        first (emission order)."""
         if any(runtime.waiting for runtime in self._runtimes.values()):
             self._place_waiting()
 
     def _place_waiting(self) -> None:
-        """Start provisioning for waiting challenges, highest `emission_share` first, as long as
-        capacity (with the job-VM reserve) allows; report the shortfall."""
+        """Start provisioning for waiting challenges, highest `emission_share` first, each on
+        the host with the most free capacity, as long as capacity (with the job-VM reserve)
+        allows; report the shortfall."""
         waiting = sorted(
             (r for r in self._runtimes.values() if r.waiting and not r.leaving),
             key=lambda r: -r.spec.emission_share,
         )
+        config = self.ctx.config
         short = 0
         for runtime in waiting:
-            allocation = None
-            if self._fits_with_reserve(runtime):
-                with contextlib.suppress(CapacityError):
-                    allocation = self.ctx.quota.allocate(
-                        self._vm_resources(), owner=f"challenge {runtime.spec.id}", kind=KIND
-                    )
-                reason = "waiting for running jobs to free capacity"
-            else:
-                short += 1
-                reserve = self.ctx.config.engine.reserve_job_vms
-                reason = f"waiting for capacity (challenge CVMs keep room for {reserve} job VMs)"
-            if allocation is None:
-                self._set_waiting(runtime, reason)
+            try:
+                allocation = self.ctx.hosts.place_cvm(
+                    self._vm_resources(),
+                    owner=f"challenge {runtime.spec.id}",
+                    job_vm=config.job_vm.resources,
+                    reserve_vms=config.engine.reserve_job_vms,
+                    replacing=runtime.vm.allocation if runtime.vm is not None else None,
+                )
+            except NoRoom as exc:
+                short += exc.shortfall
+                self._set_waiting(runtime, str(exc))
                 continue
             runtime.waiting = False
             self.ctx.publish_quota()
@@ -367,37 +392,49 @@ class ChallengeManager:
             if not rebuilding:
                 self._set(spec.id, ChallengeState.PROVISIONING)
             name = self.ctx.naming.challenge_vm(spec.id)
+            host = self.ctx.hosts.of(allocation)
             config = vm_configuration(
-                self.ctx,
+                host,
                 self.ctx.config.challenge_vm,
                 name,
                 compose,
-                allocation.port,
+                allocation,
                 {"CHALLENGE_ID": spec.id},
             )
-            vm_id = await self._create(config)
-            new_vm = ChallengeVm(vm_id, spec.compose_hash, allocation)
-            runtime.extra_vms.append(new_vm)
-            self.ctx.store.put_challenge_vm(
-                StoredChallengeVm(vm_id, spec.id, spec.compose_hash, allocation.port)
-            )
+            self.ctx.store.intend_challenge_vm(host.name, name)
+            try:
+                vm_id = await self._create(host, config)
+                new_vm = ChallengeVm(vm_id, spec.compose_hash, allocation)
+                runtime.extra_vms.append(new_vm)
+                self.ctx.store.put_challenge_vm(
+                    StoredChallengeVm(vm_id, spec.id, spec.compose_hash, allocation.port)
+                )
+            finally:
+                self.ctx.store.drop_challenge_vm_intent(host.name, name)
             self.ctx.state.put_vm(
-                VmRecord(vm_id, name, VmKind.CHALLENGE, spec.id, host_port=allocation.port)
+                VmRecord(
+                    vm_id,
+                    name,
+                    VmKind.CHALLENGE,
+                    spec.id,
+                    host_port=allocation.port,
+                    host=host.name,
+                )
             )
             self.ctx.log(
                 "info",
                 "cvm",
-                f"{spec.name}: created CVM {vm_id}",
+                f"{spec.name}: created CVM {vm_id}{self._on(host)}",
                 challenge_id=spec.id,
                 vm_id=vm_id,
             )
             if not rebuilding:
                 self._set(spec.id, ChallengeState.BOOTING)
-            await self.ctx.watcher.wait_ready(
+            await host.watcher.wait_ready(
                 vm_id,
-                f"http://{self.ctx.config.host_ports.host_address}:{allocation.port}/health",
+                host.evaluator_url(allocation.port, "/health"),
                 timeout=self.ctx.config.engine.boot_timeout_s,
-                on_info=lambda info: self._on_boot_info(spec.id, info, rebuilding),
+                on_info=lambda info: self._on_boot_info(spec.id, info, rebuilding, host),
             )
             old = runtime.vm
             runtime.extra_vms.remove(new_vm)
@@ -422,11 +459,11 @@ class ChallengeManager:
                 await asyncio.shield(cleanup)
             elif (
                 runtime.vm is None or runtime.vm.allocation is not allocation
-            ) and self.ctx.quota.release(allocation):
+            ) and self.ctx.hosts.release(allocation):
                 self.ctx.publish_quota()
                 self.capacity_freed()
 
-    async def _create(self, config: VmConfiguration) -> str:
+    async def _create(self, host: Host, config: VmConfiguration) -> str:
         """CreateVm, retried with backoff while the VMM does not answer (no answer, 5xx); after
         a lost answer the VM is looked up by name first, so a retry never makes a second one.
         A VMM refusal (HTTP 400) raises."""
@@ -435,10 +472,10 @@ class ChallengeManager:
         while True:
             try:
                 if maybe_created:
-                    found = await find_vms_named(self.ctx, config.name)
+                    found = await find_vms_named(host, config.name)
                     if found:
                         return found[0]
-                return await self.ctx.vmm.create_vm(config)
+                return await host.vmm.create_vm(config)
             except VmmError:
                 raise
             except AnswerLost:
@@ -462,14 +499,14 @@ class ChallengeManager:
             challenge_id=runtime.spec.id,
         )
 
-    def _on_boot_info(self, challenge_id: str, info: VmInfo, rebuilding: bool) -> None:
+    def _on_boot_info(self, challenge_id: str, info: VmInfo, rebuilding: bool, host: Host) -> None:
         """The new CVM's boot progress shows on the challenge's record (not while a rebuild
         keeps the old CVM serving)."""
         if not rebuilding:
             record = self.ctx.state.challenges.get(challenge_id)
             if record is not None:
                 record.vm_id, record.vm_status = info.id, info.status
-                record.boot_progress = info.boot_progress
+                record.boot_progress, record.host = info.boot_progress, host.name
                 self.ctx.state.put_challenge(record)
 
     async def _drain_and_destroy(self, runtime: _Runtime) -> None:
@@ -497,9 +534,11 @@ class ChallengeManager:
     async def _destroy(self, vm: ChallengeVm, why: str) -> None:
         """Remove the CVM and release what it held, exactly once, also when the work that
         destroys it is cancelled (the removal goes on in a task of its own); a challenge record
-        that showed it shows no VM any more."""
+        that showed it shows no VM any more. A CVM its host would not remove is left behind
+        (removed once the host answers again)."""
+        host = self.ctx.hosts.of(vm.allocation)
         removal = self.ctx.tasks.spawn(
-            self._remove_vm_id(vm.vm_id, why), name=f"remove-cvm-{vm.vm_id}"
+            self._remove_vm_id(host, vm.vm_id, why), name=f"remove-cvm-{vm.vm_id}"
         )
         try:
             await asyncio.shield(removal)
@@ -507,24 +546,111 @@ class ChallengeManager:
             for record in self.ctx.state.challenges.values():
                 if record.vm_id == vm.vm_id:
                     record.vm_id, record.host_port, record.active_since = None, None, None
-                    record.vm_status, record.boot_progress = "", ""
+                    record.vm_status, record.boot_progress, record.host = "", "", ""
                     self.ctx.state.put_challenge(record)
-            with contextlib.suppress(StoreError):
-                self.ctx.store.delete_challenge_vm(vm.vm_id)
-            if self.ctx.quota.release(vm.allocation):
+            removed = (
+                removal.done()
+                and not removal.cancelled()
+                and removal.exception() is None
+                and removal.result()
+            )
+            if not removed:
+                self._leave_behind(vm.vm_id, host)
+            if self.ctx.hosts.release(vm.allocation):
                 self.ctx.publish_quota()
                 self.capacity_freed()
 
-    async def _remove_vm_id(self, vm_id: str, why: str) -> None:
-        if await remove_vm(self.ctx, vm_id):
-            self.ctx.log("info", "cvm", f"removed CVM {vm_id} ({why})", vm_id=vm_id)
+    async def _remove_vm_id(self, host: Host, vm_id: str, why: str) -> bool:
+        """Remove one of our CVMs from `host` and forget its store row; True once it is gone."""
+        if not await remove_vm(self.ctx, host, vm_id):
+            return False
+        with contextlib.suppress(StoreError):
+            self.ctx.store.delete_challenge_vm(vm_id)
+        self._left_behind.pop(vm_id, None)
+        self.ctx.log("info", "cvm", f"removed CVM {vm_id}{self._on(host)} ({why})", vm_id=vm_id)
+        return True
+
+    def _leave_behind(self, vm_id: str, host: Host) -> None:
+        """`vm_id` stays on `host` for now: no longer ours to run, removed once it answers."""
+        self._left_behind[vm_id] = host.name
+        self.ctx.state.drop_vm(vm_id)
+
+    def left_behind(self, host: Host) -> list[str]:
+        """CVMs left on `host` that are to be removed once it answers."""
+        return [vm_id for vm_id, name in self._left_behind.items() if name == host.name]
+
+    async def remove_left_behind(self, host: Host, listed: set[str]) -> None:
+        """`host` answers and lists `listed`: remove the CVMs left there (those it no longer
+        lists are forgotten)."""
+        for vm_id in self.left_behind(host):
+            if vm_id in listed:
+                await self._remove_vm_id(host, vm_id, f"left behind on host {host.name}")
+            else:
+                self._left_behind.pop(vm_id, None)
+                with contextlib.suppress(StoreError):
+                    self.ctx.store.delete_challenge_vm(vm_id)
+
+    def on_host_down(self, host: Host) -> None:
+        """`host` is down: every challenge CVM there is left behind (what it held released) and
+        its challenge provisioned again on another host; provisioning on `host` is abandoned."""
+        for runtime in self._runtimes.values():
+            vm = runtime.vm
+            if vm is not None and vm.allocation.host == host.name:
+                runtime.vm, runtime.compose = None, None
+                self._leave_behind(vm.vm_id, host)
+                if self.ctx.hosts.release(vm.allocation):
+                    self.ctx.publish_quota()
+                record = self.ctx.state.challenges.get(runtime.spec.id)
+                if record is not None:
+                    record.vm_id, record.host_port, record.active_since = None, None, None
+                    record.vm_status, record.boot_progress, record.host = "", "", ""
+                    self.ctx.state.put_challenge(record)
+                self.ctx.log(
+                    "warn",
+                    "cvm",
+                    f"{runtime.spec.name}: host {host.name} is down: its CVM {vm.vm_id} is "
+                    "left behind, provisioning one on another host",
+                    challenge_id=runtime.spec.id,
+                    vm_id=vm.vm_id,
+                )
+                if not runtime.leaving:
+                    self._set(
+                        runtime.spec.id,
+                        ChallengeState.PENDING,
+                        reason=f"host {host.name} is down: provisioning on another host",
+                    )
+            if runtime.leaving:
+                continue
+            elsewhere = runtime.target is not None and runtime.target.host != host.name
+            busy = runtime.task is not None and not runtime.task.done()
+            if busy and elsewhere:
+                continue  # a CVM is being provisioned on another host: it takes over
+            if busy and runtime.task is not None:
+                runtime.task.cancel()
+            if runtime.vm is None:
+                runtime.failures, runtime.retry_after = 0, 0.0
+                runtime.waiting = True
+        self._place_waiting()
+
+    def move_off(self, host: Host) -> int:
+        """`host` is being drained: each challenge CVM there moves (a new one is provisioned
+        elsewhere, then the old one removed). Returns how many will move."""
+        moving = 0
+        for runtime in self._runtimes.values():
+            vm = runtime.vm
+            if runtime.leaving or vm is None or vm.allocation.host != host.name:
+                continue
+            runtime.waiting = True
+            moving += 1
+        self._place_waiting()
+        return moving
 
     def forget_vm(self, vm_id: str) -> None:
         """The operator removed this CVM: release it and provision a new one now."""
         for runtime in self._runtimes.values():
             if runtime.vm is None or runtime.vm.vm_id != vm_id:
                 continue
-            if self.ctx.quota.release(runtime.vm.allocation):
+            if self.ctx.hosts.release(runtime.vm.allocation):
                 self.ctx.publish_quota()
             with contextlib.suppress(StoreError):
                 self.ctx.store.delete_challenge_vm(vm_id)
@@ -533,7 +659,7 @@ class ChallengeManager:
             record = self.ctx.state.challenges.get(runtime.spec.id)
             if record is not None:
                 record.vm_id, record.host_port, record.active_since = None, None, None
-                record.vm_status, record.boot_progress = "", ""
+                record.vm_status, record.boot_progress, record.host = "", "", ""
             reason = "CVM removed by operator: provisioning a new one"
             self._set(runtime.spec.id, ChallengeState.PENDING, reason=reason)
             if not runtime.leaving:
@@ -562,7 +688,8 @@ class ChallengeManager:
         return None
 
     def holds(self, vm_id: str) -> bool:
-        """True when `vm_id` is one of the challenge CVMs this manager holds (or is booting)."""
+        """True when `vm_id` is one of the challenge CVMs this manager holds (or is booting);
+        a CVM left behind on a host is not held."""
         return any(
             (runtime.vm is not None and runtime.vm.vm_id == vm_id)
             or any(vm.vm_id == vm_id for vm in runtime.extra_vms)
@@ -581,7 +708,7 @@ class ChallengeManager:
             with contextlib.suppress(StoreError):
                 self.ctx.store.delete_challenge_vm(vm_id)
             if active and runtime.vm is not None:
-                if self.ctx.quota.release(runtime.vm.allocation):
+                if self.ctx.hosts.release(runtime.vm.allocation):
                     self.ctx.publish_quota()
                 runtime.vm, runtime.compose = None, None
             self.ctx.log(
@@ -664,15 +791,16 @@ class ChallengeManager:
     def _record_vm(
         self, runtime: _Runtime, vm_id: str, port: int | None, status: str, progress: str
     ) -> None:
+        host = runtime.vm.allocation.host if runtime.vm is not None else ""
         record = self.ctx.state.challenges.get(runtime.spec.id)
         if record is not None:
-            record.vm_id, record.host_port = vm_id, port
+            record.vm_id, record.host_port, record.host = vm_id, port, host
             record.vm_status, record.boot_progress = status, progress
             self.ctx.state.put_challenge(record)
         if vm_id not in self.ctx.state.vms:
             name = self.ctx.naming.challenge_vm(runtime.spec.id)
             self.ctx.state.put_vm(
-                VmRecord(vm_id, name, VmKind.CHALLENGE, runtime.spec.id, host_port=port)
+                VmRecord(vm_id, name, VmKind.CHALLENGE, runtime.spec.id, host_port=port, host=host)
             )
         self.ctx.state.set_vm_status(vm_id, status, progress)
 
@@ -685,3 +813,9 @@ def _host_port(info: VmInfo) -> int | None:
     if info.configuration and info.configuration.ports:
         return info.configuration.ports[0].host_port
     return None
+
+
+def _gpu_slots(info: VmInfo) -> tuple[str, ...]:
+    """The GPU slots a VM was created with (none when its configuration lists none)."""
+    gpus = info.configuration.gpus if info.configuration else None
+    return tuple(gpu.slot for gpu in gpus.gpus) if gpus else ()

@@ -28,6 +28,7 @@ from validator_tui.clients.errors import AnswerLost, ClientError, VmmError, is_t
 from validator_tui.clients.transport import AnswerTooLarge, send
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.hosts import Host
 from validator_tui.engine.quota import Allocation
 from validator_tui.engine.records import JobRecord
 from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
@@ -122,21 +123,22 @@ class DstackExecutor:
         log = JobLog()
         started = time.monotonic()
         vm = JobVm(self.ctx.naming.job_vm(job.id))
+        host = self.ctx.hosts.of(allocation)
         try:
             async with asyncio.timeout(self.ctx.config.engine.job_timeout_s):
                 code, miner = await self._fetch_code(job, log)
                 miner = job.miner_hotkey or clean_line(miner, 100)
                 progress.submission_fetched(miner)
                 vm_id = await self.create_vm(job, miner, allocation, vm, log, progress)
-                log.add(f"created VM {vm_id} on host port {allocation.port}")
-                booted = await self.ctx.watcher.wait_ready(
+                log.add(f"created VM {vm_id} on host {host.name}, host port {allocation.port}")
+                booted = await host.watcher.wait_ready(
                     vm_id,
-                    self._base_url(allocation.port) + "/health",
+                    host.evaluator_url(allocation.port, "/health"),
                     timeout=self.ctx.config.engine.boot_timeout_s,
                 )
                 log.add(f"VM ready in {booted:.3f}s")
                 progress.evaluating()
-                answer = await self.evaluate_submission(vm_id, code, job, miner, allocation.port)
+                answer = await self.evaluate_submission(vm_id, code, job, miner, allocation)
             elapsed_ms = int((time.monotonic() - started) * 1000)
             log.add(f"score {answer.score:.6f} in {elapsed_ms} ms")
             return JobResults(
@@ -152,7 +154,7 @@ class DstackExecutor:
             error = clean_line(str(exc), MAX_LOG_CHARS)
         finally:
             if vm.needs_cleanup:
-                await self._cleanup(job, vm, log, progress)
+                await self._cleanup(job, host, vm, log, progress)
         log.add(f"failed: {error}")
         return JobResults.failure(error, int((time.monotonic() - started) * 1000), log.lines)
 
@@ -211,34 +213,34 @@ class DstackExecutor:
             "SUBMISSION_ID": job.submission_id,
             "MINER_HOTKEY": miner,
         }
-        config = vm_configuration(
-            self.ctx, self.ctx.config.job_vm, vm.name, compose, allocation.port, env
-        )
+        host = self.ctx.hosts.of(allocation)
+        config = vm_configuration(host, self.ctx.config.job_vm, vm.name, compose, allocation, env)
+        where = f" on host {host.name}" if self.ctx.hosts.several else ""
         backoff = Backoff(RETRY_FIRST_S, RETRY_CAP_S)
         while vm.vm_id is None:
             try:
-                vm.vm_id = await self._create_once(config, vm)
+                vm.vm_id = await self._create_once(host, config, vm)
             except VmmError as exc:
-                raise JobFailed(f"CreateVm failed: {exc}") from None
+                raise JobFailed(f"CreateVm{where} failed: {exc}") from None
             except ClientError as exc:
                 if not is_transient(exc):
-                    raise JobFailed(f"CreateVm failed: {exc}") from None
+                    raise JobFailed(f"CreateVm{where} failed: {exc}") from None
                 log.add(f"CreateVm failed, retrying: {exc}")
                 await asyncio.sleep(backoff.next())
         progress.vm_created(vm.vm_id, allocation.port)
         return vm.vm_id
 
-    async def _create_once(self, config: VmConfiguration, vm: JobVm) -> str:
+    async def _create_once(self, host: Host, config: VmConfiguration, vm: JobVm) -> str:
         """One CreateVm, run as its own task so that a cancelled job can still learn the id.
         After a lost answer, the VM found by name (if any) is the result."""
         if vm.maybe_created:
-            found = await find_vms_named(self.ctx, vm.name)
+            found = await find_vms_named(host, vm.name)
             if found:
                 vm.maybe_created = False
                 return found[0]
         vm.maybe_created = True
         vm.creating = self.ctx.tasks.spawn(
-            self.ctx.vmm.create_vm(config), name=f"create-{vm.name}", quiet=True
+            host.vmm.create_vm(config), name=f"create-{vm.name}", quiet=True
         )
         try:
             vm_id = await asyncio.shield(vm.creating)
@@ -251,35 +253,39 @@ class DstackExecutor:
         vm.creating, vm.maybe_created = None, False
         return vm_id
 
-    async def _cleanup(self, job: JobRecord, vm: JobVm, log: JobLog, progress: JobProgress) -> None:
+    async def _cleanup(
+        self, job: JobRecord, host: Host, vm: JobVm, log: JobLog, progress: JobProgress
+    ) -> None:
         """Keep the tail of the VM's log, then remove the VM, in a task of its own that a
         second cancel does not interrupt (shutdown cancels and awaits it through the task
         registry when time is up)."""
         task = self.ctx.tasks.spawn(
-            self._keep_and_remove(job, vm, progress), name=f"remove-{vm.name}"
+            self._keep_and_remove(job, host, vm, progress), name=f"remove-{vm.name}"
         )
         await asyncio.shield(task)
         if vm.vm_id is not None:
             log.add(f"removed VM {vm.vm_id}")
 
-    async def _keep_and_remove(self, job: JobRecord, vm: JobVm, progress: JobProgress) -> None:
-        if vm.vm_id is not None and self.ctx.vmm_health.up:
-            lines = await self._log_tail(vm.vm_id)
+    async def _keep_and_remove(
+        self, job: JobRecord, host: Host, vm: JobVm, progress: JobProgress
+    ) -> None:
+        if vm.vm_id is not None and host.answering:
+            lines = await self._log_tail(host, vm.vm_id)
             if lines:
                 progress.vm_log(lines)
-        await self._remove(job, vm)
+        await self._remove(job, host, vm)
 
-    async def _log_tail(self, vm_id: str) -> tuple[str, ...]:
+    async def _log_tail(self, host: Host, vm_id: str) -> tuple[str, ...]:
         """The last KEPT_VM_LOG_LINES lines of the VM's serial log, sanitised; what came within
         LOG_TAIL_WITHIN_S (nothing if the VMM does not answer)."""
         lines: list[str] = []
         with contextlib.suppress(TimeoutError, ClientError):
             async with asyncio.timeout(LOG_TAIL_WITHIN_S):
-                async for line in self.ctx.vmm.logs(vm_id, lines=KEPT_VM_LOG_LINES):
+                async for line in host.vmm.logs(vm_id, lines=KEPT_VM_LOG_LINES):
                     lines.append(line)
         return tuple(clean_lines(lines[-KEPT_VM_LOG_LINES:], KEPT_VM_LOG_LINES, MAX_LOG_CHARS))
 
-    async def _remove(self, job: JobRecord, vm: JobVm) -> None:
+    async def _remove(self, job: JobRecord, host: Host, vm: JobVm) -> None:
         """Wait (bounded) for a CreateVm in flight, then remove the VM by id, or by name when
         the id never came back. Whatever cannot be removed is logged (the reconciler or the
         next start removes it)."""
@@ -288,9 +294,9 @@ class DstackExecutor:
                 await self._await_creation(vm)
                 ids = [vm.vm_id] if vm.vm_id is not None else []
                 if vm.maybe_created and not ids:
-                    ids = await find_vms_named(self.ctx, vm.name)
+                    ids = await find_vms_named(host, vm.name)
                 for vm_id in ids:
-                    if not await remove_vm(self.ctx, vm_id):
+                    if not await remove_vm(self.ctx, host, vm_id):
                         raise ClientError(f"cannot remove VM {vm_id}")
         except (TimeoutError, ClientError, asyncio.CancelledError) as exc:
             reason = str(exc) or "the VMM does not answer in time"
@@ -317,17 +323,16 @@ class DstackExecutor:
         elif not creating.cancelled() and creating.exception() is None:
             vm.vm_id, vm.maybe_created = creating.result(), False
 
-    def _base_url(self, port: int | None) -> str:
-        return f"http://{self.ctx.config.host_ports.host_address}:{port}"
-
     async def evaluate_submission(
-        self, vm_id: str, code: str, job: JobRecord, miner: str, port: int | None
+        self, vm_id: str, code: str, job: JobRecord, miner: str, allocation: Allocation
     ) -> EvaluateResponse:
         """`POST /evaluate` on the job VM's evaluator; the score is checked finite in [0, 1].
 
         The answer is read as it streams in and refused past `max_evaluator_answer_bytes`
         (a job error naming the limit), so a huge answer costs no more memory than the bound.
+        An evaluator that fails while its host is down fails the job naming the host.
         """
+        host = self.ctx.hosts.of(allocation)
         limit = self.ctx.config.engine.max_evaluator_answer_bytes
         body = EvaluateRequest(
             job_id=job.id,
@@ -340,7 +345,7 @@ class DstackExecutor:
             response = await send(
                 self.ctx.http,
                 "POST",
-                self._base_url(port) + "/evaluate",
+                host.evaluator_url(allocation.port, "/evaluate"),
                 "POST /evaluate",
                 deadline=self.ctx.config.engine.job_timeout_s,
                 content=body.model_dump_json().encode(),
@@ -353,7 +358,11 @@ class DstackExecutor:
                 "(engine.max_evaluator_answer_bytes): refused"
             ) from None
         except ClientError as exc:
-            raise JobFailed(f"evaluator on VM {vm_id} failed: {exc}") from None
+            where = f" (host {host.name})" if self.ctx.hosts.several else ""
+            error = f"evaluator on VM {vm_id}{where} failed: {exc}"
+            if host.down:
+                error = f"host {host.name} is down ({host.vmm.name} not answering): {error}"
+            raise JobFailed(error) from None
         if response.status_code != 200:
             raise JobFailed(
                 f"evaluator answered HTTP {response.status_code}: {clean_line(response.text, 300)}"

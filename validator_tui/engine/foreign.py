@@ -24,8 +24,9 @@ class ForeignVms:
 
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
-        self._suspects: set[str] = set()
-        self._confirmed: set[str] = set()
+        #: By host: VM ids foreign in the host's last pass, and those reported.
+        self._suspects: dict[str, set[str]] = {}
+        self._confirmed: dict[str, set[str]] = {}
 
     def is_ours_job_vm(self, info: VmInfo, active_names: set[str]) -> bool:
         """A job VM is ours when one of our jobs runs in it or our store recorded its name."""
@@ -37,11 +38,11 @@ class ForeignVms:
             return True
         return any(stored.vm_id == info.id for stored in self.ctx.store.challenge_vms())
 
-    def observe(self, foreign: Iterable[VmInfo]) -> None:
-        """One pass's foreign VMs: report those seen in the previous pass too."""
+    def observe(self, host: str, foreign: Iterable[VmInfo]) -> None:
+        """One pass's foreign VMs on `host`: report those seen in its previous pass too."""
         current = {info.id: info.name for info in foreign}
-        confirmed = self._suspects & current.keys()
-        fresh = sorted(confirmed - self._confirmed)
+        confirmed = self._suspects.get(host, set()) & current.keys()
+        fresh = sorted(confirmed - self._confirmed.get(host, set()))
         for vm_id in fresh[:NAMED_AT_MOST]:
             self.ctx.log(
                 "error",
@@ -55,16 +56,17 @@ class ForeignVms:
             self.ctx.log(
                 "error", "conflict", f"{len(fresh) - NAMED_AT_MOST} more VMs of another validator"
             )
-        self._suspects = set(current)
-        if confirmed != self._confirmed:
-            self._confirmed = confirmed
+        self._suspects[host] = set(current)
+        if confirmed != self._confirmed.get(host, set()):
+            self._confirmed[host] = confirmed
+            count = sum(len(ids) for ids in self._confirmed.values())
             header = self.ctx.state.header
             header.conflict = (
-                f"another validator with this hotkey uses the VMM ({len(confirmed)} VMs not ours, "
+                f"another validator with this hotkey uses the VMM ({count} VMs not ours, "
                 "left alone)"
-                if confirmed
+                if count
                 else ""
             )
             self.ctx.state.header_changed()
-            if not confirmed:
+            if not count:
                 self.ctx.log("info", "conflict", "no VMs of another validator are left")

@@ -10,6 +10,10 @@ whose request never left leaves the job pending. A claim whose answer was lost i
 the job keeps its allocation (state claimed) until a poll asked after the claim says whether
 it is ours (gone from `/jobs/pending`: run it) or not (still listed: claim it again). A job the
 platform lists as pending is claimable whatever our history says, unless we are running it.
+
+A claim's quota is taken on the host the pool's placement picks (engine/hosts); the job's VM
+runs there. When that host goes down (several hosts), a job not yet evaluating fails with an
+error naming the host; one evaluating goes on while its evaluator answers.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from validator_tui.clients.errors import AnswerLost, ClaimLost, ClientError, Dec
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor, JobFailed
+from validator_tui.engine.hosts import Host
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.quota import Allocation, CapacityError
 from validator_tui.engine.records import (
@@ -116,7 +121,12 @@ class JobManager:
             return "claims are suspended: the state database is not writable"
         if not self.ctx.platform_health.up:
             return "claims paused: the platform is unreachable"
-        if not self.ctx.vmm_health.up:
+        if self.challenges.adoption_pending:
+            return "claims wait: adopting the challenge CVMs found at start-up"
+        hosts = self.ctx.hosts
+        if not any(host.answering for host in hosts):
+            if hosts.several:
+                return "claims paused: no VMM host is answering"
             return "claims paused: the VMM is not answering"
         return ""
 
@@ -134,15 +144,8 @@ class JobManager:
         self.claim_what_fits()
 
     def _capacity_reason(self) -> str:
-        """Why no job VM fits now ("" when one does), in human units."""
-        need = self.job_resources()
-        if self.ctx.quota.check_capacity(need):
-            return ""
-        usage = self.ctx.quota.get_usage()
-        short = need.shortfall(usage.total - usage.used)
-        if not short:
-            return "waiting for a free host port"
-        return f"waiting for capacity ({short})"
+        """Why no job VM fits on any host now ("" when one does), in human units."""
+        return self.ctx.hosts.job_capacity_reason(self.job_resources())
 
     def _waiting_reason(self, record: JobRecord, blocker: str, capacity: str) -> str:
         """Why the pending `record` is not being claimed now ("" if nothing holds it)."""
@@ -301,7 +304,7 @@ class JobManager:
         if not self.challenges.is_active(record.challenge_id):
             return Outcome.refused("the job's challenge CVM is not active")
         try:
-            allocation = self.ctx.quota.allocate(self.job_resources(), owner=f"job {job_id}")
+            allocation = self.ctx.hosts.place_job(self.job_resources(), owner=f"job {job_id}")
         except CapacityError as exc:
             return Outcome.refused(f"no capacity: {exc}")
         self._claiming.add(job_id)
@@ -309,7 +312,7 @@ class JobManager:
             forgot_dead_letter = self.ctx.store.begin_claim(job_id, record.challenge_id)
         except StoreError as exc:
             self._claiming.discard(job_id)
-            self.ctx.quota.release(allocation)
+            self.ctx.hosts.release(allocation)
             self._suspend_claims(str(exc))
             return Outcome.refused(str(exc))
         if forgot_dead_letter:
@@ -385,6 +388,7 @@ class JobManager:
         self._retry_claim_at.pop(job_id, None)
         record.state, record.claimed_at = JobState.CLAIMED, time.time()
         record.claim_unsure = unsure
+        record.host = sys.intern(allocation.host)
         try:
             self.ctx.store.upsert_job(
                 job_id,
@@ -444,7 +448,7 @@ class JobManager:
             if not self.challenges.is_active(record.challenge_id):
                 continue
             try:
-                allocation = self.ctx.quota.allocate(self.job_resources(), owner=f"job {job_id}")
+                allocation = self.ctx.hosts.place_job(self.job_resources(), owner=f"job {job_id}")
             except CapacityError:
                 return
             del self._maybe_ours[job_id]
@@ -520,7 +524,14 @@ class JobManager:
     def _end_early(self, job: JobRecord, reason: CancelReason) -> str:
         """Queue the error result of a job ended early (not by the platform); returns the
         error. A job the operator cancelled ends `cancelled` once its result is answered."""
-        error = _CANCEL_ERRORS[reason]
+        if reason is CancelReason.HOST_DOWN:
+            host = self.ctx.hosts[job.host]
+            error = (
+                f"host {host.name} is down ({host.vmm.name} not answering for "
+                f"{self.ctx.hosts.grace:g}s): the job's VM cannot be reached"
+            )
+        else:
+            error = _CANCEL_ERRORS[reason]
         if reason is CancelReason.OPERATOR:
             self._operator_cancelled.add(job.id)
         self._submit(job, _error_result(job, error))
@@ -581,6 +592,22 @@ class JobManager:
             f" ({clean_line(job.error, 200)})" if job.error else "",
             extra={"kind": "job", "job_id": job_id, "challenge_id": job.challenge_id},
         )
+
+    def on_host_down(self, host: Host) -> int:
+        """`host` is down: every job of ours there that is not evaluating yet ends with an error
+        naming the host (an evaluation under way goes on while its evaluator answers).
+        Returns how many were ended."""
+        ended = 0
+        for job_id, run in list(self._runs.items()):
+            record = self.ctx.state.jobs.get(job_id)
+            if run.allocation.host != host.name or record is None:
+                continue
+            if record.state is JobState.RUNNING or run.cancel_reason is not None:
+                continue
+            run.cancel_reason = CancelReason.HOST_DOWN
+            run.task.cancel()
+            ended += 1
+        return ended
 
     def on_vm_lost(self, job_id: str) -> bool:
         """The VMM no longer has this job's VM: the job fails with VM_LOST. True if it ran."""
@@ -666,7 +693,7 @@ class JobManager:
     def _release(self, allocation: Allocation) -> None:
         """Give a job's resources back: to waiting challenge CVMs first, then (auto-claim)
         to waiting jobs."""
-        if self.ctx.quota.release(allocation):
+        if self.ctx.hosts.release(allocation):
             self.ctx.publish_quota()
             if not self.stopping:
                 self.challenges.capacity_freed()
@@ -727,7 +754,9 @@ class _Progress:
             ctx.store.upsert_job(job.id, job.challenge_id, StoredState.PROVISIONING, vm_id=vm_id)
         job.vm_id, job.host_port = vm_id, host_port
         name = ctx.naming.job_vm(job.id)
-        ctx.state.put_vm(VmRecord(vm_id, name, VmKind.JOB, job.id, host_port=host_port))
+        ctx.state.put_vm(
+            VmRecord(vm_id, name, VmKind.JOB, job.id, host_port=host_port, host=job.host)
+        )
         ctx.state.put_job(job, f"VM {vm_id} created")
 
     def evaluating(self) -> None:

@@ -1,14 +1,16 @@
-"""CVMQuotaManager: exact accounting of host resources held by VMs.
+"""CVMQuotaManager: exact accounting of one host's resources held by VMs.
 
-Every challenge CVM and job VM holds vcpu, memory, disk, GPUs and one host port from the pool
-from the moment it is planned until it is destroyed. An `Allocation` is released exactly
-once: a second `release` of the same allocation is a no-op, so no path can make usage drift.
+Every challenge CVM and job VM holds vcpu, memory, disk, GPUs (concrete slots, as the host's
+VMM lists them) and one host port from the pool from the moment it is planned until it is
+destroyed. An `Allocation` is released exactly once: a second `release` of the same
+allocation is a no-op, so no path can make usage drift.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from validator_tui.config import HostPorts, ResourceLimits
 from validator_tui.engine.records import QuotaUsage, Resources
@@ -27,12 +29,18 @@ class Allocation:
     resources: Resources
     port: int | None
     kind: str = "job"
+    #: The host whose quota holds it.
+    host: str = "default"
+    #: The GPU slots it holds (as the host's VMM names them: `18:00.0`).
+    gpu_slots: tuple[str, ...] = ()
 
 
 class CVMQuotaManager:
-    """Tracks what the host has given to VMs against `ResourceLimits` and the port pool."""
+    """Tracks what one host has given to VMs against `ResourceLimits`, the port pool and the
+    host's GPU slots."""
 
-    def __init__(self, limits: ResourceLimits, ports: HostPorts) -> None:
+    def __init__(self, limits: ResourceLimits, ports: HostPorts, *, host: str = "default") -> None:
+        self.host = host
         self.total = limits.total
         self._pool_start = ports.start
         self._pool_size = ports.size
@@ -41,12 +49,53 @@ class CVMQuotaManager:
         self._live: dict[int, Allocation] = {}
         self._ids = itertools.count(1)
         self._used = Resources()
+        #: The host's GPU slots in listing order (None until its VMM listed them).
+        self._gpu_slots: tuple[str, ...] | None = None
+        #: Slots attached to VMs that are not ours (from the last listing).
+        self._busy_slots: frozenset[str] = frozenset()
+        self._held_slots: set[str] = set()
+
+    @property
+    def gpu_slots(self) -> tuple[str, ...] | None:
+        """The host's GPU slots as last listed (None: not listed yet)."""
+        return self._gpu_slots
+
+    def set_gpus(self, slots: Sequence[str], busy: Iterable[str]) -> None:
+        """The host's GPUs as its VMM lists them (`ListGpus`); `busy` are slots attached to a
+        running VM. Those we hold are ours; the other busy ones are never handed out."""
+        self._gpu_slots = tuple(slots)
+        self._busy_slots = frozenset(busy) - self._held_slots
+
+    def limit_gpus(self, count: int) -> None:
+        """Hand out at most `count` GPUs (the host has fewer than its `gpu_count`)."""
+        self.total = replace(self.total, gpu=min(self.total.gpu, count))
+
+    def _free_slots(self) -> list[str]:
+        slots = self._gpu_slots or ()
+        return [s for s in slots if s not in self._held_slots and s not in self._busy_slots]
 
     def check_capacity(self, resources: Resources, *, need_port: bool = True) -> bool:
         """True when `resources` (and a host port, if asked) fit in what is left."""
-        return (self._used + resources).fits_in(self.total) and (
-            not need_port or bool(self._free_ports)
+        return (
+            (self._used + resources).fits_in(self.total)
+            and (not need_port or bool(self._free_ports))
+            and (resources.gpu == 0 or len(self._free_slots()) >= resources.gpu)
         )
+
+    def free_share(self, resources: Resources) -> float:
+        """What would be left free after placing `resources` (and a port), as the smallest
+        share of any resource this host has: 1.0 empty, 0.0 full (placement ranks by it)."""
+        free = self.total - self._used - resources
+        total = self.total
+        shares = [
+            free.vcpu / total.vcpu,
+            free.memory_mb / total.memory_mb,
+            free.disk_mb / total.disk_mb,
+            (len(self._free_ports) - 1) / self._pool_size,
+        ]
+        if total.gpu:
+            shares.append(free.gpu / total.gpu)
+        return min(shares)
 
     def allocate(
         self,
@@ -56,15 +105,18 @@ class CVMQuotaManager:
         need_port: bool = True,
         port: int | None = None,
         kind: str = "job",
+        gpu_slots: Sequence[str] | None = None,
     ) -> Allocation:
-        """Reserve `resources` and a port (a specific one when `port` is given, e.g. on adoption);
-        `kind` ("job" or "challenge") is what `used_by` sums over.
+        """Reserve `resources`, a port and `resources.gpu` GPU slots (a specific port and slots
+        when given, e.g. on adoption); `kind` ("job" or "challenge") is what `used_by` sums
+        over.
 
         Raises `CapacityError` without changing anything when they do not fit.
         """
-        if not self.check_capacity(resources, need_port=False):
+        if not (self._used + resources).fits_in(self.total):
             short = resources.shortfall(self.total - self._used)
             raise CapacityError(f"not enough capacity for {owner}: {short}")
+        slots = self._pick_slots(resources.gpu, gpu_slots, owner)
         chosen: int | None = None
         if port is not None:
             if port in self._free_ports:
@@ -77,10 +129,29 @@ class CVMQuotaManager:
                 raise CapacityError(f"no free host port for {owner}")
         if chosen is not None:
             self._free_ports.discard(chosen)
-        allocation = Allocation(next(self._ids), owner, resources, chosen, kind)
+        allocation = Allocation(next(self._ids), owner, resources, chosen, kind, self.host, slots)
         self._live[allocation.id] = allocation
         self._used += resources
+        self._held_slots.update(slots)
         return allocation
+
+    def _pick_slots(self, count: int, wanted: Sequence[str] | None, owner: str) -> tuple[str, ...]:
+        """`count` free GPU slots (or exactly `wanted`, when not held already)."""
+        if wanted is not None:
+            taken = [slot for slot in wanted if slot in self._held_slots]
+            if taken:
+                raise CapacityError(f"GPU slot {taken[0]} is already held, not free for {owner}")
+            return tuple(wanted)
+        if count == 0:
+            return ()
+        if self._gpu_slots is None:
+            raise CapacityError(f"the GPUs of host {self.host} are not listed yet ({owner})")
+        free = self._free_slots()
+        if len(free) < count:
+            raise CapacityError(
+                f"no free GPU slot on host {self.host} for {owner}: needs {count}, {len(free)} free"
+            )
+        return tuple(free[:count])
 
     def _take_port(self) -> int | None:
         """The next free port after the last one handed out (round robin, avoids quick reuse)."""
@@ -100,6 +171,7 @@ class CVMQuotaManager:
         if self._live.pop(allocation.id, None) is None:
             return False
         self._used -= allocation.resources
+        self._held_slots.difference_update(allocation.gpu_slots)
         if allocation.port is not None:
             self._free_ports.add(allocation.port)
         return True
@@ -125,3 +197,7 @@ class CVMQuotaManager:
             ports_total=self._pool_size,
             allocations=len(self._live),
         )
+
+    def holds(self, allocation: Allocation) -> bool:
+        """True while `allocation` is live here."""
+        return self._live.get(allocation.id) is allocation

@@ -1,20 +1,23 @@
-"""The reconciler: every few seconds (every second while the VMM does not answer), compare the
-VMM's list of our VMs with what the engine holds."""
+"""The reconciler: every few seconds (every second for a host whose VMM does not answer),
+compare each host's list of our VMs with what the engine holds there."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from validator_tui.clients.errors import ClientError
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.hosts import Host
 from validator_tui.engine.jobs import VM_LOST, JobManager
 from validator_tui.engine.records import VmKind
 from validator_tui.engine.recovery import Recovery
 
 
 class Reconciler:
-    """Keeps VM statuses current, removes orphaned job VMs, and notices lost VMs."""
+    """Keeps VM statuses current, removes orphaned job VMs and CVMs left behind, refreshes
+    GPU slots, and notices lost VMs, host by host."""
 
     def __init__(
         self,
@@ -27,21 +30,44 @@ class Reconciler:
         self.jobs = jobs
         self.challenges = challenges
         self.recovery = recovery
+        self._busy: set[str] = set()
 
-    async def reconcile(self) -> None:
-        """Compare the VMM's VMs with ours: refresh statuses, remove orphaned job VMs, and
-        notice VMs we hold that the VMM no longer lists (a VMM restart): a challenge CVM is
-        provisioned again, a job fails with "VM lost", their quota is released. VMs of another
-        validator with our hotkey are left alone and reported (engine/foreign)."""
-        ctx = self.ctx
-        held = {vm_id: (vm.kind, vm.owner_id) for vm_id, vm in ctx.state.vms.items()}
+    async def reconcile(self, hosts: list[Host] | None = None) -> None:
+        """One pass over `hosts` (default: every host), concurrently."""
+        chosen = list(self.ctx.hosts) if hosts is None else hosts
+        await asyncio.gather(*(self.reconcile_host(host) for host in chosen))
+
+    async def reconcile_host(self, host: Host) -> None:
+        """Compare `host`'s VMs with ours there: refresh statuses, remove orphaned job VMs and
+        CVMs left behind, and notice VMs we hold that it no longer lists (a VMM restart): a
+        challenge CVM is provisioned again, a job fails with "VM lost", their quota is
+        released. VMs of another validator with our hotkey are left alone and reported
+        (engine/foreign). A host already being reconciled is skipped (that pass covers it)."""
+        if host.name in self._busy:
+            return
+        self._busy.add(host.name)
         try:
-            listing = await ctx.vmm.status(keyword=ctx.naming.prefix, brief=True)
+            await self._reconcile_host(host)
+        finally:
+            self._busy.discard(host.name)
+
+    async def _reconcile_host(self, host: Host) -> None:
+        ctx = self.ctx
+        held = {
+            vm_id: (vm.kind, vm.owner_id)
+            for vm_id, vm in ctx.state.vms.items()
+            if vm.host == host.name
+        }
+        try:
+            listing = await host.vmm.status(keyword=ctx.naming.prefix, brief=True)
         except ClientError:
             return
-        if self.recovery.orphans_pending:
-            await self.recovery.sort_out_vms(late=True)
+        if host.orphans_pending:
+            await self.recovery.sort_out_vms(host, late=True)
+        if host.wants_gpus:
+            await self.recovery.check_gpus(host)
         listed = {info.id for info in listing.vms}
+        await self.challenges.remove_left_behind(host, listed)
         for vm_id, (kind, owner) in held.items():
             if vm_id in listed or vm_id not in ctx.state.vms:
                 continue
@@ -55,9 +81,12 @@ class Reconciler:
             ctx.naming.job_vm(job.id) for job in ctx.state.jobs.values() if job.state.active
         }
         foreign = self.recovery.foreign
+        left_behind = set(self.challenges.left_behind(host))
         others = []
         for info in listing.vms:
             if not ctx.naming.owns(info.name) or info.status == "removing":
+                continue
+            if info.id in left_behind:
                 continue
             if not (
                 foreign.is_ours_challenge_vm(info)
@@ -71,7 +100,7 @@ class Reconciler:
                 self.challenges.on_vm_info(info)
             elif info.name not in active_names:
                 with contextlib.suppress(ClientError):
-                    await ctx.vmm.remove_vm(info.id)
+                    await host.vmm.remove_vm(info.id)
                 ctx.state.drop_vm(info.id)
                 ctx.log("warn", "reconcile", f"removed orphaned job VM {info.id}", vm_id=info.id)
-        foreign.observe(others)
+        foreign.observe(host.name, others)

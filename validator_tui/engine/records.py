@@ -78,6 +78,7 @@ class CancelReason(StrEnum):
     OPERATOR = "operator"  # the result says "cancelled by operator"
     VM_LOST = "vm_lost"  # the VMM no longer has the job's VM
     SHUTDOWN = "shutdown"  # the validator is stopping
+    HOST_DOWN = "host_down"  # the job VM's host is down: its evaluation cannot finish
 
 
 class VmKind(StrEnum):
@@ -120,6 +121,8 @@ class JobRecord:
     waiting_reason: str = ""
     #: The last lines of the job VM's serial log (sanitised), kept after the VM is removed.
     vm_log: tuple[str, ...] = ()
+    #: The host its VM was placed on ("" before the claim).
+    host: str = ""
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the claim (or creation), up to the finish."""
@@ -154,6 +157,8 @@ class ChallengeRecord:
     last_error: str = ""
     #: Jobs of this challenge this engine has run (counted from the engine's start).
     jobs_run: int = 0
+    #: The host of its CVM ("" while it has none).
+    host: str = ""
 
     def enter(self, state: ChallengeState, reason: str | None = None) -> None:
         """Move to `state` (and `reason`, when given), noting the change in `history`; a
@@ -182,6 +187,8 @@ class VmRecord:
     boot_error: str = ""
     host_port: int | None = None
     created_at: float = field(default_factory=time.time)
+    #: The host whose VMM runs it.
+    host: str = ""
 
 
 class EventRefs(TypedDict, total=False):
@@ -215,6 +222,39 @@ class QuotaUsage:
     ports_used: int
     ports_total: int
     allocations: int
+
+
+class HostState(StrEnum):
+    """A dstack host as the pool sees it."""
+
+    UP = "up"
+    #: Its VMM does not answer (yet within the grace period): no new VMs there meanwhile.
+    UNREACHABLE = "unreachable"
+    #: Not answering for longer than the grace period: its challenge CVMs moved away.
+    DOWN = "down"
+    #: The operator drains it: no new VMs; its CVMs move, its running jobs finish.
+    DRAINING = "draining"
+    #: Drained: none of our VMs is left on it.
+    DRAINED = "drained"
+
+
+@dataclass(slots=True, frozen=True)
+class HostRecord:
+    """One dstack host of the pool as the console shows it (`id` is the host's name)."""
+
+    id: str
+    url: str
+    state: HostState = HostState.UP
+    #: When the state began (wall time): `down since`, `unreachable since`.
+    since: float | None = None
+    draining: bool = False
+    last_error: str = ""
+    usage: QuotaUsage = field(default_factory=lambda: QuotaUsage(Resources(), Resources(), 0, 0, 0))
+    #: Our VMs on it (challenge CVMs and job VMs, those being created included).
+    vms: int = 0
+    #: GPU slots its VMM lists, and how many of them our VMs hold.
+    gpu_slots: tuple[str, ...] = ()
+    gpus_held: int = 0
 
 
 @dataclass(slots=True, frozen=True)

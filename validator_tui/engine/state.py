@@ -21,6 +21,7 @@ from validator_tui.engine.records import (
     Counters,
     Event,
     EventRefs,
+    HostRecord,
     JobRecord,
     QuotaUsage,
     Resources,
@@ -85,6 +86,9 @@ class StateDelta:
     removed_vms: list[str]
     events: list[Event]
     header: Header
+    #: The dstack hosts of the pool (state, usage, VM count): those changed, or all when
+    #: `full`. The pool is fixed for an engine's life: hosts are never removed.
+    hosts: list[HostRecord] = field(default_factory=list)
 
 
 class _Keyed(Generic[T]):
@@ -131,6 +135,7 @@ class EngineState:
         self._jobs: _Keyed[JobRecord] = _Keyed()
         self._challenges: _Keyed[ChallengeRecord] = _Keyed()
         self._vms: _Keyed[VmRecord] = _Keyed()
+        self._hosts: _Keyed[HostRecord] = _Keyed()
         self._finished: deque[str] = deque()
         self._finished_ids: set[str] = set()
         self._detailed: deque[str] = deque()
@@ -154,6 +159,10 @@ class EngineState:
     @property
     def vms(self) -> dict[str, VmRecord]:
         return self._vms.items
+
+    @property
+    def hosts(self) -> dict[str, HostRecord]:
+        return self._hosts.items
 
     def put_job(self, job: JobRecord, note: str | None = None) -> None:
         """Insert or mark changed; `note` adds a timeline entry. Finished jobs age out."""
@@ -230,6 +239,11 @@ class EngineState:
     def drop_vm(self, vm_id: str) -> None:
         self._vms.drop(vm_id, self._bump())
 
+    def put_host(self, host: HostRecord) -> None:
+        """Publish a host's record (records are frozen: a new one replaces the old)."""
+        self._hosts.items[host.id] = host
+        self._hosts.touch(host.id, self._bump())
+
     def header_changed(self) -> None:
         self._bump()
 
@@ -271,11 +285,13 @@ class EngineState:
         jobs, removed_jobs, stale_j = self._jobs.since(version)
         chals, removed_chals, stale_c = self._challenges.since(version)
         vms, removed_vms, stale_v = self._vms.since(version)
+        hosts, _, _ = self._hosts.since(version)
         full = version == 0 or stale_j or stale_c or stale_v
         if full:
             jobs = [copy.copy(j) for j in self._jobs.items.values()]
             chals = [copy.copy(c) for c in self._challenges.items.values()]
             vms = [copy.copy(v) for v in self._vms.items.values()]
+            hosts = list(self._hosts.items.values())
             removed_jobs, removed_chals, removed_vms = [], [], []
         events = [e for e in self.events if e.seq > event_seq]
         header = copy.copy(self.header)
@@ -292,4 +308,5 @@ class EngineState:
             removed_vms,
             events,
             header,
+            hosts,
         )

@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS challenge_vms (
     compose_hash TEXT NOT NULL,
     host_port INTEGER
 );
+CREATE TABLE IF NOT EXISTS challenge_vm_intents (
+    host TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (host, name)
+);
+CREATE TABLE IF NOT EXISTS draining_hosts (
+    name TEXT PRIMARY KEY
+);
 """
 
 
@@ -334,3 +342,31 @@ class Store:
             "SELECT vm_id, challenge_id, compose_hash, host_port FROM challenge_vms"
         ).fetchall()
         return [StoredChallengeVm(*row) for row in rows]
+
+    def intend_challenge_vm(self, host: str, name: str) -> None:
+        """Record that a CVM named `name` is about to be created on `host` (committed before
+        its CreateVm, so a CVM whose id a crash kept from `put_challenge_vm` is still ours)."""
+        self._write(
+            "INSERT OR IGNORE INTO challenge_vm_intents (host, name) VALUES (?, ?)", (host, name)
+        )
+
+    def drop_challenge_vm_intent(self, host: str, name: str) -> None:
+        self._write("DELETE FROM challenge_vm_intents WHERE host = ? AND name = ?", (host, name))
+
+    def challenge_vm_intents(self, host: str) -> set[str]:
+        """The names of the CVMs whose creation on `host` began and was never recorded."""
+        rows = self._db.execute(
+            "SELECT name FROM challenge_vm_intents WHERE host = ?", (host,)
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def set_draining(self, host: str, draining: bool) -> None:
+        """Remember that the operator drains `host` (or no longer does)."""
+        if draining:
+            self._write("INSERT OR IGNORE INTO draining_hosts (name) VALUES (?)", (host,))
+        else:
+            self._write("DELETE FROM draining_hosts WHERE name = ?", (host,))
+
+    def draining_hosts(self) -> set[str]:
+        """The hosts the operator drains."""
+        return {row[0] for row in self._read("SELECT name FROM draining_hosts")}

@@ -16,18 +16,17 @@ import httpx
 from validator_tui.clients.errors import ApiError, ClientError, QueryRefused
 from validator_tui.clients.orm_guard import check_read_only
 from validator_tui.clients.platform import PlatformClient, WsState
-from validator_tui.clients.vmm import VmmClient
 from validator_tui.config import ValidatorConfig
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor
 from validator_tui.engine.foreign import ForeignVms
 from validator_tui.engine.health import ServerHealth
+from validator_tui.engine.hosts import Host, build_pool
 from validator_tui.engine.jobs import JobManager
 from validator_tui.engine.log_file import keep_log_file, release_log_file
 from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.outbox import ResultOutbox
-from validator_tui.engine.quota import CVMQuotaManager
 from validator_tui.engine.reconciler import Reconciler
 from validator_tui.engine.records import (
     ConnectionView,
@@ -41,7 +40,6 @@ from validator_tui.engine.recovery import Recovery
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import OutboxRow, Store, StoreError
 from validator_tui.engine.tasks import TaskRegistry
-from validator_tui.engine.vm_ready import VmWatcher
 from validator_tui.models.platform import (
     ChallengeUpdatedMessage,
     JobCancelledMessage,
@@ -53,7 +51,8 @@ from validator_tui.sanitize import clean_line
 logger = logging.getLogger("validator_tui.engine")
 
 RECONCILE_INTERVAL_S = 5.0
-#: While the VMM does not answer, the reconciler asks it this often (it notices the return).
+#: While a host's VMM does not answer, the reconciler asks it this often (it notices the
+#: return).
 VMM_PROBE_INTERVAL_S = 1.0
 HOUSEKEEPING_INTERVAL_S = 300.0
 #: Shares of the shutdown deadline: running jobs (and their VM removal) may use up to this
@@ -95,7 +94,11 @@ class Validator:
         self.recovery = Recovery(self.ctx, self.jobs, self.challenges, ForeignVms(self.ctx))
         self.reconciler = Reconciler(self.ctx, self.jobs, self.challenges, self.recovery)
         self.ctx.platform_health.subscribe(self._on_health_change)
-        self.ctx.vmm_health.subscribe(self._on_health_change)
+        for host in self.ctx.hosts:
+            host.health.subscribe(self._on_health_change)
+        self.ctx.hosts.on_down(self._on_host_down)
+        self.ctx.hosts.on_up(self._on_host_up)
+        self._restore_draining()
         self.ctx.publish_quota()
         self.jobs.publish_claim_state()
 
@@ -112,17 +115,14 @@ class Validator:
     def _context(self, store: Store) -> EngineContext:
         config = self.config
         timeout = config.engine.request_timeout_s
-        token = config.dstack_vmm_token.get_secret_value() if config.dstack_vmm_token else None
         platform = PlatformClient(
             config.platform_api_url,
             config.validator_hotkey,
             timeout=timeout,
             ws_backoff_cap=config.engine.ws_backoff_cap_s,
         )
-        vmm = VmmClient(config.dstack_vmm_url, token, timeout=timeout)
         platform_health = ServerHealth(self.state, platform.name, "platform", down_on_5xx=False)
-        vmm_health = ServerHealth(self.state, vmm.name, "vmm", down_on_5xx=True)
-        platform.observer, vmm.observer = platform_health.observe, vmm_health.observe
+        platform.observer = platform_health.observe
         # Evaluator connections go to a new host port per job VM: keep few idle ones, as
         # httpx scans every pooled connection on each request (a profiled hotspot).
         http = httpx.AsyncClient(
@@ -131,22 +131,36 @@ class Validator:
             trust_env=False,
         )
         tasks = TaskRegistry()
+        hosts = build_pool(
+            config.host_settings(),
+            state=self.state,
+            http=http,
+            tasks=tasks,
+            timeout=timeout,
+            vm_poll_interval=config.engine.vm_poll_interval_s,
+            placement=config.engine.placement,
+            grace=config.engine.host_down_grace_s,
+        )
         return EngineContext(
             config=config,
             state=self.state,
             store=store,
-            quota=CVMQuotaManager(config.resource_limits, config.host_ports),
+            hosts=hosts,
             platform=platform,
-            vmm=vmm,
             http=http,
             naming=VmNaming(config.validator_hotkey),
             tasks=tasks,
             platform_health=platform_health,
-            vmm_health=vmm_health,
-            watcher=VmWatcher(
-                vmm, http, self.state, tasks, max_interval=config.engine.vm_poll_interval_s
-            ),
         )
+
+    def _restore_draining(self) -> None:
+        """Hosts the operator drained stay drained across restarts (the store keeps them)."""
+        try:
+            draining = self.ctx.store.draining_hosts()
+        except StoreError:
+            return
+        for host in self.ctx.hosts:
+            host.draining = host.name in draining
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -228,8 +242,10 @@ class Validator:
         stuck = await ctx.tasks.cancel_all(_left(deadline))
         if stuck:
             ctx.log("error", "shutdown", f"tasks still running at the deadline: {stuck}")
+        ctx.hosts.close()
         await ctx.platform.aclose()
-        await ctx.vmm.aclose()
+        for host in ctx.hosts:
+            await host.vmm.aclose()
         await ctx.http.aclose()
         ctx.store.close()
         logger.info(
@@ -288,16 +304,30 @@ class Validator:
         except ClientError as exc:
             self.ctx.log("warn", "challenges", f"cannot fetch challenges: {exc}")
             return
+        adopting = self.challenges.adoption_pending
         await self.challenges.sync(challenges)
+        if adopting:
+            self.jobs.on_health_change()
 
     async def _reconcile_loop(self) -> None:
+        """Every host every RECONCILE_INTERVAL_S; a host whose VMM does not answer every
+        VMM_PROBE_INTERVAL_S meanwhile."""
+        since_full = 0.0
         while True:
-            vmm_up = self.ctx.vmm_health.up
-            await asyncio.sleep(RECONCILE_INTERVAL_S if vmm_up else VMM_PROBE_INTERVAL_S)
-            await self.reconcile()
+            quiet = [host for host in self.ctx.hosts if not host.answering]
+            step = VMM_PROBE_INTERVAL_S if quiet else RECONCILE_INTERVAL_S
+            await asyncio.sleep(step)
+            since_full += step
+            if since_full >= RECONCILE_INTERVAL_S:
+                since_full = 0.0
+                await self.reconcile()
+            else:
+                await self.reconciler.reconcile(
+                    [host for host in self.ctx.hosts if not host.answering]
+                )
 
     async def reconcile(self) -> None:
-        """One reconciler pass (see `Reconciler.reconcile`)."""
+        """One reconciler pass over every host (see `Reconciler.reconcile`)."""
         await self.reconciler.reconcile()
 
     async def _housekeeping_loop(self) -> None:
@@ -338,16 +368,45 @@ class Validator:
         self.state.header_changed()
 
     def _on_health_change(self) -> None:
-        """The platform's or the VMM's health changed: header, claims."""
-        vmm = self.ctx.vmm_health
-        view = ConnectionView("connected" if vmm.up else "error", last_error=vmm.last_error or None)
+        """The platform's or a VMM's health changed: header, claims, waiting CVMs."""
+        hosts = list(self.ctx.hosts)
+        quiet = [host for host in hosts if not host.answering]
+        if not quiet:
+            view = ConnectionView("connected")
+        elif len(quiet) == len(hosts):
+            errors = "; ".join(host.health.last_error for host in quiet)
+            view = ConnectionView("error", last_error=errors or None)
+        else:
+            errors = "; ".join(f"{host.name}: {host.health.last_error}" for host in quiet)
+            up = len(hosts) - len(quiet)
+            view = ConnectionView(f"{up}/{len(hosts)} hosts up", last_error=errors or None)
         current = self.state.header.vmm
         if (current.status, current.last_error) != (view.status, view.last_error):
             self.state.header.vmm = view
-        slow = self.ctx.platform_health.slow or vmm.slow
+        slow = self.ctx.platform_health.slow or next(
+            (host.health.slow for host in hosts if host.health.slow), ""
+        )
         self.state.header.slow_request = slow
         self.state.header_changed()
+        self.challenges.capacity_freed()
         self.jobs.on_health_change()
+
+    def _on_host_down(self, host: Host) -> None:
+        """`host` has not answered for the grace period: with other hosts to go to, its
+        challenge CVMs move and its jobs that cannot finish fail naming it."""
+        if not self.ctx.hosts.several:
+            return
+        ended = self.jobs.on_host_down(host)
+        if ended:
+            self.ctx.log("warn", "host", f"host {host.name} is down: {ended} jobs there end")
+        self.challenges.on_host_down(host)
+        self.jobs.claim_what_fits()
+
+    def _on_host_up(self, host: Host) -> None:
+        """`host` answers again after being down: clean up what was left on it now."""
+        self._background(self.reconciler.reconcile([host]))
+        self.challenges.capacity_freed()
+        self.jobs.claim_what_fits()
 
     def _on_challenge_active(self, challenge_id: str) -> None:
         # Called from ChallengeManager, which exists before the JobManager does.
@@ -407,7 +466,10 @@ class Validator:
         record = self.state.vms.get(vm_id)
         if record is None:
             return Outcome.refused(f"VM {vm_id} is not one of this validator's VMs")
-        vmm = self.ctx.vmm
+        host = self.ctx.hosts.get(record.host)
+        if host is None:
+            return Outcome.refused(f"VM {vm_id} is on host {record.host!r}, not in the pool")
+        vmm = host.vmm
         calls = {"start": vmm.start_vm, "stop": vmm.stop_vm, "remove": vmm.remove_vm}
         try:
             await calls[action](vm_id)
@@ -421,14 +483,66 @@ class Validator:
                 self.challenges.operator_stopped(vm_id)
             else:
                 self.challenges.operator_started(vm_id)
-        self.ctx.log("info", "operator", f"operator {action} VM {vm_id}", vm_id=vm_id)
+        where = f" on host {host.name}" if self.ctx.hosts.several else ""
+        self.ctx.log("info", "operator", f"operator {action} VM {vm_id}{where}", vm_id=vm_id)
         with contextlib.suppress(ClientError):
             info = await vmm.get_info(vm_id)
             if info is not None and vm_id in self.state.vms:
                 self.state.set_vm_status(vm_id, info.status, info.boot_progress)
                 if record.kind is VmKind.CHALLENGE:
                     self.challenges.on_vm_info(info)
-        return Outcome.done(f"{action} sent to VM {vm_id}")
+        return Outcome.done(f"{action} sent to VM {vm_id}{where}")
+
+    async def drain_host(self, name: str) -> Outcome:
+        """Drain a host: no new VMs there; its challenge CVMs move (a new one active elsewhere
+        first, then the old one removed); its running jobs finish; then it shows `drained`.
+        Kept across restarts until undrained."""
+        host = self._set_draining(name, True)
+        if isinstance(host, Outcome):
+            return host
+        moving = self.challenges.move_off(host)
+        self.ctx.publish_quota()
+        self.jobs.claim_what_fits()
+        running = sum(
+            1 for job in self.state.jobs.values() if job.state.active and job.host == name
+        )
+        others = [h for h in self.ctx.hosts if h.takes_vms]
+        note = "" if others else "; no other host takes VMs: its CVMs stay until one does"
+        return Outcome.done(
+            f"draining host {name}: {moving} challenge CVMs move, {running} running jobs "
+            f"finish there{note}"
+        )
+
+    async def undrain_host(self, name: str) -> Outcome:
+        """Return a drained (or draining) host to the pool."""
+        host = self._set_draining(name, False)
+        if isinstance(host, Outcome):
+            return host
+        self.ctx.publish_quota()
+        self.challenges.capacity_freed()
+        self.jobs.claim_what_fits()
+        return Outcome.done(f"host {name} takes VMs again")
+
+    def _set_draining(self, name: str, draining: bool) -> Host | Outcome:
+        """Drain (or undrain) host `name`, recorded in the store first; the host, or the
+        refusal (read-only, no such host, already so, the store cannot record it)."""
+        refused = self._refuse_if_read_only()
+        if refused:
+            return refused
+        host = self.ctx.hosts.get(name)
+        if host is None:
+            names = ", ".join(h.name for h in self.ctx.hosts)
+            return Outcome.refused(f"no host named {name!r} (hosts: {names})")
+        if draining and host.draining:
+            return Outcome.refused(f"host {name} is already {host.state.value}")
+        if not draining and not host.draining:
+            return Outcome.refused(f"host {name} is not draining")
+        try:
+            self.ctx.store.set_draining(name, draining)
+        except StoreError as exc:
+            return Outcome.refused(f"cannot record the {'drain' if draining else 'undrain'}: {exc}")
+        host.draining = draining
+        return host
 
     async def set_auto_claim(self, enabled: bool) -> Outcome:
         """Turn auto-claim on or off; when on, pending jobs that fit are claimed at once."""
@@ -489,7 +603,15 @@ class Validator:
                 kept = f"its last {len(job.vm_log)} log lines" if job.vm_log else "no log"
                 yield f"[validator] VM {vm_id} of job {job.id} is gone: {kept} kept"
                 return
-        async for line in self.ctx.vmm.logs(vm_id, follow=follow, lines=lines, ansi=False):
+        record = self.state.vms.get(vm_id)
+        hosts = self.ctx.hosts
+        host = hosts.get(record.host) if record is not None else None
+        if host is None and not hosts.several:
+            host = next(iter(hosts))
+        if host is None:
+            yield f"[validator] VM {vm_id} is not one of this validator's VMs"
+            return
+        async for line in host.vmm.logs(vm_id, follow=follow, lines=lines, ansi=False):
             yield line
 
     def _job_of_vm(self, vm_id: str) -> JobRecord | None:

@@ -1,4 +1,5 @@
-"""VM operations shared by challenge CVMs and job VMs: their configuration and their removal."""
+"""VM operations shared by challenge CVMs and job VMs: their configuration and their removal,
+on the host that holds them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from validator_tui.clients.backoff import Backoff
 from validator_tui.clients.errors import ClientError, is_transient
 from validator_tui.config import VmSpec
 from validator_tui.engine.context import EngineContext
-from validator_tui.models.vmm import PortMapping, VmConfiguration
+from validator_tui.engine.hosts import Host
+from validator_tui.engine.quota import Allocation
+from validator_tui.models.vmm import GpuConfig, GpuSpec, PortMapping, VmConfiguration
 
 REMOVE_ATTEMPTS = 3
 #: How long a removal keeps trying while the VMM does not answer.
@@ -18,16 +21,22 @@ REMOVE_WITHIN_S = 10.0
 
 
 def vm_configuration(
-    ctx: EngineContext,
+    host: Host,
     spec: VmSpec,
     name: str,
     compose: bytes,
-    port: int | None,
+    allocation: Allocation,
     env: dict[str, str],
 ) -> VmConfiguration:
-    """CreateVm's request: the verified compose, `spec`'s resources, one port to the evaluator,
-    and the env as `user_config` JSON (`{"env": {…}}`)."""
-    ports = ctx.config.host_ports
+    """CreateVm's request: the verified compose, `spec`'s resources, one port to the evaluator
+    (from `host`'s pool), the GPU slots `allocation` holds (`gpus` omitted when none), and the
+    env as `user_config` JSON (`{"env": {…}}`)."""
+    ports = host.ports
+    gpus = None
+    if allocation.gpu_slots:
+        gpus = GpuConfig(
+            attach_mode="listed", gpus=[GpuSpec(slot=slot) for slot in allocation.gpu_slots]
+        )
     return VmConfiguration(
         name=name,
         image=spec.image,
@@ -38,35 +47,42 @@ def vm_configuration(
         ports=[
             PortMapping(
                 protocol="tcp",
-                host_port=port or 0,
+                host_port=allocation.port or 0,
                 vm_port=ports.evaluator_port,
                 host_address=ports.host_address,
             )
         ],
         user_config=json.dumps({"env": env}),
+        gpus=gpus,
     )
 
 
-async def find_vms_named(ctx: EngineContext, name: str) -> list[str]:
-    """Ids of the VMs (not being removed) whose name is exactly `name`, oldest first."""
-    listing = await ctx.vmm.status(keyword=name, brief=True)
+async def find_vms_named(host: Host, name: str) -> list[str]:
+    """Ids of the VMs on `host` (not being removed) whose name is exactly `name`, oldest
+    first."""
+    listing = await host.vmm.status(keyword=name, brief=True)
     return [vm.id for vm in listing.vms if vm.name == name and vm.status != "removing"]
 
 
-async def remove_vm(ctx: EngineContext, vm_id: str, *, within: float = REMOVE_WITHIN_S) -> bool:
-    """Remove the VM; True once it is gone (an unknown VM counts as gone).
+async def remove_vm(
+    ctx: EngineContext, host: Host, vm_id: str, *, within: float | None = None
+) -> bool:
+    """Remove the VM from `host`; True once it is gone (an unknown VM counts as gone).
 
     While the VMM does not answer (no answer, 5xx) it is retried with backoff for up to
-    `within` seconds; a refusal is retried REMOVE_ATTEMPTS times. On lasting failure the error
-    is logged and False returned (the reconciler or the next start removes the VM).
+    `within` seconds (default REMOVE_WITHIN_S; one attempt when the host is down); a refusal
+    is retried REMOVE_ATTEMPTS times. On lasting failure the error is logged and False
+    returned (the reconciler or the next start removes the VM).
     """
+    if within is None:
+        within = 0.0 if host.down else REMOVE_WITHIN_S
     deadline = time.monotonic() + within
     backoff = Backoff(0.1, 2.0)
     attempt = 0
     while True:
         attempt += 1
         try:
-            await ctx.vmm.remove_vm(vm_id)
+            await host.vmm.remove_vm(vm_id)
         except ClientError as exc:
             if "not found" in str(exc).lower():
                 break

@@ -156,6 +156,20 @@ class ListImagesResponse(VmmModel):
     images: list[ImageInfo] = Field(default_factory=list)
 
 
+class GpuInfo(VmmModel):
+    """One GPU the VMM can pass through; `is_free` is false while a running VM holds it."""
+
+    slot: str
+    product_id: str = ""
+    description: str = ""
+    is_free: bool = False
+
+
+class ListGpusResponse(VmmModel):
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    allow_attach_all: bool = False
+
+
 class VersionInfo(VmmModel):
     version: str = ""
     rev: str = ""

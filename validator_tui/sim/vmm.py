@@ -2,15 +2,21 @@
 
 Wire behaviour follows spec/dstack-vmm.md: `/prpc/<Method>` on POST (`?json` or a JSON
 content type) and GET (fields from the query string), `Teepod.` prefix trimmed, empty body =
-`{}`, errors HTTP 400 `{"error": …}`, Empty responses `null`. Tests steer it in-process
-(`fail_next`, `set_boot`, `set_evaluator`, `crash`, `restart_empty`) or over HTTP under
-`/_sim/` (never behind auth): POST `/_sim/fail` `{method, count, error, name_contains?}`,
-POST `/_sim/boot` `{seconds?, never?, name_contains?}`, POST `/_sim/evaluator` `{latency_s}`,
-POST `/_sim/crash` `{id, boot_error?}`, GET `/_sim/vms`, GET `/_sim/stats`.
+`{}`, errors HTTP 400 `{"error": …}`, Empty responses `null`. It lists `gpus` fake GPUs
+(`ListGpus`) and refuses to start a VM with a GPU slot another running VM holds, as dstack's
+QEMU does. A unix socket is served owner-only (mode 0600), as dstack's default listener.
+
+Tests steer it in-process (`fail_next`, `set_boot`, `set_evaluator`, `crash`,
+`restart_empty`, `go_down`/`come_back`) or over HTTP under `/_sim/` (never behind auth):
+POST `/_sim/fail` `{method, count, error, name_contains?}`, POST `/_sim/boot` `{seconds?,
+never?, name_contains?}`, POST `/_sim/evaluator` `{latency_s}`, POST `/_sim/crash` `{id,
+boot_error?}`, POST `/_sim/outage` `{seconds}` (stop answering, VMs kept running, and answer
+again after `seconds`), GET `/_sim/vms`, GET `/_sim/stats`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -80,6 +86,7 @@ class VmmSimulator:
         removing_seconds: float = 0.2,
         shutdown_seconds: float = 0.1,
         log_heartbeat_s: float = 60.0,
+        gpus: int = 0,
     ) -> None:
         self._state = VmmState(
             boot_seconds=boot_seconds,
@@ -90,6 +97,7 @@ class VmmSimulator:
             removing_seconds=removing_seconds,
             shutdown_seconds=shutdown_seconds,
             seed=seed,
+            gpus=gpus,
         )
         self.log_heartbeat_s = log_heartbeat_s
         self.stats: dict[str, int] = self._state.stats
@@ -97,6 +105,9 @@ class VmmSimulator:
         self._failures: dict[str, deque[tuple[str, str]]] = {}
         self._servers: list[RunningServer] = []
         self._unix_paths: list[str] = []
+        #: Where it serves (`("tcp", host, port)` or `("unix", path, 0)`), to come back there.
+        self._listeners: list[tuple[str, str, int]] = []
+        self._outage: asyncio.Task[None] | None = None
         routes = [
             Route("/prpc/{method}", self._prpc, methods=["GET", "POST"]),
             Route("/logs", self._logs, methods=["GET"]),
@@ -107,6 +118,7 @@ class VmmSimulator:
             "boot": self._control_boot,
             "evaluator": self._control_evaluator,
             "crash": self._control_crash,
+            "outage": self._control_outage,
             "vms": self._control_vms,
             "stats": self._control_stats,
         }
@@ -118,25 +130,35 @@ class VmmSimulator:
         """Serve on TCP `host:port` (0 = ephemeral); returns and remembers the base URL."""
         running = await start_server(self.app, host, port)
         self._servers.append(running)
+        self._listeners.append(("tcp", host, int(running.url.rsplit(":", 1)[1])))
         self.url = running.url
         return self.url
 
     async def start_unix(self, path: str) -> str:
-        """Serve on a unix socket at `path`; returns and remembers `unix:<path>`."""
+        """Serve on a unix socket at `path`, owner-only (mode 0600, set before it listens);
+        returns and remembers `unix:<path>`."""
         if os.path.exists(path):
             os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
+        os.chmod(path, 0o600)
         sock.listen(1024)
         sock.setblocking(False)
         self._servers.append(await serve_socket(self.app, sock, f"unix:{path}"))
         self._unix_paths.append(path)
+        self._listeners.append(("unix", path, 0))
         self.url = f"unix:{path}"
         return self.url
 
     async def stop(self) -> None:
         """Kill every VM (closing their evaluators and log streams) and stop serving."""
+        if self._outage is not None:
+            self._outage.cancel()
         self._state.close()
+        await self._close_listeners()
+        self._listeners.clear()
+
+    async def _close_listeners(self) -> None:
         for running in self._servers:
             await running.stop()
         self._servers.clear()
@@ -144,6 +166,39 @@ class VmmSimulator:
             if os.path.exists(path):
                 os.unlink(path)
         self._unix_paths.clear()
+
+    # ---- outages ---------------------------------------------------------------------------
+
+    @property
+    def serving(self) -> bool:
+        """It answers on its address(es) (False while down)."""
+        return bool(self._servers)
+
+    async def go_down(self) -> None:
+        """Stop answering, as a VMM process that died: its address refuses connections (the
+        unix socket is gone). Its VMs keep running (dstack's supervisor keeps QEMU up)."""
+        await self._close_listeners()
+
+    async def come_back(self) -> None:
+        """Answer again on the same address(es), with every VM it had."""
+        listeners, self._listeners = self._listeners, []
+        for kind, where, port in listeners:
+            if kind == "unix":
+                await self.start_unix(where)
+            else:
+                await self.start(where, port)
+
+    def outage(self, seconds: float) -> None:
+        """Go down now and come back after `seconds` (a running outage is replaced)."""
+        if self._outage is not None:
+            self._outage.cancel()
+        self._outage = asyncio.create_task(self._down_for(seconds))
+
+    async def _down_for(self, seconds: float) -> None:
+        await asyncio.sleep(0.05)  # the control request that asked for it gets its answer
+        await self.go_down()
+        await asyncio.sleep(seconds)
+        await self.come_back()
 
     # ---- controls --------------------------------------------------------------------------
 
@@ -275,6 +330,13 @@ class VmmSimulator:
         except KeyError:
             return JSONResponse({"error": "VM not found"}, 404)
         return JSONResponse({"ok": True})
+
+    def _control_outage(self, data: dict[str, Any]) -> Response:
+        seconds = float(data.get("seconds", 30.0))
+        if not 0 < seconds <= 3600:
+            raise ValueError("seconds must be in (0, 3600]")
+        self.outage(seconds)
+        return JSONResponse({"ok": True, "down_for_s": seconds})
 
     def _control_vms(self, data: dict[str, Any]) -> Response:
         return JSONResponse(self.vms())

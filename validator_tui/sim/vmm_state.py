@@ -33,6 +33,16 @@ from validator_tui.sim.vmm_vm import BOOT_STAGES, STALL_STAGE, BootPlan, SimVm
 
 VERSION = "0.6.0"
 _IMAGE_VERSIONS = ("0.5.2", "0.5.8")
+#: The simulated GPUs: NVIDIA H100s (vendor 10de) on PCI slots like a real 8-GPU host's.
+GPU_PRODUCT = "10de:2330"
+GPU_DESCRIPTION = "3D controller: NVIDIA Corporation GH100 [H100 SXM5 80GB] (simulated)"
+
+
+def gpu_slots(count: int) -> list[str]:
+    """PCI slots of `count` simulated GPUs: `18:00.0`, `2a:00.0`, …"""
+    return [f"{0x18 + 0x12 * index:02x}:00.0" for index in range(count)]
+
+
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -90,7 +100,9 @@ class VmmState:
         removing_seconds: float,
         shutdown_seconds: float,
         seed: int,
+        gpus: int = 0,
     ) -> None:
+        self.gpu_slots = gpu_slots(gpus)
         self.port_mapping_enabled = port_mapping_enabled
         self.max_vms = max_vms
         self.max_vcpu = max_vcpu
@@ -150,10 +162,31 @@ class VmmState:
         vm.evaluators.clear()
         vm.sockets.clear()
 
+    def _check_gpus_free(self, vm: SimVm) -> None:
+        """Refuse to start `vm` with a GPU that is not this host's or that a running VM holds
+        (QEMU cannot open a VFIO device another VM has open)."""
+        for slot in vm.gpu_slots:
+            if slot not in self.gpu_slots:
+                raise SimVmmError(f"Failed to start VM: GPU {slot} is not a GPU of this host")
+            holder = next(
+                (
+                    o
+                    for o in self.vms.values()
+                    if o is not vm and o.holds_gpus and slot in o.gpu_slots
+                ),
+                None,
+            )
+            if holder is not None:
+                raise SimVmmError(
+                    f"Failed to start VM: vfio {slot}: device or resource busy (GPU {slot} is "
+                    f"already attached to VM {holder.id})"
+                )
+
     async def _launch(self, vm: SimVm) -> None:
         """Start the fake process and the boot (finished inline when it takes no time)."""
         if vm.process_running:
             self._kill(vm, "restart")
+        self._check_gpus_free(vm)
         self._reserve_ports(vm)
         vm.generation += 1
         vm.started = True
@@ -258,7 +291,7 @@ class VmmState:
     # ---- pRPC methods ----------------------------------------------------------------------
 
     async def create_vm(self, body: dict[str, Any]) -> dict[str, Any]:
-        config = parse_config(body)
+        config = parse_config(body, self.gpu_slots)
         check_name(config.name)
         ports = normalise_ports(config, self.port_mapping_enabled)
         check_resources(config)
@@ -429,10 +462,20 @@ class VmmState:
         return {"images": images}
 
     async def list_gpus(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"gpus": [], "allow_attach_all": False}
+        held = {slot for vm in self.vms.values() if vm.holds_gpus for slot in vm.gpu_slots}
+        gpus = [
+            {
+                "slot": slot,
+                "product_id": GPU_PRODUCT,
+                "description": GPU_DESCRIPTION,
+                "is_free": slot not in held,
+            }
+            for slot in self.gpu_slots
+        ]
+        return {"gpus": gpus, "allow_attach_all": False}
 
     async def get_compose_hash(self, body: dict[str, Any]) -> dict[str, Any]:
-        config = parse_config(body)
+        config = parse_config(body, self.gpu_slots)
         check_name(config.name)
         check_compose(config.compose_file)
         return {"hash": sha256_hex(config.compose_file)}

@@ -69,19 +69,25 @@ def check_compose(compose_file: str) -> None:
         raise SimVmmError(f"Failed to load VM: Failed to read compose file: {error}")
 
 
-def _check_gpus(raw: Any) -> None:
+def check_gpus(raw: Any, slots: list[str]) -> None:
+    """dstack's checks of a request's `gpus` on a host with GPU `slots` (none: GPU
+    passthrough is off; attaching all GPUs is not allowed)."""
     if raw is None:
         return
     mode = raw.get("attach_mode", "") if isinstance(raw, dict) else ""
     if mode not in ("listed", "all"):
         raise SimVmmError(f"Invalid GPU attach mode: {mode}")
-    if mode == "all" or raw.get("gpus"):
+    listed = raw.get("gpus") or []
+    if not slots and (mode == "all" or listed):
         raise SimVmmError("GPU is not enabled")
+    if mode == "all":
+        raise SimVmmError("Attaching all GPUs is not allowed")
 
 
-def parse_config(body: dict[str, Any]) -> VmConfiguration:
-    """The request as a VmConfiguration (absent fields take proto defaults)."""
-    _check_gpus(body.get("gpus"))
+def parse_config(body: dict[str, Any], gpu_slots: list[str]) -> VmConfiguration:
+    """The request as a VmConfiguration (absent fields take proto defaults), its `gpus`
+    checked against the host's GPU slots."""
+    check_gpus(body.get("gpus"), gpu_slots)
     try:
         return VmConfiguration.model_validate({**_CONFIG_DEFAULTS, **body})
     except ValidationError as exc:

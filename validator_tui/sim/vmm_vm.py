@@ -91,6 +91,17 @@ class SimVm:
         return "stopping" if self.process_running else "stopped"
 
     @property
+    def gpu_slots(self) -> list[str]:
+        """The GPU slots it was created with."""
+        gpus = self.configuration.get("gpus") or {}
+        return [str(gpu.get("slot", "")) for gpu in gpus.get("gpus", [])]
+
+    @property
+    def holds_gpus(self) -> bool:
+        """Its process runs: its GPUs are attached (bus-mastering), not free."""
+        return self.process_running and not self.removing
+
+    @property
     def serial(self) -> VmLog:
         return self.logs["serial"]
 

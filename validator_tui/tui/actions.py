@@ -27,6 +27,7 @@ class Section(StrEnum):
 
     JOBS = "Jobs"
     CVMS = "Challenge CVMs and VMs"
+    HOSTS = "Hosts"
     CONSOLE = "Console"
 
 
@@ -215,6 +216,27 @@ ACTIONS: tuple[Action, ...] = (
         "Remove VM",
         "remove the selected job's VM or challenge CVM",
         Section.CVMS,
+        confirm=True,
+        read_only_safe=False,
+        footer=False,
+    ),
+    _action(
+        "drain_host",
+        "h",
+        "Drain host",
+        "drain the selected host (Hosts panel; else the host of the selected job or CVM): no "
+        "new VMs there, its challenge CVMs move to other hosts, its running jobs finish",
+        Section.HOSTS,
+        confirm=True,
+        read_only_safe=False,
+        footer=False,
+    ),
+    _action(
+        "undrain_host",
+        "H",
+        "Undrain host",
+        "return the selected drained (or draining) host to the pool",
+        Section.HOSTS,
         confirm=True,
         read_only_safe=False,
         footer=False,

@@ -22,6 +22,8 @@ from textual.widgets import Input
 from validator_tui.control import (
     ChallengeRecord,
     Header,
+    HostRecord,
+    HostState,
     JobRecord,
     JobState,
     Outcome,
@@ -39,6 +41,7 @@ from validator_tui.tui.screens.outbox import OutboxScreen
 from validator_tui.tui.screens.quit import running_jobs_text, stop_consequences
 from validator_tui.tui.widgets.challenge_table import ChallengeTable
 from validator_tui.tui.widgets.event_log import EventLog
+from validator_tui.tui.widgets.host_table import HostTable
 from validator_tui.tui.widgets.job_feed import JobFeed
 from validator_tui.tui.widgets.key_footer import KeyFooter
 from validator_tui.tui.widgets.line_table import LineTable
@@ -55,7 +58,9 @@ STOPPABLE_VM = frozenset({"running", "stopping"})
 READ_ONLY = "read-only console: commands are refused"
 #: The main screen's own actions (the footer dims those that do not apply).
 MAIN_ACTIONS = frozenset(action.name for action in actions_of(Owner.MAIN))
-JOBS, CHALLENGES = "jobs", "challenges"
+JOBS, CHALLENGES, HOSTS = "jobs", "challenges", "hosts"
+#: Screen lines from which the right column has room for hosts, gauges, sparkline and events.
+ROOM_FOR_SPARKLINE = 44
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,7 @@ class MainScreen(Screen[None]):
                 yield JobFeed(id="jobs")
                 yield ChallengeTable(id="challenges")
             with Vertical(id="right"):
+                yield HostTable(id="hosts")
                 yield QuotaPanel(id="quota")
                 yield EventLog(id="events")
         yield QuotaGauges(id="quota-line", classes="compact")
@@ -126,8 +132,13 @@ class MainScreen(Screen[None]):
     def vm_console(self) -> VmConsole:
         return self.query_one("#console", VmConsole)
 
+    @property
+    def host_table(self) -> HostTable:
+        return self.query_one("#hosts", HostTable)
+
     def on_mount(self) -> None:
-        for widget in (self.feed, self.challenge_table, self.query_one("#quota"), self.vm_console):
+        widgets = (self.feed, self.challenge_table, self.host_table, self.query_one("#quota"))
+        for widget in (*widgets, self.vm_console):
             widget.add_class("panel")
         self.query_one("#events").add_class("panel")
         self.query_one("#filter", Input).cursor_blink = self.console_app.cursor_blink
@@ -138,6 +149,14 @@ class MainScreen(Screen[None]):
         self.query_one(KeyFooter).set_mode(
             compact=event.size.width < 120, show_command_palette=event.size.width >= 100
         )
+        self._fit_right_column()
+
+    def _fit_right_column(self) -> None:
+        """With the hosts panel shown on a screen under `ROOM_FOR_SPARKLINE` lines, the
+        throughput sparkline gives its lines to the event log (which would have none)."""
+        several = self.host_table.display
+        room = self.size.height >= ROOM_FOR_SPARKLINE
+        self.query_one("#throughput").display = room or not several
 
     def vm_log_lines(self, vm_id: str) -> AsyncIterator[str]:
         """The VM's log from the engine (the last 200 lines, then followed)."""
@@ -160,6 +179,8 @@ class MainScreen(Screen[None]):
         for vm_id in removed_vms:
             self.vms.pop(vm_id, None)
         self.vms.update((vm.id, vm) for vm in delta.vms)
+        if delta.hosts or delta.full:
+            self._show_hosts(delta, now)
         table.apply(delta.challenges, removed_challenges, now)
         feed.rename_challenges(table.names(), now)
         feed.apply(delta.jobs, removed_jobs, now, full=delta.full)
@@ -170,10 +191,23 @@ class MainScreen(Screen[None]):
         self._sync_console()
         self._sync_bindings()
 
+    def _show_hosts(self, delta: StateDelta, now: float) -> None:
+        """Update the hosts panel; with several hosts it shows, and so do the host columns."""
+        hosts = self.host_table
+        hosts.apply(delta.hosts, now, full=delta.full)
+        several = len(hosts.hosts) > 1
+        if hosts.display != several:
+            hosts.display = several
+            self._fit_right_column()
+        hidden = () if several else ("host",)
+        self.feed.set_hidden(hidden)
+        self.challenge_table.set_hidden(hidden)
+
     def tick(self, now: float) -> None:
         """Refresh what shows relative times."""
         self.feed.tick(now)
         self.challenge_table.tick(now)
+        self.host_table.tick(now)
         self._show_header(now)
 
     def _show_header(self, now: float) -> None:
@@ -196,6 +230,16 @@ class MainScreen(Screen[None]):
     def selected_challenge(self) -> ChallengeRecord | None:
         """The challenge under the CVM table's cursor, when that table is the active one."""
         return self.challenge_table.selected_challenge if self.active_table == CHALLENGES else None
+
+    def selected_host(self) -> HostRecord | None:
+        """The host under the Hosts panel's cursor when that table is the active one, else the
+        host of the selected job or challenge CVM."""
+        hosts = self.host_table.hosts
+        if self.active_table == HOSTS:
+            return self.host_table.selected_host
+        job, challenge = self.selected_job(), self.selected_challenge()
+        name = job.host if job is not None else challenge.host if challenge is not None else ""
+        return hosts.get(name)
 
     def selected_vm(self) -> VmTarget | None:
         """The VM of the selection: the selected job's VM or the selected challenge's CVM."""
@@ -251,7 +295,7 @@ class MainScreen(Screen[None]):
             self._sync_bindings()
 
     def _set_active(self, table_id: str | None) -> None:
-        if table_id in (JOBS, CHALLENGES):
+        if table_id in (JOBS, CHALLENGES, HOSTS):
             self.active_table = table_id
 
     # -- what applies -------------------------------------------------------------------------
@@ -282,6 +326,19 @@ class MainScreen(Screen[None]):
             return None if self.feed.filter_text or field_open else "no filter to clear"
         if name == "orm_query" and not self.challenge_table.challenges:
             return "no challenge to query yet"
+        if name in ("drain_host", "undrain_host"):
+            return self._host_refusal(name)
+        return None
+
+    def _host_refusal(self, name: str) -> str | None:
+        host = self.selected_host()
+        if host is None:
+            return "select a host in the Hosts panel (or a job or CVM on it)"
+        shown = f"host {clean_line(host.id, 40)} is {host.state.value}"
+        if name == "drain_host" and host.draining:
+            return f"{shown}: it is already being drained"
+        if name == "undrain_host" and not host.draining:
+            return f"{shown}: only a drained or draining host can be undrained"
         return None
 
     def _job_refusal(self, name: str) -> str | None:
@@ -547,6 +604,47 @@ class MainScreen(Screen[None]):
             "Remove VM",
             lambda: self.console_app.engine.remove_vm(target.vm_id),
             decline="Keep it",
+        )
+
+    # -- host actions -------------------------------------------------------------------------
+
+    def action_drain_host(self) -> None:
+        host = self.selected_host()
+        if self._refused("drain_host") or host is None:
+            return
+        name = clean_line(host.id, 40)
+        cvms = sum(1 for c in self.challenge_table.challenges.values() if c.host == host.id)
+        running = sum(1 for j in self.feed.jobs.values() if j.state.active and j.host == host.id)
+        others = [
+            h for h in self.host_table.hosts.values() if h.id != host.id and h.state is HostState.UP
+        ]
+        where = (
+            "to other hosts (a new CVM is active there before the old one is removed)"
+            if others
+            else "once another host takes VMs (none does now: they stay meanwhile)"
+        )
+        self._confirm(
+            f"Drain host {name}?",
+            f"No new VM is placed on {name}. Its {cvms} challenge CVM(s) move {where}; its "
+            f"{running} running job(s) finish there. Then it shows drained, until you undrain "
+            "it (H). The drain is kept across restarts.",
+            "Drain host",
+            lambda: self.console_app.engine.drain_host(host.id),
+            decline="Keep it",
+        )
+
+    def action_undrain_host(self) -> None:
+        host = self.selected_host()
+        if self._refused("undrain_host") or host is None:
+            return
+        name = clean_line(host.id, 40)
+        self._confirm(
+            f"Return host {name} to the pool?",
+            f"{name} is {host.state.value}: new job VMs and challenge CVMs may be placed on it "
+            "again (CVMs that moved away stay where they are).",
+            "Undrain host",
+            lambda: self.console_app.engine.undrain_host(host.id),
+            decline="Keep it drained",
         )
 
     # -- console actions ----------------------------------------------------------------------

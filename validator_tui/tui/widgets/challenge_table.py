@@ -19,6 +19,8 @@ COLUMNS = (
     Column("uptime", "Uptime", 6, drop=5),
     Column("jobs", "Jobs", 4, drop=6),
     Column("vm", "VM", 8, drop=7),
+    #: Hidden while the engine has one host (see `LineTable.set_hidden`).
+    Column("host", "Host", 6, max_width=12, drop=3),
     Column("commit", "Commit", 8, drop=8),
     Column("hash", "Hash", 8, drop=9),
 )
@@ -32,6 +34,7 @@ class ChallengeTable(LineTable[ChallengeRecord]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(COLUMNS, sort_key="challenge", id=id)
+        self.hidden = frozenset({"host"})
 
     def on_mount(self) -> None:
         self.set_title(Text("Challenge CVMs"))
@@ -74,6 +77,7 @@ class ChallengeTable(LineTable[ChallengeRecord]):
             Cell("-" if uptime is None else age(uptime)),
             Cell(str(challenge.jobs_running)),
             Cell(short_id(challenge.vm_id)),
+            Cell(clean_line(challenge.host, 32) or "-"),
             Cell(short_id(challenge.github_commit)),
             Cell(short_id(challenge.compose_hash)),
         )
@@ -94,6 +98,8 @@ class ChallengeTable(LineTable[ChallengeRecord]):
             return challenge.jobs_running
         if column == "vm":
             return challenge.vm_id or ""
+        if column == "host":
+            return challenge.host
         if column == "commit":
             return challenge.github_commit
         return challenge.compose_hash

@@ -41,6 +41,8 @@ COLUMNS = (
     Column("score", "Score", 5, drop=6),
     Column("elapsed", "Elapsed", 7, drop=3),
     Column("vm", "VM", 8, drop=9),
+    #: Hidden while the engine has one host (see `LineTable.set_hidden`).
+    Column("host", "Host", 6, max_width=12, drop=7),
     Column("reason", "Reason", 12, grow=4),
 )
 TICKING = frozenset({"elapsed"})
@@ -76,6 +78,7 @@ class JobFeed(LineTable[JobRecord]):
 
     def __init__(self, *, max_jobs: int = MAX_FEED_JOBS, id: str | None = None) -> None:
         super().__init__(COLUMNS, sort_key="arrival", sort_reverse=True, id=id)
+        self.hidden = frozenset({"host"})
         self.max_jobs = max_jobs
         self.challenge_names: dict[str, str] = {}
         self.filter_text = ""
@@ -226,6 +229,7 @@ class JobFeed(LineTable[JobRecord]):
             Cell(score_text(job.score)),
             Cell("-" if elapsed is None else age(elapsed)),
             Cell(short_id(job.vm_id)),
+            Cell(clean_line(job.host, 32) or "-"),
             Cell(job_reason(job.error), "red" if failed else "dim"),
         )
 
@@ -247,6 +251,8 @@ class JobFeed(LineTable[JobRecord]):
             return job.elapsed(self.now) if job.claimed_at or job.finished_at else -1.0
         if column == "vm":
             return job.vm_id or ""
+        if column == "host":
+            return job.host
         return job_reason(job.error).casefold()
 
     def matches(self, record: JobRecord) -> bool:
@@ -272,6 +278,7 @@ class JobFeed(LineTable[JobRecord]):
                 job.state.value,
                 score_text(job.score),
                 job.vm_id or "",
+                job.host,
                 job_reason(job.error),
                 job.result_status,
             )

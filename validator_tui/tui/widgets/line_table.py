@@ -13,8 +13,8 @@ header clicks sort.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import ClassVar, Generic, Literal, TypeVar
 
 from rich.cells import cell_len
@@ -210,6 +210,9 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
     ) -> None:
         super().__init__(id=id)
         self.columns = tuple(columns)
+        #: Keys of columns not shown at all (whatever the width), e.g. a host column while
+        #: the engine has one host.
+        self.hidden: frozenset[str] = frozenset()
         self.sort_key = sort_key
         self.sort_reverse = sort_reverse
         self.records: dict[str, RecordT] = {}
@@ -271,6 +274,17 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
         for key in self.records:
             self._place(key)
         self._order_dirty = True
+
+    def set_hidden(self, keys: Iterable[str]) -> None:
+        """Hide the columns `keys` (and show the others); every line is drawn again."""
+        hidden = frozenset(keys)
+        if hidden == self.hidden:
+            return
+        self.hidden = hidden
+        self._placed = (-1, [])
+        self._header = None
+        self._strips.clear()
+        self._reconcile()
 
     def redraw_all(self) -> None:
         """Every row's cells are computed again (e.g. a name they show changed)."""
@@ -501,7 +515,9 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
     def _layout(self) -> list[Placed]:
         width = self.scrollable_content_region.width
         if self._placed[0] != width:
-            self._placed = (width, place_columns(self.columns, width))
+            shown = [i for i, column in enumerate(self.columns) if column.key not in self.hidden]
+            placed = place_columns([self.columns[i] for i in shown], width)
+            self._placed = (width, [replace(p, index=shown[p.index]) for p in placed])
         return self._placed[1]
 
     def _set_virtual_height(self) -> None:
