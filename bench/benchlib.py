@@ -252,7 +252,8 @@ class SimProcesses:
             await asyncio.sleep(0.02)
 
 
-async def _spawn_sim(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+async def spawn_sim(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Start `validator-tui sim <args>` and return the process and the URL it printed."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -277,8 +278,8 @@ async def sim_processes(
     *, seed: int = 0, boot_seconds: float = 0.0, evaluator_latency_s: float = 0.0
 ) -> AsyncIterator[SimProcesses]:
     """Start both simulators as subprocesses on ephemeral loopback ports; stop them after."""
-    platform_proc, platform_url = await _spawn_sim("platform", "--seed", str(seed))
-    vmm_proc, vmm_url = await _spawn_sim("vmm", "--boot-seconds", str(boot_seconds))
+    platform_proc, platform_url = await spawn_sim("platform", "--seed", str(seed))
+    vmm_proc, vmm_url = await spawn_sim("vmm", "--boot-seconds", str(boot_seconds))
     control = httpx.AsyncClient(timeout=30.0, trust_env=False)
     try:
         response = await control.post(
