@@ -2,14 +2,16 @@
 
 1. End to end (claim → VM → evaluate → result → VM removed, instant boots and evaluators):
    jobs/s, engine CPU ms/job and VMM requests/job with 1 VMM host and with 3, measured in the
-   same run, each with about `--backlog` unfinished jobs offered. Three pools:
+   same run, each with about `--backlog` unfinished jobs offered. Four pools:
    - 1 host with `--cores` vCPU (the baseline);
    - 3 hosts with `--cores` vCPU each (three times the room);
    - 3 hosts with `--cores`/3 vCPU each (the same room as the baseline, split: what the
-     placement and the per-host machinery cost on their own).
+     placement and the per-host machinery cost on their own);
+   - 1 host with 3x `--cores` vCPU (the room of the second pool in one host: as many jobs in
+     flight, so the second pool's cost can be told apart from the concurrency's).
    The engine runs in this process; the platform simulator and one VMM simulator per host run
    in their own processes (`validator-tui sim …`), so the engine's CPU is read on its own.
-   With `--rounds` above 1 the three pools are measured in turn, round after round, and the
+   With `--rounds` above 1 the four pools are measured in turn, round after round, and the
    median of the rounds is reported.
 
 2. Placement, no sockets (the engine's own `HostPool` and `JobManager`, `engine/hosts.py` and
@@ -239,6 +241,7 @@ async def end_to_end(args: argparse.Namespace) -> list[Row]:
         Pool("1 host", 1, args.cores),
         Pool("3 hosts, 3x the room", 3, args.cores),
         Pool(f"3 hosts, same room ({per_host} vCPU each)", 3, per_host),
+        Pool(f"1 host, 3x the room ({3 * args.cores} vCPU)", 1, 3 * args.cores),
     ]
     runs: dict[str, list[Run]] = {pool.label: [] for pool in pools}
     for round_ in range(args.rounds):
@@ -251,24 +254,30 @@ async def end_to_end(args: argparse.Namespace) -> list[Row]:
                 f"engine {run.engine_ms:.2f} ms/job",
                 flush=True,
             )
-    base = runs[pools[0].label]
     metrics: list[tuple[str, Callable[[Run], float]]] = [
         ("jobs/s", lambda run: run.rate),
         ("engine CPU ms/job", lambda run: run.engine_ms),
         ("simulators CPU ms/job", lambda run: run.sims_ms),
         ("VMM requests/job", lambda run: run.vmm_per_job),
     ]
+
+    def medians(pool: Pool, value: Callable[[Run], float]) -> float:
+        return median([value(run) for run in runs[pool.label]])
+
     rows: list[Row] = []
     for pool in pools:
-        mine = runs[pool.label]
         for name, value in metrics:
-            rows.append(
-                Row(
-                    f"{pool.label}: {name}",
-                    median([value(run) for run in mine]),
-                    baseline=None if mine is base else median([value(run) for run in base]),
-                )
+            base = None if pool is pools[0] else medians(pools[0], value)
+            rows.append(Row(f"{pool.label}: {name}", medians(pool, value), baseline=base))
+    # The same room in 3 hosts or in one: what the hosts cost with as many jobs in flight.
+    for name, value in metrics[:2]:
+        rows.append(
+            Row(
+                f"3 hosts against 1 host, both 3x the room: {name}",
+                medians(pools[1], value),
+                baseline=medians(pools[3], value),
             )
+        )
     return rows
 
 
@@ -499,10 +508,10 @@ async def main(args: argparse.Namespace) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=600, help="measured jobs per pool and round")
+    parser.add_argument("--jobs", type=int, default=500, help="measured jobs per pool and round")
     parser.add_argument("--warmup", type=int, default=100, help="jobs before measuring")
     parser.add_argument("--backlog", type=int, default=200, help="unfinished jobs offered")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over the three pools")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over the four pools")
     parser.add_argument(
         "--cores", type=int, default=60, help="vCPU of the 1-host pool (and of each of 3 hosts)"
     )

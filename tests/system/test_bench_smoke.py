@@ -33,7 +33,7 @@ ROWS = {
     "hosts.py": (
         *(
             f"| {pool}: {metric}"
-            for pool in ("1 host", "3 hosts, 3x the room")
+            for pool in ("1 host", "3 hosts, 3x the room", "1 host, 3x the room (180 vCPU)")
             for metric in (
                 "jobs/s",
                 "engine CPU ms/job",
@@ -42,6 +42,7 @@ ROWS = {
             )
         ),
         "| 3 hosts, same room (20 vCPU each): jobs/s",
+        "| 3 hosts against 1 host, both 3x the room: engine CPU ms/job",
         *(
             f"| {policy}, {hosts}: place job + capacity check {stat}µs"
             for policy in ("spread", "pack")
