@@ -385,6 +385,13 @@ class PassTimes:
     one_freed_ms: list[float]
     reasons_change_ms: list[float]
 
+    def extend(self, other: PassTimes) -> None:
+        """Add the samples of `other` to these."""
+        self.arrival_us += other.arrival_us
+        self.none_fits_ms += other.none_fits_ms
+        self.one_freed_ms += other.one_freed_ms
+        self.reasons_change_ms += other.reasons_change_ms
+
 
 async def pass_times(hosts: int, host_cores: int, pending: int, passes: int) -> PassTimes:
     """An engine (built, never run: no sockets) with every host full and `pending` jobs
@@ -443,11 +450,23 @@ async def placement(args: argparse.Namespace) -> list[Row]:
     """Part 2 rows: per-job placement by policy and host count, then the passes."""
     rows: list[Row] = []
     host_counts = (1, 3, 8)
-    for policy in ("spread", "pack"):
-        base: list[float] = []
+    policies: tuple[Placement, ...] = ("spread", "pack")
+    decisions: dict[tuple[Placement, int], list[float]] = {}
+    timings = {hosts: PassTimes([], [], [], []) for hosts in host_counts}
+    # Each size in turn, `--repeats` times: a hiccup of the shared machine hits one repeat.
+    for _ in range(args.repeats):
+        for policy in policies:
+            for hosts in host_counts:
+                samples = decision_times(hosts, args.host_cores, policy, args.pending)
+                decisions.setdefault((policy, hosts), []).extend(samples)
         for hosts in host_counts:
-            samples = decision_times(hosts, args.host_cores, policy, args.pending)
-            base = base or samples
+            timings[hosts].extend(
+                await pass_times(hosts, args.host_cores, args.pending, args.passes)
+            )
+    for policy in policies:
+        base = decisions[policy, 1]
+        for hosts in host_counts:
+            samples = decisions[policy, hosts]
             label = f"{policy}, {hosts} host{'s' if hosts > 1 else ''}"
             rows.append(
                 Row(
@@ -464,10 +483,6 @@ async def placement(args: argparse.Namespace) -> list[Row]:
                     baseline=None if hosts == 1 else percentile(base, 95),
                 )
             )
-    timings = {
-        hosts: await pass_times(hosts, args.host_cores, args.pending, args.passes)
-        for hosts in host_counts
-    }
     one = timings[1]
     kinds: list[tuple[str, Callable[[PassTimes], list[float]]]] = [
         ("job arrives, all hosts full (on_new_job) µs", lambda t: t.arrival_us),
@@ -520,6 +535,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--pending", type=int, default=1000, help="pending jobs (placement)")
     parser.add_argument("--passes", type=int, default=50, help="claim passes timed per kind")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="placement measurements per size (pooled)"
+    )
     parser.add_argument(
         "--host-cores", type=int, default=64, help="vCPU of each host (placement part)"
     )
