@@ -156,11 +156,12 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class SimProcesses:
-    """The two simulators, each in its own `validator-tui sim …` process."""
+    """The two simulators, each in its own `validator-tui sim …` process (`pids`: theirs, and
+    those of any other simulator whose CPU `cpu_seconds` should count)."""
 
     platform_url: str
     vmm_url: str
-    pids: tuple[int, int]
+    pids: tuple[int, ...]
     control: httpx.AsyncClient
 
     async def add_jobs(self, count: int) -> None:
@@ -215,7 +216,7 @@ class SimProcesses:
         return counts
 
     def cpu_seconds(self) -> float:
-        """CPU seconds both simulator processes have used so far."""
+        """CPU seconds the simulator processes (`pids`) have used so far."""
         return sum(cpu_seconds(pid) for pid in self.pids)
 
     async def wait_claimer_ready(self, hotkey: str, timeout: float = 60.0) -> None:

@@ -76,7 +76,7 @@ Placement = Literal["spread", "pack"]
 JOB_VM = VmSpec(vcpu=2, memory_mb=2048, disk_gb=10)
 CHALLENGE_VM = VmSpec(vcpu=2, memory_mb=2048, disk_gb=20)
 CHALLENGES = ("bench-c1", "bench-c2", "bench-c3")
-#: The host ports of host i (part 2: nothing listens, nothing is bound).
+#: Host ports per host (one per VM; in part 2 nothing listens on them).
 PORTS_PER_HOST = 400
 
 
@@ -235,7 +235,7 @@ async def measure(pool: Pool, jobs: int, warmup: int, backlog: int) -> Run:
 
 
 async def end_to_end(args: argparse.Namespace) -> list[Row]:
-    """Part 1: the three pools, `--rounds` times in turn; rows against the 1-host pool."""
+    """Part 1: the four pools, `--rounds` times in turn; rows against the 1-host pool."""
     per_host = args.cores // 3
     pools = [
         Pool("1 host", 1, args.cores),
@@ -493,15 +493,15 @@ async def placement(args: argparse.Namespace) -> list[Row]:
             lambda t: t.reasons_change_ms,
         ),
     ]
-    for name, samples in kinds:
+    for name, pick in kinds:
         for hosts in host_counts:
-            mine = samples(timings[hosts])
+            mine = pick(timings[hosts])
             rows.append(
                 Row(
                     f"{hosts} host{'s' if hosts > 1 else ''}: {name}",
                     median(mine),
                     percentile(mine, 99),
-                    baseline=None if hosts == 1 else median(samples(one)),
+                    baseline=None if hosts == 1 else median(pick(one)),
                 )
             )
     return rows
