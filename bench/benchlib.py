@@ -156,11 +156,12 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class SimProcesses:
-    """The two simulators, each in its own `validator-tui sim …` process."""
+    """The two simulators, each in its own `validator-tui sim …` process (`pids`: theirs, and
+    those of any other simulator whose CPU `cpu_seconds` should count)."""
 
     platform_url: str
     vmm_url: str
-    pids: tuple[int, int]
+    pids: tuple[int, ...]
     control: httpx.AsyncClient
 
     async def add_jobs(self, count: int) -> None:
@@ -215,7 +216,7 @@ class SimProcesses:
         return counts
 
     def cpu_seconds(self) -> float:
-        """CPU seconds both simulator processes have used so far."""
+        """CPU seconds the simulator processes (`pids`) have used so far."""
         return sum(cpu_seconds(pid) for pid in self.pids)
 
     async def wait_claimer_ready(self, hotkey: str, timeout: float = 60.0) -> None:
@@ -252,7 +253,8 @@ class SimProcesses:
             await asyncio.sleep(0.02)
 
 
-async def _spawn_sim(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+async def spawn_sim(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Start `validator-tui sim <args>` and return the process and the URL it printed."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -277,8 +279,8 @@ async def sim_processes(
     *, seed: int = 0, boot_seconds: float = 0.0, evaluator_latency_s: float = 0.0
 ) -> AsyncIterator[SimProcesses]:
     """Start both simulators as subprocesses on ephemeral loopback ports; stop them after."""
-    platform_proc, platform_url = await _spawn_sim("platform", "--seed", str(seed))
-    vmm_proc, vmm_url = await _spawn_sim("vmm", "--boot-seconds", str(boot_seconds))
+    platform_proc, platform_url = await spawn_sim("platform", "--seed", str(seed))
+    vmm_proc, vmm_url = await spawn_sim("vmm", "--boot-seconds", str(boot_seconds))
     control = httpx.AsyncClient(timeout=30.0, trust_env=False)
     try:
         response = await control.post(

@@ -14,6 +14,10 @@ TABLE_HEADER = "| metric"
 
 SCRIPTS = {
     "claim_latency.py": ["--jobs", "3", "--warmup", "0", "--interval-ms", "20"],
+    "hosts.py": [
+        *("--jobs", "5", "--warmup", "2", "--backlog", "5", "--rounds", "1"),
+        *("--pending", "20", "--passes", "2"),
+    ],
     "throughput.py": ["--jobs", "5", "--warmup", "2", "--backlog", "5"],
     "tui_latency.py": ["--samples", "2", "--settle-s", "0.2", "--jobs-per-second", "5"],
     "idle_cpu.py": ["--seconds", "0.2", "--windows", "1", "--settle-s", "0"],
@@ -24,6 +28,33 @@ SCRIPTS = {
 }
 #: The first cells of each script's result table (most print metric/median/p99/…).
 HEADERS = {"terminal_bytes.py": "| size"}
+#: Rows a script's tables must have (by the start of their metric names).
+ROWS = {
+    "hosts.py": (
+        *(
+            f"| {pool}: {metric}"
+            for pool in ("1 host", "3 hosts, 3x the room", "1 host, 3x the room (180 vCPU)")
+            for metric in (
+                "jobs/s",
+                "engine CPU ms/job",
+                "simulators CPU ms/job",
+                "VMM requests/job",
+            )
+        ),
+        "| 3 hosts, same room (20 vCPU each): jobs/s",
+        "| 3 hosts against 1 host, both 3x the room: engine CPU ms/job",
+        *(
+            f"| {policy}, {hosts}: place job + capacity check {stat}µs"
+            for policy in ("spread", "pack")
+            for hosts in ("1 host", "3 hosts", "8 hosts")
+            for stat in ("", "p95 ")
+        ),
+        "| 8 hosts: job arrives, all hosts full (on_new_job) µs",
+        "| 1 host: pass over 20 pending, none fits ms",
+        "| 3 hosts: pass over 20 pending, one slot freed ms",
+        "| 8 hosts: pass over 20 pending, every reason changes ms",
+    ),
+}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -38,3 +69,5 @@ def test_bench_script_runs_and_prints_its_table(script: str) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "machine: " in result.stdout
     assert HEADERS.get(script, TABLE_HEADER) in result.stdout
+    for row in ROWS.get(script, ()):
+        assert row in result.stdout, f"{row!r} missing from:\n{result.stdout[-3000:]}"
