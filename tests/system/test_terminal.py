@@ -71,7 +71,10 @@ try:
 except OSError as exc:
     print(type(exc).__name__)
     sys.exit(0)
-sock.sendall(b'{"type":"hello","protocol":1}\\n')
+try:
+    sock.sendall(b'{"type":"hello","protocol":1}\\n')
+except (BrokenPipeError, ConnectionResetError):
+    pass  # refused at once: the engine's answer is still there to read
 print(sock.makefile("rb").readline().decode().strip())
 """
 

@@ -102,6 +102,10 @@ class ChallengeManager:
             and record.vm_status == "running"
         )
 
+    def active_ids(self) -> frozenset[str]:
+        """The challenges whose jobs may be claimed now (see `is_active`)."""
+        return frozenset(cid for cid in self.ctx.state.challenges if self.is_active(cid))
+
     def compose_for(self, challenge_id: str) -> bytes | None:
         """The verified compose bytes of the challenge's active version."""
         runtime = self._runtimes.get(challenge_id)
