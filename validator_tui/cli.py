@@ -17,6 +17,8 @@ from validator_tui import __version__
 
 #: The demo's job timeout: short, so a stuck job shows as failed while one watches.
 DEMO_JOB_TIMEOUT_S = 60.0
+#: From this many demo hosts on, the last one is reached over a unix socket.
+UNIX_HOST_FROM = 3
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         choices=range(1, 9),
         metavar="N",
-        help="dstack hosts: N VMM simulators, one validator pool (default: 1; at most 8)",
+        help="dstack hosts: N VMM simulators, one validator pool (default: 1; at most 8); "
+        "from 3 on, the last is reached over a unix socket, as dstack's VMM listens by default",
     )
     demo.add_argument("--state-dir", metavar="PATH", help="keep state here (default: temporary)")
     demo.add_argument("--read-only", action="store_true", help="view only: refuse every command")
@@ -401,6 +404,7 @@ async def _demo(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         engine={"job_timeout_s": args.job_timeout},
         hosts=args.hosts,
+        unix_hosts=1 if args.hosts >= UNIX_HOST_FROM else 0,
     )
     async with env:
         config: ValidatorConfig = env.config  # type: ignore[assignment]
