@@ -438,12 +438,7 @@ async def pass_times(hosts: int, host_cores: int, pending: int, passes: int) -> 
             return PassTimes(arrival, none_fits, one_freed, reasons_change)
         finally:
             await ctx.tasks.cancel_all(5.0)
-            ctx.hosts.close()
-            await ctx.platform.aclose()
-            for host in ctx.hosts:
-                await host.vmm.aclose()
-            await ctx.http.aclose()
-            ctx.store.close()
+            await validator.close()
 
 
 async def placement(args: argparse.Namespace) -> list[Row]:

@@ -3,8 +3,8 @@
 Runs the console headless against a DemoEnvironment (both simulators on loopback, a steady
 job stream, auto-claim on), lets jobs flow for a few seconds, and saves the main screen at
 160x48 and 80x24, the job details, the challenge CVM details, the ORM query, the help screen,
-the stop-or-detach question `q` asks, and a console attached to the engine over its control
-socket (`validator-tui attach`).
+the stop-or-detach question `q` asks, a console attached to the engine over its control
+socket (`validator-tui attach`), and three dstack hosts with one of them down.
 
     .venv/bin/python screenshots/make_screenshots.py [--seed N] [--seconds S] [--only SET]
 """
@@ -140,7 +140,43 @@ async def _attached(env: DemoEnvironment, seconds: float) -> None:
     await _stop(engine)
 
 
-SETS = {"main": ("large", "small"), "attached": ("attached",)}
+async def _hosts(seed: int, seconds: float) -> None:
+    """Three dstack hosts (the third over a unix socket), one of them failed a while ago: the
+    Hosts panel shows it down and its challenge CVM runs on another host."""
+    engine_settings = {"host_down_grace_s": 3.0, "request_timeout_s": 2.0}
+    async with DemoEnvironment(
+        seed=seed,
+        jobs_per_minute=120,
+        boot_seconds=1.0,
+        evaluator_latency_s=3.0,
+        engine=engine_settings,
+        hosts=3,
+        unix_hosts=1,
+    ) as env:
+        engine = _engine(env)
+        app = ValidatorApp(engine, cursor_blink=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause(seconds / 2)
+            await env.host_of("h2").go_down()
+
+            def moved() -> bool:
+                records = app.main.challenge_table.records.values()
+                hosts = app.main.host_table.hosts
+                return (
+                    "h2" in hosts
+                    and hosts["h2"].state.value == "down"
+                    and all(c.host != "h2" and c.state.value == "active" for c in records)
+                )
+
+            await _wait(pilot, moved, timeout=30.0)
+            await pilot.pause(seconds / 2)
+            _select_running_job(app)
+            await pilot.pause(1.0)
+            _save(app, "hosts-120x36.svg")
+        await _stop(engine)
+
+
+SETS = {"main": ("large", "small"), "attached": ("attached",), "hosts": ("hosts",)}
 
 
 async def main() -> None:
@@ -161,6 +197,8 @@ async def main() -> None:
             await _small(env, args.seconds / 2)
         if "attached" in wanted:
             await _attached(env, args.seconds)
+    if "hosts" in wanted:
+        await _hosts(args.seed, args.seconds)
 
 
 if __name__ == "__main__":

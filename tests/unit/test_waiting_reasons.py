@@ -39,14 +39,8 @@ async def validator(tmp_path) -> AsyncIterator[Validator]:
     try:
         yield validator
     finally:
-        ctx = validator.ctx
-        await ctx.tasks.cancel_all(5.0)
-        ctx.hosts.close()
-        await ctx.platform.aclose()
-        for host in ctx.hosts:
-            await host.vmm.aclose()
-        await ctx.http.aclose()
-        ctx.store.close()
+        await validator.ctx.tasks.cancel_all(5.0)
+        await validator.close()
 
 
 def fill(validator: Validator) -> list[Allocation]:

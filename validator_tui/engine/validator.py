@@ -242,18 +242,24 @@ class Validator:
         stuck = await ctx.tasks.cancel_all(_left(deadline))
         if stuck:
             ctx.log("error", "shutdown", f"tasks still running at the deadline: {stuck}")
-        ctx.hosts.close()
-        await ctx.platform.aclose()
-        for host in ctx.hosts:
-            await host.vmm.aclose()
-        await ctx.http.aclose()
-        ctx.store.close()
+        await self.close()
         logger.info(
             "engine stopped in %.1fs (deadline %gs)",
             time.monotonic() - started,
             total,
             extra={"kind": "shutdown"},
         )
+
+    async def close(self) -> None:
+        """Close the engine's clients, connection pools and store, once its tasks have ended
+        (also for an engine that was built and never run)."""
+        ctx = self.ctx
+        ctx.hosts.close()
+        await ctx.platform.aclose()
+        for host in ctx.hosts:
+            await host.vmm.aclose()
+        await ctx.http.aclose()
+        ctx.store.close()
 
     def _loop(self, name: str, body: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         async def guarded() -> None:
