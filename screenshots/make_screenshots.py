@@ -143,7 +143,7 @@ async def _attached(env: DemoEnvironment, seconds: float) -> None:
 async def _hosts(seed: int, seconds: float) -> None:
     """Three dstack hosts (the third over a unix socket), one of them failed a while ago: the
     Hosts panel shows it down and its challenge CVM runs on another host."""
-    engine_settings = {"host_down_grace_s": 3.0, "request_timeout_s": 2.0}
+    engine_settings = {"host_down_grace_s": 3.0}
     async with DemoEnvironment(
         seed=seed,
         jobs_per_minute=120,
