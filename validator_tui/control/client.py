@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from validator_tui.control import frames
+from validator_tui.control.frame_commands import FrameCommands
 from validator_tui.control.interface import EngineInfo, EngineMode, Link, LinkStatus
 from validator_tui.control.paths import find_socket, state_dir_key
 from validator_tui.control.replica import Replica
@@ -65,7 +66,7 @@ class _LogStream:
         self.arrived.set()
 
 
-class SocketEngine:
+class SocketEngine(FrameCommands):
     """A console's view of an engine in another process (connect first, close after)."""
 
     def __init__(
@@ -360,41 +361,6 @@ class SocketEngine:
             )
         return await future
 
-    async def claim(self, job_id: str) -> Outcome:
-        return await self._command(frames.Claim(job_id=job_id))
-
-    async def cancel(self, job_id: str) -> Outcome:
-        return await self._command(frames.Cancel(job_id=job_id))
-
-    async def rebuild(self, challenge_id: str) -> Outcome:
-        return await self._command(frames.Rebuild(challenge_id=challenge_id))
-
-    async def start_vm(self, vm_id: str) -> Outcome:
-        return await self._command(frames.StartVm(vm_id=vm_id))
-
-    async def stop_vm(self, vm_id: str) -> Outcome:
-        return await self._command(frames.StopVm(vm_id=vm_id))
-
-    async def remove_vm(self, vm_id: str) -> Outcome:
-        return await self._command(frames.RemoveVm(vm_id=vm_id))
-
-    async def set_auto_claim(self, enabled: bool) -> Outcome:
-        return await self._command(frames.SetAutoClaim(enabled=enabled))
-
-    async def drain_host(self, host: str) -> Outcome:
-        return await self._command(frames.DrainHost(host=host))
-
-    async def undrain_host(self, host: str) -> Outcome:
-        return await self._command(frames.UndrainHost(host=host))
-
-    async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
-        return await self._command(
-            frames.OrmQuery(challenge_id=challenge_id, sql=sql, params=params)  # type: ignore[arg-type]
-        )
-
-    async def stop_validator(self) -> Outcome:
-        return await self._command(frames.StopValidator())
-
     # -- the results outbox (`validator-tui outbox` on a running engine) ----------------------
 
     async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
@@ -413,14 +379,6 @@ class SocketEngine:
         if rows is None:
             raise EngineUnavailable("the connection to the engine was lost")
         return rows
-
-    async def retry_dead_letter(self, job_id: str) -> Outcome:
-        """Send a result the platform refused again, now."""
-        return await self._command(frames.RetryDeadLetter(job_id=job_id))
-
-    async def discard_dead_letter(self, job_id: str) -> Outcome:
-        """Give up on a result the platform refused."""
-        return await self._command(frames.DiscardDeadLetter(job_id=job_id))
 
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 from validator_tui.control import frames
+from validator_tui.control.frame_commands import FrameCommands
 from validator_tui.control.host import EngineHost
 from validator_tui.control.interface import (
     VM_LOG_SETTLE_S,
@@ -39,7 +40,7 @@ class EngineStopped(RuntimeError):
     """The engine's loop is not running: the call cannot be answered."""
 
 
-class InProcessEngine:
+class InProcessEngine(FrameCommands):
     """Runs a `Validator` on its own thread and serves a console from it.
 
     `start()` runs the engine; `wait_stopped()` returns once it has shut down (after
@@ -191,52 +192,11 @@ class InProcessEngine:
         except EngineStopped:
             return Outcome.refused("the engine has stopped")
 
-    async def claim(self, job_id: str) -> Outcome:
-        return await self._command(frames.Claim(job_id=job_id))
-
-    async def cancel(self, job_id: str) -> Outcome:
-        return await self._command(frames.Cancel(job_id=job_id))
-
-    async def rebuild(self, challenge_id: str) -> Outcome:
-        return await self._command(frames.Rebuild(challenge_id=challenge_id))
-
-    async def start_vm(self, vm_id: str) -> Outcome:
-        return await self._command(frames.StartVm(vm_id=vm_id))
-
-    async def stop_vm(self, vm_id: str) -> Outcome:
-        return await self._command(frames.StopVm(vm_id=vm_id))
-
-    async def remove_vm(self, vm_id: str) -> Outcome:
-        return await self._command(frames.RemoveVm(vm_id=vm_id))
-
-    async def set_auto_claim(self, enabled: bool) -> Outcome:
-        return await self._command(frames.SetAutoClaim(enabled=enabled))
-
-    async def drain_host(self, host: str) -> Outcome:
-        return await self._command(frames.DrainHost(host=host))
-
-    async def undrain_host(self, host: str) -> Outcome:
-        return await self._command(frames.UndrainHost(host=host))
-
-    async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
-        return await self._command(
-            frames.OrmQuery(challenge_id=challenge_id, sql=sql, params=params)  # type: ignore[arg-type]
-        )
-
     async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
         async def rows() -> list[OutboxRow]:
             return self.validator.list_outbox(limit)
 
         return await self.call(rows)
-
-    async def retry_dead_letter(self, job_id: str) -> Outcome:
-        return await self._command(frames.RetryDeadLetter(job_id=job_id))
-
-    async def discard_dead_letter(self, job_id: str) -> Outcome:
-        return await self._command(frames.DiscardDeadLetter(job_id=job_id))
-
-    async def stop_validator(self) -> Outcome:
-        return await self._command(frames.StopValidator())
 
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True
