@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from validator_tui.config import ValidatorConfig
@@ -46,9 +48,31 @@ async def crash_cycles(
     return cycles
 
 
+@contextlib.asynccontextmanager
+async def final_engine(
+    config: ValidatorConfig, workdir: Path
+) -> AsyncIterator[tuple[asyncio.Event, asyncio.Task[int]]]:
+    """`final_run` on a task: set the event to stop the engine, await the task for its exit
+    code. A test that fails first leaves no engine running (it is killed)."""
+    settle = asyncio.Event()
+    runner = asyncio.create_task(final_run(config, workdir, settle))
+    try:
+        yield settle, runner
+    finally:
+        if not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+
 async def final_run(config: ValidatorConfig, workdir: Path, settle: asyncio.Event) -> int:
     """Run the engine until `settle` is set, then stop it with SIGTERM; returns its exit code."""
     process = await start_engine(workdir / "config.toml", workdir / "engine.log")
-    await settle.wait()
-    process.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(process.wait(), 60)
+    try:
+        await settle.wait()
+        process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(process.wait(), 60)
+    finally:
+        if process.returncode is None:  # the test failed first: leave no engine behind
+            process.kill()
+            await process.wait()

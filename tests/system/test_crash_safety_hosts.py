@@ -4,12 +4,11 @@ claimed job."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import signal
 from pathlib import Path
 
-from tests.support.crash import crash_cycles, final_run, start_engine
+from tests.support.crash import crash_cycles, final_engine, start_engine
 from tests.support.engine import wait_for
 from tests.support.identities import ALICE
 from validator_tui.config_io import write_config
@@ -62,27 +61,28 @@ async def test_kill_9_restart_over_three_hosts_adopts_in_place_and_cleans_every_
         cvms_before = live(env, "-ch-")
         orphans = live(env, "-job-")
         assert all(orphans), orphans
-        settle = asyncio.Event()
-        runner = asyncio.create_task(final_run(config, tmp_path, settle))
+        async with final_engine(config, tmp_path) as (settle, runner):
 
-        def all_answered() -> bool:
-            claimed = [j for j in env.platform.jobs() if j["claimed_by"] == ALICE]
+            def all_answered() -> bool:
+                claimed = [j for j in env.platform.jobs() if j["claimed_by"] == ALICE]
+                results = env.platform.results()
+                pending = [j for j in env.platform.jobs() if j["status"] == "pending"]
+                return not pending and all(j["id"] in results for j in claimed)
+
+            await wait_for(all_answered, 90, "every claimed job answered")
+            await wait_for(lambda: not any(live(env, "-job-")), 20, "job VMs removed")
+            # The orphans went on every host; the CVMs stayed where they were, the same VMs (a CVM
+            # created again would have a new id).
+            assert live(env, "-ch-") == cvms_before
+            assert all(len(ids) == 1 for ids in cvms_before), cvms_before
+            settle.set()
+            assert await runner == 0
             results = env.platform.results()
-            pending = [j for j in env.platform.jobs() if j["status"] == "pending"]
-            return not pending and all(j["id"] in results for j in claimed)
-
-        await wait_for(all_answered, 90, "every claimed job answered")
-        await wait_for(lambda: not any(live(env, "-job-")), 20, "job VMs removed")
-        # The orphans went on every host; the CVMs stayed where they were, the same VMs (a CVM
-        # created again would have a new id).
-        assert live(env, "-ch-") == cvms_before
-        assert all(len(ids) == 1 for ids in cvms_before), cvms_before
-        settle.set()
-        assert await runner == 0
-        results = env.platform.results()
-        claimed = [j for j in env.platform.jobs() if j["claimed_by"] == ALICE]
-        assert len(claimed) > 20
-        for job in claimed:
-            assert len(results[job["id"]]) == 1, job["id"]
-        restarted = [j for j in claimed if results[j["id"]][0]["error"] == "validator restarted"]
-        assert len(restarted) >= sum(len(ids) for ids in orphans)
+            claimed = [j for j in env.platform.jobs() if j["claimed_by"] == ALICE]
+            assert len(claimed) > 20
+            for job in claimed:
+                assert len(results[job["id"]]) == 1, job["id"]
+            restarted = [
+                j for j in claimed if results[j["id"]][0]["error"] == "validator restarted"
+            ]
+            assert len(restarted) >= sum(len(ids) for ids in orphans)
