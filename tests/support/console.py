@@ -14,11 +14,12 @@ from rich.text import Text
 from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Button, Static
 
 from tests.support.fake_engine import FakeEngine
-from validator_tui.control import ConsoleExit
+from validator_tui.control import ConsoleExit, JobState
 from validator_tui.tui.app import ValidatorApp
+from validator_tui.tui.screens.confirm import ConfirmScreen
 
 
 @dataclass
@@ -143,3 +144,24 @@ async def fake_console(
         )
         await pilot.pause()
         yield console
+
+
+def job_in(engine: FakeEngine, state: JobState) -> str:
+    """The id of the first job of `engine` in `state`."""
+    return next(job.id for job in engine.state.jobs.values() if job.state is state)
+
+
+async def select(console: Console, table_id: str, key: str) -> None:
+    """Focus the table `table_id` and put its cursor on the row with `key`."""
+    table = console.app.main.query_one(f"#{table_id}")
+    table.focus()
+    table.move_cursor(row=table.get_row_index(key))
+    await console.pilot.pause()
+
+
+async def open_dialog(console: Console, key: str) -> tuple[str, list[str]]:
+    """Press `key`; the confirm dialog's text and its buttons' labels."""
+    await console.pilot.press(key)
+    await console.until(lambda: isinstance(console.app.screen, ConfirmScreen), "a dialog")
+    screen = console.app.screen
+    return static_texts(screen), [str(button.label) for button in screen.query(Button)]

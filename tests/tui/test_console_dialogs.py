@@ -3,32 +3,9 @@ their keys, and send the command for the row the operator saw (FakeEngine)."""
 
 from __future__ import annotations
 
-from textual.widgets import Button
-
-from tests.support.console import Console, fake_console, static_texts
+from tests.support.console import fake_console, job_in, open_dialog, select
 from tests.support.fake_engine import FakeEngine, demo_state
 from validator_tui.control import JobState, Outcome, VmKind
-from validator_tui.tui.screens.confirm import ConfirmScreen
-
-
-def job_in(engine: FakeEngine, state: JobState) -> str:
-    return next(job.id for job in engine.state.jobs.values() if job.state is state)
-
-
-async def select(console: Console, table_id: str, key: str) -> None:
-    table = console.app.main.query_one(f"#{table_id}")
-    table.focus()
-    table.move_cursor(row=table.get_row_index(key))
-    await console.pilot.pause()
-
-
-async def open_dialog(console: Console, key: str) -> tuple[str, list[str]]:
-    """Press `key`; the dialog's text and its buttons' labels."""
-    await console.pilot.press(key)
-    await console.until(lambda: isinstance(console.app.screen, ConfirmScreen), "a dialog")
-    screen = console.app.screen
-    buttons = [str(button.label) for button in screen.query(Button)]
-    return static_texts(screen), buttons
 
 
 async def test_stopping_a_challenge_cvm_says_its_jobs_wait_not_fail() -> None:

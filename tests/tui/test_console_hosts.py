@@ -4,26 +4,9 @@ ask first and act on the right host. With one host none of it shows."""
 
 from __future__ import annotations
 
-from textual.widgets import Button
-
-from tests.support.console import Console, fake_console, static_texts
+from tests.support.console import fake_console, open_dialog, select
 from tests.support.fake_engine import FakeEngine, demo_state, with_hosts
 from validator_tui.control import HostState, JobState
-from validator_tui.tui.screens.confirm import ConfirmScreen
-
-
-async def select(console: Console, table_id: str, key: str) -> None:
-    table = console.app.main.query_one(f"#{table_id}")
-    table.focus()
-    table.move_cursor(row=table.get_row_index(key))
-    await console.pilot.pause()
-
-
-async def dialog_after(console: Console, key: str) -> tuple[str, list[str]]:
-    await console.pilot.press(key)
-    await console.until(lambda: isinstance(console.app.screen, ConfirmScreen), "a dialog")
-    screen = console.app.screen
-    return static_texts(screen), [str(button.label) for button in screen.query(Button)]
 
 
 async def test_hosts_panel_and_host_columns_show_only_with_several_hosts() -> None:
@@ -54,14 +37,14 @@ async def test_drain_asks_first_then_drains_the_host_under_the_cursor() -> None:
     engine = with_hosts(demo_state(FakeEngine()))
     async with fake_console(engine) as console:
         await select(console, "hosts", "tdx-a")
-        text, buttons = await dialog_after(console, "h")
+        text, buttons = await open_dialog(console, "h")
         assert "Drain host tdx-a?" in text
         assert "challenge CVM(s) move to other hosts" not in text  # no other host is up
         assert "none does now" in text and "running job(s) finish there" in text
         assert buttons == ["Drain host (y)", "Keep it (n · esc)"]
         await console.pilot.press("n")
         assert engine.sent("drain_host") == []
-        await dialog_after(console, "h")
+        await open_dialog(console, "h")
         await console.pilot.press("y")
         await console.until(lambda: engine.sent("drain_host") == [("tdx-a",)], "drain sent")
 
@@ -76,7 +59,7 @@ async def test_drain_and_undrain_say_why_not_and_undrain_asks_first() -> None:
             "refusal toast",
         )
         assert engine.sent("drain_host") == []
-        text, _ = await dialog_after(console, "H")
+        text, _ = await open_dialog(console, "H")
         assert "Return host tdx-c to the pool?" in text
         await console.pilot.press("y")
         await console.until(lambda: engine.sent("undrain_host") == [("tdx-c",)], "undrain sent")
@@ -93,7 +76,7 @@ async def test_drain_from_a_job_acts_on_its_host() -> None:
     job = next(j for j in engine.state.jobs.values() if j.host == "tdx-a" and j.state.active)
     async with fake_console(engine) as console:
         await select(console, "jobs", job.id)
-        text, _ = await dialog_after(console, "h")
+        text, _ = await open_dialog(console, "h")
         assert "Drain host tdx-a?" in text
         await console.pilot.press("y")
         await console.until(lambda: engine.sent("drain_host") == [("tdx-a",)], "drain sent")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Static
 
-from tests.support.console import Console, fake_console, plain, static_texts
+from tests.support.console import Console, fake_console, job_in, plain, select, static_texts
 from tests.support.fake_engine import FIXED_NOW, FakeEngine, demo_state
 from tests.support.hostile import HOSTILE
 from validator_tui.control import ChallengeState, JobState, TimelineEntry
@@ -16,17 +16,6 @@ from validator_tui.tui.commands import palette_title
 from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
 from validator_tui.tui.screens.help import HelpScreen, help_table
 from validator_tui.tui.screens.job_details import JobDetailsScreen
-
-
-def job_in(engine: FakeEngine, state: JobState) -> str:
-    return next(job.id for job in engine.state.jobs.values() if job.state is state)
-
-
-async def select(console: Console, table_id: str, key: str) -> None:
-    table = console.app.main.query_one(f"#{table_id}")
-    table.focus()
-    table.move_cursor(row=table.get_row_index(key))
-    await console.pilot.pause()
 
 
 async def palette_prompts(console: Console) -> list[str]:
