@@ -30,7 +30,7 @@ from validator_tui.clients.errors import (
     NetworkError,
 )
 from validator_tui.clients.orm_guard import check_read_only
-from validator_tui.clients.pool import POOL_LIMITS, PooledClient
+from validator_tui.clients.pool import PooledClient, http_transport
 from validator_tui.clients.transport import Answer, RequestObserver, send
 from validator_tui.models.platform import (
     Challenge,
@@ -109,7 +109,7 @@ class PlatformClient(PooledClient):
             base_url=self.base_url,
             headers={HOTKEY_HEADER: hotkey},
             timeout=timeout,
-            limits=POOL_LIMITS,
+            transport=http_transport(),
         )
 
     # REST

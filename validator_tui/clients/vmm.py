@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from validator_tui.clients.errors import ApiError, DecodeError, NetworkError, VmmError
-from validator_tui.clients.pool import POOL_LIMITS, PooledClient
+from validator_tui.clients.pool import POOL_LIMITS, PooledClient, http_transport
 from validator_tui.clients.transport import Answer, RequestObserver, send
 from validator_tui.models.vmm import (
     CreateVmResponse,
@@ -47,8 +47,8 @@ def _transport_for(url: str, limits: httpx.Limits) -> tuple[httpx.AsyncHTTPTrans
     """The transport and base URL for `http(s)://host:port` or `unix:/path/to/vmm.sock`."""
     if url.startswith("unix:"):
         path = url.removeprefix("unix:").removeprefix("//")
-        return httpx.AsyncHTTPTransport(uds=path, limits=limits), "http://localhost"
-    return httpx.AsyncHTTPTransport(limits=limits), url.rstrip("/")
+        return http_transport(limits, uds=path), "http://localhost"
+    return http_transport(limits), url.rstrip("/")
 
 
 def _error_text(response: Answer | httpx.Response) -> str:

@@ -16,6 +16,7 @@ import httpx
 from validator_tui.clients.errors import ApiError, ClientError, QueryRefused
 from validator_tui.clients.orm_guard import check_read_only
 from validator_tui.clients.platform import PlatformClient, WsState
+from validator_tui.clients.pool import http_transport
 from validator_tui.config import ValidatorConfig
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
@@ -127,7 +128,9 @@ class Validator:
         # httpx scans every pooled connection on each request (a profiled hotspot).
         http = httpx.AsyncClient(
             timeout=timeout,
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=16),
+            transport=http_transport(
+                httpx.Limits(max_connections=1000, max_keepalive_connections=16), trust_env=False
+            ),
             trust_env=False,
         )
         tasks = TaskRegistry()
