@@ -16,7 +16,9 @@ from textual.app import ComposeResult
 from textual.binding import ActiveBinding
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
+from textual.reactive import Reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Input
 
 from validator_tui.control import (
@@ -87,6 +89,11 @@ class MainScreen(Screen[None]):
     """Shows the engine's state (fed by the app) and acts on the selection."""
 
     BINDINGS = bindings(Owner.MAIN)
+
+    #: Textual's `Screen.focused` repaints the whole screen when the focus moves, though the
+    #: widgets whose focus styles change repaint themselves: a full render of every panel
+    #: on each focus change (opening the filter, closing a dialog), for nothing.
+    focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
     def __init__(self) -> None:
         super().__init__()
