@@ -43,7 +43,7 @@ from validator_tui.engine.records import (
     VmRecord,
 )
 from validator_tui.engine.store import StoredJob, StoredState, StoreError
-from validator_tui.models.platform import Job, JobResults
+from validator_tui.models.platform import ClaimResponse, Job, JobResults
 from validator_tui.sanitize import clean_line
 
 CLAIM_RETRY_S = 5.0
@@ -246,11 +246,11 @@ class JobManager:
         record = self._see(job_id, challenge_id, "", "")
         if record.state is not JobState.PENDING or job_id in self._claiming:
             return
-        blocker, capacity = self.claim_blocker(), self._capacity_reason()
-        reason = self._waiting_reason(record, blocker, capacity)
-        if not reason and self._spawn_claim(job_id):
+        blocker = self.claim_blocker()
+        # Whether a job VM fits is the placement's to say: the reason is worded only if not.
+        if not self._waiting_reason(record, blocker, "") and self._spawn_claim(job_id):
             return
-        self._show_waiting(record, reason)
+        self._show_waiting(record, self._waiting_reason(record, blocker, self._capacity_reason()))
 
     def claim_what_fits(self) -> None:
         """With auto-claim, start claims for pending jobs, oldest first, while capacity allows
@@ -340,14 +340,13 @@ class JobManager:
             return Outcome.refused(str(exc))
         if forgot_dead_letter:
             self.outbox.count_dead_letters()
-        self.ctx.publish_quota()
         record.waiting_reason = ""
         return record, allocation
 
     async def _claim_request(self, record: JobRecord, allocation: Allocation) -> Outcome:
         job_id = record.id
         try:
-            claim = await self.ctx.platform.claim_job(job_id)
+            claim = await self._send_claim(job_id)
         except ClaimLost as exc:
             if record.claim_unsure and exc.status != 410 and exc.status != 404:
                 # Our own earlier claim, whose answer was lost, may be what holds the job.
@@ -400,6 +399,14 @@ class JobManager:
         if claim.submission_id:
             record.submission_id = clean_line(claim.submission_id, 200)
         return self._claimed(record, allocation, "claimed")
+
+    async def _send_claim(self, job_id: str) -> ClaimResponse:
+        """The claim request. The quota it took is shown once it is answered (or failed):
+        nothing but the claim's own intent stands before the request."""
+        try:
+            return await self.ctx.platform.claim_job(job_id)
+        finally:
+            self.ctx.publish_quota()
 
     def _claimed(
         self, record: JobRecord, allocation: Allocation, note: str, *, unsure: bool = False
