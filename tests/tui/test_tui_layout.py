@@ -142,3 +142,19 @@ async def test_reconnecting_countdown_ticks_and_embedded_header_has_two_lines() 
     embedded = demo_state(FakeEngine())
     async with fake_console(embedded) as console:
         assert len(console.app.main.query_one(StatusBar).texts) == 2
+
+
+async def test_a_theme_change_redraws_blank_lines_in_the_new_background() -> None:
+    """Tables keep their resolved style between style changes: a theme change must reach
+    the lines below the last row too."""
+    engine = scene()
+    async with fake_console(engine, size=(120, 36)) as console:
+        feed = console.app.screen.query_one("#jobs")
+        width = feed.scrollable_content_region.width
+        before = next(iter(feed.blank_line(width))).style
+        console.app.theme = "textual-light" if console.app.theme != "textual-light" else "nord"
+        await console.sync()
+        after = next(iter(feed.blank_line(width))).style
+        assert after is not None and before is not None
+        assert after.bgcolor != before.bgcolor
+        assert after == feed.rich_style

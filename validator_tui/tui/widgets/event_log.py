@@ -21,6 +21,7 @@ from textual.widget import Widget
 from validator_tui.control import Event
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import fit, short_id, wall_time
+from validator_tui.tui.widgets.cached_style import CachedStyle
 from validator_tui.tui.widgets.titles import QuietTitles
 
 _LEVEL_STYLES = {"error": "bold red", "warn": "yellow", "info": ""}
@@ -71,7 +72,7 @@ def wrap_tokens(tokens: list[Token], width: int) -> list[list[Token]]:
     return lines
 
 
-class EventLog(ScrollView, QuietTitles, can_focus=True):
+class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
     """Appends engine events (and the console's own notes) as they arrive; follows the newest
     unless the operator scrolled up."""
 
@@ -146,7 +147,7 @@ class EventLog(ScrollView, QuietTitles, can_focus=True):
         self.refresh()
 
     def _wrap(self, tokens: list[Token]) -> list[Strip]:
-        base = self.rich_style
+        base = self.base_style
         strips = []
         for line in wrap_tokens(tokens, self._width):
             segments = [Segment(text, base + self._style(style)) for text, style in line]
@@ -193,4 +194,4 @@ class EventLog(ScrollView, QuietTitles, can_focus=True):
         index = round(self.scroll_y) + y
         if 0 <= index < len(self._lines):
             return self._lines[index]
-        return Strip.blank(self.scrollable_content_region.width, self.rich_style)
+        return self.blank_line(self.scrollable_content_region.width)

@@ -30,6 +30,7 @@ from textual.widget import Widget
 
 from validator_tui.tui.actions import Owner, bindings
 from validator_tui.tui.format import fit
+from validator_tui.tui.widgets.cached_style import CachedStyle
 from validator_tui.tui.widgets.titles import QuietTitles
 
 RecordT = TypeVar("RecordT")
@@ -129,7 +130,7 @@ def place_columns(columns: Sequence[Column], width: int) -> list[Placed]:
     return placed
 
 
-class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
+class LineTable(ScrollView, QuietTitles, CachedStyle, Generic[RecordT], can_focus=True):
     """Records by key, sorted by one column, optionally filtered; see the module docstring.
 
     Subclasses say what a record shows (`cells`), how it sorts (`sort_value`), whether it is
@@ -529,19 +530,18 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
             self._scroll_update(size)
 
     def render_line(self, y: int) -> Strip:
-        strip = self._line(y)
+        strip = self._line(y, self.scrollable_content_region.width)
         self._painted[y] = strip
         return strip
 
-    def _line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+    def _line(self, y: int, width: int) -> Strip:
         if y == 0:
             if self._header is None or self._header.cell_length != width:
                 self._header = self._header_strip(width)
             return self._header
         index = round(self.scroll_y) + y - 1
         if index >= len(self._order):
-            return Strip.blank(width, self.rich_style)
+            return self.blank_line(width)
         key = self._order[index]
         cells = self._row_cells(key)
         strip = self._strips.get(key)
@@ -566,10 +566,10 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
         """Repaint the screen lines whose content is not what was painted last."""
         if not self.is_mounted:
             return
-        width = self.scrollable_content_region.width
-        height = self.scrollable_content_region.height
+        width, height = self.scrollable_content_region.size
+        painted = self._painted
         regions = [
-            Region(0, y, width, 1) for y in range(height) if self._painted.get(y) != self._line(y)
+            Region(0, y, width, 1) for y in range(height) if painted.get(y) != self._line(y, width)
         ]
         for y in list(self._painted):
             if y >= height:
@@ -578,7 +578,7 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
             self.refresh(*regions)
 
     def _header_strip(self, width: int) -> Strip:
-        style = self.rich_style + self.get_component_rich_style("line-table--header")
+        style = self.base_style + self.get_component_rich_style("line-table--header")
         segments = [Segment(" " * GAP, style)]
         for placed in self._layout():
             label = placed.column.label
@@ -589,7 +589,7 @@ class LineTable(ScrollView, QuietTitles, Generic[RecordT], can_focus=True):
         return Strip(segments).adjust_cell_length(width, style)
 
     def _row_strip(self, cells: Sequence[Cell], width: int, cursor: bool) -> Strip:
-        base = self.rich_style
+        base = self.base_style
         if cursor:
             base = base + self.get_component_rich_style("line-table--cursor")
         segments = [Segment(" " * GAP, base)]

@@ -10,7 +10,8 @@ from rich.text import Text
 from textual import events
 from textual.geometry import Region
 from textual.strip import Strip
-from textual.widget import Widget
+
+from validator_tui.tui.widgets.cached_style import CachedStyle
 
 Key = tuple[str, Style | None]
 
@@ -47,7 +48,7 @@ def changed_span(old: Strip | None, new: Strip) -> tuple[int, int] | None:
     return start, max(end_a, end_b)
 
 
-class Lines(Widget):
+class Lines(CachedStyle):
     """Shows the `Text` lines given to `show_lines`, one per row; a new set of lines repaints
     only the columns that changed in each line."""
 
@@ -64,7 +65,7 @@ class Lines(Widget):
     def show_lines(self, lines: Sequence[Text]) -> None:
         """Show `lines`; repaint what differs from what is shown."""
         lines = list(lines)
-        if [line.markup for line in lines] == [line.markup for line in self._texts]:
+        if [_identity(line) for line in lines] == [_identity(line) for line in self._texts]:
             return
         self._texts = lines
         if not self.is_mounted or not self.size.width:
@@ -94,9 +95,9 @@ class Lines(Widget):
 
     def _strip(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style
+        base = self.base_style
         if y >= len(self._texts):
-            return Strip.blank(width, base)
+            return self.blank_line(width)
         text = self._texts[y].copy()
         text.truncate(width, overflow="ellipsis")
         segments = [
@@ -105,3 +106,9 @@ class Lines(Widget):
             if segment.text != "\n"
         ]
         return Strip(segments).crop_extend(0, width, base)
+
+
+def _identity(text: Text) -> tuple[object, ...]:
+    """What makes two lines look the same: text, base style, styled spans (cheaper to compare
+    than their markup, which is escaped and joined on every call)."""
+    return (text.plain, text.style, tuple(text.spans))
