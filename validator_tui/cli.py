@@ -377,11 +377,13 @@ async def _headless(validator: Validator, mode: EngineMode, log_format: str) -> 
     return 0
 
 
-async def _embedded(validator: Validator, mode: EngineMode, log_format: str) -> int:
+async def _embedded(
+    validator: Validator, mode: EngineMode, log_format: str, *, stop_on_hangup: bool = False
+) -> int:
     """The engine in this process with its console (see validator_tui.embedded)."""
     from validator_tui.embedded import EmbeddedConsole
 
-    return await EmbeddedConsole(validator, mode, log_format).run()
+    return await EmbeddedConsole(validator, mode, log_format, stop_on_hangup=stop_on_hangup).run()
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -425,7 +427,12 @@ async def _demo(args: argparse.Namespace) -> int:
                 print(line, flush=True)
             print(f"state dir: {config.state_path}", flush=True)
             return await _headless(validator, EngineMode.DEMO, args.log_format)
-        return await _embedded(validator, EngineMode.DEMO, args.log_format)
+        # A demo in a temporary state dir stops with its terminal (left running, it would
+        # burn CPU for nobody); with --state-dir it outlives the terminal like `run`.
+        temporary = not args.state_dir
+        return await _embedded(
+            validator, EngineMode.DEMO, args.log_format, stop_on_hangup=temporary
+        )
 
 
 async def _serve_sim(args: argparse.Namespace) -> int:

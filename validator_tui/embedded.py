@@ -23,8 +23,18 @@ logger = logging.getLogger("validator_tui.console")
 class EmbeddedConsole:
     """`validator-tui run` / `demo`: the engine on its own thread, the console in front."""
 
-    def __init__(self, validator: Validator, mode: EngineMode, log_format: str = "text") -> None:
+    def __init__(
+        self,
+        validator: Validator,
+        mode: EngineMode,
+        log_format: str = "text",
+        *,
+        stop_on_hangup: bool = False,
+    ) -> None:
         self.validator = validator
+        #: A lost terminal stops the engine instead of leaving it running (a demo in a
+        #: temporary state dir: nobody is looking at it any more, nothing is kept).
+        self.stop_on_hangup = stop_on_hangup
         self.engine = InProcessEngine(validator, mode=mode)
         self.log_file = log_path(validator.config.state_path)
         self.log_format = log_format
@@ -72,7 +82,16 @@ class EmbeddedConsole:
             app.exit()
 
     def _hang_up(self, app: ValidatorApp) -> None:
-        """The terminal is gone: close the console, keep the engine (once)."""
+        """The terminal is gone: close the console, keep the engine (once); or, with
+        `stop_on_hangup`, stop it the graceful way."""
+        if self.stop_on_hangup and not self.detached:
+            release_terminal()
+            logger.warning(
+                "the terminal went away: the demo (temporary state dir) stops; "
+                "`validator-tui demo --state-dir DIR` keeps running without a terminal"
+            )
+            self._stop_signal(app)
+            return
         if not self.detached:
             self.detached = True
             release_terminal()

@@ -191,6 +191,36 @@ def test_a_lost_terminal_closes_the_console_and_the_engine_finishes_its_jobs(
         console.close()
 
 
+def test_a_demo_in_a_temporary_state_dir_stops_with_its_terminal(tmp_path):
+    """Nobody can be looking at such a demo any more and it keeps nothing: it stops (exit 0,
+    its simulators with it) instead of running headless for ever. With --state-dir it is
+    left running like `run` (the next test)."""
+    demo = PtyProcess(cli("demo", "--jobs-per-minute", "60", "--boot-seconds", "0"))
+    try:
+        demo.wait_for(b"Challenge CVMs", 60)
+        time.sleep(2.0)
+        demo.hang_up()
+        assert demo.process.wait(60) == 0
+    finally:
+        demo.close()
+
+
+def test_a_demo_with_a_state_dir_outlives_its_terminal(tmp_path):
+    state = tmp_path / "demo-state"
+    demo = PtyProcess(cli("demo", "--state-dir", str(state), "--boot-seconds", "0"))
+    try:
+        demo.wait_for(b"Challenge CVMs", 60)
+        demo.hang_up()
+        time.sleep(3.0)
+        assert demo.process.poll() is None, "a demo with a state dir outlives its terminal"
+        log = (state / "validator.log").read_text()
+        assert "the console closed, the validator keeps running" in log
+        demo.process.send_signal(signal.SIGTERM)
+        assert demo.process.wait(60) == 0
+    finally:
+        demo.close()
+
+
 def test_detaching_leaves_the_engine_running_in_the_process_like_a_hangup(sims, tmp_path):
     set_evaluator(sims, 2.0)
     config = config_file(sims, tmp_path)
