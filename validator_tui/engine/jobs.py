@@ -332,13 +332,13 @@ class JobManager:
             return Outcome.refused(f"no capacity: {exc}")
         self._claiming.add(job_id)
         try:
-            forgot_dead_letter = self.ctx.store.begin_claim(job_id, record.challenge_id)
+            forgot_answer = self.ctx.store.begin_claim(job_id, record.challenge_id)
         except StoreError as exc:
             self._claiming.discard(job_id)
             self.ctx.hosts.release(allocation)
             self._suspend_claims(str(exc))
             return Outcome.refused(str(exc))
-        if forgot_dead_letter:
+        if forgot_answer:
             self.outbox.count_dead_letters()
         record.waiting_reason = ""
         return record, allocation

@@ -2,7 +2,8 @@
 
 Every change that matters after a crash is committed before it is acted on: the claim
 intent before the claim request, the VM name before CreateVm, the result before its first
-POST. WAL with `synchronous=NORMAL` survives a killed process (not a power cut mid-commit).
+POST. WAL with `synchronous=NORMAL` survives a killed process (not a power cut mid-commit);
+its checkpoints run on a thread of their own (engine/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from validator_tui.engine.checkpoint import (
+    CHECKPOINT_INTERVAL_S,
+    SAFETY_NET_PAGES,
+    WalCheckpointer,
+)
 from validator_tui.engine.records import JobState, ResultStatus
 
 SCHEMA = """
@@ -50,6 +56,18 @@ CREATE TABLE IF NOT EXISTS challenge_vm_intents (
 CREATE TABLE IF NOT EXISTS draining_hosts (
     name TEXT PRIMARY KEY
 );
+-- A claim forgets what a previous claim of the same job was answered (the platform offers the
+-- job again, so that answer no longer applies); a result not yet sent is never forgotten.
+CREATE TRIGGER IF NOT EXISTS claim_forgets_old_answer_on_insert
+AFTER INSERT ON jobs WHEN NEW.state = 'claiming'
+BEGIN
+    DELETE FROM outbox WHERE job_id = NEW.id AND status != 'pending';
+END;
+CREATE TRIGGER IF NOT EXISTS claim_forgets_old_answer_on_update
+AFTER UPDATE OF state ON jobs WHEN NEW.state = 'claiming'
+BEGIN
+    DELETE FROM outbox WHERE job_id = NEW.id AND status != 'pending';
+END;
 """
 
 
@@ -125,19 +143,24 @@ class StoredChallengeVm:
 class Store:
     """The engine's SQLite database under the state directory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, checkpoint_interval: float = CHECKPOINT_INTERVAL_S) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
             self._db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open state database {path}: {exc}") from None
         self.path = path
+        self.checkpointer = WalCheckpointer(path, checkpoint_interval)
+        if str(path) != ":memory:":
+            self.checkpointer.start()
 
     def close(self) -> None:
+        self.checkpointer.stop()
         self._db.close()
 
     def _write(self, sql: str, args: tuple[object, ...]) -> int:
@@ -191,29 +214,21 @@ class Store:
         )
 
     def begin_claim(self, job_id: str, challenge_id: str) -> bool:
-        """Commit the intent to claim `job_id` and forget any answered result a previous claim
-        of it left (the platform offers the job again, so that answer no longer applies).
-        Returns True if a dead letter was forgotten."""
-        now = time.time()
-        try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    """INSERT INTO jobs (id, challenge_id, state, updated_at)
-                       VALUES (?, ?, 'claiming', ?)
-                       ON CONFLICT(id) DO UPDATE SET state = 'claiming', vm_name = NULL,
-                         vm_id = NULL, updated_at = excluded.updated_at""",
-                    (job_id, challenge_id, now),
-                )
-                dead = self._db.execute(
-                    "SELECT 1 FROM outbox WHERE job_id = ? AND status = 'dead'", (job_id,)
-                ).fetchone()
-                self._db.execute(
-                    "DELETE FROM outbox WHERE job_id = ? AND status != 'pending'", (job_id,)
-                )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write state database {self.path}: {exc}") from None
-        return dead is not None
+        """Commit the intent to claim `job_id`, forgetting any answered result a previous
+        claim of it left. Returns True if such a result (sent or dead) was forgotten.
+
+        One statement (the schema's triggers forget the old answer in the same transaction):
+        in the console's process every SQLite call lets the console's thread take the GIL,
+        and the claim request waits behind this one."""
+        changes = self._db.total_changes
+        self._write(
+            """INSERT INTO jobs (id, challenge_id, state, updated_at)
+               VALUES (?, ?, 'claiming', ?)
+               ON CONFLICT(id) DO UPDATE SET state = 'claiming', vm_name = NULL,
+                 vm_id = NULL, updated_at = excluded.updated_at""",
+            (job_id, challenge_id, time.time()),
+        )
+        return self._db.total_changes - changes > 1
 
     def in_flight_jobs(self) -> list[StoredJob]:
         """Jobs a previous run claimed (or was claiming) and did not finish."""
