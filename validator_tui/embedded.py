@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from validator_tui.console import STOP_SIGNALS, Signals, console_app, say, supervise
 from validator_tui.control.inprocess import InProcessEngine
@@ -18,6 +19,9 @@ from validator_tui.logs import setup_file_logging
 from validator_tui.tui.app import ValidatorApp
 
 logger = logging.getLogger("validator_tui.console")
+
+#: The GIL hand-over period between the engine's thread and the console's (Python: 5 ms).
+ENGINE_SWITCH_INTERVAL_S = 0.001
 
 
 class EmbeddedConsole:
@@ -45,6 +49,12 @@ class EmbeddedConsole:
         """Run engine and console; return the exit code once the engine has stopped."""
         ensure_private_dir(state_dir_key(self.validator.config.state_path))
         setup_file_logging(self.log_file, self.log_format)
+        # The engine's thread and the console's share the GIL; a thread that wants it back
+        # waits up to this interval (5 ms by default) for the other to let go: every socket
+        # read a claim makes is such a wait while the console renders. 1 ms bounds what a
+        # render can add to a claim (see BENCHMARKS.md, "GIL switch interval").
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(ENGINE_SWITCH_INTERVAL_S)
         engine = self.engine
         engine.start()
         app = console_app(engine)
@@ -73,6 +83,7 @@ class EmbeddedConsole:
         finally:
             signals.remove()
             watcher.cancel()
+            sys.setswitchinterval(switch_interval)
 
     def _stop_signal(self, app: ValidatorApp) -> None:
         logger.info("stop signal: stopping the validator the graceful way")
