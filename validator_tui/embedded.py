@@ -21,7 +21,7 @@ from validator_tui.tui.app import ValidatorApp
 logger = logging.getLogger("validator_tui.console")
 
 #: The GIL hand-over period between the engine's thread and the console's (Python: 5 ms).
-ENGINE_SWITCH_INTERVAL_S = 0.001
+ENGINE_SWITCH_INTERVAL_S = 0.002
 
 
 class EmbeddedConsole:
@@ -51,8 +51,10 @@ class EmbeddedConsole:
         setup_file_logging(self.log_file, self.log_format)
         # The engine's thread and the console's share the GIL; a thread that wants it back
         # waits up to this interval (5 ms by default) for the other to let go: every socket
-        # read a claim makes is such a wait while the console renders. 1 ms bounds what a
-        # render can add to a claim (see BENCHMARKS.md, "GIL switch interval").
+        # read or SQLite call a claim makes is such a wait while the console renders. Shorter
+        # bounds what a render adds to a claim, but slices the render that shows a key press
+        # (measured, claims p99 / key median: 5 ms 19.7 / 24.4 ms, 2 ms 8.5 / 21.4 ms, 1 ms
+        # 6.3 / 35.0 ms; BENCHMARKS.md).
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(ENGINE_SWITCH_INTERVAL_S)
         engine = self.engine
