@@ -54,6 +54,9 @@ class WalCheckpointer:
     def _run(self) -> None:
         try:
             db = sqlite3.connect(self.path, isolation_level=None)
+            # A checkpoint reads the log and writes pages once: a page cache would only hold
+            # memory (SQLite's default is 2 MB per connection).
+            db.execute("PRAGMA cache_size=-64")
         except sqlite3.Error as exc:
             logger.warning("WAL checkpoints stay in the engine's commits: %s", exc)
             return
