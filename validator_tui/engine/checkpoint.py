@@ -75,7 +75,8 @@ class WalCheckpointer:
                     failing = True
                     continue
                 failing = False
-                seen = self._log_state()
+                # The state before the checkpoint: what the engine wrote during it is new.
+                seen = log
                 self.checkpoints += 1
         finally:
             db.close()
