@@ -36,7 +36,8 @@ Scalar = str | int | float | bool | None
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Only field names are cached (see models.platform.WireModel): record ids are unique.
+    model_config = ConfigDict(extra="forbid", frozen=True, cache_strings="keys")
 
 
 # -- console → engine ---------------------------------------------------------------------------
@@ -284,8 +285,8 @@ ServerFrame = Annotated[
     Field(discriminator="type"),
 ]
 
-_CLIENT: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
-_SERVER: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+_CLIENT: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame, config=_Frame.model_config)
+_SERVER: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame, config=_Frame.model_config)
 
 
 class FrameError(ValueError):

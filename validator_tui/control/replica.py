@@ -16,11 +16,9 @@ from typing import Generic, TypeVar
 
 from validator_tui.control.frames import StateFrame
 from validator_tui.engine.records import ChallengeRecord, Event, HostRecord, JobRecord, VmRecord
-from validator_tui.engine.state import Header, StateDelta
+from validator_tui.engine.state import MAX_TOMBSTONES, Header, StateDelta
 
 T = TypeVar("T", JobRecord, ChallengeRecord, VmRecord, HostRecord)
-#: Removals remembered for `changes_since` (beyond: a reader that old gets everything).
-MAX_TOMBSTONES = 20000
 MAX_EVENTS = 2000
 
 

@@ -36,11 +36,24 @@ MAX_TIMELINE = 50
 #: older ones keep state, score, error and a short timeline (bounded memory over weeks).
 DETAILED_FINISHED_JOBS = 200
 SHORT_TIMELINE = 2
+#: Removals a change feed remembers (per kind of record) for readers that ask what changed; a
+#: reader further behind gets everything instead. Readers ask every 0.1-0.5 s; at 100 jobs a
+#: second this is 40 s of removals, and each remembered id costs ~180 bytes for good.
+MAX_TOMBSTONES = 4096
 #: Timeline notes up to this long are interned: the common ones ("claimed", "result sent", …)
 #: are then one string for every job in the history.
 INTERNED_NOTE_CHARS = 48
 
 T = TypeVar("T")
+
+
+def _shared_note(note: str) -> str:
+    """One copy of a common timeline note for every job. A note with a digit in it (a VM id,
+    an HTTP status, a count) is returned as it is: one interned per job would grow the
+    interpreter's table of interned strings, which never shrinks."""
+    if len(note) <= INTERNED_NOTE_CHARS and not any(ch.isdigit() for ch in note):
+        return sys.intern(note)
+    return note
 
 
 @dataclass(slots=True)
@@ -99,7 +112,7 @@ class _Keyed(Generic[T]):
         #: Keys by the version of their last change, oldest change first (a plain dict keeps
         #: insertion order; a key touched again is moved to the end).
         self.touched: dict[str, int] = {}
-        self.removed: deque[tuple[int, str]] = deque(maxlen=20000)
+        self.removed: deque[tuple[int, str]] = deque(maxlen=MAX_TOMBSTONES)
 
     def touch(self, key: str, version: int) -> None:
         self.touched.pop(key, None)
@@ -167,8 +180,7 @@ class EngineState:
     def put_job(self, job: JobRecord, note: str | None = None) -> None:
         """Insert or mark changed; `note` adds a timeline entry. Finished jobs age out."""
         if note:
-            if len(note) <= INTERNED_NOTE_CHARS:
-                note = sys.intern(note)
+            note = _shared_note(note)
             job.timeline.append(TimelineEntry(time.time(), note))
             if len(job.timeline) > MAX_TIMELINE:
                 del job.timeline[: len(job.timeline) - MAX_TIMELINE]
