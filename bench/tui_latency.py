@@ -40,7 +40,7 @@ from benchlib import (
 MISS_AFTER_S = 5.0
 KEYS: tuple[tuple[str, bytes, str, bytes], ...] = (
     ("? → help screen", b"?", "claim the selected pending job", b"?"),
-    ("/ → filter input", b"/", "jobs (esc clears)", b"\r"),
+    ("/ → filter input", b"/", "enter keeps it", b"\r"),
 )
 
 

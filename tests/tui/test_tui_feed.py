@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from textual.app import App, ComposeResult
+from textual.widgets import Input
 
 from tests.support.console import Console, fake_console
 from tests.support.fake_engine import FIXED_NOW, FakeEngine, demo_state
@@ -18,6 +19,7 @@ from validator_tui.control import JobRecord, JobState, StateDelta
 from validator_tui.tui.app import QUIET_POLLS, ValidatorApp
 from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.widgets.job_feed import JobFeed, StateFilter
+from validator_tui.tui.widgets.key_footer import KeyFooter
 from validator_tui.tui.widgets.line_table import Cell
 
 
@@ -174,6 +176,29 @@ async def test_reason_column_shows_the_error_and_the_filter_matches_it() -> None
         assert "matching “timed”" in title(feed)
         await console.pilot.press("enter", "escape")
         assert len(feed.row_keys()) == len(engine.state.jobs)
+
+
+async def test_the_filter_prompt_takes_the_footers_line_and_moves_nothing() -> None:
+    engine = demo_state(FakeEngine())
+    async with fake_console(engine, size=(120, 36)) as console:
+        main = console.app.main
+        feed, footer = main.feed, main.query_one(KeyFooter)
+        prompt, bar = main.query_one("#filter", Input), main.query_one("#filter-bar")
+        where = (feed.region, main.challenge_table.region, main.vm_console.region)
+        footer_line = footer.region
+        assert not bar.display
+        await console.pilot.press("slash", *"swe")
+        assert console.app.focused is prompt and bar.region == footer_line
+        assert not footer.display and "Filter jobs: swe" in console.text()
+        assert (feed.region, main.challenge_table.region, main.vm_console.region) == where
+        await console.pilot.press("enter")
+        assert console.app.focused is feed and footer.display and not bar.display
+        assert footer.region == footer_line and feed.region == where[0]
+        assert "matching “swe”" in title(feed)
+        await console.pilot.press("slash")
+        assert prompt.value == "swe", "the prompt opens on the filter in force"
+        await console.pilot.press("escape")
+        assert feed.filter_text == "" and footer.display and not bar.display
 
 
 async def test_next_failed_moves_through_the_failed_jobs_and_wraps() -> None:

@@ -19,7 +19,7 @@ from textual.notifications import SeverityLevel
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input
+from textual.widgets import Input, Label
 
 from validator_tui.control import (
     ChallengeRecord,
@@ -116,7 +116,6 @@ class MainScreen(Screen[None]):
         yield StatusBar(id="status")
         with Horizontal(id="body"):
             with Vertical(id="left"):
-                yield Input(placeholder="filter jobs (esc clears)", id="filter")
                 yield JobFeed(id="jobs")
                 yield ChallengeTable(id="challenges")
             with Vertical(id="right"):
@@ -126,6 +125,14 @@ class MainScreen(Screen[None]):
         yield QuotaGauges(id="quota-line", classes="compact")
         yield VmConsole(self.vm_log_lines, id="console")
         yield KeyFooter()
+        # The filter prompt takes the footer's line while it is open (like htop's): opening it
+        # moves nothing, the feed keeps its size. The feed's title shows the filter in force.
+        with Horizontal(id="filter-bar"):
+            yield Label("Filter jobs:", id="filter-label")
+            yield Input(
+                placeholder="any column, the whole error · enter keeps it · esc clears it",
+                id="filter",
+            )
 
     @property
     def feed(self) -> JobFeed:
@@ -329,7 +336,7 @@ class MainScreen(Screen[None]):
         ):
             return "no failed job in the feed"
         if name == "clear_filter":
-            field_open = self.query_one("#filter", Input).has_class("-active")
+            field_open = self.has_class("-filtering")
             return None if self.feed.filter_text or field_open else "no filter to clear"
         if name == "orm_query" and not self.challenge_table.challenges:
             return "no challenge to query yet"
@@ -504,19 +511,15 @@ class MainScreen(Screen[None]):
         self._sync_bindings()
 
     def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.add_class("-active")
-        field.focus()
+        self.add_class("-filtering")
+        self.query_one("#filter", Input).focus()
 
     def action_clear_filter(self) -> None:
         if self._refused("clear_filter"):
             return
-        field = self.query_one("#filter", Input)
-        field.value = ""
-        field.remove_class("-active")
+        self.query_one("#filter", Input).value = ""
         self.feed.set_filter("", self.console_app.clock())
-        self.feed.focus()
-        self._sync_bindings()
+        self._close_filter_prompt()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -529,7 +532,17 @@ class MainScreen(Screen[None]):
         if not event.value.strip():
             self.action_clear_filter()
         else:
-            self.feed.focus()
+            self._close_filter_prompt()
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        if event.widget.id == "filter" and self.has_class("-filtering"):
+            self.remove_class("-filtering")
+
+    def _close_filter_prompt(self) -> None:
+        """Give the footer its line back (the filter stays in force)."""
+        self.remove_class("-filtering")
+        self.feed.focus()
+        self._sync_bindings()
 
     # -- CVM and VM actions -------------------------------------------------------------------
 
