@@ -535,7 +535,7 @@ class MainScreen(Screen[None]):
             self._close_filter_prompt()
 
     def on_descendant_blur(self, event: events.DescendantBlur) -> None:
-        if event.widget.id == "filter" and self.has_class("-filtering"):
+        if event.widget.id == "filter":
             self.remove_class("-filtering")
 
     def _close_filter_prompt(self) -> None:
