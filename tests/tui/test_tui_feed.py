@@ -116,6 +116,30 @@ async def test_new_jobs_never_take_the_cursor_from_the_top_row() -> None:
         assert console.app.screen.job_id == seen  # type: ignore[attr-defined]
 
 
+async def test_the_feed_is_live_until_the_operator_picks_a_job() -> None:
+    engine = demo_state(FakeEngine())
+    async with fake_console(engine, size=(120, 36)) as console:
+        feed = console.app.main.feed
+        feed.focus()
+        for _ in range(30):
+            engine.now += 1
+            engine.add_job(JobState.PENDING, age=0.0)
+            await console.sync()
+            assert feed.selected_key is None and round(feed.scroll_y) == 0
+            newest = max(engine.state.jobs.values(), key=lambda j: (j.created_at, j.id))
+            assert feed.row_keys()[0] == newest.id, "the newest job is the top row shown"
+        assert "more" not in title(feed)
+        assert console.app.main.vm_console.vm_id is None
+        await console.pilot.press("down")
+        picked = feed.selected_key
+        assert picked == feed.row_keys()[0]
+        for _ in range(3):
+            engine.now += 1
+            engine.add_job(JobState.PENDING, age=0.0)
+            await console.sync()
+        assert feed.selected_key == picked and feed.cursor_row == 3
+
+
 async def test_claim_acts_on_the_pending_job_seen_while_jobs_stream_in() -> None:
     engine = FakeEngine()
     engine.add_challenge("term-bench")
@@ -124,6 +148,11 @@ async def test_claim_acts_on_the_pending_job_seen_while_jobs_stream_in() -> None
         feed = console.app.main.feed
         feed.focus()
         await console.pilot.pause()
+        assert feed.selected_key is None, "nothing is selected before the operator picks"
+        await console.pilot.press("c")
+        await console.until(lambda: console.toasts() != [], "a toast")
+        assert "no job selected: ↑/↓ picks one" in console.toasts()[-1]
+        await console.pilot.press("down")
         assert feed.selected_key == first.id and feed.cursor_row == 0
         engine.add_job(JobState.PENDING, challenge_id="chal-1", age=0.0)
         await console.sync()
@@ -218,6 +247,18 @@ async def test_next_failed_moves_through_the_failed_jobs_and_wraps() -> None:
             visited.append(feed.selected_key)
         assert visited == [*failed, failed[0]] or visited == [*failed[1:], failed[0], failed[1]]
         assert all(engine.state.jobs[k].state is JobState.FAILED for k in visited if k)
+
+
+async def test_next_failed_with_nothing_picked_starts_at_the_top_row() -> None:
+    engine = demo_state(FakeEngine())
+    engine.now += 1
+    newest = engine.add_job(JobState.FAILED, age=0.0)
+    async with fake_console(engine) as console:
+        feed = console.app.main.feed
+        feed.focus()
+        assert feed.selected_key is None and feed.row_keys()[0] == newest.id
+        await console.pilot.press("e")
+        assert feed.selected_key == newest.id
 
 
 async def test_next_failed_without_failures_says_so() -> None:

@@ -41,12 +41,16 @@ def app_on(engine: FakeEngine | None = None) -> ValidatorApp:
 
 
 async def shown(pilot: Pilot[Any]) -> None:
-    """Until the app shows the engine's state and the VM console its first lines."""
+    """Until the app shows the engine's state; then the operator picks the newest job, and
+    until the VM console shows its VM's first lines."""
     app = pilot.app
     assert isinstance(app, ValidatorApp)
     engine = app.engine
     assert isinstance(engine, FakeEngine)
-    while app.shown_version != engine.state.version or not app.main.vm_console.lines:
+    while app.shown_version != engine.state.version:
+        await pilot.pause(0.02)
+    app.main.feed.move_cursor(row=0)
+    while not app.main.vm_console.lines:
         await pilot.pause(0.02)
     await pilot.pause(0.2)
 

@@ -33,8 +33,6 @@ def _screen_after_burst(cols: int, rows: int) -> tuple[list[list[Cell]], list[st
         for keys in (b"?", b"?", b"/", b"\r", b"\t", b"\x1b[Z"):
             program.send(keys)
             program.settle(quiet_s=0.7)
-        program.send(b"\x1b[H")  # home: the newest job selected, as a fresh console starts
-        program.settle(quiet_s=2.0)
         return program.cells(), program.text(), program.received - first_frames
     finally:
         program.close()

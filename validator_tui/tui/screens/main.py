@@ -360,6 +360,8 @@ class MainScreen(Screen[None]):
             return "select a job in the job feed first"
         job = self.feed.selected_job
         if job is None:
+            if self.feed.row_count:
+                return "no job selected: ↑/↓ picks one"
             return "no job selected" + (": none matches the filter" if self.feed.jobs else "")
         job_name = f"job {short_id(job.id)}"
         if name == "claim_job" and job.state is not JobState.PENDING:

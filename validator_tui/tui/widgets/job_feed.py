@@ -74,7 +74,12 @@ class StateFilter(StrEnum):
 
 
 class JobFeed(LineTable[JobRecord]):
-    """The latest jobs the engine knows; `filter_text` and `state_filter` hide the others."""
+    """The latest jobs the engine knows; `filter_text` and `state_filter` hide the others.
+
+    Live until the operator picks a job: no row is selected and the newest stay in view. A
+    job picked (arrows, click, `e`, home/end) keeps the cursor while others arrive."""
+
+    CURSOR_FROM_THE_START = False
 
     def __init__(self, *, max_jobs: int = MAX_FEED_JOBS, id: str | None = None) -> None:
         super().__init__(COLUMNS, sort_key="arrival", sort_reverse=True, id=id)
@@ -177,7 +182,7 @@ class JobFeed(LineTable[JobRecord]):
         order = self.row_keys()
         if not order:
             return None
-        start = self.cursor_row
+        start = self.cursor_row if self.selected_key is not None else -1  # none: from the top
         for step in range(1, len(order) + 1):
             key = order[(start + step) % len(order)]
             job = self.records[key]

@@ -166,6 +166,9 @@ class LineTable(ScrollView, QuietTitles, CachedStyle, Generic[RecordT], can_focu
         }
     }
     """
+    #: Whether the cursor starts on the first row; if not, no row is selected (and the view
+    #: stays where it is as rows come and go) until the operator picks one.
+    CURSOR_FROM_THE_START: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Select", show=False),
         Binding("up", "cursor_by(-1)", "Up", show=False),
@@ -298,7 +301,7 @@ class LineTable(ScrollView, QuietTitles, CachedStyle, Generic[RecordT], can_focu
         previous = self._cursor
         if self._order_dirty:
             self._rebuild_order(previous)
-        if self._cursor is None and self._order:
+        if self._cursor is None and self._order and self.CURSOR_FROM_THE_START:
             self._cursor = self._order[0]
         self._set_virtual_height()
         self._keep_cursor_visible()
@@ -426,7 +429,9 @@ class LineTable(ScrollView, QuietTitles, CachedStyle, Generic[RecordT], can_focu
         self.post_message(self.CursorMoved(self, key))  # type: ignore[arg-type]
 
     def action_cursor_by(self, step: int) -> None:
-        if self._order:
+        if self._cursor is None:  # nothing picked yet: the first move picks the top row shown
+            self.move_cursor(row=round(self.scroll_y))
+        elif self._order:
             self.move_cursor(row=self.cursor_row + step)
 
     def action_page(self, direction: int) -> None:
