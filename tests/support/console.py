@@ -51,6 +51,13 @@ class Console:
         self.app.simulate_key(keys[-1])
         await self.until(lambda: self.app._exit, "the console closing")
 
+    async def press_for_toast(self, key: str) -> str:
+        """Press `key`; the text of the notification it brought (title and message)."""
+        before = len(self.toasts())
+        await self.pilot.press(key)
+        await self.until(lambda: len(self.toasts()) > before, f"a toast after {key!r}")
+        return self.toasts()[-1]
+
     def text(self) -> str:
         """What the terminal shows now, as plain text."""
         return screen_text(self.app)

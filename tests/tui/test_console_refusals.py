@@ -38,13 +38,6 @@ async def select_challenge(console: Console, challenge_id: str) -> None:
     await console.pilot.pause()
 
 
-async def press_and_read_toast(console: Console, key: str) -> str:
-    before = len(console.toasts())
-    await console.pilot.press(key)
-    await console.until(lambda: len(console.toasts()) > before, f"a toast after {key!r}")
-    return console.toasts()[-1]
-
-
 @pytest.mark.parametrize(
     ("state", "key", "reason"),
     [
@@ -67,7 +60,7 @@ async def test_impossible_job_actions_say_why(state: JobState, key: str, reason:
     async with fake_console(engine) as console:
         job_id = job_in(engine, state)
         await select_job(console, job_id)
-        toast = await press_and_read_toast(console, key)
+        toast = await console.press_for_toast(key)
         assert reason in toast
         if "job " in reason or "has no VM" in reason:
             assert job_id[:8] in toast
@@ -80,24 +73,24 @@ async def test_impossible_cvm_actions_say_why() -> None:
     engine.add_challenge("no-vm-yet", ChallengeState.FETCHING)
     async with fake_console(engine) as console:
         await select_challenge(console, "chal-1")
-        assert "only a stopped VM can be started" in await press_and_read_toast(console, "s")
+        assert "only a stopped VM can be started" in await console.press_for_toast("s")
         await select_challenge(console, "chal-4")
         for key in ("s", "S", "D"):
-            assert "no-vm-yet has no CVM yet" in await press_and_read_toast(console, key)
+            assert "no-vm-yet has no CVM yet" in await console.press_for_toast(key)
         assert commands_sent(engine) == []
 
 
 async def test_escape_without_a_filter_says_so() -> None:
     async with fake_console(demo_state(FakeEngine())) as console:
-        assert "no filter to clear" in await press_and_read_toast(console, "escape")
+        assert "no filter to clear" in await console.press_for_toast("escape")
 
 
 async def test_an_empty_console_says_there_is_nothing_to_act_on() -> None:
     engine = FakeEngine()
     async with fake_console(engine) as console:
-        assert "no job selected" in await press_and_read_toast(console, "c")
-        assert "nothing selected" in await press_and_read_toast(console, "enter")
-        assert "no challenge to query yet" in await press_and_read_toast(console, "o")
+        assert "no job selected" in await console.press_for_toast("c")
+        assert "nothing selected" in await console.press_for_toast("enter")
+        assert "no challenge to query yet" in await console.press_for_toast("o")
         assert commands_sent(engine) == []
 
 
@@ -120,7 +113,7 @@ async def test_read_only_console_refuses_every_command_by_key() -> None:
             "stop_validator",
         }
         for action in READ_ONLY_REFUSED:
-            toast = await press_and_read_toast(console, action.key)
+            toast = await console.press_for_toast(action.key)
             assert "read-only console" in toast, action.name
             assert console.app.screen is console.app.main
         assert commands_sent(engine) == []

@@ -149,9 +149,7 @@ async def test_claim_acts_on_the_pending_job_seen_while_jobs_stream_in() -> None
         feed.focus()
         await console.pilot.pause()
         assert feed.selected_key is None, "nothing is selected before the operator picks"
-        await console.pilot.press("c")
-        await console.until(lambda: console.toasts() != [], "a toast")
-        assert "no job selected: ↑/↓ picks one" in console.toasts()[-1]
+        assert "no job selected: ↑/↓ picks one" in await console.press_for_toast("c")
         await console.pilot.press("down")
         assert feed.selected_key == first.id and feed.cursor_row == 0
         engine.add_job(JobState.PENDING, challenge_id="chal-1", age=0.0)
@@ -266,9 +264,7 @@ async def test_next_failed_without_failures_says_so() -> None:
     engine.add_challenge("term-bench")
     engine.add_jobs(JobState.PENDING, JobState.COMPLETED)
     async with fake_console(engine) as console:
-        await console.pilot.press("e")
-        await console.until(lambda: console.toasts() != [], "a toast")
-        assert "no failed job in the feed" in console.toasts()[-1]
+        assert "no failed job in the feed" in await console.press_for_toast("e")
 
 
 async def test_state_filter_cycles_failed_running_pending_dead_letter() -> None:
