@@ -53,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     attach = sub.add_parser(
         "attach", help="open the console of a running engine (quitting leaves it running)"
     )
-    attach.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
-    attach.add_argument(
-        "--state-dir", metavar="PATH", help="the engine's state dir (default: from the config)"
-    )
+    _state_dir_arguments(attach)
     attach.add_argument(
         "--read-only", action="store_true", help="view only: the engine refuses every command"
     )
@@ -133,9 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     outbox = sub.add_parser("outbox", help="results outbox: list, retry or discard dead letters")
-    outbox.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    _state_dir_arguments(outbox)
     actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
-    actions.add_parser("list", help="dead letters, unsent and the latest answered results")
+    listing = actions.add_parser(
+        "list", help="dead letters, unsent and the latest answered results"
+    )
+    listing.add_argument("--dead", action="store_true", help="dead letters only")
     retry = actions.add_parser("retry", help="send a dead letter again")
     retry.add_argument("job_id", metavar="ID", help="the job whose refused result to send again")
     discard = actions.add_parser("discard", help="give up on a dead letter for good")
@@ -148,6 +148,37 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
     check.add_argument("path", nargs="?", help="config file (same as --config)")
     return parser
+
+
+def _state_dir_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--state-dir` and `--config` for a command that works on a state dir."""
+    parser.add_argument(
+        "--state-dir",
+        metavar="PATH",
+        help="the engine's state dir (default: $VALIDATOR_TUI_STATE_DIR, else the config's)",
+    )
+    parser.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+
+
+def _state_dir_of(args: argparse.Namespace, command: str) -> Path | None:
+    """The state dir a command works on: `--state-dir`, else `$VALIDATOR_TUI_STATE_DIR`, else
+    the config's (the only case that reads a config); None after saying on stderr why the
+    config cannot be used."""
+    from pathlib import Path
+
+    from validator_tui.config import ConfigError, load_config
+
+    named = args.state_dir or os.environ.get("VALIDATOR_TUI_STATE_DIR")
+    if named:
+        return Path(named).expanduser()
+    try:
+        return load_config(args.config).state_path
+    except ConfigError as exc:
+        print(
+            f"{command}: config error:\n{exc}\n(or name the engine's state dir: --state-dir PATH)",
+            file=sys.stderr,
+        )
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,7 +232,6 @@ def _outbox(args: argparse.Namespace) -> int:
     """`outbox list|retry|discard`: through the control socket when an engine runs on the state
     dir (a retried result is sent at once), else on its store, holding the state dir's lock
     meanwhile so no engine starts under it."""
-    from validator_tui.config import ConfigError, load_config
     from validator_tui.control.lock import StateDirLock, StateDirLocked
     from validator_tui.control.paths import ControlPathError
 
@@ -212,12 +242,9 @@ def _outbox(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"outbox: {exc}", file=sys.stderr)
+    state_dir = _state_dir_of(args, "outbox")
+    if state_dir is None:
         return 1
-    state_dir = config.state_path
     if not state_dir.is_dir():
         return _outbox_stopped(args, state_dir)
     try:
@@ -245,7 +272,7 @@ def _outbox_stopped(args: argparse.Namespace, state_dir: Path) -> int:
         return 1
     try:
         if args.outbox_command == "list":
-            print(_outbox_table(outbox_admin.list_outbox(store)))
+            print(_outbox_table(outbox_admin.list_outbox(store), dead_only=args.dead))
             return 0
         act = (
             outbox_admin.retry_dead_letter
@@ -280,7 +307,7 @@ async def _outbox_running(args: argparse.Namespace, state_dir: Path) -> int:
             except EngineUnavailable as exc:
                 print(f"outbox: {exc}", file=sys.stderr)
                 return 1
-            print(_outbox_table(rows))
+            print(_outbox_table(rows, dead_only=args.dead))
             return 0
         act = (
             client.retry_dead_letter
@@ -294,24 +321,32 @@ async def _outbox_running(args: argparse.Namespace, state_dir: Path) -> int:
     return 0 if outcome.ok else 1
 
 
-def _outbox_table(rows: Sequence[OutboxRow]) -> str:
-    """A summary line, then one aligned line per entry: job id, status, attempts, last update
-    (UTC) and the last error (for a dead letter, the platform's words), sanitised."""
+def _outbox_table(rows: Sequence[OutboxRow], *, dead_only: bool = False) -> str:
+    """A summary line, then one aligned line per entry (only dead letters with `dead_only`):
+    job id, status in the console's words, attempts, last update (UTC) and the last error
+    (for a dead letter, the platform's words), sanitised."""
     import time
 
+    from validator_tui.engine.records import ResultStatus
     from validator_tui.sanitize import clean_line
 
     if not rows:
         return "the outbox is empty"
-    dead = sum(row.status == "dead" for row in rows)
-    unsent = sum(row.status == "pending" for row in rows)
+    dead = sum(row.status == ResultStatus.DEAD for row in rows)
+    unsent = sum(row.status == ResultStatus.PENDING for row in rows)
+    summary = f"{dead} dead letters, {unsent} unsent, {len(rows)} entries"
+    if dead_only:
+        rows = [row for row in rows if row.status == ResultStatus.DEAD]
+        if not rows:
+            return "no dead letters"
     table = [("JOB", "STATUS", "ATTEMPTS", "UPDATED (UTC)", "LAST ERROR")]
     for row in rows:
         updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.updated_at))
         error = clean_line(row.last_error, 300) or "-"
-        table.append((clean_line(row.job_id, 100), row.status, str(row.attempts), updated, error))
+        status = ResultStatus(row.status).words
+        table.append((clean_line(row.job_id, 100), status, str(row.attempts), updated, error))
     widths = [max(len(line[column]) for line in table) for column in range(4)]
-    lines = [f"{dead} dead letters, {unsent} unsent, {len(rows)} entries"]
+    lines = [summary]
     for line in table:
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
         lines.append("  ".join([*cells, line[4]]))
@@ -342,21 +377,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from validator_tui.config import ConfigError, load_config
-
-    if args.state_dir:
-        state_dir = Path(args.state_dir)
-    else:
-        try:
-            state_dir = load_config(args.config).state_path
-        except ConfigError as exc:
-            print(
-                f"config error:\n{exc}\n(or name the engine's state dir: --state-dir PATH)",
-                file=sys.stderr,
-            )
-            return 1
+    state_dir = _state_dir_of(args, "attach")
+    if state_dir is None:
+        return 1
     from validator_tui.console import run_attached
 
     return asyncio.run(run_attached(state_dir, read_only=args.read_only))

@@ -70,6 +70,21 @@ class ResultStatus(StrEnum):
     NOT_OURS = "not_ours"  # the job turned out not to be ours (a lost claim answer)
     DISCARDED = "discarded"  # a dead letter the operator gave up on
 
+    @property
+    def words(self) -> str:
+        """How the operator reads this status, the same in the CLI, the console and the docs."""
+        return _RESULT_WORDS[self]
+
+
+_RESULT_WORDS = {
+    ResultStatus.PENDING: "unsent",
+    ResultStatus.SENT: "accepted",
+    ResultStatus.DEAD: "dead letter",
+    ResultStatus.DROPPED: "dropped (job cancelled)",
+    ResultStatus.NOT_OURS: "not ours",
+    ResultStatus.DISCARDED: "discarded",
+}
+
 
 class CancelReason(StrEnum):
     """Why a claimed job is being ended early."""
