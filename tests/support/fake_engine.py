@@ -84,8 +84,9 @@ class FakeEngine:
     history: dict[str, JobRecord] = field(default_factory=dict)
     #: The results outbox `list_outbox` answers (dead letters first, as the engine orders it).
     outbox: list[OutboxRow] = field(default_factory=list)
-    #: Completions per throughput bucket, as the header carries them.
+    #: Completions and failures per throughput bucket, as the header carries them.
     throughput: tuple[int, ...] = ()
+    failures: tuple[int, ...] = ()
     stopping: bool = False
     _answers: dict[str, deque[Outcome]] = field(default_factory=lambda: defaultdict(deque))
     _effects: dict[str, Callable[..., None]] = field(default_factory=dict)
@@ -370,7 +371,7 @@ class FakeEngine:
     async def changes_since(self, version: int, event_seq: int) -> StateDelta:
         delta = self.state.changes_since(version, 0)
         events = [event for event in self._events if event.seq > event_seq]
-        header = replace(delta.header, throughput=self.throughput)
+        header = replace(delta.header, throughput=self.throughput, failures=self.failures)
         return replace(delta, events=events, header=header)
 
     async def job(self, job_id: str) -> JobRecord | None:
@@ -484,6 +485,7 @@ def demo_state(engine: FakeEngine) -> FakeEngine:
         (5, 100),
     )
     engine.throughput = tuple((i * 7) % 5 for i in range(60))
+    engine.failures = tuple(int(i % 9 == 0) for i in range(60))
     finished = [job for job in engine.state.jobs.values() if job.state.finished and job.vm_id]
     engine.add_outbox_row(
         finished[0].id,

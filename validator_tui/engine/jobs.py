@@ -602,7 +602,6 @@ class JobManager:
         if sent and job.error is None:
             job.state = JobState.COMPLETED
             counters.completed += 1
-            self.ctx.state.count_completion()
         elif status is ResultStatus.DROPPED or (sent and by_operator):
             job.state = JobState.CANCELLED
             counters.cancelled += 1
@@ -612,6 +611,7 @@ class JobManager:
         else:
             job.state = JobState.FAILED
             counters.failed += 1
+        self.ctx.state.count_finish(job.state)
         note = f"result {status}" + (f": {detail}" if detail and not sent else "")
         self._forget_stored(job_id, StoredState(job.state.value))
         self.ctx.state.put_job(job, note)

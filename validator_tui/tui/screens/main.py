@@ -228,7 +228,9 @@ class MainScreen(Screen[None]):
         engine = self.console_app.engine
         attached = None if engine.embedded else engine.info
         self.query_one(StatusBar).show(self.header, now, attached=attached, link=engine.link)
-        self.query_one(QuotaPanel).show(self.header.quota, self.header.throughput)
+        self.query_one(QuotaPanel).show(
+            self.header.quota, self.header.throughput, self.header.failures
+        )
         self.query_one("#quota-line", QuotaGauges).show(self.header.quota)
 
     def running_jobs(self) -> int:
