@@ -151,8 +151,9 @@ class Throughput(Lines):
         label.append("  ")
         label.append(f"✗ {failed} failed", style="bold red" if failed else "dim")
         rows = spark_rows([float(v) for v in buckets], self.size.width, 2)
+        minutes = len(buckets) * THROUGHPUT_BUCKET_S / 60
         window = Text(
-            f"✓ per {THROUGHPUT_BUCKET_S:g} s, last {len(buckets) * THROUGHPUT_BUCKET_S / 60:.0f} min",
+            f"✓ per {THROUGHPUT_BUCKET_S:g} s, last {minutes:.0f} min",
             style="dim",
             no_wrap=True,
         )
