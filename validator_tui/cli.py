@@ -72,14 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--boot-seconds", type=float, default=2.0, metavar="S", help="VM boot time")
     demo.add_argument(
-        "--eval-seconds", type=float, default=1.5, metavar="S", help="evaluation time per job"
+        "--eval-seconds",
+        type=float,
+        default=1.5,
+        metavar="S",
+        help="evaluation time per job (e.g. 120 for jobs of minutes, as real ones take)",
     )
     demo.add_argument(
         "--job-timeout",
         type=float,
-        default=DEMO_JOB_TIMEOUT_S,
+        default=None,
         metavar="S",
-        help=f"a job not done after S seconds fails (default: {DEMO_JOB_TIMEOUT_S:g})",
+        help=f"a job not done after S seconds fails (default: {DEMO_JOB_TIMEOUT_S:g} s more "
+        "than boot and evaluation take)",
     )
     demo.add_argument(
         "--hosts",
@@ -427,7 +432,7 @@ async def _demo(args: argparse.Namespace) -> int:
         boot_seconds=args.boot_seconds,
         evaluator_latency_s=args.eval_seconds,
         state_dir=args.state_dir,
-        engine={"job_timeout_s": args.job_timeout},
+        engine={"job_timeout_s": _demo_job_timeout(args)},
         hosts=args.hosts,
         unix_hosts=1 if args.hosts >= UNIX_HOST_FROM else 0,
     )
@@ -456,6 +461,13 @@ async def _demo(args: argparse.Namespace) -> int:
         return await _embedded(
             validator, EngineMode.DEMO, args.log_format, stop_on_hangup=temporary
         )
+
+
+def _demo_job_timeout(args: argparse.Namespace) -> float:
+    """`--job-timeout`, else room for the demo's boot and evaluation plus DEMO_JOB_TIMEOUT_S."""
+    if args.job_timeout is not None:
+        return float(args.job_timeout)
+    return DEMO_JOB_TIMEOUT_S + float(args.boot_seconds) + float(args.eval_seconds)
 
 
 async def _serve_sim(args: argparse.Namespace) -> int:
