@@ -4,8 +4,10 @@ FakeEngine (tests/tui/test_console_*.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from tests.support.console import screen_text
 from tests.support.identities import ALICE
 from tests.support.tui import (
     enabled_actions,
@@ -119,3 +121,23 @@ async def test_stop_from_the_quit_dialog_stops_the_real_engine(tmp_path: Path) -
         (result,) = r.env.platform.results()[job_id]
         assert result["error"] == "validator shutting down"
         assert result["score"] == 0
+
+
+async def test_pending_jobs_say_why_they_wait_in_the_feed_and_their_details(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, pending=2) as r:
+        app, pilot = r.app, r.pilot
+        target = sim_job_ids(r.env)[0]
+        await wait_until(
+            pilot,
+            lambda: app.main.feed.cell(target, "reason").plain == "auto-claim off",
+            "the Reason column says auto-claim off",
+        )
+        select_row(app.main.feed, target)
+        await pilot.press("enter")
+        await wait_until(
+            pilot,
+            lambda: re.search(r"waiting\s+auto-claim off", screen_text(app)) is not None,
+            "the job's details say why it waits",
+        )

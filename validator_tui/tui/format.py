@@ -11,7 +11,7 @@ import time
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
-from validator_tui.control import ChallengeState, ConnectionView, JobState
+from validator_tui.control import ChallengeState, ConnectionView, JobRecord, JobState
 from validator_tui.sanitize import clean_line
 
 JOB_MARKERS: dict[JobState, tuple[str, str]] = {
@@ -185,9 +185,11 @@ def boot_stage(progress: str) -> str:
     return text.split()[0]
 
 
-def job_reason(error: str | None) -> str:
-    """Why a job is where it is, in one sanitised line (empty when there is nothing to say)."""
-    return clean_line(error or "", 300)
+def job_reason(job: JobRecord) -> str:
+    """Why a job is where it is, in one sanitised line: why a pending job waits, what went
+    wrong with a finished one (empty when there is nothing to say)."""
+    waiting = job.waiting_reason if job.state is JobState.PENDING else ""
+    return clean_line(job.error or waiting, 300)
 
 
 def when(at: float | None, now: float) -> str:
