@@ -147,6 +147,28 @@ def build_parser() -> argparse.ArgumentParser:
     discard.add_argument("job_id", metavar="ID", help="the job whose refused result to give up")
     discard.add_argument("--yes", action="store_true", help="confirm: the result is never sent")
 
+    serve = sub.add_parser(
+        "serve",
+        help="the console of a running engine in a browser, read-only, behind a token "
+        "(needs the web extra: pip install -e '.[web]')",
+    )
+    _state_dir_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any)")
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL browsers use, when not http://HOST:PORT (a reverse proxy)",
+    )
+    serve.add_argument(
+        "--max-viewers", type=int, default=4, metavar="N", help="browser sessions at once"
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on a non-loopback address (put TLS in a reverse proxy in front)",
+    )
+
     config = sub.add_parser("config", help="configuration tools")
     configs = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = configs.add_parser("check", help="validate and print the effective config")
@@ -199,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _attach(args)
     if args.command == "outbox":
         return _outbox(args)
+    if args.command == "serve":
+        return _serve(args)
     return asyncio.run(_demo(args))
 
 
@@ -390,6 +414,65 @@ def _attach(args: argparse.Namespace) -> int:
     return asyncio.run(run_attached(state_dir, read_only=args.read_only))
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """`validator-tui serve`: the read-only console of the engine on the state dir, in
+    browsers holding this start's token, until SIGINT/SIGTERM."""
+    state_dir = _state_dir_of(args, "serve")
+    if state_dir is None:
+        return 1
+    try:
+        from validator_tui.web.server import ReadOnlyConsoleServer, is_loopback
+    except ImportError as exc:
+        print(
+            f"serve: the web extra is not installed ({exc.name}): pip install -e '.[web]'",
+            file=sys.stderr,
+        )
+        return 1
+    from validator_tui.logs import setup_logging
+
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            print(
+                f"serve: {args.host} is not a loopback address: refused without "
+                "--allow-remote (the console shows your validator's state; an SSH "
+                "port-forward reaches a loopback one: ssh -L 8765:127.0.0.1:8765 HOST)",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"warning: serving on {args.host}: anyone who can reach it and holds the token "
+            "sees the console; traffic is plain HTTP, put TLS in a reverse proxy in front",
+            file=sys.stderr,
+        )
+    if args.max_viewers < 1:
+        print("serve: --max-viewers must be at least 1", file=sys.stderr)
+        return 2
+    setup_logging("text")
+    server = ReadOnlyConsoleServer(
+        state_dir,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        max_viewers=args.max_viewers,
+    )
+
+    async def serve() -> int:
+        await server.serve_until(_stop_on_signals())
+        return 0
+
+    return asyncio.run(serve())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT or SIGTERM sets (handlers on the running loop)."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stopping.set)
+    return stopping
+
+
 def _warn_at_start(config: ValidatorConfig, validator: Validator) -> None:
     """Config warnings on stderr (the journal, or the terminal before the console opens) and
     in the engine's event log (the console shows it)."""
@@ -499,11 +582,6 @@ async def _serve_sim(args: argparse.Namespace) -> int:
             url = await vmm.start(args.host, args.port)
         stop = vmm.stop
     print(url, flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    await _stop_on_signals().wait()
     await stop()
     return 0
