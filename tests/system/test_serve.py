@@ -18,6 +18,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.support.browser import CHROMIUM, headless_page
 from tests.support.terminal import cli
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.paths import find_socket
@@ -246,3 +247,31 @@ async def _auto_claim(state_dir: Path) -> bool:
         return delta.header.auto_claim
     finally:
         await client.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed")
+def test_a_real_browser_shows_the_live_dashboard(served: Served, tmp_path: Path) -> None:
+    async def look() -> bytes:
+        async with headless_page(1280, 800) as browser:
+            await browser.call("Page.enable")
+            await browser.call("Page.navigate", url=served.url)
+            for _ in range(100):
+                await asyncio.sleep(0.2)
+                shown = await browser.call(
+                    "Runtime.evaluate",
+                    expression="document.body.classList.contains('-first-byte')",
+                    returnByValue=True,
+                )
+                if shown["result"].get("value"):
+                    break
+            else:
+                raise AssertionError("the console never painted in the browser")
+            await asyncio.sleep(2.0)
+            return await browser.screenshot()
+
+    png = asyncio.run(look())
+    assert png.startswith(b"\x89PNG")
+    (tmp_path / "browser.png").write_bytes(png)
+    shots = os.environ.get("VALIDATOR_TUI_SCREENSHOTS")
+    if shots:
+        (Path(shots) / "browser.png").write_bytes(png)
