@@ -73,7 +73,9 @@ class ValidatorApp(App[ConsoleExit]):
 
     CSS_PATH = "app.tcss"
     TITLE = "validator-tui"
-    COMMANDS: ClassVar = App.COMMANDS | {ActionsProvider}
+    #: Our actions only: Textual's own (Keys, Maximize, …) open panels that esc does not close
+    #: and keys the help does not document.
+    COMMANDS: ClassVar = {ActionsProvider}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-medium"), (150, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS = bindings(Owner.APP)
