@@ -21,6 +21,7 @@ from tests.support.identities import ALICE, BOB
 from validator_tui.control import (
     ChallengeRecord,
     ChallengeState,
+    ChallengeStats,
     ConnectionView,
     Counters,
     EngineInfo,
@@ -463,7 +464,11 @@ def _history_up_to(state: ChallengeState, start: float, reason: str) -> tuple[Ti
 def demo_state(engine: FakeEngine) -> FakeEngine:
     """A busy scene for snapshots and flows: three challenges (one booting), jobs in every
     state, their VMs, a quota, a few events and a log for every VM."""
-    engine.add_challenge("term-bench", jobs_run=41)
+    engine.add_challenge(
+        "term-bench",
+        jobs_run=41,
+        stats=ChallengeStats(completed=37, failed=4, mean_score=0.612, p50_ms=1480, p95_ms=4210),
+    )
     engine.add_challenge("swe-forge", jobs_run=17)
     engine.add_challenge("code-arena", ChallengeState.BOOTING)
     states = [*JobState, JobState.COMPLETED, JobState.PENDING, JobState.RUNNING]

@@ -15,6 +15,7 @@ from validator_tui.control.interface import (
 from validator_tui.engine.records import (
     ChallengeRecord,
     ChallengeState,
+    ChallengeStats,
     ConnectionView,
     Counters,
     Event,
@@ -37,6 +38,7 @@ __all__ = [
     "THROUGHPUT_BUCKET_S",
     "ChallengeRecord",
     "ChallengeState",
+    "ChallengeStats",
     "ConnectionView",
     "ConsoleExit",
     "Counters",

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from validator_tui.clients.errors import AnswerLost, ClaimLost, ClientError, DecodeError, NotSent
+from validator_tui.engine.challenge_stats import ChallengeStatsBook
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor, JobFailed
@@ -110,6 +111,7 @@ class JobManager:
         #: What the last `claim_what_fits` pass saw when it could claim nothing (see there).
         self._idle_pass: tuple[object, ...] | None = None
         self._poll_lock = asyncio.Lock()
+        self.challenge_stats = ChallengeStatsBook()
 
     # -- capacity ---------------------------------------------------------------------------
 
@@ -612,6 +614,7 @@ class JobManager:
             job.state = JobState.FAILED
             counters.failed += 1
         self.ctx.state.count_finish(job.state)
+        self._count_for_challenge(job)
         note = f"result {status}" + (f": {detail}" if detail and not sent else "")
         self._forget_stored(job_id, StoredState(job.state.value))
         self.ctx.state.put_job(job, note)
@@ -730,6 +733,13 @@ class JobManager:
                 self.challenges.capacity_freed()
                 if self.auto_claim:
                     self.claim_what_fits()
+
+    def _count_for_challenge(self, job: JobRecord) -> None:
+        """Update the numbers of the finished `job`'s challenge (shown in its details)."""
+        challenge = self.ctx.state.challenges.get(job.challenge_id)
+        if challenge is not None and self.challenge_stats.record(job):
+            challenge.stats = self.challenge_stats.summary(job.challenge_id)
+            self.ctx.state.put_challenge(challenge)
 
     def _forget_stored(self, job_id: str, state: StoredState = StoredState.LOST) -> None:
         try:

@@ -146,6 +146,23 @@ class JobRecord:
         return max(0.0, end - start)
 
 
+@dataclass(slots=True, frozen=True)
+class ChallengeStats:
+    """A challenge's finished jobs over the last hour (see engine/challenge_stats)."""
+
+    completed: int = 0
+    failed: int = 0
+    mean_score: float | None = None
+    p50_ms: int | None = None
+    p95_ms: int | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed over completed and failed (None before any job finished)."""
+        total = self.completed + self.failed
+        return self.completed / total if total else None
+
+
 @dataclass(slots=True)
 class ChallengeRecord:
     """One active challenge and its long-lived CVM."""
@@ -174,6 +191,8 @@ class ChallengeRecord:
     jobs_run: int = 0
     #: The host of its CVM ("" while it has none).
     host: str = ""
+    #: Its finished jobs over the last hour, as of the latest one.
+    stats: ChallengeStats = field(default_factory=ChallengeStats)
 
     def enter(self, state: ChallengeState, reason: str | None = None) -> None:
         """Move to `state` (and `reason`, when given), noting the change in `history`; a
