@@ -65,8 +65,7 @@ async def test_remove_vm_dialog_closes_when_the_job_fails_meanwhile() -> None:
         engine.state.drop_vm(vm_id)
         toast = await closed_with_toast(console)
         assert (
-            f"job {job_id[:8]} failed meanwhile: its VM was removed when the job finished"
-            in toast
+            f"job {job_id[:8]} failed meanwhile: its VM was removed when the job finished" in toast
         )
         assert nothing_sent(engine)
 
@@ -100,5 +99,5 @@ async def test_drain_dialog_closes_when_the_host_is_drained_meanwhile() -> None:
         await open_dialog(console, "h")
         engine.add_host("tdx-b", HostState.DRAINING)
         toast = await closed_with_toast(console)
-        assert "host tdx-b is draining meanwhile: it is already being drained" in toast
+        assert "host tdx-b is now draining: it is already being drained" in toast
         assert nothing_sent(engine)
