@@ -28,13 +28,14 @@ from validator_tui.control import (
     HostState,
     JobRecord,
     JobState,
+    LinkStatus,
     Outcome,
     StateDelta,
     VmRecord,
 )
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.actions import Owner, actions_of, bindings, by_name
-from validator_tui.tui.format import short_id
+from validator_tui.tui.format import short_id, wall_time
 from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.job_details import JobDetailsScreen
@@ -49,6 +50,7 @@ from validator_tui.tui.widgets.key_footer import KeyFooter
 from validator_tui.tui.widgets.line_table import LineTable
 from validator_tui.tui.widgets.quota_panel import QuotaGauges, QuotaPanel
 from validator_tui.tui.widgets.status_bar import StatusBar
+from validator_tui.tui.widgets.titles import QuietTitles
 from validator_tui.tui.widgets.vm_console import VmConsole
 
 if TYPE_CHECKING:
@@ -146,6 +148,9 @@ class MainScreen(Screen[None]):
         self.active_table: str = JOBS
         self._bindings_signature: tuple[str | None, ...] = ()
         self._question: Question | None = None
+        #: When the console last had the engine's state live (the app's clock).
+        self._fresh_at: float | None = None
+        self._as_of_shown = ""
 
     @property
     def console_app(self) -> ValidatorApp:
@@ -224,7 +229,9 @@ class MainScreen(Screen[None]):
     # -- engine state -------------------------------------------------------------------------
 
     def apply(self, delta: StateDelta, now: float) -> None:
-        """Show what changed in the engine (`delta.full`: replace everything)."""
+        """Show what changed in the engine (`delta.full`: replace everything). While the
+        engine is out of reach everything is shown as of the last time it was in reach."""
+        shown = self._shown_time(now)
         feed, table = self.feed, self.challenge_table
         removed_jobs: list[str] = delta.removed_jobs
         removed_challenges: list[str] = delta.removed_challenges
@@ -239,12 +246,12 @@ class MainScreen(Screen[None]):
             self.vms.pop(vm_id, None)
         self.vms.update((vm.id, vm) for vm in delta.vms)
         if delta.hosts or delta.full:
-            self._show_hosts(delta, now)
-        table.apply(delta.challenges, removed_challenges, now)
-        feed.rename_challenges(table.names(), now)
-        feed.apply(delta.jobs, removed_jobs, now, full=delta.full)
+            self._show_hosts(delta, shown)
+        table.apply(delta.challenges, removed_challenges, shown)
+        feed.rename_challenges(table.names(), shown)
+        feed.apply(delta.jobs, removed_jobs, shown, full=delta.full)
         if delta.events:
-            self.query_one(EventLog).add_events(delta.events, now)
+            self.query_one(EventLog).add_events(delta.events, shown)
         self.header = delta.header
         self._show_header(now)
         self._sync_console()
@@ -264,21 +271,43 @@ class MainScreen(Screen[None]):
         self.challenge_table.set_hidden(hidden)
 
     def tick(self, now: float) -> None:
-        """Refresh what shows relative times."""
-        self.feed.tick(now)
-        self.challenge_table.tick(now)
-        self.host_table.tick(now)
+        """Refresh what shows relative times (as of the last state, while the engine is out of
+        reach)."""
+        shown = self._shown_time(now)
+        self.feed.tick(shown)
+        self.challenge_table.tick(shown)
+        self.host_table.tick(shown)
         self._show_header(now)
         self._recheck_question()
+
+    def _shown_time(self, now: float) -> float:
+        """The time the console shows the engine's state at: `now` while the state is live;
+        while the engine is out of reach (an attached console whose link is down), the last
+        time it was live, and every panel dims and says "as of" that time."""
+        engine = self.console_app.engine
+        live = engine.embedded or engine.link.status is LinkStatus.CONNECTED
+        if live or self._fresh_at is None:
+            self._fresh_at = now
+        as_of = "" if live else f"as of {wall_time(self._fresh_at, now)}"
+        if as_of != self._as_of_shown:
+            self._as_of_shown = as_of
+            self.set_class(bool(as_of), "-stale")
+            for panel in self.query(".panel"):
+                if isinstance(panel, QuietTitles):
+                    panel.set_subtitle(as_of)
+        return now if live else self._fresh_at
 
     def _show_header(self, now: float) -> None:
         engine = self.console_app.engine
         attached = None if engine.embedded else engine.info
-        self.query_one(StatusBar).show(self.header, now, attached=attached, link=engine.link)
+        shown_at, as_of = self._shown_time(now), self._as_of_shown
+        self.query_one(StatusBar).show(
+            self.header, now, attached=attached, link=engine.link, as_of=(shown_at, as_of)
+        )
         self.query_one(QuotaPanel).show(
             self.header.quota, self.header.throughput, self.header.failures
         )
-        self.query_one("#quota-line", QuotaGauges).show(self.header.quota)
+        self.query_one("#quota-line", QuotaGauges).show(self.header.quota, as_of=as_of)
 
     def running_jobs(self) -> int:
         """Jobs claimed by this validator and not finished (the feed never drops one)."""
