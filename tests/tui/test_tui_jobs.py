@@ -78,6 +78,43 @@ async def test_cancel_running_job_asks_first(tmp_path: Path) -> None:
         )
 
 
+async def test_a_cancel_question_closes_when_the_job_ends_meanwhile_and_its_vm_keys_refuse(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, pending=1) as r:
+        app, pilot = r.app, r.pilot
+        r.env.vmm.set_evaluator(latency_s=30.0)
+        job_id = sim_job_ids(r.env)[0]
+        select_row(app.main.feed, job_id)
+        await pilot.press("c")
+        await wait_until(
+            pilot, lambda: app.main.feed.jobs[job_id].state is JobState.RUNNING, "job running"
+        )
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        r.env.platform.cancel_job(job_id)
+        await wait_until(pilot, lambda: app.screen is app.main, "the question closed itself")
+        toasts = [f"{n.title}: {n.message}" for n in app._notifications]
+        assert (
+            toasts[-1]
+            == f"Cancel job: not done: job {job_id[:8]} cancelled meanwhile: nothing to cancel"
+        )
+        assert app.main.feed.jobs[job_id].state is JobState.CANCELLED
+
+        vm_id = app.main.feed.jobs[job_id].vm_id
+        assert vm_id is not None
+        await wait_until(pilot, lambda: vm_id not in app.main.vms, "its VM gone")
+        for key, title in (("D", "Remove VM"), ("s", "Start VM"), ("S", "Stop VM")):
+            await pilot.press(key)
+            assert app.screen is app.main
+            *_, toast = app._notifications
+            assert f"{toast.title}: {toast.message}" == (
+                f"{title}: not done: job {job_id[:8]} is cancelled: its VM was removed when "
+                "the job finished"
+            )
+        assert job_id not in r.env.platform.results()
+
+
 async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=2) as r:
         app, pilot = r.app, r.pilot

@@ -474,6 +474,12 @@ class Validator:
             return refused
         record = self.state.vms.get(vm_id)
         if record is None:
+            job = self._job_of_vm(vm_id)
+            if job is not None and job.state.finished:
+                return Outcome.refused(
+                    f"VM {vm_id} of job {job.id} was removed when the job finished "
+                    f"({job.state.value})"
+                )
             return Outcome.refused(f"VM {vm_id} is not one of this validator's VMs")
         host = self.ctx.hosts.get(record.host)
         if host is None:

@@ -58,13 +58,15 @@ class QuotaGauges(Lines):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.usage = _EMPTY
+        self.as_of = ""
 
     def on_mount(self) -> None:
         self.show(self.usage)
 
-    def show(self, usage: QuotaUsage) -> None:
-        """Show `usage`."""
-        self.usage = usage
+    def show(self, usage: QuotaUsage, *, as_of: str = "") -> None:
+        """Show `usage`; `as_of` (`as of 12:34:56`) leads the compact line of a usage that is
+        no longer live."""
+        self.usage, self.as_of = usage, as_of
         self.show_lines(self._render_usage())
 
     def on_resize(self, event: events.Resize) -> None:
@@ -75,6 +77,8 @@ class QuotaGauges(Lines):
         rows = gauge_rows(self.usage)
         if self.has_class("compact"):
             line = Text(no_wrap=True, overflow="ellipsis")
+            if self.as_of:
+                line.append(f"{self.as_of} · ", style="bold")
             for index, (label, used, total, amount) in enumerate(rows):
                 if index:
                     line.append(" · ", style="dim")
