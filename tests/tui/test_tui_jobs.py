@@ -94,10 +94,11 @@ async def test_a_cancel_question_closes_when_the_job_ends_meanwhile_and_its_vm_k
         assert isinstance(app.screen, ConfirmScreen)
         r.env.platform.cancel_job(job_id)
         await wait_until(pilot, lambda: app.screen is app.main, "the question closed itself")
-        toasts = [f"{n.title}: {n.message}" for n in app._notifications]
-        assert (
-            f"Cancel job: not done: job {job_id[:8]} cancelled meanwhile: nothing to cancel"
-            in toasts
+        stale = f"Cancel job: not done: job {job_id[:8]} cancelled meanwhile: nothing to cancel"
+        await wait_until(  # a toast is a message: it is shown a moment after the dialog closes
+            pilot,
+            lambda: stale in [f"{n.title}: {n.message}" for n in app._notifications],
+            "the toast saying why",
         )
         assert app.main.feed.jobs[job_id].state is JobState.CANCELLED
 
@@ -107,10 +108,16 @@ async def test_a_cancel_question_closes_when_the_job_ends_meanwhile_and_its_vm_k
         for key, title in (("D", "Remove VM"), ("s", "Start VM"), ("S", "Stop VM")):
             await pilot.press(key)
             assert app.screen is app.main
-            *_, toast = app._notifications
-            assert f"{toast.title}: {toast.message}" == (
+            refusal = (
                 f"{title}: not done: job {job_id[:8]} is cancelled: its VM was removed when "
                 "the job finished"
+            )
+            await wait_until(
+                pilot,
+                lambda refusal=refusal: (
+                    refusal in [f"{n.title}: {n.message}" for n in app._notifications]
+                ),
+                f"{key} refused with the reason",
             )
         assert job_id not in r.env.platform.results()
 
