@@ -79,3 +79,13 @@ async def test_an_answer_that_came_while_the_engine_was_paused_is_used(tmp_path)
             assert record.state is JobState.COMPLETED, record.error
     finally:
         sims.close()
+
+
+async def test_a_slow_health_check_is_bounded_by_the_boot_timeout():
+    async with DemoEnvironment(seed=6, jobs_per_minute=0, boot_seconds=0, engine=SCALED) as env:
+        async with running(env.config) as validator:
+            env.vmm.set_evaluator(health_latency_s=1.5)
+            job = env.platform.add_job()
+            await wait_for(lambda: _finished(validator, job["id"]), 20, "job finished")
+            record = validator.state.jobs[job["id"]]
+            assert record.state is JobState.COMPLETED, record.error

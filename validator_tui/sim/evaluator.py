@@ -3,7 +3,8 @@
 `GET /health` → 200 `{"status":"ok"}`. `POST /evaluate` with JSON `{job_id, challenge_id,
 submission_id, miner_hotkey, code}` → 200 `{"score": score_for_code(code), "metrics":
 {tests_passed, tests_total, latency_ms}, "logs": [...]}`, changed by the `#sim:` directives in
-`code` (see `directives.py`) and delayed by the simulator-wide latency. Connections are
+`code` (see `directives.py`) and delayed by the simulator-wide latency; `/health` answers after
+the simulator-wide health latency. Connections are
 keep-alive; request bodies need Content-Length (chunked bodies get 411).
 """
 
@@ -186,11 +187,13 @@ class EvaluatorServer:
         *,
         log: Callable[[str], None],
         latency_s: Callable[[], float],
+        health_latency_s: Callable[[], float] = lambda: 0.0,
         count: Callable[[str], None] | None = None,
     ) -> None:
         self._sock = sock
         self._log = log
         self._latency_s = latency_s
+        self._health_latency_s = health_latency_s
         #: Told `evaluator <path>` for every request (the simulator's request counters).
         self._count = count
         self._server: asyncio.Server | None = None
@@ -266,6 +269,9 @@ class EvaluatorServer:
         if request.path == "/health":
             if request.method != "GET":
                 return 405, _json({"error": "method not allowed"})
+            delay = self._health_latency_s()
+            if delay > 0:
+                await asyncio.sleep(delay)
             self._log("health check: ok")
             return 200, b'{"status":"ok"}'
         if request.path == "/evaluate":
