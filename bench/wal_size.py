@@ -48,6 +48,8 @@ def run(rate: float, seconds: float) -> None:
         ms = [t * 1000 for t in took]
         p99 = percentile(ms, 99)
         print(f"two commits: median {median(ms):.3f} ms, p99 {p99:.3f} ms, worst {max(ms):.1f} ms")
+        slow = sum(t > 5 for t in ms)
+        print(f"pairs over 5 ms: {slow} ({sum(t for t in ms if t > 5):.0f} ms in all)")
         store.close()
 
 

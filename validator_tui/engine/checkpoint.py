@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ SAFETY_NET_PAGES = 10_000
 CHECKPOINT_INTERVAL_S = 1.0
 #: A log file larger than this (SQLite's own checkpoint point, 1,000 pages) is truncated.
 TRUNCATE_ABOVE_BYTES = 1000 * 4096
+#: A truncation that finds a commit or a reader in its way is tried again this many times,
+#: this far apart (waiting here, not inside SQLite, where it would hold the engine's commits).
+TRUNCATE_ATTEMPTS = 5
+TRUNCATE_RETRY_S = 0.005
 
 
 class WalCheckpointer:
@@ -80,7 +85,7 @@ class WalCheckpointer:
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     if log[0] > TRUNCATE_ABOVE_BYTES:
-                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                        _truncate(db)
                 except sqlite3.Error as exc:
                     if not failing:
                         logger.warning("WAL checkpoint failed (will retry): %s", exc)
@@ -101,3 +106,13 @@ class WalCheckpointer:
         except OSError:
             return None
         return stat.st_size, stat.st_mtime_ns
+
+
+def _truncate(db: sqlite3.Connection) -> None:
+    """Copy the rest of the log into the database and truncate it, trying again a few times
+    (briefly) while a commit or a reader is in the way."""
+    for _ in range(TRUNCATE_ATTEMPTS):
+        busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if not busy:
+            return
+        time.sleep(TRUNCATE_RETRY_S)
