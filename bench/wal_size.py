@@ -16,11 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import median, percentile, print_machine
+from benchlib import Row, median, percentile, print_machine, print_table
 
 from validator_tui.engine.store import Store, StoredState
 
 MB = 1e6
+SLOW_MS = 5.0
 
 
 def run(rate: float, seconds: float) -> None:
@@ -36,21 +37,26 @@ def run(rate: float, seconds: float) -> None:
             before = time.perf_counter()
             store.begin_claim(job_id, "challenge-1")
             store.upsert_job(job_id, "challenge-1", StoredState.LOST)
-            took.append(time.perf_counter() - before)
+            took.append((time.perf_counter() - before) * 1000)
             largest = max(largest, wal.stat().st_size)
             pause = started + len(took) / rate - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-        print(f"jobs {len(took)} at {rate:g}/s for {seconds:g} s")
-        print(f"largest log file {largest / MB:.2f} MB")
         end, database = wal.stat().st_size / MB, store.path.stat().st_size / MB
-        print(f"log at the end {end:.2f} MB, database {database:.2f} MB")
-        ms = [t * 1000 for t in took]
-        p99 = percentile(ms, 99)
-        print(f"two commits: median {median(ms):.3f} ms, p99 {p99:.3f} ms, worst {max(ms):.1f} ms")
-        slow = sum(t > 5 for t in ms)
-        print(f"pairs over 5 ms: {slow} ({sum(t for t in ms if t > 5):.0f} ms in all)")
         store.close()
+    slow = [t for t in took if t > SLOW_MS]
+    print_table(
+        f"{len(took)} jobs at {rate:g}/s for {seconds:g} s",
+        [
+            Row("largest log file MB", largest / MB),
+            Row("log file at the end MB", end),
+            Row("database at the end MB", database),
+            Row("two commits ms (median, p99)", median(took), percentile(took, 99)),
+            Row("worst two commits ms", max(took)),
+            Row(f"pairs of commits over {SLOW_MS:g} ms", len(slow)),
+            Row(f"ms in pairs over {SLOW_MS:g} ms", sum(slow)),
+        ],
+    )
 
 
 def main() -> None:
