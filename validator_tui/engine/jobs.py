@@ -44,7 +44,7 @@ from validator_tui.engine.records import (
     VmRecord,
 )
 from validator_tui.engine.store import StoredJob, StoredState, StoreError
-from validator_tui.models.platform import ClaimResponse, Job, JobResults
+from validator_tui.models.platform import ClaimResponse, Job, JobResults, Listing
 from validator_tui.sanitize import clean_line
 
 CLAIM_RETRY_S = 5.0
@@ -174,15 +174,15 @@ class JobManager:
 
     # -- discovery --------------------------------------------------------------------------
 
-    async def fetch_pending_jobs(self) -> list[Job]:
+    async def fetch_pending_jobs(self) -> Listing[Job]:
         """Poll the platform's pending jobs, show them, settle unsure claims, and claim what
-        fits (auto-claim)."""
+        fits (auto-claim). An entry skipped as unreadable still counts as listed."""
         async with self._poll_lock:
             asked_at, asked_wall = time.monotonic(), time.time()
             jobs = await self.ctx.platform.get_pending_jobs()
             self.ctx.state.header.last_poll_at = time.time()
             self.ctx.state.header_changed()
-            listed = {job.id for job in jobs}
+            listed = {job.id for job in jobs} | jobs.skipped_ids
             self._settle_unsure(listed, asked_at)
             for job in jobs:
                 self._see(job.id, job.challenge_id, job.submission_id, job.miner_hotkey, asked_wall)
