@@ -94,6 +94,8 @@ class JobManager:
         self.outbox = outbox
         self.auto_claim = ctx.config.engine.auto_claim
         self.claims_allowed = True
+        #: When claims were suspended for the store (time.monotonic), if they were mid-run.
+        self._suspended_at: float | None = None
         self._runs: dict[str, _Run] = {}
         self._claiming: set[str] = set()
         self._claim_tasks: set[asyncio.Task[Outcome]] = set()
@@ -516,8 +518,31 @@ class JobManager:
     def _suspend_claims(self, reason: str) -> None:
         if self.claims_allowed:
             self.claims_allowed = False
+            self._suspended_at = time.monotonic()
             self.ctx.log("error", "store", f"claims suspended: {reason}")
             self.publish_claim_state()
+
+    def probe_store(self) -> bool:
+        """While claims are suspended because the state database stopped taking writes, try
+        it once; when it takes them again, resume claims (and log it). True if resumed.
+
+        Claims suspended at start-up (the store is the in-memory stand-in) stay suspended:
+        only a restart reopens the state directory."""
+        if self.claims_allowed or self.ctx.store.in_memory:
+            return False
+        try:
+            self.ctx.store.probe()
+        except StoreError:
+            return False
+        self.claims_allowed = True
+        down_for = time.monotonic() - (self._suspended_at or time.monotonic())
+        self.ctx.log(
+            "info",
+            "store",
+            f"claims resumed: the state database takes writes again ({down_for:.1f}s suspended)",
+        )
+        self.on_health_change()
+        return True
 
     # -- running --------------------------------------------------------------------------
 

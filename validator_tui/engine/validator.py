@@ -56,6 +56,9 @@ RECONCILE_INTERVAL_S = 5.0
 #: return).
 VMM_PROBE_INTERVAL_S = 1.0
 HOUSEKEEPING_INTERVAL_S = 300.0
+#: While claims are suspended because the state database stopped taking writes, it is tried
+#: this often (claims resume by themselves once it takes them again).
+STORE_PROBE_INTERVAL_S = 2.0
 #: Shares of the shutdown deadline: running jobs (and their VM removal) may use up to this
 #: share; the final cancel-and-await of every task keeps at least FINAL_SHARE.
 JOBS_SHARE = 0.6
@@ -180,6 +183,7 @@ class Validator:
                 self._loop("challenges", self._challenge_loop),
                 self._loop("reconciler", self._reconcile_loop),
                 self._loop("housekeeping", self._housekeeping_loop),
+                self._loop("store-probe", self._store_probe_loop),
             ]
             self._started.set()
             await self._stop.wait()
@@ -344,6 +348,11 @@ class Validator:
             with contextlib.suppress(StoreError):
                 self.ctx.store.prune(keep_rows=self.config.engine.max_job_history)
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+    async def _store_probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STORE_PROBE_INTERVAL_S)
+            self.jobs.probe_store()
 
     # -- platform messages ----------------------------------------------------------------------
 
