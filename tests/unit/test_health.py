@@ -95,3 +95,22 @@ def test_messages_name_the_server_once():
     ]
     health.observe(RequestReport(f"{name} Status", 9.0, 10.0, 200))
     assert health.slow == f"slow {name}: Status: 9.0s (deadline 10s)"
+
+
+def test_an_auth_outage_is_logged_once_and_ends_at_the_first_2xx():
+    state, clock, health, changes = make()
+    health.refused("platform refuses our hotkey: 401 bad signature")
+    health.refused("platform refuses our hotkey: 401 bad signature")
+    health.observe(ok(status=401))
+    health.observe(ok(status=503))
+    health.observe(ok(status=404))
+    assert health.refusing == "platform refuses our hotkey: 401 bad signature"
+    clock.now += 25.0
+    health.observe(ok(status=204))
+    health.observe(ok())
+    assert health.refusing == "" and health.up
+    assert messages(state) == [
+        ("error", "platform refuses our hotkey: 401 bad signature"),
+        ("info", "platform accepts our requests again (25.0s refused)"),
+    ]
+    assert len(changes) == 3

@@ -1,5 +1,7 @@
 """The health of one upstream server (the Platform API, the dstack VMM), learnt from every
-request its client makes: whether it answers, and whether it answers in time.
+request its client makes: whether it answers, whether it answers in time, and whether it
+refuses us (an auth outage: the engine says so with `refused`; the first 2xx answer after it
+ends it).
 
 Transitions are logged once each (down, back up), never per attempt; a slow request is one
 warning at most once a minute. Listeners hear of every change (the engine pauses and resumes
@@ -42,6 +44,9 @@ class ServerHealth:
         self.down_since: float | None = None
         #: The latest slow request, shown in the header; "" once requests are in time again.
         self.slow = ""
+        #: Why the server refuses every request of ours (an auth outage); "" while it does not.
+        self.refusing = ""
+        self._refused_since = 0.0
         self._clock = clock
         self._slow_warned_at = float("-inf")
         self._listeners: list[Callable[[], None]] = []
@@ -56,10 +61,38 @@ class ServerHealth:
         answered = status is not None and not (self.down_on_5xx and status >= 500)
         changed = self._reachability(answered, report.error or f"HTTP {status}")
         changed = self._slowness(report) or changed or not self.heard
+        changed = self._accepted(status) or changed
         self.heard = True
         if changed:
-            for listener in list(self._listeners):
-                listener()
+            self._notify()
+
+    def refused(self, reason: str) -> None:
+        """The server refused a request that is about no particular job (401/403 to a poll):
+        it refuses us, not one request. `reason` is logged once and shown until a request is
+        accepted again."""
+        if self.refusing:
+            return
+        self.refusing, self._refused_since = reason, self._clock()
+        log_event(self.state, "error", self.kind, reason)
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    def _accepted(self, status: int | None) -> bool:
+        """A 2xx answer ends an auth outage; True if one ended."""
+        if not self.refusing or status is None or not 200 <= status < 300:
+            return False
+        refused_for = self._clock() - self._refused_since
+        self.refusing = ""
+        log_event(
+            self.state,
+            "info",
+            self.kind,
+            f"{self.name} accepts our requests again ({refused_for:.1f}s refused)",
+        )
+        return True
 
     def _reachability(self, answered: bool, error: str) -> bool:
         now = self._clock()

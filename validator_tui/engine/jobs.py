@@ -127,6 +127,8 @@ class JobManager:
             return "claims are suspended: the state database is not writable"
         if not self.ctx.platform_health.up:
             return "claims paused: the platform is unreachable"
+        if self.ctx.platform_health.refusing:
+            return f"claims paused: {self.ctx.platform_health.refusing}"
         if self.challenges.adoption_pending:
             return "claims wait: adopting the challenge CVMs found at start-up"
         hosts = self.ctx.hosts
@@ -641,11 +643,12 @@ class JobManager:
         self._forget_stored(job_id, StoredState(job.state.value))
         self.ctx.state.put_job(job, note)
         logger.info(
-            "%s, score %s in %s ms%s",
+            "%s, score %s in %s ms%s%s",
             job.state.value,
             "-" if job.score is None else f"{job.score:.6f}",
             job.execution_time_ms,
             f" ({clean_line(job.error, 200)})" if job.error else "",
+            "" if sent else f"; result {_fate(status)}: {clean_line(detail, 300)}",
             extra={"kind": "job", "job_id": job_id, "challenge_id": job.challenge_id},
         )
 
@@ -773,6 +776,11 @@ class JobManager:
 
 def _left(until: float) -> float:
     return max(0.0, until - time.monotonic())
+
+
+def _fate(status: ResultStatus) -> str:
+    """What happened to a result that was not accepted, in the job's log line."""
+    return "refused (dead letter)" if status is ResultStatus.DEAD else str(status)
 
 
 def _error_result(job: JobRecord, error: str) -> JobResults:

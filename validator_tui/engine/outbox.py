@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 
 from validator_tui.clients.backoff import Backoff
-from validator_tui.clients.errors import ApiError, ClientError
+from validator_tui.clients.errors import ApiError, ClientError, is_transient
 from validator_tui.clients.platform import SubmitOutcome
 from validator_tui.engine import outbox_admin
 from validator_tui.engine.context import EngineContext
@@ -19,7 +19,9 @@ DoneCallback = Callable[[str, ResultStatus, str], None]
 
 #: A 403 ("not claimed by this validator") can mean our claim has not been processed yet: a
 #: claim request that timed out on our side may still land after the result. Retry that many
-#: times (with backoff) before treating the result as a dead letter.
+#: times (with backoff) before treating the result as a dead letter. A 401 gets the same: a
+#: platform refusing our hotkey refuses the polls too within that time, and while it does
+#: (an auth outage, see engine/health) refusals are retried without counting.
 FORBIDDEN_RETRIES = 5
 
 
@@ -68,15 +70,16 @@ class ResultOutbox:
 
     async def _send(self, job_id: str, body: bytes, claim_unsure: bool) -> None:
         backoff = Backoff(1.0, self.ctx.config.engine.ws_backoff_cap_s)
-        forbidden = 0
+        refusals = 0
         try:
             while True:
                 try:
                     outcome = await self.ctx.platform.submit_results(job_id, body)
                 except ApiError as exc:
-                    forbidden += exc.status == 403
-                    late_claim = exc.status == 403 and forbidden <= FORBIDDEN_RETRIES
-                    if exc.status < 500 and exc.status not in (408, 429) and not late_claim:
+                    outage = bool(self.ctx.platform_health.refusing)
+                    refusals += exc.refused and not outage
+                    retry = exc.refused and (outage or refusals <= FORBIDDEN_RETRIES)
+                    if not is_transient(exc) and not retry:
                         not_ours = exc.status == 403 and claim_unsure
                         status = ResultStatus.NOT_OURS if not_ours else ResultStatus.DEAD
                         self._finish(job_id, status, str(exc))

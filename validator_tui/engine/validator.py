@@ -302,7 +302,18 @@ class Validator:
         try:
             await self.jobs.fetch_pending_jobs()
         except ClientError as exc:
-            self.ctx.log("warn", "poll", f"poll failed: {exc}")
+            if not self._refuses_us(exc):
+                self.ctx.log("warn", "poll", f"poll failed: {exc}")
+
+    def _refuses_us(self, exc: ClientError) -> bool:
+        """A 401/403 to a request about no particular job (a poll) means the platform refuses
+        our hotkey, not one request: an auth outage (claims pause, results are retried). True
+        if `exc` is one (logged once, by the platform's health)."""
+        if not isinstance(exc, ApiError) or not exc.refused:
+            return False
+        words = f" {exc.detail}" if exc.detail else ""
+        self.ctx.platform_health.refused(f"platform refuses our hotkey: {exc.status}{words}")
+        return True
 
     async def _challenge_loop(self) -> None:
         interval = self.config.engine.challenge_check_interval_s
@@ -315,7 +326,8 @@ class Validator:
         try:
             challenges = await self.ctx.platform.get_challenges()
         except ClientError as exc:
-            self.ctx.log("warn", "challenges", f"cannot fetch challenges: {exc}")
+            if not self._refuses_us(exc):
+                self.ctx.log("warn", "challenges", f"cannot fetch challenges: {exc}")
             return
         adopting = self.challenges.adoption_pending
         await self.challenges.sync(challenges)

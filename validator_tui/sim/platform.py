@@ -63,6 +63,9 @@ class PlatformSimulator:
         self._server: RunningServer | None = None
         self._generator: asyncio.Task[None] | None = None
         self._jobs_per_minute = jobs_per_minute
+        #: While set, (status, until on time.monotonic): every request is refused (see
+        #: `refuse_everything`).
+        self._refusal: tuple[int, float] | None = None
         #: (method, path, X-Validator-Hotkey or None) of the latest REST requests.
         self.requests: deque[tuple[str, str, str | None]] = deque(maxlen=REQUEST_LOG_LIMIT)
         for _ in range(challenges):
@@ -72,7 +75,8 @@ class PlatformSimulator:
     @property
     def stats(self) -> Counter[str]:
         """Live counters: requests per route, claims_ok/conflict, results_accepted/rejected,
-        ws_frames_sent, ws_connections."""
+        ws_frames_sent, ws_connections, refused (requests turned away by
+        `refuse_everything`; per route: "<route> refused")."""
         return self._state.stats
 
     # lifecycle
@@ -164,6 +168,28 @@ class PlatformSimulator:
         are never affected. `retry_after_s` adds a `Retry-After` header.
         """
         self._faults.add(Fault(status, count, path_prefix, method, delay_s, body, retry_after_s))
+
+    def refuse_everything(self, status: int = 401, seconds: float = 0.0) -> None:
+        """For `seconds` (0 = stop now), answer every REST request `status` (401 or 403) and
+        turn every WebSocket handshake away (HTTP 403), as a platform that no longer
+        recognises the validators' hotkeys does. Open WebSockets are closed."""
+        if status not in (401, 403):
+            raise ValueError("a refusal is HTTP 401 or 403")
+        if seconds <= 0:
+            self._refusal = None
+            return
+        self._refusal = (status, time.monotonic() + seconds)
+        self._hub.drop_all()
+
+    def _refusing(self) -> int | None:
+        """The status every request gets now, while a refusal is in force."""
+        if self._refusal is None:
+            return None
+        status, until = self._refusal
+        if time.monotonic() >= until:
+            self._refusal = None
+            return None
+        return status
 
     def drop_websockets(self) -> int:
         """Close every validator WebSocket; return how many were open."""
@@ -261,6 +287,11 @@ class PlatformSimulator:
             hotkey = request.headers.get(HOTKEY_HEADER)
             self._state.stats[key] += 1
             self.requests.append((request.method, request.url.path, hotkey))
+            refusal = self._refusing()
+            if refusal is not None:
+                self._state.stats["refused"] += 1
+                self._state.stats[f"{key} refused"] += 1
+                return JSONResponse({"error": "validator hotkey not recognised"}, refusal)
             fault = self._faults.take(request.method, request.url.path)
             if fault is not None:
                 if fault.delay_s > 0:
@@ -324,4 +355,8 @@ class PlatformSimulator:
     async def _websocket(self, ws: WebSocket) -> None:
         self._state.stats["ws_connections"] += 1
         self.requests.append(("WS", ws.url.path, ws.headers.get(HOTKEY_HEADER)))
+        if self._refusing() is not None:
+            self._state.stats["refused"] += 1
+            await ws.close()
+            return
         await self._hub.serve(ws, ws.path_params["hotkey"])

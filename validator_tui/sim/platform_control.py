@@ -45,6 +45,11 @@ class FaultBody(_Body):
     retry_after_s: float | None = Field(default=None, ge=0.0)
 
 
+class RefuseBody(_Body):
+    status: int = Field(default=401)
+    seconds: float = Field(default=0.0, ge=0.0, le=3600.0)
+
+
 class RateBody(_Body):
     jobs_per_minute: float = Field(ge=0.0, le=60_000.0)
 
@@ -98,6 +103,11 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
         sim.inject_fault(**(await _parse(request, FaultBody)).model_dump())
         return {"ok": True}
 
+    async def refuse(request: Request) -> Any:
+        body = await _parse(request, RefuseBody)
+        sim.refuse_everything(body.status, body.seconds)
+        return {"ok": True}
+
     async def drop_ws(request: Request) -> Any:
         return {"dropped": sim.drop_websockets()}
 
@@ -122,6 +132,7 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
         ("DELETE", "/_sim/challenges/{challenge_id}", remove_challenge),
         ("POST", "/_sim/challenges/{challenge_id}/update", update_challenge),
         ("POST", "/_sim/faults", add_fault),
+        ("POST", "/_sim/refuse", refuse),
         ("POST", "/_sim/ws/drop", drop_ws),
         ("POST", "/_sim/rate", set_rate),
         ("GET", "/_sim/results", results),
