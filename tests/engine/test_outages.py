@@ -22,8 +22,8 @@ from tests.support.engine import (
 from tests.support.outage import behind_proxies, events, loop_errors
 from validator_tui.config import ResourceLimits, VmSpec
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine import outbox as outbox_module
 from validator_tui.engine import validator as validator_module
+from validator_tui.engine.health import REFUSAL_RETRIES
 from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.engine.store import Store
 from validator_tui.engine.validator import Validator
@@ -651,7 +651,7 @@ async def test_a_401_to_one_result_alone_is_a_dead_letter_and_its_job_line_says_
             assert validator.ctx.platform_health.refusing == ""
             assert validator.state.header.claims_paused == ""
             attempts = env.platform.stats["POST /jobs/{job_id}/results"]
-            assert attempts == 1 + outbox_module.FORBIDDEN_RETRIES
+            assert attempts == 1 + REFUSAL_RETRIES
             score = score_for_code(env.platform.job(job["id"])["code"])
             line = next(
                 r.getMessage() for r in caplog.records if r.getMessage().startswith("failed")
@@ -659,3 +659,22 @@ async def test_a_401_to_one_result_alone_is_a_dead_letter_and_its_job_line_says_
             assert line.startswith(f"failed, score {score:.6f} in ")
             assert "; result refused (dead letter): " in line
             assert line.endswith("HTTP 401: signature does not match this body")
+
+
+async def test_a_job_claimed_as_an_auth_outage_starts_fetches_its_submission_after_it():
+    """The platform starts refusing our hotkey while a claim is on its way back: the job's
+    submission fetch is refused and retried (not failed with a score-0 result); once the
+    outage ends the job runs and is scored."""
+    async with DemoEnvironment(seed=46, jobs_per_minute=0, boot_seconds=0, engine=ENGINE) as env:
+        async with running(env.config) as validator:
+            env.platform.inject_fault(status=0, delay_s=0.5, path_prefix="/jobs/", method="POST")
+            job = env.platform.add_job()
+            claim = ("POST", f"/jobs/{job['id']}/claim")
+            await wait_for(
+                lambda: any(r[:2] == claim for r in env.platform.requests), 5, "claim sent"
+            )
+            env.platform.refuse_everything(401, seconds=2.5)
+            await wait_for(lambda: job["id"] in env.platform.results(), 20, "the job scored")
+            assert env.platform.stats["POST /challenges/{challenge_id}/orm/query refused"] >= 1
+            assert_each_scored_once(env, [job])
+            assert validator.state.header.counters.failed == 0

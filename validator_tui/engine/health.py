@@ -13,12 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from validator_tui.clients.errors import ApiError, ClientError
 from validator_tui.clients.transport import RequestReport
 from validator_tui.engine.events import log_event
 from validator_tui.engine.state import EngineState
 
 #: A slow-request warning is repeated at most this often.
 SLOW_WARNING_EVERY_S = 60.0
+#: A 401/403 to one piece of work (a result, a submission fetch) is retried this many times
+#: (with backoff) outside an auth outage before it is that work's verdict. Within that time a
+#: platform refusing our hotkey also refuses a poll, and a 403 "not claimed by this validator"
+#: to a result can be a claim of ours that has not landed yet.
+REFUSAL_RETRIES = 5
 
 
 class ServerHealth:
@@ -130,3 +136,22 @@ class ServerHealth:
             log_event(self.state, "info", self.kind, f"{self.name} answers in time again")
             return True
         return False
+
+
+class RefusalBudget:
+    """The 401/403 answers one piece of work may take before they are its verdict: refusals
+    during an auth outage of `health` are retried without counting; others REFUSAL_RETRIES
+    times."""
+
+    def __init__(self, health: ServerHealth) -> None:
+        self.health = health
+        self.spent = 0
+
+    def retry(self, exc: ClientError) -> bool:
+        """Whether `exc`, a refusal (401/403), is to be retried; False for any other error."""
+        if not isinstance(exc, ApiError) or not exc.refused:
+            return False
+        if self.health.refusing:
+            return True
+        self.spent += 1
+        return self.spent <= REFUSAL_RETRIES

@@ -12,17 +12,11 @@ from validator_tui.clients.errors import ApiError, ClientError, is_transient
 from validator_tui.clients.platform import SubmitOutcome
 from validator_tui.engine import outbox_admin
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.health import RefusalBudget
 from validator_tui.engine.records import Outcome, ResultStatus
 from validator_tui.engine.store import StoreError
 
 DoneCallback = Callable[[str, ResultStatus, str], None]
-
-#: A 403 ("not claimed by this validator") can mean our claim has not been processed yet: a
-#: claim request that timed out on our side may still land after the result. Retry that many
-#: times (with backoff) before treating the result as a dead letter. A 401 gets the same: a
-#: platform refusing our hotkey refuses the polls too within that time, and while it does
-#: (an auth outage, see engine/health) refusals are retried without counting.
-FORBIDDEN_RETRIES = 5
 
 
 class ResultOutbox:
@@ -70,16 +64,13 @@ class ResultOutbox:
 
     async def _send(self, job_id: str, body: bytes, claim_unsure: bool) -> None:
         backoff = Backoff(1.0, self.ctx.config.engine.ws_backoff_cap_s)
-        refusals = 0
+        refusals = RefusalBudget(self.ctx.platform_health)
         try:
             while True:
                 try:
                     outcome = await self.ctx.platform.submit_results(job_id, body)
                 except ApiError as exc:
-                    outage = bool(self.ctx.platform_health.refusing)
-                    refusals += exc.refused and not outage
-                    retry = exc.refused and (outage or refusals <= FORBIDDEN_RETRIES)
-                    if not is_transient(exc) and not retry:
+                    if not is_transient(exc) and not refusals.retry(exc):
                         not_ours = exc.status == 403 and claim_unsure
                         status = ResultStatus.NOT_OURS if not_ours else ResultStatus.DEAD
                         self._finish(job_id, status, str(exc))
@@ -126,7 +117,7 @@ class ResultOutbox:
         self.ctx.state.header_changed()
 
     def retry_dead_letter(self, job_id: str) -> Outcome:
-        """Send a dead letter again, now (as a new attempt: the 403 retries start over)."""
+        """Send a dead letter again, now (as a new attempt: the refusal retries start over)."""
         outcome = outbox_admin.retry_dead_letter(self.ctx.store, job_id)
         if not outcome.ok:
             return outcome
