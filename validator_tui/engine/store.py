@@ -190,8 +190,9 @@ class Store:
                     f" (need {PROBE_FREE_BYTES})"
                 )
         self._write(
-            "INSERT INTO write_probe (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = ?",
-            (time.time(), time.time()),
+            "INSERT INTO write_probe (id, at) VALUES (1, ?)"
+            " ON CONFLICT(id) DO UPDATE SET at = excluded.at",
+            (time.time(),),
         )
 
     def close(self) -> None:
