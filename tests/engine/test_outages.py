@@ -23,6 +23,7 @@ from tests.support.outage import behind_proxies, events, loop_errors
 from validator_tui.config import ResourceLimits, VmSpec
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine import validator as validator_module
+from validator_tui.engine.health import REFUSAL_RETRIES
 from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.engine.store import Store
 from validator_tui.engine.validator import Validator
@@ -592,3 +593,88 @@ async def test_claims_interrupted_by_a_restart_are_settled_by_the_first_poll(tmp
             assert env.platform.stats["results_rejected"] == 0
             notes = [e.text for e in validator.state.jobs[never_landed["id"]].timeline]
             assert "still pending at the platform: not ours, claimable" in notes, notes
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_platform_refusing_our_hotkey_pauses_claims_and_sends_every_result_after(status):
+    """The platform answers `status` to every request for a while (it no longer recognises our
+    hotkey) as jobs queue for capacity: claims pause with the header saying why, the results
+    finished meanwhile are retried (no dead letter) and accepted once it recovers, with no
+    operator action; the outage is logged once as it starts and once as it ends."""
+    async with DemoEnvironment(
+        seed=44,
+        jobs_per_minute=0,
+        boot_seconds=0,
+        resource_limits=TIGHT,
+        engine=ENGINE,
+        evaluator_latency_s=0.6,
+    ) as env:
+        async with running(env.config) as validator:
+            jobs = env.platform.add_jobs(6)
+            counters = validator.state.header.counters
+
+            def evaluating() -> int:
+                return sum(j.state is JobState.RUNNING for j in validator.state.jobs.values())
+
+            await wait_for(lambda: evaluating() == 2, 10, "two jobs evaluating")
+            env.platform.refuse_everything(status, seconds=4.0)
+            words = f"platform refuses our hotkey: {status} validator hotkey not recognised"
+            header = validator.state.header
+            await wait_for(lambda: header.claims_paused == f"claims paused: {words}", 5, "paused")
+            await wait_for(lambda: header.claims_paused == "", 15, "claims resumed")
+            await wait_for(lambda: all_scored(env, jobs), 30, "every job scored")
+            stats = env.platform.stats
+            assert stats["POST /jobs/{job_id}/results refused"] >= 1
+            assert stats["POST /jobs/{job_id}/claim refused"] == 0
+            assert_each_scored_once(env, jobs)
+            assert counters.dead_letters == 0 and counters.failed == 0
+            assert events(validator, "platform refuses our hotkey", "error") == [words]
+            assert len(events(validator, "accepts our requests again", "info")) == 1
+            assert not events(validator, "dead letter")
+
+
+async def test_a_401_to_one_result_alone_is_a_dead_letter_and_its_job_line_says_so(caplog):
+    """A 401 that only one result gets (the polls are accepted) is about that result: after
+    its retries it is a dead letter, and the job's log line says so next to its score."""
+    caplog.set_level(logging.INFO)
+    async with DemoEnvironment(seed=45, jobs_per_minute=0, boot_seconds=0, engine=ENGINE) as env:
+        async with running(env.config) as validator:
+            job = env.platform.add_job()
+            env.platform.inject_fault(
+                status=401,
+                count=100,
+                path_prefix=f"/jobs/{job['id']}/results",
+                body='{"error": "signature does not match this body"}',
+            )
+            counters = validator.state.header.counters
+            await wait_for(lambda: counters.dead_letters == 1, 15, "a dead letter")
+            assert validator.ctx.platform_health.refusing == ""
+            assert validator.state.header.claims_paused == ""
+            attempts = env.platform.stats["POST /jobs/{job_id}/results"]
+            assert attempts == 1 + REFUSAL_RETRIES
+            score = score_for_code(env.platform.job(job["id"])["code"])
+            line = next(
+                r.getMessage() for r in caplog.records if r.getMessage().startswith("failed")
+            )
+            assert line.startswith(f"failed, score {score:.6f} in ")
+            assert "; result refused (dead letter): " in line
+            assert line.endswith("HTTP 401: signature does not match this body")
+
+
+async def test_a_job_claimed_as_an_auth_outage_starts_fetches_its_submission_after_it():
+    """The platform starts refusing our hotkey while a claim is on its way back: the job's
+    submission fetch is refused and retried (not failed with a score-0 result); once the
+    outage ends the job runs and is scored."""
+    async with DemoEnvironment(seed=46, jobs_per_minute=0, boot_seconds=0, engine=ENGINE) as env:
+        async with running(env.config) as validator:
+            env.platform.inject_fault(status=0, delay_s=0.5, path_prefix="/jobs/", method="POST")
+            job = env.platform.add_job()
+            claim = ("POST", f"/jobs/{job['id']}/claim")
+            await wait_for(
+                lambda: any(r[:2] == claim for r in env.platform.requests), 5, "claim sent"
+            )
+            env.platform.refuse_everything(401, seconds=2.5)
+            await wait_for(lambda: job["id"] in env.platform.results(), 20, "the job scored")
+            assert env.platform.stats["POST /challenges/{challenge_id}/orm/query refused"] >= 1
+            assert_each_scored_once(env, [job])
+            assert validator.state.header.counters.failed == 0

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support.identities import ALICE, BOB
 from validator_tui.sim import platform_state, platform_ws
@@ -309,3 +310,35 @@ async def test_overflowing_websocket_is_dropped(platform_sim, monkeypatch) -> No
 async def _until(check) -> None:
     while not check():
         await asyncio.sleep(0.005)
+
+
+async def test_refusing_everything_answers_every_route_and_turns_websockets_away(
+    platform_sim, http
+) -> None:
+    job = platform_sim.add_job()
+    ws_url = platform_sim.url.replace("http://", "ws://") + f"/validators/{ALICE}/ws"
+    async with connect(ws_url, additional_headers={"X-Validator-Hotkey": ALICE}) as ws:
+        await asyncio.wait_for(_until(platform_sim.connected_validators), 5)
+        refuse = await http.post("/_sim/refuse", json={"status": 403, "seconds": 60})
+        assert refuse.status_code == 200
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+    for method, path in [
+        ("GET", "/challenges/active"),
+        ("GET", "/jobs/pending"),
+        ("POST", f"/jobs/{job['id']}/claim"),
+        ("POST", f"/jobs/{job['id']}/results"),
+    ]:
+        response = await http.request(method, path)
+        assert response.status_code == 403, path
+        assert response.json() == {"error": "validator hotkey not recognised"}
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url, additional_headers={"X-Validator-Hotkey": ALICE}):
+            pass
+    assert refused.value.response.status_code == 403
+    assert (await http.post("/_sim/refuse", json={"status": 401})).status_code == 200
+    assert (await http.post("/_sim/refuse", json={"status": 500, "seconds": 1})).status_code == 400
+    assert (await http.get("/jobs/pending")).status_code == 200
+    assert platform_sim.stats["refused"] == 5
+    assert platform_sim.stats["POST /jobs/{job_id}/claim refused"] == 1
+    assert platform_sim.job(job["id"])["status"] == "pending"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,17 @@ def fill(path: Path) -> Path:
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
+
+
+def fill_with_empty_wal(path: Path) -> Path:
+    """`fill`, after the state database's WAL is checkpointed and truncated: the engine's next
+    write needs new blocks (with WAL space left over from earlier writes, it might not)."""
+    db = sqlite3.connect(path / "state.sqlite3")
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        db.close()
+    return fill(path)
 
 
 def store_errors(validator) -> list[str]:
@@ -100,7 +112,7 @@ async def test_disk_full_mid_run_keeps_every_result(tmp_path):
                     5,
                     "a job evaluating",
                 )
-                filler = fill(state)
+                filler = fill_with_empty_wal(state)
                 after = env.platform.add_jobs(6)
 
                 def settled() -> bool:
@@ -154,3 +166,37 @@ async def test_disk_full_between_claim_and_vm_creation_still_answers_the_job(tmp
                 assert validator.ctx.hosts.get_usage().used == challenge_resources()
                 assert validator.state.header.counters.running == 0
                 assert not validator.jobs.claims_allowed
+
+
+def store_events(validator) -> list[str]:
+    return [e.message for e in validator.state.events if e.kind == "store"]
+
+
+async def test_freed_disk_resumes_claims_by_themselves(tmp_path):
+    with tmpfs(tmp_path / "state", 4096) as state:
+        async with DemoEnvironment(
+            seed=24, jobs_per_minute=0, boot_seconds=0, engine=FAST, state_dir=str(state)
+        ) as env:
+            async with running(env.config) as validator:
+                first = env.platform.add_job()
+                await wait_for(lambda: first["id"] in env.platform.results(), 10, "a result")
+                filler = fill_with_empty_wal(state)
+                jobs = env.platform.add_jobs(4)
+                await wait_for(lambda: not validator.jobs.claims_allowed, 10, "claims suspended")
+                assert "not writable" in validator.state.header.claims_paused
+                assert all(env.platform.job(j["id"])["status"] == "pending" for j in jobs)
+                filler.unlink()
+                await wait_for(
+                    lambda: all(j["id"] in env.platform.results() for j in jobs),
+                    20,
+                    "every job claimed and answered once the disk has room",
+                )
+                assert validator.jobs.claims_allowed
+                assert validator.state.header.claims_paused == ""
+                messages = store_events(validator)
+                suspended = [m for m in messages if m.startswith("claims suspended: ")]
+                resumed = [m for m in messages if m.startswith("claims resumed: ")]
+                assert len(suspended) == 1 and "disk is full" in suspended[0]
+                assert len(resumed) == 1 and "takes writes again" in resumed[0]
+                assert messages.index(suspended[0]) < messages.index(resumed[0])
+                assert all(len(bodies) == 1 for bodies in env.platform.results().values())

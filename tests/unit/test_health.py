@@ -1,7 +1,13 @@
 """ServerHealth: up/down from request reports, logged once per transition; slow requests."""
 
+from validator_tui.clients.errors import ApiError, NotSent
 from validator_tui.clients.transport import RequestReport
-from validator_tui.engine.health import SLOW_WARNING_EVERY_S, ServerHealth
+from validator_tui.engine.health import (
+    REFUSAL_RETRIES,
+    SLOW_WARNING_EVERY_S,
+    RefusalBudget,
+    ServerHealth,
+)
 from validator_tui.engine.state import EngineState
 
 
@@ -95,3 +101,37 @@ def test_messages_name_the_server_once():
     ]
     health.observe(RequestReport(f"{name} Status", 9.0, 10.0, 200))
     assert health.slow == f"slow {name}: Status: 9.0s (deadline 10s)"
+
+
+def test_an_auth_outage_is_logged_once_and_ends_at_the_first_2xx():
+    state, clock, health, changes = make()
+    health.refused("platform refuses our hotkey: 401 bad signature")
+    health.refused("platform refuses our hotkey: 401 bad signature")
+    health.observe(ok(status=401))
+    health.observe(ok(status=503))
+    health.observe(ok(status=404))
+    assert health.refusing == "platform refuses our hotkey: 401 bad signature"
+    clock.now += 25.0
+    health.observe(ok(status=204))
+    health.observe(ok())
+    assert health.refusing == "" and health.up
+    assert messages(state) == [
+        ("error", "platform refuses our hotkey: 401 bad signature"),
+        ("info", "platform accepts our requests again (25.0s refused)"),
+    ]
+    assert len(changes) == 3
+
+
+def test_a_refusal_budget_counts_only_refusals_outside_an_outage():
+    _, _, health, _ = make()
+    budget = RefusalBudget(health)
+    refusal = ApiError(403, "job is not claimed by this validator")
+    assert not budget.retry(ApiError(400, "bad body"))
+    assert not budget.retry(NotSent("refused"))
+    health.refused("platform refuses our hotkey: 403")
+    assert all(budget.retry(refusal) for _ in range(50))
+    health.observe(ok())
+    assert [budget.retry(ApiError(401, "")) for _ in range(REFUSAL_RETRIES + 1)] == [
+        *[True] * REFUSAL_RETRIES,
+        False,
+    ]

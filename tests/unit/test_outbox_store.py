@@ -4,6 +4,7 @@ listed, counted, retried and discarded (engine stopped: `outbox_admin`)."""
 import pytest
 
 from validator_tui.engine import outbox_admin
+from validator_tui.engine import store as store_module
 from validator_tui.engine.state import Header
 from validator_tui.engine.store import Store, StoreError
 
@@ -65,3 +66,15 @@ def test_outbox_of_a_state_dir_that_never_ran_is_an_error(tmp_path):
     store = outbox_admin.open_store(tmp_path)
     assert outbox_admin.list_outbox(store) == []
     store.close()
+
+
+def test_probe_wants_a_committed_write_and_room_for_more(tmp_path, monkeypatch):
+    store = Store(tmp_path / "state.sqlite3")
+    try:
+        store.probe()
+        assert len(store._read("SELECT at FROM write_probe")) == 1
+        monkeypatch.setattr(store_module, "PROBE_FREE_BYTES", 1 << 62)
+        with pytest.raises(StoreError, match="bytes free"):
+            store.probe()
+    finally:
+        store.close()

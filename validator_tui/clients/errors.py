@@ -32,6 +32,11 @@ class ApiError(ClientError):
         prefix = f"{what}: " if what else ""
         super().__init__(f"{prefix}HTTP {status}" + (f": {self.detail}" if self.detail else ""))
 
+    @property
+    def refused(self) -> bool:
+        """401 or 403: the server refused us (our credentials, or this one request)."""
+        return self.status in (401, 403)
+
 
 class DecodeError(ClientError):
     """The server answered 2xx with a body that is not the expected JSON shape."""

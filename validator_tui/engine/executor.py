@@ -29,6 +29,7 @@ from validator_tui.clients.errors import AnswerLost, ClientError, VmmError, is_t
 from validator_tui.clients.transport import AnswerTooLarge, send
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.health import RefusalBudget
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.quota import Allocation
 from validator_tui.engine.records import JobRecord
@@ -166,13 +167,15 @@ class DstackExecutor:
 
     async def _fetch_code(self, job: JobRecord, log: JobLog) -> tuple[str, str]:
         """The submission's code (and miner) through the ORM; a read, so transient failures
-        are retried with backoff until the job timeout."""
+        (and refusals during an auth outage, see engine/health) are retried with backoff until
+        the job timeout."""
         if not job.submission_id:
             # Only the claim's answer and `/jobs/pending` name the submission; a job announced
             # over the WebSocket whose claim answer was lost has neither.
             raise JobFailed("submission id unknown: the claim's answer was lost")
         orm = self.ctx.config.orm
         backoff = Backoff(RETRY_FIRST_S, RETRY_CAP_S)
+        refusals = RefusalBudget(self.ctx.platform_health)
         while True:
             try:
                 rows = await self.ctx.platform.execute_orm_query(
@@ -180,7 +183,7 @@ class DstackExecutor:
                 )
                 break
             except ClientError as exc:
-                if not is_transient(exc):
+                if not is_transient(exc) and not refusals.retry(exc):
                     raise JobFailed(f"cannot fetch submission {job.submission_id}: {exc}") from None
                 log.add(f"submission fetch failed, retrying: {exc}")
             await asyncio.sleep(backoff.next())

@@ -1,5 +1,7 @@
 """The health of one upstream server (the Platform API, the dstack VMM), learnt from every
-request its client makes: whether it answers, and whether it answers in time.
+request its client makes: whether it answers, whether it answers in time, and whether it
+refuses us (an auth outage: the engine says so with `refused`; the first 2xx answer after it
+ends it).
 
 Transitions are logged once each (down, back up), never per attempt; a slow request is one
 warning at most once a minute. Listeners hear of every change (the engine pauses and resumes
@@ -11,12 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from validator_tui.clients.errors import ApiError, ClientError
 from validator_tui.clients.transport import RequestReport
 from validator_tui.engine.events import log_event
 from validator_tui.engine.state import EngineState
 
 #: A slow-request warning is repeated at most this often.
 SLOW_WARNING_EVERY_S = 60.0
+#: A 401/403 to one piece of work (a result, a submission fetch) is retried this many times
+#: (with backoff) outside an auth outage before it is that work's verdict. Within that time a
+#: platform refusing our hotkey also refuses a poll, and a 403 "not claimed by this validator"
+#: to a result can be a claim of ours that has not landed yet.
+REFUSAL_RETRIES = 5
 
 
 class ServerHealth:
@@ -42,6 +50,9 @@ class ServerHealth:
         self.down_since: float | None = None
         #: The latest slow request, shown in the header; "" once requests are in time again.
         self.slow = ""
+        #: Why the server refuses every request of ours (an auth outage); "" while it does not.
+        self.refusing = ""
+        self._refused_since = 0.0
         self._clock = clock
         self._slow_warned_at = float("-inf")
         self._listeners: list[Callable[[], None]] = []
@@ -56,10 +67,38 @@ class ServerHealth:
         answered = status is not None and not (self.down_on_5xx and status >= 500)
         changed = self._reachability(answered, report.error or f"HTTP {status}")
         changed = self._slowness(report) or changed or not self.heard
+        changed = self._accepted(status) or changed
         self.heard = True
         if changed:
-            for listener in list(self._listeners):
-                listener()
+            self._notify()
+
+    def refused(self, reason: str) -> None:
+        """The server refused a request that is about no particular job (401/403 to a poll):
+        it refuses us, not one request. `reason` is logged once and shown until a request is
+        accepted again."""
+        if self.refusing:
+            return
+        self.refusing, self._refused_since = reason, self._clock()
+        log_event(self.state, "error", self.kind, reason)
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    def _accepted(self, status: int | None) -> bool:
+        """A 2xx answer ends an auth outage; True if one ended."""
+        if not self.refusing or status is None or not 200 <= status < 300:
+            return False
+        refused_for = self._clock() - self._refused_since
+        self.refusing = ""
+        log_event(
+            self.state,
+            "info",
+            self.kind,
+            f"{self.name} accepts our requests again ({refused_for:.1f}s refused)",
+        )
+        return True
 
     def _reachability(self, answered: bool, error: str) -> bool:
         now = self._clock()
@@ -97,3 +136,22 @@ class ServerHealth:
             log_event(self.state, "info", self.kind, f"{self.name} answers in time again")
             return True
         return False
+
+
+class RefusalBudget:
+    """The 401/403 answers one piece of work may take before they are its verdict: refusals
+    during an auth outage of `health` are retried without counting; others REFUSAL_RETRIES
+    times."""
+
+    def __init__(self, health: ServerHealth) -> None:
+        self.health = health
+        self.spent = 0
+
+    def retry(self, exc: ClientError) -> bool:
+        """Whether `exc`, a refusal (401/403), is to be retried; False for any other error."""
+        if not isinstance(exc, ApiError) or not exc.refused:
+            return False
+        if self.health.refusing:
+            return True
+        self.spent += 1
+        return self.spent <= REFUSAL_RETRIES

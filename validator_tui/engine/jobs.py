@@ -95,6 +95,8 @@ class JobManager:
         self.outbox = outbox
         self.auto_claim = ctx.config.engine.auto_claim
         self.claims_allowed = True
+        #: When claims were suspended for the store (time.monotonic), if they were mid-run.
+        self._suspended_at: float | None = None
         self._runs: dict[str, _Run] = {}
         self._claiming: set[str] = set()
         self._claim_tasks: set[asyncio.Task[Outcome]] = set()
@@ -127,6 +129,8 @@ class JobManager:
             return "claims are suspended: the state database is not writable"
         if not self.ctx.platform_health.up:
             return "claims paused: the platform is unreachable"
+        if self.ctx.platform_health.refusing:
+            return f"claims paused: {self.ctx.platform_health.refusing}"
         if self.challenges.adoption_pending:
             return "claims wait: adopting the challenge CVMs found at start-up"
         hosts = self.ctx.hosts
@@ -518,8 +522,31 @@ class JobManager:
     def _suspend_claims(self, reason: str) -> None:
         if self.claims_allowed:
             self.claims_allowed = False
+            self._suspended_at = time.monotonic()
             self.ctx.log("error", "store", f"claims suspended: {reason}")
             self.publish_claim_state()
+
+    def probe_store(self) -> bool:
+        """While claims are suspended because the state database stopped taking writes, try
+        it once; when it takes them again, resume claims (and log it). True if resumed.
+
+        Claims suspended at start-up (the store is the in-memory stand-in) stay suspended:
+        only a restart reopens the state directory."""
+        if self.claims_allowed or self.ctx.store.in_memory:
+            return False
+        try:
+            self.ctx.store.probe()
+        except StoreError:
+            return False
+        self.claims_allowed = True
+        down_for = time.monotonic() - (self._suspended_at or time.monotonic())
+        self.ctx.log(
+            "info",
+            "store",
+            f"claims resumed: the state database takes writes again ({down_for:.1f}s suspended)",
+        )
+        self.on_health_change()
+        return True
 
     # -- running --------------------------------------------------------------------------
 
@@ -619,11 +646,12 @@ class JobManager:
         self._forget_stored(job_id, StoredState(job.state.value))
         self.ctx.state.put_job(job, note)
         logger.info(
-            "%s, score %s in %s ms%s",
+            "%s, score %s in %s ms%s%s",
             job.state.value,
             "-" if job.score is None else f"{job.score:.6f}",
             job.execution_time_ms,
             f" ({clean_line(job.error, 200)})" if job.error else "",
+            "" if sent else f"; result {_fate(status)}: {clean_line(detail, 300)}",
             extra={"kind": "job", "job_id": job_id, "challenge_id": job.challenge_id},
         )
 
@@ -758,6 +786,11 @@ class JobManager:
 
 def _left(until: float) -> float:
     return max(0.0, until - time.monotonic())
+
+
+def _fate(status: ResultStatus) -> str:
+    """What happened to a result that was not accepted, in the job's log line."""
+    return "refused (dead letter)" if status is ResultStatus.DEAD else str(status)
 
 
 def _error_result(job: JobRecord, error: str) -> JobResults:

@@ -8,19 +8,15 @@ import asyncio
 from collections.abc import Callable
 
 from validator_tui.clients.backoff import Backoff
-from validator_tui.clients.errors import ApiError, ClientError
+from validator_tui.clients.errors import ApiError, ClientError, is_transient
 from validator_tui.clients.platform import SubmitOutcome
 from validator_tui.engine import outbox_admin
 from validator_tui.engine.context import EngineContext
+from validator_tui.engine.health import RefusalBudget
 from validator_tui.engine.records import Outcome, ResultStatus
 from validator_tui.engine.store import StoreError
 
 DoneCallback = Callable[[str, ResultStatus, str], None]
-
-#: A 403 ("not claimed by this validator") can mean our claim has not been processed yet: a
-#: claim request that timed out on our side may still land after the result. Retry that many
-#: times (with backoff) before treating the result as a dead letter.
-FORBIDDEN_RETRIES = 5
 
 
 class ResultOutbox:
@@ -68,15 +64,13 @@ class ResultOutbox:
 
     async def _send(self, job_id: str, body: bytes, claim_unsure: bool) -> None:
         backoff = Backoff(1.0, self.ctx.config.engine.ws_backoff_cap_s)
-        forbidden = 0
+        refusals = RefusalBudget(self.ctx.platform_health)
         try:
             while True:
                 try:
                     outcome = await self.ctx.platform.submit_results(job_id, body)
                 except ApiError as exc:
-                    forbidden += exc.status == 403
-                    late_claim = exc.status == 403 and forbidden <= FORBIDDEN_RETRIES
-                    if exc.status < 500 and exc.status not in (408, 429) and not late_claim:
+                    if not is_transient(exc) and not refusals.retry(exc):
                         not_ours = exc.status == 403 and claim_unsure
                         status = ResultStatus.NOT_OURS if not_ours else ResultStatus.DEAD
                         self._finish(job_id, status, str(exc))
@@ -123,7 +117,7 @@ class ResultOutbox:
         self.ctx.state.header_changed()
 
     def retry_dead_letter(self, job_id: str) -> Outcome:
-        """Send a dead letter again, now (as a new attempt: the 403 retries start over)."""
+        """Send a dead letter again, now (as a new attempt: the refusal retries start over)."""
         outcome = outbox_admin.retry_dead_letter(self.ctx.store, job_id)
         if not outcome.ok:
             return outcome

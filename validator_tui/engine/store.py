@@ -8,6 +8,7 @@ its checkpoints run on a thread of their own (engine/checkpoint.py).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -56,6 +57,11 @@ CREATE TABLE IF NOT EXISTS challenge_vm_intents (
 CREATE TABLE IF NOT EXISTS draining_hosts (
     name TEXT PRIMARY KEY
 );
+-- One row, rewritten by `Store.probe` to learn whether the database takes writes again.
+CREATE TABLE IF NOT EXISTS write_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at REAL NOT NULL
+);
 -- A claim forgets what a previous claim of the same job was answered (the platform offers the
 -- job again, so that answer no longer applies); a result not yet sent is never forgotten.
 CREATE TRIGGER IF NOT EXISTS claim_forgets_old_answer_on_insert
@@ -69,6 +75,10 @@ BEGIN
     DELETE FROM outbox WHERE job_id = NEW.id AND status != 'pending';
 END;
 """
+
+
+#: `Store.probe` wants at least this much free space before it calls the database writable.
+PROBE_FREE_BYTES = 1 << 20
 
 
 class StoredState(StrEnum):
@@ -158,6 +168,32 @@ class Store:
         self.checkpointer = WalCheckpointer(path, checkpoint_interval)
         if str(path) != ":memory:":
             self.checkpointer.start()
+
+    @property
+    def in_memory(self) -> bool:
+        """The stand-in store used when the state directory could not be opened at start-up."""
+        return str(self.path) == ":memory:"
+
+    def probe(self) -> None:
+        """Raise StoreError unless the database takes a write now and its file system has at
+        least PROBE_FREE_BYTES free (so a freed disk is not declared usable with no room left
+        for the next result; a small write can land in WAL space already allocated)."""
+        if not self.in_memory:
+            try:
+                stats = os.statvfs(self.path.parent)
+            except OSError as exc:
+                raise StoreError(f"cannot check free space for {self.path}: {exc}") from None
+            free = stats.f_bavail * stats.f_frsize
+            if free < PROBE_FREE_BYTES:
+                raise StoreError(
+                    f"cannot write state database {self.path}: only {free} bytes free"
+                    f" (need {PROBE_FREE_BYTES})"
+                )
+        self._write(
+            "INSERT INTO write_probe (id, at) VALUES (1, ?)"
+            " ON CONFLICT(id) DO UPDATE SET at = excluded.at",
+            (time.time(),),
+        )
 
     def close(self) -> None:
         self.checkpointer.stop()

@@ -58,6 +58,9 @@ RECONCILE_INTERVAL_S = 5.0
 #: return).
 VMM_PROBE_INTERVAL_S = 1.0
 HOUSEKEEPING_INTERVAL_S = 300.0
+#: While claims are suspended because the state database stopped taking writes, it is tried
+#: this often (claims resume by themselves once it takes them again).
+STORE_PROBE_INTERVAL_S = 2.0
 #: Shares of the shutdown deadline: running jobs (and their VM removal) may use up to this
 #: share; the final cancel-and-await of every task keeps at least FINAL_SHARE.
 JOBS_SHARE = 0.6
@@ -184,6 +187,7 @@ class Validator:
                 self._loop("challenges", self._challenge_loop),
                 self._loop("reconciler", self._reconcile_loop),
                 self._loop("housekeeping", self._housekeeping_loop),
+                self._loop("store-probe", self._store_probe_loop),
             ]
             self._started.set()
             await self._stop.wait()
@@ -302,7 +306,18 @@ class Validator:
         try:
             await self.jobs.fetch_pending_jobs()
         except ClientError as exc:
-            self.ctx.log("warn", "poll", f"poll failed: {exc}")
+            if not self._refuses_us(exc):
+                self.ctx.log("warn", "poll", f"poll failed: {exc}")
+
+    def _refuses_us(self, exc: ClientError) -> bool:
+        """A 401/403 to a request about no particular job (a poll) means the platform refuses
+        our hotkey, not one request: an auth outage (claims pause, results are retried). True
+        if `exc` is one (logged once, by the platform's health)."""
+        if not isinstance(exc, ApiError) or not exc.refused:
+            return False
+        words = f" {exc.detail}" if exc.detail else ""
+        self.ctx.platform_health.refused(f"platform refuses our hotkey: {exc.status}{words}")
+        return True
 
     async def _challenge_loop(self) -> None:
         interval = self.config.engine.challenge_check_interval_s
@@ -315,7 +330,8 @@ class Validator:
         try:
             challenges = await self.ctx.platform.get_challenges()
         except ClientError as exc:
-            self.ctx.log("warn", "challenges", f"cannot fetch challenges: {exc}")
+            if not self._refuses_us(exc):
+                self.ctx.log("warn", "challenges", f"cannot fetch challenges: {exc}")
             return
         adopting = self.challenges.adoption_pending
         await self.challenges.sync(challenges)
@@ -348,6 +364,11 @@ class Validator:
             with contextlib.suppress(StoreError):
                 self.ctx.store.prune(keep_rows=self.config.engine.max_job_history)
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+    async def _store_probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STORE_PROBE_INTERVAL_S)
+            self.jobs.probe_store()
 
     # -- platform messages ----------------------------------------------------------------------
 

@@ -69,6 +69,9 @@ class PlatformSimulator:
         self._overrides: dict[str, dict[str, dict[str, Any]]] = {"jobs": {}, "challenges": {}}
         self._refuse_websockets = 0
         self._floods: set[asyncio.Task[int]] = set()
+        #: While set, (status, until on time.monotonic): every request is refused (see
+        #: `refuse_everything`).
+        self._refusal: tuple[int, float] | None = None
         #: (method, path, X-Validator-Hotkey or None) of the latest REST requests.
         self.requests: deque[tuple[str, str, str | None]] = deque(maxlen=REQUEST_LOG_LIMIT)
         for _ in range(challenges):
@@ -78,7 +81,8 @@ class PlatformSimulator:
     @property
     def stats(self) -> Counter[str]:
         """Live counters: requests per route, claims_ok/conflict, results_accepted/rejected,
-        ws_frames_sent, ws_connections."""
+        ws_frames_sent, ws_connections, refused (requests turned away by
+        `refuse_everything`; per route: "<route> refused")."""
         return self._state.stats
 
     # lifecycle
@@ -173,6 +177,28 @@ class PlatformSimulator:
         are never affected. `retry_after_s` adds a `Retry-After` header.
         """
         self._faults.add(Fault(status, count, path_prefix, method, delay_s, body, retry_after_s))
+
+    def refuse_everything(self, status: int = 401, seconds: float = 0.0) -> None:
+        """For `seconds` (0 = stop now), answer every REST request `status` (401 or 403) and
+        turn every WebSocket handshake away (HTTP 403), as a platform that no longer
+        recognises the validators' hotkeys does. Open WebSockets are closed."""
+        if status not in (401, 403):
+            raise ValueError("a refusal is HTTP 401 or 403")
+        if seconds <= 0:
+            self._refusal = None
+            return
+        self._refusal = (status, time.monotonic() + seconds)
+        self._hub.drop_all()
+
+    def _refusing(self) -> int | None:
+        """The status every request gets now, while a refusal is in force."""
+        if self._refusal is None:
+            return None
+        status, until = self._refusal
+        if time.monotonic() >= until:
+            self._refusal = None
+            return None
+        return status
 
     def drop_websockets(self) -> int:
         """Close every validator WebSocket; return how many were open."""
@@ -300,6 +326,11 @@ class PlatformSimulator:
             hotkey = request.headers.get(HOTKEY_HEADER)
             self._state.stats[key] += 1
             self.requests.append((request.method, request.url.path, hotkey))
+            refusal = self._refusing()
+            if refusal is not None:
+                self._state.stats["refused"] += 1
+                self._state.stats[f"{key} refused"] += 1
+                return JSONResponse({"error": "validator hotkey not recognised"}, refusal)
             fault = self._faults.take(request.method, request.url.path)
             if fault is not None:
                 if fault.delay_s > 0:
@@ -373,6 +404,10 @@ class PlatformSimulator:
             self._refuse_websockets -= 1
             self._state.stats["ws_refused"] += 1
             await ws.close()  # before accepting: the server answers the handshake with 403
+            return
+        if self._refusing() is not None:
+            self._state.stats["refused"] += 1
+            await ws.close()
             return
         self._state.stats["ws_connections"] += 1
         await self._hub.serve(ws, ws.path_params["hotkey"])

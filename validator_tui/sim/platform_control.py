@@ -51,7 +51,7 @@ class WsSendBody(_Body):
     size: int = Field(default=0, ge=0, le=64 * 1024 * 1024)
 
 
-class RefuseBody(_Body):
+class RefuseWsBody(_Body):
     count: int = Field(default=1, ge=1, le=1_000_000)
 
 
@@ -64,6 +64,11 @@ class OverrideBody(_Body):
     list: Literal["jobs", "challenges"]
     id: str
     fields: dict[str, Any]
+
+
+class RefuseBody(_Body):
+    status: int = Field(default=401)
+    seconds: float = Field(default=0.0, ge=0.0, le=3600.0)
 
 
 class RateBody(_Body):
@@ -119,6 +124,11 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
         sim.inject_fault(**(await _parse(request, FaultBody)).model_dump())
         return {"ok": True}
 
+    async def refuse(request: Request) -> Any:
+        body = await _parse(request, RefuseBody)
+        sim.refuse_everything(body.status, body.seconds)
+        return {"ok": True}
+
     async def drop_ws(request: Request) -> Any:
         return {"dropped": sim.drop_websockets()}
 
@@ -128,7 +138,7 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
         return {"ok": True}
 
     async def refuse_ws(request: Request) -> Any:
-        sim.refuse_websockets((await _parse(request, RefuseBody)).count)
+        sim.refuse_websockets((await _parse(request, RefuseWsBody)).count)
         return {"ok": True}
 
     async def add_raw_entry(request: Request) -> Any:
@@ -166,6 +176,7 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
         ("DELETE", "/_sim/challenges/{challenge_id}", remove_challenge),
         ("POST", "/_sim/challenges/{challenge_id}/update", update_challenge),
         ("POST", "/_sim/faults", add_fault),
+        ("POST", "/_sim/refuse", refuse),
         ("POST", "/_sim/ws/drop", drop_ws),
         ("POST", "/_sim/ws/send", send_ws),
         ("POST", "/_sim/ws/refuse", refuse_ws),
