@@ -91,6 +91,7 @@ class Validator:
         self.ctx = self._context(store)
         #: Frames of unknown types: one line per type per minute, with a count.
         self._unknown_frames = RepeatLimiter(partial(self.ctx.log, "warn", "ws"))
+        self._poll_failures = RepeatLimiter(partial(self.ctx.log, "warn", "poll"))
         self.challenges = ChallengeManager(self.ctx, self._on_challenge_active)
         self.jobs = JobManager(
             self.ctx,
@@ -306,8 +307,9 @@ class Validator:
         try:
             await self.jobs.fetch_pending_jobs()
         except ClientError as exc:
-            if not self._refuses_us(exc):
-                self.ctx.log("warn", "poll", f"poll failed: {exc}")
+            # While the platform is not answering, its one "not answering" line says it all.
+            if not self._refuses_us(exc) and self.ctx.platform_health.up:
+                self._poll_failures.say("poll failed", f"poll failed: {exc}")
 
     def _refuses_us(self, exc: ClientError) -> bool:
         """A 401/403 to a request about no particular job (a poll) means the platform refuses
