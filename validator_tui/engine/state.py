@@ -12,6 +12,7 @@ import copy
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, Unpack
 
@@ -77,6 +78,8 @@ class Header:
     slow_request: str = ""
     #: Challenges without a CVM for lack of capacity; "" when every challenge has room.
     capacity_warning: str = ""
+    #: Where Prometheus metrics are served ("" while they are off).
+    metrics_url: str = ""
 
     def warnings(self) -> tuple[str, ...]:
         """The operator-facing warnings in force, most important first."""
@@ -156,6 +159,8 @@ class EngineState:
         self.events: deque[Event] = deque(maxlen=max_events)
         self._event_seq = 0
         self._throughput: deque[list[float | int]] = deque(maxlen=THROUGHPUT_BUCKETS)
+        #: Called with every job record put and its note (the metrics count from them).
+        self.job_watchers: list[Callable[[JobRecord, str | None], None]] = []
 
     def _bump(self) -> int:
         self.version += 1
@@ -184,6 +189,8 @@ class EngineState:
             job.timeline.append(TimelineEntry(time.time(), note))
             if len(job.timeline) > MAX_TIMELINE:
                 del job.timeline[: len(job.timeline) - MAX_TIMELINE]
+        for watch in self.job_watchers:
+            watch(job, note)
         is_new = job.id not in self._jobs.items
         self._jobs.items[job.id] = job
         self._jobs.touch(job.id, self._bump())
