@@ -78,6 +78,8 @@ class Header:
     slow_request: str = ""
     #: Challenges without a CVM for lack of capacity; "" when every challenge has room.
     capacity_warning: str = ""
+    #: The platform API answers its REST requests (presumed until one is answered).
+    platform_up: bool = True
     #: Where Prometheus metrics are served ("" while they are off).
     metrics_url: str = ""
 

@@ -433,6 +433,7 @@ class Validator:
             (host.health.slow for host in hosts if host.health.slow), ""
         )
         self.state.header.slow_request = slow
+        self.state.header.platform_up = self.ctx.platform_health.up
         self.state.header_changed()
         self.challenges.capacity_freed()
         self.jobs.on_health_change()
