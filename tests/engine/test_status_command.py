@@ -9,9 +9,12 @@ import json
 from tests.support.control import hosted
 from tests.support.engine import FAST, wait_for
 from validator_tui.cli import main
+from validator_tui.config import ResourceLimits
 from validator_tui.control.host import EngineHost
+from validator_tui.control.interface import EngineMode
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.records import HostState
+from validator_tui.engine.validator import Validator
 
 ENGINE = FAST | {"host_down_grace_s": 0.5, "request_timeout_s": 1.0}
 
@@ -108,3 +111,42 @@ async def test_claims_suspended_by_disk_trouble_are_critical(capsys):
             code, out = await status(capsys, host)
             assert code == 2
             assert "claims are suspended: the state database is not writable" in out
+
+
+async def test_a_slow_server_is_a_warning(capsys):
+    async with DemoEnvironment(seed=67, jobs_per_minute=0, boot_seconds=0, engine=ENGINE) as env:
+        async with hosted(env.config) as host:
+            # Every platform request takes 0.6 s of its 1 s deadline from now on.
+            env.platform.inject_fault(status=0, delay_s=0.6, count=1_000_000)
+            await wait_for(lambda: bool(host.validator.state.header.slow_request), 10, "slow")
+            code, out = await status(capsys, host)
+            assert code == 1
+            assert out.startswith("VALIDATOR WARNING - slow platform")
+
+
+async def test_a_capacity_shortfall_is_a_warning(capsys):
+    # Room for two challenge CVMs (2 vCPU each) and the job VM reserve (2 vCPU): one waits.
+    limits = ResourceLimits(cpu_cores=6, memory_mb=65536, disk_mb=2_000_000, gpu_count=0)
+    async with DemoEnvironment(
+        seed=68, jobs_per_minute=0, boot_seconds=0, engine=ENGINE, resource_limits=limits
+    ) as env:
+        validator = Validator(env.config)
+        host = EngineHost(validator, mode=EngineMode.HEADLESS)
+        task = asyncio.create_task(host.run())
+        try:
+            await wait_for(lambda: bool(validator.state.header.capacity_warning), 15, "shortfall")
+            code, out = await status(capsys, host)
+            assert code == 1
+            assert out.startswith("VALIDATOR WARNING - capacity shortfall: 1 of 3 challenges")
+        finally:
+            await validator.stop()
+            await asyncio.wait_for(task, 30)
+
+
+async def test_an_unreadable_config_is_unknown(capsys, tmp_path):
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["status", "--config", str(tmp_path / "missing.toml")])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert captured.out.startswith("VALIDATOR UNKNOWN - cannot tell which state dir to ask")
+    assert "config error" in captured.err
