@@ -59,6 +59,8 @@ RESULT_NAMES = {
 }
 #: Quota resources per host, with how each is read from a host's usage.
 QUOTA_RESOURCES = ("vcpu", "memory_mb", "disk_mb", "gpu", "ports")
+#: Dropped jobs the claim tracker may remember before it forgets them all at once.
+PRUNE_SLACK = 1000
 HOST_DOWN_STATES = frozenset({HostState.UNREACHABLE, HostState.DOWN})
 
 
@@ -120,7 +122,9 @@ class EngineMetrics:
         for name in RESULT_NAMES.values():
             self.results.labels(name)
         self.registry.register(StateCollector(state, platform))
-        #: The last state seen of every unfinished job (bounded by the unfinished jobs).
+        self._state = state
+        #: The last state seen of every unfinished job; pending jobs the state drops (taken by
+        #: another validator) are pruned once they outnumber the jobs held (see `_prune`).
         self._seen: dict[str, JobState] = {}
         state.job_watchers.append(self.on_job)
 
@@ -139,6 +143,14 @@ class EngineMetrics:
                     self.job_duration.observe(max(0.0, job.finished_at - job.claimed_at))
         else:
             self._seen[job.id] = job.state
+            if len(self._seen) > 2 * len(self._state.jobs) + PRUNE_SLACK:
+                self._prune()
+
+    def _prune(self) -> None:
+        """Forget the jobs the state no longer holds (amortised: at most once per
+        PRUNE_SLACK jobs dropped)."""
+        held = self._state.jobs
+        self._seen = {job_id: seen for job_id, seen in self._seen.items() if job_id in held}
 
     def on_result(self, status: ResultStatus) -> None:
         """Count one answer of the platform to a result."""
