@@ -71,10 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     attach = sub.add_parser(
         "attach", help="open the console of a running engine (quitting leaves it running)"
     )
-    attach.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
-    attach.add_argument(
-        "--state-dir", metavar="PATH", help="the engine's state dir (default: from the config)"
-    )
+    _state_dir_arguments(attach)
     attach.add_argument(
         "--read-only", action="store_true", help="view only: the engine refuses every command"
     )
@@ -93,14 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--boot-seconds", type=float, default=2.0, metavar="S", help="VM boot time")
     demo.add_argument(
-        "--eval-seconds", type=float, default=1.5, metavar="S", help="evaluation time per job"
+        "--eval-seconds",
+        type=float,
+        default=1.5,
+        metavar="S",
+        help="evaluation time per job (e.g. 120 for jobs of minutes, as real ones take)",
     )
     demo.add_argument(
         "--job-timeout",
         type=float,
-        default=DEMO_JOB_TIMEOUT_S,
+        default=None,
         metavar="S",
-        help=f"a job not done after S seconds fails (default: {DEMO_JOB_TIMEOUT_S:g})",
+        help=f"a job not done after S seconds fails (default: {DEMO_JOB_TIMEOUT_S:g} s more "
+        "than boot and evaluation take)",
     )
     demo.add_argument(
         "--hosts",
@@ -151,14 +153,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     outbox = sub.add_parser("outbox", help="results outbox: list, retry or discard dead letters")
-    outbox.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    _state_dir_arguments(outbox)
     actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
-    actions.add_parser("list", help="dead letters, unsent and the latest answered results")
+    listing = actions.add_parser(
+        "list", help="dead letters, unsent and the latest answered results"
+    )
+    listing.add_argument("--dead", action="store_true", help="dead letters only")
     retry = actions.add_parser("retry", help="send a dead letter again")
     retry.add_argument("job_id", metavar="ID", help="the job whose refused result to send again")
     discard = actions.add_parser("discard", help="give up on a dead letter for good")
     discard.add_argument("job_id", metavar="ID", help="the job whose refused result to give up")
     discard.add_argument("--yes", action="store_true", help="confirm: the result is never sent")
+
+    serve = sub.add_parser(
+        "serve",
+        help="the console of a running engine in a browser, read-only, behind a token "
+        "(needs the web extra: pip install -e '.[web]')",
+    )
+    _state_dir_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any)")
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL browsers use, when not http://HOST:PORT (a reverse proxy)",
+    )
+    serve.add_argument(
+        "--max-viewers", type=int, default=4, metavar="N", help="browser sessions at once"
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on a non-loopback address (put TLS in a reverse proxy in front)",
+    )
 
     config = sub.add_parser("config", help="configuration tools")
     configs = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -166,6 +193,37 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
     check.add_argument("path", nargs="?", help="config file (same as --config)")
     return parser
+
+
+def _state_dir_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--state-dir` and `--config` for a command that works on a state dir."""
+    parser.add_argument(
+        "--state-dir",
+        metavar="PATH",
+        help="the engine's state dir (default: $VALIDATOR_TUI_STATE_DIR, else the config's)",
+    )
+    parser.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+
+
+def _state_dir_of(args: argparse.Namespace, command: str) -> Path | None:
+    """The state dir a command works on: `--state-dir`, else `$VALIDATOR_TUI_STATE_DIR`, else
+    the config's (the only case that reads a config); None after saying on stderr why the
+    config cannot be used."""
+    from pathlib import Path
+
+    from validator_tui.config import ConfigError, load_config
+
+    named = args.state_dir or os.environ.get("VALIDATOR_TUI_STATE_DIR")
+    if named:
+        return Path(named).expanduser()
+    try:
+        return load_config(args.config).state_path
+    except ConfigError as exc:
+        print(
+            f"{command}: config error:\n{exc}\n(or name the engine's state dir: --state-dir PATH)",
+            file=sys.stderr,
+        )
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(args)
     if args.command == "outbox":
         return _outbox(args)
+    if args.command == "serve":
+        return _serve(args)
     return asyncio.run(_demo(args))
 
 
@@ -221,7 +281,6 @@ def _outbox(args: argparse.Namespace) -> int:
     """`outbox list|retry|discard`: through the control socket when an engine runs on the state
     dir (a retried result is sent at once), else on its store, holding the state dir's lock
     meanwhile so no engine starts under it."""
-    from validator_tui.config import ConfigError, load_config
     from validator_tui.control.lock import StateDirLock, StateDirLocked
     from validator_tui.control.paths import ControlPathError
 
@@ -232,12 +291,9 @@ def _outbox(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"outbox: {exc}", file=sys.stderr)
+    state_dir = _state_dir_of(args, "outbox")
+    if state_dir is None:
         return 1
-    state_dir = config.state_path
     if not state_dir.is_dir():
         return _outbox_stopped(args, state_dir)
     try:
@@ -265,7 +321,7 @@ def _outbox_stopped(args: argparse.Namespace, state_dir: Path) -> int:
         return 1
     try:
         if args.outbox_command == "list":
-            print(_outbox_table(outbox_admin.list_outbox(store)))
+            print(_outbox_table(outbox_admin.list_outbox(store), dead_only=args.dead))
             return 0
         act = (
             outbox_admin.retry_dead_letter
@@ -300,7 +356,7 @@ async def _outbox_running(args: argparse.Namespace, state_dir: Path) -> int:
             except EngineUnavailable as exc:
                 print(f"outbox: {exc}", file=sys.stderr)
                 return 1
-            print(_outbox_table(rows))
+            print(_outbox_table(rows, dead_only=args.dead))
             return 0
         act = (
             client.retry_dead_letter
@@ -314,24 +370,32 @@ async def _outbox_running(args: argparse.Namespace, state_dir: Path) -> int:
     return 0 if outcome.ok else 1
 
 
-def _outbox_table(rows: Sequence[OutboxRow]) -> str:
-    """A summary line, then one aligned line per entry: job id, status, attempts, last update
-    (UTC) and the last error (for a dead letter, the platform's words), sanitised."""
+def _outbox_table(rows: Sequence[OutboxRow], *, dead_only: bool = False) -> str:
+    """A summary line, then one aligned line per entry (only dead letters with `dead_only`):
+    job id, status in the console's words, attempts, last update (UTC) and the last error
+    (for a dead letter, the platform's words), sanitised."""
     import time
 
+    from validator_tui.engine.records import ResultStatus
     from validator_tui.sanitize import clean_line
 
     if not rows:
         return "the outbox is empty"
-    dead = sum(row.status == "dead" for row in rows)
-    unsent = sum(row.status == "pending" for row in rows)
+    dead = sum(row.status == ResultStatus.DEAD for row in rows)
+    unsent = sum(row.status == ResultStatus.PENDING for row in rows)
+    summary = f"{dead} dead letters, {unsent} unsent, {len(rows)} entries"
+    if dead_only:
+        rows = [row for row in rows if row.status == ResultStatus.DEAD]
+        if not rows:
+            return "no dead letters"
     table = [("JOB", "STATUS", "ATTEMPTS", "UPDATED (UTC)", "LAST ERROR")]
     for row in rows:
         updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.updated_at))
         error = clean_line(row.last_error, 300) or "-"
-        table.append((clean_line(row.job_id, 100), row.status, str(row.attempts), updated, error))
+        status = ResultStatus(row.status).words
+        table.append((clean_line(row.job_id, 100), status, str(row.attempts), updated, error))
     widths = [max(len(line[column]) for line in table) for column in range(4)]
-    lines = [f"{dead} dead letters, {unsent} unsent, {len(rows)} entries"]
+    lines = [summary]
     for line in table:
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
         lines.append("  ".join([*cells, line[4]]))
@@ -361,25 +425,6 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_embedded(validator, mode, args.log_format))
 
 
-def _engine_state_dir(args: argparse.Namespace) -> Path | None:
-    """The state dir `--state-dir` names, else the config's; None after saying on stderr why
-    the config cannot be read."""
-    from pathlib import Path
-
-    from validator_tui.config import ConfigError, load_config
-
-    if args.state_dir:
-        return Path(args.state_dir)
-    try:
-        return load_config(args.config).state_path
-    except ConfigError as exc:
-        print(
-            f"config error:\n{exc}\n(or name the engine's state dir: --state-dir PATH)",
-            file=sys.stderr,
-        )
-        return None
-
-
 def _with_metrics_listen(config: ValidatorConfig, listen: str | None) -> ValidatorConfig:
     """`config` with `run --metrics-listen` in force (ConfigError when it is not valid)."""
     from pydantic import ValidationError
@@ -397,7 +442,7 @@ def _with_metrics_listen(config: ValidatorConfig, listen: str | None) -> Validat
 
 
 def _attach(args: argparse.Namespace) -> int:
-    state_dir = _engine_state_dir(args)
+    state_dir = _state_dir_of(args, "attach")
     if state_dir is None:
         return 1
     from validator_tui.console import run_attached
@@ -410,7 +455,7 @@ def _status(args: argparse.Namespace) -> int:
     exit code (no engine on the state dir is CRITICAL; an unreadable config is UNKNOWN)."""
     from validator_tui.control.status import Level, Verdict
 
-    state_dir = _engine_state_dir(args)
+    state_dir = _state_dir_of(args, "status")
     if state_dir is None:
         verdict = Verdict()
         verdict.add(Level.UNKNOWN, "cannot tell which state dir to ask (see above)")
@@ -438,6 +483,65 @@ async def _ask_status(state_dir: Path) -> Verdict:
         return verdict
     finally:
         await client.close()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """`validator-tui serve`: the read-only console of the engine on the state dir, in
+    browsers holding this start's token, until SIGINT/SIGTERM."""
+    state_dir = _state_dir_of(args, "serve")
+    if state_dir is None:
+        return 1
+    try:
+        from validator_tui.web.server import ReadOnlyConsoleServer, is_loopback
+    except ImportError as exc:
+        print(
+            f"serve: the web extra is not installed ({exc.name}): pip install -e '.[web]'",
+            file=sys.stderr,
+        )
+        return 1
+    from validator_tui.logs import setup_logging
+
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            print(
+                f"serve: {args.host} is not a loopback address: refused without "
+                "--allow-remote (the console shows your validator's state; an SSH "
+                "port-forward reaches a loopback one: ssh -L 8765:127.0.0.1:8765 HOST)",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"warning: serving on {args.host}: anyone who can reach it and holds the token "
+            "sees the console; traffic is plain HTTP, put TLS in a reverse proxy in front",
+            file=sys.stderr,
+        )
+    if args.max_viewers < 1:
+        print("serve: --max-viewers must be at least 1", file=sys.stderr)
+        return 2
+    setup_logging("text")
+    server = ReadOnlyConsoleServer(
+        state_dir,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        max_viewers=args.max_viewers,
+    )
+
+    async def serve() -> int:
+        await server.serve_until(_stop_on_signals())
+        return 0
+
+    return asyncio.run(serve())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT or SIGTERM sets (handlers on the running loop)."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stopping.set)
+    return stopping
 
 
 def _warn_at_start(config: ValidatorConfig, validator: Validator) -> None:
@@ -482,7 +586,7 @@ async def _demo(args: argparse.Namespace) -> int:
         boot_seconds=args.boot_seconds,
         evaluator_latency_s=args.eval_seconds,
         state_dir=args.state_dir,
-        engine={"job_timeout_s": args.job_timeout},
+        engine={"job_timeout_s": _demo_job_timeout(args)},
         hosts=args.hosts,
         unix_hosts=1 if args.hosts >= UNIX_HOST_FROM else 0,
     )
@@ -511,6 +615,13 @@ async def _demo(args: argparse.Namespace) -> int:
         return await _embedded(
             validator, EngineMode.DEMO, args.log_format, stop_on_hangup=temporary
         )
+
+
+def _demo_job_timeout(args: argparse.Namespace) -> float:
+    """`--job-timeout`, else room for the demo's boot and evaluation plus DEMO_JOB_TIMEOUT_S."""
+    if args.job_timeout is not None:
+        return float(args.job_timeout)
+    return DEMO_JOB_TIMEOUT_S + float(args.boot_seconds) + float(args.eval_seconds)
 
 
 async def _serve_sim(args: argparse.Namespace) -> int:
@@ -542,11 +653,6 @@ async def _serve_sim(args: argparse.Namespace) -> int:
             url = await vmm.start(args.host, args.port)
         stop = vmm.stop
     print(url, flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    await _stop_on_signals().wait()
     await stop()
     return 0

@@ -32,8 +32,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from tomlkit.exceptions import TOMLKitError
+from tomlkit.exceptions import ParseError, TOMLKitError
 
+from validator_tui.config_errors import toml_error_text, validation_error_text
 from validator_tui.models.resources import Resources
 from validator_tui.ss58 import Ss58Error, check_ss58
 
@@ -402,6 +403,7 @@ class ValidatorConfig(Section):
         """The effective config as plain data with every secret masked: the single-host keys
         or `hosts` (whichever form is used), each host's token shown as whether it is set."""
         data = self.model_dump(mode="json")
+        data["state_dir"] = str(self.state_path)
         if self.dstack_vmm_token is not None:
             data["dstack_vmm_token"] = "********"
         if self.hosts:
@@ -526,7 +528,10 @@ def load_config(
     data: dict[str, Any] = {}
     if file is not None:
         try:
-            data = tomlkit.parse(file.read_text(encoding="utf-8")).unwrap()
+            source = file.read_text(encoding="utf-8")
+            data = tomlkit.parse(source).unwrap()
+        except ParseError as exc:
+            raise ConfigError(toml_error_text(label, exc, source)) from None
         except (TOMLKitError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{label}: not valid TOML: {exc}") from None
         except OSError as exc:
@@ -560,66 +565,8 @@ def config_from_mapping(
     try:
         config = ValidatorConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(label, exc, from_env)) from None
+        raise ConfigError(validation_error_text(label, exc, ValidatorConfig, from_env)) from None
     problems = config.impossible_specs()
     if problems:
         raise ConfigError("\n".join(f"{label}: {problem}" for problem in problems))
     return config
-
-
-def format_validation_error(
-    label: str, exc: ValidationError, from_env: Mapping[str, str] | None = None
-) -> str:
-    """One line per problem: `file: key.path: expected …, got <value>`; a value that came
-    from the environment is named by its variable: `$NAME (environment): key: …`."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        variable = (from_env or {}).get(str(err["loc"][0])) if err["loc"] else None
-        where = f"${variable} (environment)" if variable else label
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            lines.append(f"{where}: {loc}: unknown key (check the spelling)")
-            continue
-        if kind == "missing":
-            lines.append(f"{where}: {loc}: required key is missing")
-            continue
-        if kind == "value_error":
-            expected = str(err.get("ctx", {}).get("error", err["msg"]))
-            if not err["loc"]:
-                lines.append(f"{where}: {expected}")
-                continue
-        else:
-            expected = _EXPECTED.get(kind, err["msg"])
-        got = err.get("input")
-        lines.append(f"{where}: {loc}: {expected}, got {_show(loc, got)}")
-    return "\n".join(lines)
-
-
-_EXPECTED = {
-    "greater_than": "expected a positive number",
-    "greater_than_equal": "expected a number >= the minimum",
-    "less_than_equal": "expected a number <= the maximum",
-    "int_type": "expected an integer",
-    "int_parsing": "expected an integer",
-    "float_type": "expected a number",
-    "float_parsing": "expected a number",
-    "bool_type": "expected true or false",
-    "bool_parsing": "expected true or false",
-    "string_type": "expected a string",
-    "model_type": "expected a table",
-}
-
-
-def _show(loc: str, value: Any) -> str:
-    if "token" in loc:
-        return "<secret>"
-    text = _quoted(value) if isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _quoted(value: str) -> str:
-    """`"value"` with every unprintable character (controls, line separators) escaped, so an
-    error line stays one inert line whatever the value holds."""
-    shown = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in value)
-    return f'"{shown}"'

@@ -67,16 +67,25 @@ class Signals:
 
 
 async def supervise(
-    app: ValidatorApp, *, close_when: Callable[[], bool], on_terminal_gone: Callable[[], None]
+    app: ValidatorApp,
+    *,
+    close_when: Callable[[], bool],
+    on_terminal_gone: Callable[[], None],
+    parent: int | None = None,
 ) -> None:
     """Close the console once `close_when()` holds (a signal may arrive before the app runs,
     or while it starts), and call `on_terminal_gone` once when the terminal on stdin stops
-    answering (if there was one). Checks every SUPERVISE_S until cancelled."""
+    answering (if there was one), or when the process `parent` (the server relaying this
+    console to a browser) is no longer this process's parent. Checks every SUPERVISE_S until
+    cancelled."""
     watching = terminal_alive(0)
     closed = False
     while True:
         if watching and not terminal_alive(0):
             watching = False
+            on_terminal_gone()
+        if parent is not None and os.getppid() != parent:
+            parent = None
             on_terminal_gone()
         if not closed and close_when() and app.is_running:
             closed = True
@@ -85,9 +94,13 @@ async def supervise(
 
 
 def console_app(engine: EngineClient) -> ValidatorApp:
-    """The console for `engine`, on a driver that survives its terminal going away."""
+    """The console for `engine`: in a real terminal on a driver that survives the terminal
+    going away; elsewhere (a browser through `validator-tui serve`, which names its driver
+    in $TEXTUAL_DRIVER) on the driver Textual chooses."""
     app = ValidatorApp(engine)
-    app.driver_class = ConsoleDriver
+    terminal = sys.__stdout__ is not None and sys.__stdout__.isatty()
+    if terminal and "TEXTUAL_DRIVER" not in os.environ:
+        app.driver_class = ConsoleDriver
     return app
 
 
@@ -120,8 +133,16 @@ async def run_attached(state_dir: Path, *, read_only: bool) -> int:
     signals = Signals()
     signals.on(STOP_SIGNALS, close)
     signals.on((signal.SIGHUP,), lambda: close(hangup=True))
+    # Served to a browser (`validator-tui serve` names the driver): the server is the
+    # "terminal"; if it dies, nobody sees this console any more.
+    served = "TEXTUAL_DRIVER" in os.environ
     watcher = asyncio.create_task(
-        supervise(app, close_when=lambda: closing, on_terminal_gone=lambda: close(hangup=True))
+        supervise(
+            app,
+            close_when=lambda: closing,
+            on_terminal_gone=lambda: close(hangup=True),
+            parent=os.getppid() if served else None,
+        )
     )
     try:
         await app.run_async()

@@ -12,7 +12,7 @@ import sys
 from validator_tui.console import STOP_SIGNALS, Signals, console_app, say, supervise
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.control.interface import ConsoleExit, EngineMode
-from validator_tui.control.paths import ensure_private_dir, log_path, state_dir_key
+from validator_tui.control.paths import attach_command, ensure_private_dir, log_path, state_dir_key
 from validator_tui.control.terminal import release_terminal
 from validator_tui.engine.validator import Validator
 from validator_tui.logs import setup_file_logging
@@ -112,8 +112,9 @@ class EmbeddedConsole:
             release_terminal()
             logger.warning(
                 "the terminal went away: the console closed, the validator keeps running "
-                "(pid %d); `validator-tui attach` brings a console back",
+                "(pid %d); `%s` brings a console back",
                 self.engine.info.pid,
+                attach_command(self.engine.info.state_dir),
             )
         if app.is_running:
             app.exit()
@@ -123,7 +124,8 @@ class EmbeddedConsole:
         self.detached = True
         say(
             f"detached: the validator keeps running in this process (pid {self.engine.info.pid})"
-            f", logging to {self.log_file}.\n`validator-tui attach` brings the console back; "
+            f", logging to {self.log_file}.\n`{attach_command(self.engine.info.state_dir)}` "
+            "brings the console back; "
             "this terminal may be closed (ctrl+c here stops the validator)."
         )
         release_terminal()

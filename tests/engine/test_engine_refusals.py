@@ -75,3 +75,21 @@ async def test_a_gone_job_vms_log_is_served_from_its_record():
             lines = [line async for line in validator.vm_logs(record.vm_id, follow=False)]
             assert lines[:-1] == list(record.vm_log)[-200:]
             assert lines[-1].endswith("log lines kept") and record.vm_id in lines[-1]
+
+
+async def test_vm_commands_on_a_finished_jobs_vm_say_it_was_removed_with_the_job():
+    async with DemoEnvironment(seed=64, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
+        async with running(env.config) as validator:
+            job = env.platform.add_job()
+            await wait_for(lambda: job["id"] in env.platform.results(), 15, "job done")
+            record = validator.state.jobs[job["id"]]
+            vm_id = record.vm_id
+            assert vm_id is not None
+            await wait_for(lambda: vm_id not in validator.state.vms, 10, "VM gone")
+            for command in (validator.start_vm, validator.stop_vm, validator.remove_vm):
+                outcome = await command(vm_id)
+                assert not outcome.ok
+                assert outcome.message == (
+                    f"VM {vm_id} of job {job['id']} was removed when the job finished "
+                    f"({record.state.value})"
+                )

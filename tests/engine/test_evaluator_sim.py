@@ -76,6 +76,8 @@ def test_parse_directives() -> None:
     assert parse_directives("#sim:hang #sim:crash") == Directives(hang=True, crash=True)
     assert parse_directives("#sim:sleep=-1 #sim:status=42 #sim:logs=x #sim:bogus") == Directives()
     assert parse_directives("#sim:logs=1 #sim:logs=2").log_lines == 2
+    assert parse_directives("#sim:trickle=20") == Directives(trickle_bytes_per_s=20)
+    assert parse_directives("#sim:trickle=0 #sim:trickle=x") == Directives()
 
 
 @pytest.mark.parametrize(
@@ -169,6 +171,23 @@ async def test_sleep_and_simulator_latency(
     vmm_sim.set_evaluator(latency_s=0.05)
     delayed = await http.post("/evaluate", json=job("plain"))
     assert delayed.json()["metrics"]["latency_ms"] >= 50
+
+
+async def test_trickle_answers_at_once_then_sends_its_body_at_the_rate(
+    evaluator: tuple[str, httpx.AsyncClient],
+) -> None:
+    _, http = evaluator
+    async with http.stream("POST", "/evaluate", json=job("#sim:trickle=100")) as response:
+        assert response.status_code == 200
+        received = b""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            if loop.time() - started >= 1.0:
+                break
+    assert received.startswith(b'{"score":0.5,"metrics":{},"logs":["')
+    assert 50 <= len(received) - len(b'{"score":0.5,"metrics":{},"logs":["') <= 150
 
 
 async def test_crash_closes_without_answer(evaluator: tuple[str, httpx.AsyncClient]) -> None:

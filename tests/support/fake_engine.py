@@ -21,6 +21,7 @@ from tests.support.identities import ALICE, BOB
 from validator_tui.control import (
     ChallengeRecord,
     ChallengeState,
+    ChallengeStats,
     ConnectionView,
     Counters,
     EngineInfo,
@@ -84,8 +85,9 @@ class FakeEngine:
     history: dict[str, JobRecord] = field(default_factory=dict)
     #: The results outbox `list_outbox` answers (dead letters first, as the engine orders it).
     outbox: list[OutboxRow] = field(default_factory=list)
-    #: Completions per throughput bucket, as the header carries them.
+    #: Completions and failures per throughput bucket, as the header carries them.
     throughput: tuple[int, ...] = ()
+    failures: tuple[int, ...] = ()
     stopping: bool = False
     _answers: dict[str, deque[Outcome]] = field(default_factory=lambda: defaultdict(deque))
     _effects: dict[str, Callable[..., None]] = field(default_factory=dict)
@@ -370,7 +372,7 @@ class FakeEngine:
     async def changes_since(self, version: int, event_seq: int) -> StateDelta:
         delta = self.state.changes_since(version, 0)
         events = [event for event in self._events if event.seq > event_seq]
-        header = replace(delta.header, throughput=self.throughput)
+        header = replace(delta.header, throughput=self.throughput, failures=self.failures)
         return replace(delta, events=events, header=header)
 
     async def job(self, job_id: str) -> JobRecord | None:
@@ -462,7 +464,11 @@ def _history_up_to(state: ChallengeState, start: float, reason: str) -> tuple[Ti
 def demo_state(engine: FakeEngine) -> FakeEngine:
     """A busy scene for snapshots and flows: three challenges (one booting), jobs in every
     state, their VMs, a quota, a few events and a log for every VM."""
-    engine.add_challenge("term-bench", jobs_run=41)
+    engine.add_challenge(
+        "term-bench",
+        jobs_run=41,
+        stats=ChallengeStats(completed=37, failed=4, mean_score=0.612, p50_ms=1480, p95_ms=4210),
+    )
     engine.add_challenge("swe-forge", jobs_run=17)
     engine.add_challenge("code-arena", ChallengeState.BOOTING)
     states = [*JobState, JobState.COMPLETED, JobState.PENDING, JobState.RUNNING]
@@ -484,6 +490,7 @@ def demo_state(engine: FakeEngine) -> FakeEngine:
         (5, 100),
     )
     engine.throughput = tuple((i * 7) % 5 for i in range(60))
+    engine.failures = tuple(int(i % 9 == 0) for i in range(60))
     finished = [job for job in engine.state.jobs.values() if job.state.finished and job.vm_id]
     engine.add_outbox_row(
         finished[0].id,

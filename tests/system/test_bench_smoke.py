@@ -26,6 +26,7 @@ SCRIPTS = {
     "startup.py": ["--runs", "1"],
     "attach.py": ["--jobs", "50", "--runs", "1"],
     "terminal_bytes.py": ["--sizes", "80x24", "--rates", "0", "--warmup-s", "3", "--seconds", "1"],
+    "wal_size.py": ["--rate", "50", "--seconds", "0.5"],
 }
 #: The first cells of each script's result table (most print metric/median/p99/…).
 HEADERS = {"terminal_bytes.py": "| size"}

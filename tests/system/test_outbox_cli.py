@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,20 @@ from validator_tui.engine.store import Store
 
 
 def outbox(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return outbox_cli("--config", str(config_path), *args)
+
+
+def outbox_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "validator_tui", "outbox", "--config", str(config_path), *args],
+        [sys.executable, "-m", "validator_tui", "outbox", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=env,
+        cwd=cwd,
     )
 
 
@@ -51,7 +60,8 @@ def test_outbox_list_retry_and_discard_on_a_stopped_engine(tmp_path):
     assert lines[1].split() == ["JOB", "STATUS", "ATTEMPTS", "UPDATED", "(UTC)", "LAST", "ERROR"]
     assert "\x1b" not in listed.stdout
     assert any(line.startswith("job-a") and "HTTP 400: no" in line for line in lines)
-    assert any(line.startswith("job-c") and " pending " in line for line in lines)
+    assert any(line.startswith("job-c") and " unsent " in line for line in lines)
+    assert any(line.startswith("job-b") and " dead letter " in line for line in lines)
 
     retried = outbox(config_path, "retry", "job-a")
     assert retried.returncode == 0, retried.stderr
@@ -76,3 +86,27 @@ def test_outbox_without_a_state_database_says_so(tmp_path):
     assert listed.returncode == 1
     assert "no state database at" in listed.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_outbox_on_a_state_dir_needs_no_config_and_no_hotkey(tmp_path):
+    state_with_dead_letters(tmp_path)
+    (tmp_path / "config.toml").unlink()
+    bare = {key: value for key, value in os.environ.items() if not key.startswith("VALIDATOR")}
+    bare["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")
+    state = str(tmp_path / "state")
+    by_flag = outbox_cli("--state-dir", state, "list", env=bare, cwd=tmp_path)
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert by_flag.stdout.splitlines()[0] == "2 dead letters, 1 unsent, 3 entries"
+    by_env = outbox_cli("list", env=bare | {"VALIDATOR_TUI_STATE_DIR": state}, cwd=tmp_path)
+    assert by_env.returncode == 0, by_env.stderr
+    assert by_env.stdout == by_flag.stdout
+
+
+def test_outbox_list_dead_lists_dead_letters_only(tmp_path):
+    config_path = state_with_dead_letters(tmp_path)
+    listed = outbox(config_path, "list", "--dead")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "2 dead letters, 1 unsent, 3 entries"
+    assert sorted(line.split()[0] for line in lines[2:]) == ["job-a", "job-b"]
+    assert all(" dead letter " in line for line in lines[2:])

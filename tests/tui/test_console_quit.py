@@ -27,7 +27,7 @@ async def test_q_in_the_embedded_console_asks_and_back_keeps_it() -> None:
         text = static_texts(console.app.screen)
         assert "Quit the console? 5 jobs are running." in text
         assert "The 5 running jobs stop" in text and "“validator shutting down”" in text
-        assert "validator-tui attach" in text
+        assert f"`validator-tui attach --state-dir {engine.info.state_dir}`" in text
         assert buttons(console) == ["Stop validator (s)", "Detach (d)", "Back (esc)"]
         await console.pilot.press("escape")
         assert console.app.screen is console.app.main and console.app.is_running

@@ -52,6 +52,10 @@ async def select_challenge(console: Console, challenge_id: str) -> None:
         (JobState.PENDING, "Y", "has no VM"),
         (JobState.RUNNING, "s", "is running: only a stopped VM can be started"),
         (JobState.PENDING, "r", "select a challenge CVM first"),
+        (JobState.COMPLETED, "D", "is completed: its VM was removed when the job finished"),
+        (JobState.COMPLETED, "S", "is completed: its VM was removed when the job finished"),
+        (JobState.FAILED, "s", "is failed: its VM was removed when the job finished"),
+        (JobState.CANCELLED, "D", "is cancelled: its VM was removed when the job finished"),
         (JobState.RUNNING, "r", "select a challenge CVM first"),
     ],
 )

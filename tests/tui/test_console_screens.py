@@ -32,6 +32,9 @@ async def test_palette_lists_every_action_of_the_help_with_its_key() -> None:
         for action in ACTIONS:
             assert palette_title(action) in prompts, action.name
         assert "Claim (c)" in prompts and "Start VM (s)" in prompts
+        assert len(prompts.splitlines()) == 2 * len(ACTIONS)  # title, then help
+        for textual_own in ("Keys", "Maximize", "Theme", "Screenshot"):
+            assert textual_own not in prompts
 
 
 async def test_palette_runs_an_action_and_one_that_cannot_act_says_why() -> None:

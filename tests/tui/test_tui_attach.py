@@ -21,7 +21,10 @@ from validator_tui.control.paths import find_socket
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.tui.app import ValidatorApp
+from validator_tui.tui.format import wall_time
 from validator_tui.tui.screens.confirm import ConfirmScreen
+from validator_tui.tui.widgets.quota_panel import QuotaGauges
+from validator_tui.tui.widgets.status_bar import StatusBar
 
 
 @contextlib.asynccontextmanager
@@ -142,3 +145,54 @@ async def test_the_attached_console_works_the_engine_of_another_process(tmp_path
             finally:
                 for client in (console, other, viewer):
                     await client.close()
+
+
+async def test_an_attached_console_whose_engine_stops_shows_its_state_as_of_then(
+    tmp_path: Path,
+) -> None:
+    async with DemoEnvironment(**env_options(tmp_path, hotkey=ALICE)) as env:
+        env.vmm.set_evaluator(latency_s=60.0)
+        jobs = [job["id"] for job in env.platform.add_jobs(2)]
+        async with headless_engine(env, tmp_path) as engine:
+            assert env.config is not None
+            console = SocketEngine(env.config.state_path)
+            await console.connect()
+            app = ValidatorApp(console, clock=frozen_clock, cursor_blink=False)
+            try:
+                async with app.run_test(size=(140, 40)) as pilot:
+                    main = app.main
+                    await wait_until(pilot, lambda: settled(app, 2), "the engine's state shown")
+                    for job_id in jobs:
+                        assert (await console.claim(job_id)).ok
+                    await wait_until(
+                        pilot, lambda: main.header.counters.running == 2, "two jobs running"
+                    )
+                    status = main.query_one(StatusBar)
+                    assert not main.has_class("-stale")
+                    assert status.texts[2].startswith("● running 2")
+                    assert main.feed.border_subtitle in (None, "")
+
+                    engine.send_signal(signal.SIGTERM)
+                    await asyncio.wait_for(engine.wait(), 60)
+                    await wait_until(
+                        pilot,
+                        lambda: "✗ engine gone" in status.texts[0],
+                        "the header says the engine is gone",
+                        timeout=30,
+                    )
+                    await pilot.pause(1.1)  # the once-a-second refresh
+                    as_of = f"as of {wall_time(frozen_clock(), frozen_clock())}"
+                    assert main.has_class("-stale")
+                    assert (
+                        status.texts[1].startswith(f"{as_of} │ ") and "platform" in status.texts[1]
+                    )
+                    assert status.texts[2].startswith(f"{as_of} │ ")
+                    assert "running" in status.texts[2]
+                    header = status._texts[2]
+                    assert all(span.style == "dim" for span in header.spans[1:])
+                    for panel in ("#jobs", "#challenges", "#quota", "#events", "#console"):
+                        assert main.query_one(panel).border_subtitle == as_of, panel
+                    assert main.feed.styles.text_opacity < 1
+                    assert main.query_one("#quota-line", QuotaGauges).texts[0].startswith(as_of)
+            finally:
+                await console.close()

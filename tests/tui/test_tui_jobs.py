@@ -4,8 +4,10 @@ FakeEngine (tests/tui/test_console_*.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from tests.support.console import screen_text
 from tests.support.identities import ALICE
 from tests.support.tui import (
     enabled_actions,
@@ -76,6 +78,50 @@ async def test_cancel_running_job_asks_first(tmp_path: Path) -> None:
         )
 
 
+async def test_a_cancel_question_closes_when_the_job_ends_meanwhile_and_its_vm_keys_refuse(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, pending=1) as r:
+        app, pilot = r.app, r.pilot
+        r.env.vmm.set_evaluator(latency_s=30.0)
+        job_id = sim_job_ids(r.env)[0]
+        select_row(app.main.feed, job_id)
+        await pilot.press("c")
+        await wait_until(
+            pilot, lambda: app.main.feed.jobs[job_id].state is JobState.RUNNING, "job running"
+        )
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        r.env.platform.cancel_job(job_id)
+        await wait_until(pilot, lambda: app.screen is app.main, "the question closed itself")
+        stale = f"Cancel job: not done: job {job_id[:8]} cancelled meanwhile: nothing to cancel"
+        await wait_until(  # a toast is a message: it is shown a moment after the dialog closes
+            pilot,
+            lambda: stale in [f"{n.title}: {n.message}" for n in app._notifications],
+            "the toast saying why",
+        )
+        assert app.main.feed.jobs[job_id].state is JobState.CANCELLED
+
+        vm_id = app.main.feed.jobs[job_id].vm_id
+        assert vm_id is not None
+        await wait_until(pilot, lambda: vm_id not in app.main.vms, "its VM gone")
+        for key, title in (("D", "Remove VM"), ("s", "Start VM"), ("S", "Stop VM")):
+            await pilot.press(key)
+            assert app.screen is app.main
+            refusal = (
+                f"{title}: not done: job {job_id[:8]} is cancelled: its VM was removed when "
+                "the job finished"
+            )
+            await wait_until(
+                pilot,
+                lambda refusal=refusal: (
+                    refusal in [f"{n.title}: {n.message}" for n in app._notifications]
+                ),
+                f"{key} refused with the reason",
+            )
+        assert job_id not in r.env.platform.results()
+
+
 async def test_auto_claim_toggle_claims_waiting_jobs(tmp_path: Path) -> None:
     async with running_app(tmp_path, pending=2) as r:
         app, pilot = r.app, r.pilot
@@ -119,3 +165,23 @@ async def test_stop_from_the_quit_dialog_stops_the_real_engine(tmp_path: Path) -
         (result,) = r.env.platform.results()[job_id]
         assert result["error"] == "validator shutting down"
         assert result["score"] == 0
+
+
+async def test_pending_jobs_say_why_they_wait_in_the_feed_and_their_details(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, pending=2) as r:
+        app, pilot = r.app, r.pilot
+        target = sim_job_ids(r.env)[0]
+        await wait_until(
+            pilot,
+            lambda: app.main.feed.cell(target, "reason").plain == "auto-claim off",
+            "the Reason column says auto-claim off",
+        )
+        select_row(app.main.feed, target)
+        await pilot.press("enter")
+        await wait_until(
+            pilot,
+            lambda: re.search(r"waiting\s+auto-claim off", screen_text(app)) is not None,
+            "the job's details say why it waits",
+        )

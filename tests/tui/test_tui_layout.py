@@ -10,7 +10,8 @@ import pytest
 from tests.support.console import fake_console
 from tests.support.fake_engine import FakeEngine, demo_state
 from validator_tui.control import ChallengeState, JobState, Link, LinkStatus
-from validator_tui.tui.widgets.line_table import Column, place_columns
+from validator_tui.tui.format import WORD_BACKUP
+from validator_tui.tui.widgets.line_table import GAP, Column, place_columns
 from validator_tui.tui.widgets.status_bar import StatusBar
 
 
@@ -53,7 +54,7 @@ async def test_80x24_keeps_the_console_mode_and_the_cvm_essentials() -> None:
         assert "VM status" in header and "Commit" not in header
 
 
-async def test_120x36_cuts_no_column_mid_word() -> None:
+async def test_120x36_cuts_at_words_without_wasting_cells() -> None:
     engine = scene()
     async with fake_console(engine, size=(120, 36)) as console:
         text = console.text()
@@ -71,10 +72,18 @@ async def test_120x36_cuts_no_column_mid_word() -> None:
                 continue
             row = row_of(text, job.id[:8])
             first = job.error.split()[0]
-            shown = first + row.rsplit(first, 1)[1].split("│", 1)[0].rstrip()
+            cell = first + row.rsplit(first, 1)[1].split("│", 1)[0]
+            shown = cell.rstrip()
             if shown.endswith("…"):
+                # Cut at a word's start when that wastes at most WORD_BACKUP cells, else at
+                # the column's edge: never half a word beside blank cells.
                 kept = shown.removesuffix("…")
-                assert job.error.startswith(kept) and job.error[len(kept)] == " ", shown
+                assert job.error.startswith(kept), shown
+                # What follows the text: its blank cells, the gap, the scrollbar's column.
+                edge = GAP + 1
+                blanks = len(cell) - len(shown)
+                assert job.error[len(kept)] == " " or blanks <= edge, shown
+                assert blanks <= WORD_BACKUP + edge, shown
             else:
                 assert shown == job.error
         assert error in {job.error for job in engine.state.jobs.values()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from validator_tui.engine.checkpoint import TRUNCATE_ABOVE_BYTES
 from validator_tui.engine.store import Store, StoredState
 
 PAGE = 4096
@@ -45,3 +46,19 @@ def test_the_thread_copies_the_log_into_the_database(tmp_path: Path) -> None:
     finally:
         store.close()
     assert not store.checkpointer.running
+
+
+def test_a_log_written_without_a_pause_is_truncated(tmp_path: Path) -> None:
+    """Commits that never pause keep every passive checkpoint from catching up, so SQLite
+    never starts the log over: the thread truncates it once it passes TRUNCATE_ABOVE_BYTES."""
+    store = Store(tmp_path / "state.sqlite3", checkpoint_interval=0.02)
+    wal = Path(f"{store.path}-wal")
+    try:
+        fill(store, 4000)
+        deadline = time.monotonic() + 10
+        while wal.stat().st_size > TRUNCATE_ABOVE_BYTES and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert wal.stat().st_size <= TRUNCATE_ABOVE_BYTES
+        assert store.path.stat().st_size > 3000 * PAGE, "every row reached the database"
+    finally:
+        store.close()

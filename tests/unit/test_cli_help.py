@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from validator_tui.cli import DEMO_JOB_TIMEOUT_S, build_parser
+from validator_tui.cli import DEMO_JOB_TIMEOUT_S, _demo_job_timeout, build_parser
 
 
 def parsers(parser: argparse.ArgumentParser, name: str = "validator-tui"):
@@ -34,8 +34,11 @@ def test_demo_help_shows_the_job_timeout(capsys: pytest.CaptureFixture[str]) -> 
         build_parser().parse_args(["demo", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert (
-        f"--job-timeout S a job not done after S seconds fails (default: {DEMO_JOB_TIMEOUT_S:g})"
-        in text
+        f"--job-timeout S a job not done after S seconds fails (default: {DEMO_JOB_TIMEOUT_S:g} "
+        "s more than boot and evaluation take)" in text
     )
     args = build_parser().parse_args(["demo", "--job-timeout", "15"])
     assert args.job_timeout == 15.0
+    assert _demo_job_timeout(args) == 15.0
+    long = build_parser().parse_args(["demo", "--eval-seconds", "120", "--boot-seconds", "2"])
+    assert _demo_job_timeout(long) == DEMO_JOB_TIMEOUT_S + 122

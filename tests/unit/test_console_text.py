@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 
 from validator_tui.control import Event
-from validator_tui.tui.format import age, boot_stage, fit
+from validator_tui.tui.format import age, boot_stage, fit, sorted_label
 from validator_tui.tui.widgets.event_log import INDENT, event_tokens, wrap_tokens
 from validator_tui.tui.widgets.quota_panel import spark_rows
 
@@ -19,7 +19,9 @@ from validator_tui.tui.widgets.quota_panel import spark_rows
     [
         ("job timed out after 60s", 30, "job timed out after 60s       "),
         ("job timed out after 60s", 12, "job timed…  "),
-        ("job timed out after 60s", 13, "job timed…   "),
+        ("job timed out after 60s", 13, "job timed ou…"),
+        ("job timed out after 60s", 19, "job timed out afte…"),
+        ("job timed out after 60s", 20, "job timed out after…"),
         ("evaluator answered 500", 19, "evaluator answered…"),
         ("init-script", 8, "init-sc…"),
         ("代码-arena", 6, "代码… "),
@@ -29,6 +31,19 @@ from validator_tui.tui.widgets.quota_panel import spark_rows
 def test_fit_pads_or_cuts_at_a_word_boundary(text: str, width: int, shown: str) -> None:
     assert fit(text, width) == shown
     assert cell_len(fit(text, width)) == width
+
+
+@pytest.mark.parametrize(
+    ("label", "width", "shown"),
+    [
+        ("Score", 9, "Score ▲  "),
+        ("Score", 5, "Scor▲"),
+        ("Elapsed", 7, "Elapse▲"),
+        ("Reason", 6, "Reaso▲"),
+    ],
+)
+def test_a_sort_marker_is_never_cut(label: str, width: int, shown: str) -> None:
+    assert fit(sorted_label(label, width, "▲"), width) == shown
 
 
 @given(st.text(min_size=0, max_size=60), st.integers(1, 40))

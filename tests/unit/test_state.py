@@ -1,7 +1,7 @@
 """EngineState: versioned change feed, bounded history and events."""
 
 from validator_tui.engine.records import JobRecord, JobState
-from validator_tui.engine.state import EngineState
+from validator_tui.engine.state import THROUGHPUT_BUCKETS, EngineState
 
 
 def test_changes_since_returns_only_changed_copies():
@@ -70,3 +70,21 @@ def test_old_finished_jobs_keep_no_logs():
     assert old.logs == [] and old.metrics == {} and len(old.timeline) <= 4
     assert old.score == 0.5 and old.timeline[-1].text == "done"
     assert len(recent.logs) == 50 and len(recent.timeline) == 11
+
+
+def test_the_throughput_history_counts_completed_and_failed_jobs_per_bucket():
+    state = EngineState("hk")
+    start = 1_000_000.0
+    for offset, outcome in (
+        (0, JobState.COMPLETED),
+        (1, JobState.COMPLETED),
+        (2, JobState.FAILED),
+        (12, JobState.FAILED),
+        (13, JobState.CANCELLED),
+        (14, JobState.LOST),
+    ):
+        state.count_finish(outcome, now=start + offset)
+    completed, failed = state.throughput(now=start + 15)
+    assert len(completed) == len(failed) == THROUGHPUT_BUCKETS
+    assert completed[-2:] == (2, 0) and failed[-2:] == (1, 1)
+    assert sum(completed) == 2 and sum(failed) == 2

@@ -32,11 +32,14 @@ from validator_tui.clients.errors import (
 from validator_tui.clients.orm_guard import check_read_only
 from validator_tui.clients.pool import PooledClient, http_transport
 from validator_tui.clients.transport import Answer, RequestObserver, send
+from validator_tui.logs import Once, RepeatLimiter
 from validator_tui.models.platform import (
     Challenge,
     ChallengesResponse,
     ClaimResponse,
+    EntryT,
     Job,
+    Listing,
     MessageDecodeError,
     OrmQueryRequest,
     OrmQueryResponse,
@@ -44,6 +47,7 @@ from validator_tui.models.platform import (
     UnknownMessage,
     WsMessage,
     parse_ws_message,
+    read_entries,
 )
 from validator_tui.sanitize import clean_line
 
@@ -90,6 +94,7 @@ class PlatformClient(PooledClient):
         backoff_cap: float = 5.0,
         ws_backoff_cap: float = 30.0,
         observer: RequestObserver | None = None,
+        repeat_log_window_s: float = 60.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         #: How errors name this server: `platform http://host:port`.
@@ -105,6 +110,13 @@ class PlatformClient(PooledClient):
         self.frames_received = 0
         self.frames_malformed = 0
         self.frames_unknown = 0
+        #: List entries skipped as unreadable (each is logged the first time it is seen).
+        self.entries_skipped = 0
+        self._reported_entries = Once()
+        #: WebSocket trouble (disconnects, refused connects, malformed frames) and reconnects
+        #: are logged at most once per `repeat_log_window_s` each, with a count.
+        self._ws_trouble = RepeatLimiter(_log_warning, repeat_log_window_s)
+        self._ws_connects = RepeatLimiter(_log_info, repeat_log_window_s)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={HOTKEY_HEADER: hotkey},
@@ -114,13 +126,35 @@ class PlatformClient(PooledClient):
 
     # REST
 
-    async def get_challenges(self) -> list[Challenge]:
-        """The active challenges (retried on transient failures)."""
-        return (await self._get_json("/challenges/active", ChallengesResponse)).challenges
+    async def get_challenges(self) -> Listing[Challenge]:
+        """The active challenges (retried on transient failures); an unreadable entry is
+        skipped (see `_read_list`)."""
+        path = "/challenges/active"
+        envelope = await self._get_json(path, ChallengesResponse)
+        return self._read_list(path, "challenge", envelope.challenges, Challenge)
 
-    async def get_pending_jobs(self) -> list[Job]:
-        """The pending jobs offered to this validator (retried on transient failures)."""
-        return (await self._get_json("/jobs/pending", PendingJobsResponse)).jobs
+    async def get_pending_jobs(self) -> Listing[Job]:
+        """The pending jobs offered to this validator (retried on transient failures); an
+        unreadable entry is skipped (see `_read_list`)."""
+        path = "/jobs/pending"
+        envelope = await self._get_json(path, PendingJobsResponse)
+        return self._read_list(path, "pending job", envelope.jobs, Job)
+
+    def _read_list(
+        self, path: str, what: str, raw: list[Any], model: type[EntryT]
+    ) -> Listing[EntryT]:
+        """Read `raw` entry by entry: the readable entries are kept; each unreadable one is
+        skipped and logged (sanitised, with the field and value) the first time it is seen
+        (the same id and field, or the same problem for an entry without an id)."""
+        listing = read_entries(raw, model)
+        for entry in listing.skipped:
+            self.entries_skipped += 1
+            seen = entry.field if entry.id is not None else entry.problem
+            if self._reported_entries.first((path, entry.id, seen)):
+                logger.warning(
+                    "%s", clean_line(f"{self.name} GET {path}: {entry.describe(what)}", 500)
+                )
+        return listing
 
     async def claim_job(self, job_id: str) -> ClaimResponse:
         """Claim a job, once, without retries.
@@ -274,11 +308,12 @@ class PlatformClient(PooledClient):
         notify(WsState("connecting"))
         try:
             while True:
-                error, healthy = await self._one_connection(url, callback, notify, on_connect)
-                if healthy:
+                ended = await self._one_connection(url, callback, notify, on_connect)
+                if ended.healthy:
                     backoff.reset()
                 delay = backoff.next()
-                notify(WsState("reconnecting", retry_in=delay, last_error=error))
+                self._log_ended(url, ended, delay)
+                notify(WsState("reconnecting", retry_in=delay, last_error=ended.error))
                 await asyncio.sleep(delay)
         except asyncio.CancelledError:
             notify(WsState("closed"))
@@ -290,8 +325,9 @@ class PlatformClient(PooledClient):
         callback: Callable[[WsMessage], Awaitable[None] | None],
         notify: Callable[[WsState], None],
         on_connect: Callable[[], Awaitable[None]] | None,
-    ) -> tuple[str, bool]:
-        """Run one connection to its end; return (why it ended, whether it was healthy)."""
+    ) -> _Ended:
+        """Run one connection to its end; say why it ended, whether it opened and whether it
+        was healthy."""
         opened_at: float | None = None
         received_before = self.frames_received
         try:
@@ -303,6 +339,7 @@ class PlatformClient(PooledClient):
                 close_timeout=2,
             ) as ws:
                 opened_at = time.monotonic()
+                self._ws_connects.say("connected", f"WebSocket connected: {url}")
                 notify(WsState("connected"))
                 if on_connect is not None:
                     await _guarded(on_connect(), "on_connect")
@@ -315,7 +352,16 @@ class PlatformClient(PooledClient):
         healthy = self.frames_received > received_before or (
             opened_at is not None and time.monotonic() - opened_at > WS_HEALTHY_AFTER
         )
-        return error, healthy
+        return _Ended(error, opened_at is not None, healthy)
+
+    def _log_ended(self, url: str, ended: _Ended, delay: float) -> None:
+        """Log a lost connection or a failed connect with its cause (each cause at most once
+        per window, with a count)."""
+        if ended.opened:
+            what = f"WebSocket disconnected: {ended.error}; reconnecting in {delay:.1f} s ({url})"
+        else:
+            what = f"WebSocket cannot connect: {ended.error}; retrying in {delay:.1f} s ({url})"
+        self._ws_trouble.say((ended.opened, ended.error), what)
 
     async def _dispatch(
         self, frame: str | bytes, callback: Callable[[WsMessage], Awaitable[None] | None]
@@ -324,7 +370,10 @@ class PlatformClient(PooledClient):
             message = parse_ws_message(frame)
         except MessageDecodeError as exc:
             self.frames_malformed += 1
-            logger.warning("skipped a malformed WebSocket frame: %s", clean_line(str(exc), 300))
+            problem = clean_line(str(exc), 300)
+            self._ws_trouble.say(
+                ("malformed", problem), f"skipped a malformed WebSocket frame: {problem}"
+            )
             return
         if isinstance(message, UnknownMessage):
             self.frames_unknown += 1
@@ -338,6 +387,23 @@ class PlatformClient(PooledClient):
                 clean_line(message.type, 100),
                 clean_line(f"{type(exc).__name__}: {exc}", 300),
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """How one WebSocket connection ended."""
+
+    error: str
+    opened: bool
+    healthy: bool
+
+
+def _log_warning(message: str) -> None:
+    logger.warning("%s", clean_line(message, 500))
+
+
+def _log_info(message: str) -> None:
+    logger.info("%s", clean_line(message, 500))
 
 
 def _ignore_state(state: WsState) -> None:

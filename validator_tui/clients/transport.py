@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,13 +96,14 @@ async def send(
     url: str,
     what: str,
     *,
-    deadline: float,
+    deadline: float | None,
     observer: RequestObserver | None = None,
     content: bytes | None = None,
     headers: dict[str, str] | None = None,
     max_body: int | None = None,
 ) -> Answer:
-    """Send one request and read its whole answer within `deadline` seconds.
+    """Send one request and read its whole answer within `deadline` seconds (None: the caller
+    bounds the request itself, e.g. by cancelling it; no timeout of its own).
 
     Raises `NotSent` when the request never left (the server cannot have acted on it),
     `AnswerLost` when it may have reached the server but no complete answer came back
@@ -116,8 +118,15 @@ async def send(
     timed_out = False
     completed = False
     try:
+        # Each phase (connect, every read, every write) may take up to the whole deadline: the
+        # deadline is the request's bound, never a shorter client-wide default.
         request = http.build_request(
-            method, url, content=content, headers=headers, extensions={"trace": watch}
+            method,
+            url,
+            content=content,
+            headers=headers,
+            extensions={"trace": watch},
+            timeout=httpx.Timeout(deadline),
         )
     except httpx.InvalidURL as exc:
         raise ClientError(f"{what}: not a usable URL: {clean_line(str(exc), 200)}") from None
@@ -154,7 +163,8 @@ async def send(
         # A cancelled request (the caller gave up) says nothing about the server.
         if observer is not None and (completed or error):
             elapsed = time.monotonic() - started
-            observer(RequestReport(what, elapsed, deadline, status, watch.sent, timed_out, error))
+            bound = math.inf if deadline is None else deadline
+            observer(RequestReport(what, elapsed, bound, status, watch.sent, timed_out, error))
 
 
 async def _read_body(response: httpx.Response, what: str, max_body: int | None) -> bytes:

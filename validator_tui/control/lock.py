@@ -15,7 +15,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from validator_tui.control.paths import ensure_private_dir, lock_path, state_dir_key
+from validator_tui.control.paths import (
+    attach_command,
+    ensure_private_dir,
+    lock_path,
+    state_dir_key,
+)
 
 #: How long a refused engine waits for the holder to finish writing who it is.
 HOLDER_READ_S = 0.5
@@ -57,7 +62,7 @@ class StateDirLocked(RuntimeError):
         who = holder.describe() if holder is not None else "pid unknown"
         super().__init__(
             f"another validator engine is running on state dir {state_dir} ({who}); "
-            f"look at it with `validator-tui attach --state-dir {state_dir}`, or stop it before "
+            f"look at it with `{attach_command(state_dir)}`, or stop it before "
             "starting a new one here"
         )
 

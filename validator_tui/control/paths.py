@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import stat
 from pathlib import Path
 
@@ -26,6 +27,11 @@ TEMP_NAME_ROOM = 16
 
 class ControlPathError(RuntimeError):
     """A directory the engine needs is not ours, or cannot be made private."""
+
+
+def attach_command(state_dir: str | Path) -> str:
+    """The command line that opens a console on the engine of `state_dir` (shell-quoted)."""
+    return f"validator-tui attach --state-dir {shlex.quote(str(state_dir))}"
 
 
 def state_dir_key(state_dir: Path) -> Path:

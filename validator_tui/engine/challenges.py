@@ -36,7 +36,7 @@ from validator_tui.engine.records import (
 from validator_tui.engine.store import StoredChallengeVm, StoreError
 from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
 from validator_tui.engine.vm_ready import FAILED_STATUSES, VmNotReady
-from validator_tui.models.platform import Challenge
+from validator_tui.models.platform import Challenge, Listing
 from validator_tui.models.vmm import VmConfiguration, VmInfo
 
 #: Quota kind of challenge CVM allocations.
@@ -185,8 +185,9 @@ class ChallengeManager:
 
     # -- the active list -------------------------------------------------------------------
 
-    async def sync(self, challenges: list[Challenge]) -> None:
-        """Follow the platform's active list: provision new, rebuild changed, drain gone."""
+    async def sync(self, challenges: Listing[Challenge]) -> None:
+        """Follow the platform's active list: provision new, rebuild changed, drain gone. A
+        challenge whose entry was skipped as unreadable is not gone: it stays as it was."""
         active = {c.id: c for c in challenges if c.status == "active"}
         for challenge_id, spec in sorted(active.items(), key=lambda item: -item[1].emission_share):
             runtime = self._runtimes.get(challenge_id)
@@ -208,7 +209,8 @@ class ChallengeManager:
                 runtime.spec = spec
                 self._retry_if_failed(runtime)
         for challenge_id, runtime in list(self._runtimes.items()):
-            if challenge_id not in active and not runtime.leaving:
+            unreadable = challenge_id in challenges.skipped_ids
+            if challenge_id not in active and not unreadable and not runtime.leaving:
                 runtime.leaving = True
                 self._start(runtime, partial(self._drain_and_destroy, runtime))
         if not self._first_sync_done:

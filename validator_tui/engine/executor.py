@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -49,6 +50,8 @@ CLEANUP_WAIT_S = 15.0
 #: reading them may take before the VM is removed.
 KEPT_VM_LOG_LINES = 200
 LOG_TAIL_WITHIN_S = 1.0
+#: How long an evaluation's answer already arriving at the job's end still has to be read.
+ANSWER_IN_HAND_S = 0.5
 
 
 class JobFailed(Exception):
@@ -122,10 +125,11 @@ class DstackExecutor:
         """
         log = JobLog()
         started = time.monotonic()
+        ends_at = asyncio.get_running_loop().time() + self.ctx.config.engine.job_timeout_s
         vm = JobVm(self.ctx.naming.job_vm(job.id))
         host = self.ctx.hosts.of(allocation)
         try:
-            async with asyncio.timeout(self.ctx.config.engine.job_timeout_s):
+            async with asyncio.timeout_at(ends_at):
                 code, miner = await self._fetch_code(job, log)
                 miner = job.miner_hotkey or clean_line(miner, 100)
                 progress.submission_fetched(miner)
@@ -138,7 +142,9 @@ class DstackExecutor:
                 )
                 log.add(f"VM ready in {booted:.3f}s")
                 progress.evaluating()
-                answer = await self.evaluate_submission(vm_id, code, job, miner, allocation)
+            answer = await self._evaluate_by(
+                ends_at, self.evaluate_submission(vm_id, code, job, miner, allocation)
+            )
             elapsed_ms = int((time.monotonic() - started) * 1000)
             log.add(f"score {answer.score:.6f} in {elapsed_ms} ms")
             return JobResults(
@@ -323,10 +329,39 @@ class DstackExecutor:
         elif not creating.cancelled() and creating.exception() is None:
             vm.vm_id, vm.maybe_created = creating.result(), False
 
-    async def evaluate_submission(
-        self, vm_id: str, code: str, job: JobRecord, miner: str, allocation: Allocation
+    @staticmethod
+    async def _evaluate_by(
+        ends_at: float, evaluation: Coroutine[Any, Any, EvaluateResponse]
     ) -> EvaluateResponse:
-        """`POST /evaluate` on the job VM's evaluator; the score is checked finite in [0, 1].
+        """The evaluation's answer if it comes by `ends_at` (loop time), else TimeoutError.
+
+        An answer already arriving when the end is checked (the process was paused, say, while
+        the evaluator answered) gets ANSWER_IN_HAND_S more to be read, and is used.
+        """
+        task = asyncio.ensure_future(evaluation)
+        try:
+            left = max(0.0, ends_at - asyncio.get_running_loop().time())
+            done, _ = await asyncio.wait({task}, timeout=left)
+            if not done:
+                done, _ = await asyncio.wait({task}, timeout=ANSWER_IN_HAND_S)
+            if not done:
+                raise TimeoutError
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+
+    async def evaluate_submission(
+        self,
+        vm_id: str,
+        code: str,
+        job: JobRecord,
+        miner: str,
+        allocation: Allocation,
+    ) -> EvaluateResponse:
+        """`POST /evaluate` on the job VM's evaluator, with no bound of its own (the caller
+        bounds it by the job's end); the score is checked finite in [0, 1].
 
         The answer is read as it streams in and refused past `max_evaluator_answer_bytes`
         (a job error naming the limit), so a huge answer costs no more memory than the bound.
@@ -347,7 +382,8 @@ class DstackExecutor:
                 "POST",
                 host.evaluator_url(allocation.port, "/evaluate"),
                 "POST /evaluate",
-                deadline=self.ctx.config.engine.job_timeout_s,
+                # Bounded by the job's end only (_evaluate_by), however long the process pauses.
+                deadline=None,
                 content=body.model_dump_json().encode(),
                 headers={"content-type": "application/json"},
                 max_body=limit,

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from validator_tui.clients.errors import AnswerLost, ClaimLost, ClientError, DecodeError, NotSent
+from validator_tui.engine.challenge_stats import ChallengeStatsBook
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor, JobFailed
@@ -43,7 +44,7 @@ from validator_tui.engine.records import (
     VmRecord,
 )
 from validator_tui.engine.store import StoredJob, StoredState, StoreError
-from validator_tui.models.platform import ClaimResponse, Job, JobResults
+from validator_tui.models.platform import ClaimResponse, Job, JobResults, Listing
 from validator_tui.sanitize import clean_line
 
 CLAIM_RETRY_S = 5.0
@@ -110,6 +111,7 @@ class JobManager:
         #: What the last `claim_what_fits` pass saw when it could claim nothing (see there).
         self._idle_pass: tuple[object, ...] | None = None
         self._poll_lock = asyncio.Lock()
+        self.challenge_stats = ChallengeStatsBook()
 
     # -- capacity ---------------------------------------------------------------------------
 
@@ -172,15 +174,15 @@ class JobManager:
 
     # -- discovery --------------------------------------------------------------------------
 
-    async def fetch_pending_jobs(self) -> list[Job]:
+    async def fetch_pending_jobs(self) -> Listing[Job]:
         """Poll the platform's pending jobs, show them, settle unsure claims, and claim what
-        fits (auto-claim)."""
+        fits (auto-claim). An entry skipped as unreadable still counts as listed."""
         async with self._poll_lock:
             asked_at, asked_wall = time.monotonic(), time.time()
             jobs = await self.ctx.platform.get_pending_jobs()
             self.ctx.state.header.last_poll_at = time.time()
             self.ctx.state.header_changed()
-            listed = {job.id for job in jobs}
+            listed = {job.id for job in jobs} | jobs.skipped_ids
             self._settle_unsure(listed, asked_at)
             for job in jobs:
                 self._see(job.id, job.challenge_id, job.submission_id, job.miner_hotkey, asked_wall)
@@ -602,7 +604,6 @@ class JobManager:
         if sent and job.error is None:
             job.state = JobState.COMPLETED
             counters.completed += 1
-            self.ctx.state.count_completion()
         elif status is ResultStatus.DROPPED or (sent and by_operator):
             job.state = JobState.CANCELLED
             counters.cancelled += 1
@@ -612,6 +613,8 @@ class JobManager:
         else:
             job.state = JobState.FAILED
             counters.failed += 1
+        self.ctx.state.count_finish(job.state)
+        self._count_for_challenge(job)
         note = f"result {status}" + (f": {detail}" if detail and not sent else "")
         self._forget_stored(job_id, StoredState(job.state.value))
         self.ctx.state.put_job(job, note)
@@ -730,6 +733,13 @@ class JobManager:
                 self.challenges.capacity_freed()
                 if self.auto_claim:
                     self.claim_what_fits()
+
+    def _count_for_challenge(self, job: JobRecord) -> None:
+        """Update the numbers of the finished `job`'s challenge (shown in its details)."""
+        challenge = self.ctx.state.challenges.get(job.challenge_id)
+        if challenge is not None and self.challenge_stats.record(job):
+            challenge.stats = self.challenge_stats.summary(job.challenge_id)
+            self.ctx.state.put_challenge(challenge)
 
     def _forget_stored(self, job_id: str, state: StoredState = StoredState.LOST) -> None:
         try:

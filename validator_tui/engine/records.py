@@ -70,6 +70,21 @@ class ResultStatus(StrEnum):
     NOT_OURS = "not_ours"  # the job turned out not to be ours (a lost claim answer)
     DISCARDED = "discarded"  # a dead letter the operator gave up on
 
+    @property
+    def words(self) -> str:
+        """How the operator reads this status, the same in the CLI, the console and the docs."""
+        return _RESULT_WORDS[self]
+
+
+_RESULT_WORDS = {
+    ResultStatus.PENDING: "unsent",
+    ResultStatus.SENT: "accepted",
+    ResultStatus.DEAD: "dead letter",
+    ResultStatus.DROPPED: "dropped (job cancelled)",
+    ResultStatus.NOT_OURS: "not ours",
+    ResultStatus.DISCARDED: "discarded",
+}
+
 
 class CancelReason(StrEnum):
     """Why a claimed job is being ended early."""
@@ -131,6 +146,23 @@ class JobRecord:
         return max(0.0, end - start)
 
 
+@dataclass(slots=True, frozen=True)
+class ChallengeStats:
+    """A challenge's finished jobs over the last hour (see engine/challenge_stats)."""
+
+    completed: int = 0
+    failed: int = 0
+    mean_score: float | None = None
+    p50_ms: int | None = None
+    p95_ms: int | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed over completed and failed (None before any job finished)."""
+        total = self.completed + self.failed
+        return self.completed / total if total else None
+
+
 @dataclass(slots=True)
 class ChallengeRecord:
     """One active challenge and its long-lived CVM."""
@@ -159,6 +191,8 @@ class ChallengeRecord:
     jobs_run: int = 0
     #: The host of its CVM ("" while it has none).
     host: str = ""
+    #: Its finished jobs over the last hour, as of the latest one.
+    stats: ChallengeStats = field(default_factory=ChallengeStats)
 
     def enter(self, state: ChallengeState, reason: str | None = None) -> None:
         """Move to `state` (and `reason`, when given), noting the change in `history`; a

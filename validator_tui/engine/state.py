@@ -24,6 +24,7 @@ from validator_tui.engine.records import (
     EventRefs,
     HostRecord,
     JobRecord,
+    JobState,
     QuotaUsage,
     Resources,
     TimelineEntry,
@@ -57,6 +58,10 @@ def _shared_note(note: str) -> str:
     return note
 
 
+#: The column of the throughput history a finished job counts in.
+_FINISH_COLUMN = {JobState.COMPLETED: 1, JobState.FAILED: 2}
+
+
 @dataclass(slots=True)
 class Header:
     """Everything the header line shows."""
@@ -69,7 +74,10 @@ class Header:
     read_only: bool = False
     counters: Counters = field(default_factory=Counters)
     quota: QuotaUsage = field(default_factory=lambda: QuotaUsage(Resources(), Resources(), 0, 0, 0))
+    #: Jobs completed per THROUGHPUT_BUCKET_S bucket, oldest first (the sparkline).
     throughput: tuple[int, ...] = ()
+    #: Jobs failed per bucket, the same buckets.
+    failures: tuple[int, ...] = ()
     #: Set while VMs of another validator with this hotkey are on the VMM (see engine/foreign).
     conflict: str = ""
     #: Why claims are paused (platform unreachable, VMM not answering, …); "" when they run.
@@ -160,7 +168,8 @@ class EngineState:
         self._max_job_history = max_job_history
         self.events: deque[Event] = deque(maxlen=max_events)
         self._event_seq = 0
-        self._throughput: deque[list[float | int]] = deque(maxlen=THROUGHPUT_BUCKETS)
+        #: [bucket, completed, failed] per THROUGHPUT_BUCKET_S bucket.
+        self._throughput: deque[list[int]] = deque(maxlen=THROUGHPUT_BUCKETS)
         #: Called with every job record put and its note (the metrics count from them).
         self.job_watchers: list[Callable[[JobRecord, str | None], None]] = []
 
@@ -268,21 +277,26 @@ class EngineState:
     def header_changed(self) -> None:
         self._bump()
 
-    def count_completion(self, now: float | None = None) -> None:
-        """Feed the jobs-per-bucket throughput history."""
+    def count_finish(self, state: JobState, now: float | None = None) -> None:
+        """Feed the per-bucket history of finished jobs (completed and failed ones count)."""
+        column = _FINISH_COLUMN.get(state)
+        if column is None:
+            return
         now = time.time() if now is None else now
         bucket = int(now // THROUGHPUT_BUCKET_S)
-        if self._throughput and self._throughput[-1][0] == bucket:
-            self._throughput[-1][1] += 1
-        else:
-            self._throughput.append([bucket, 1])
+        if not self._throughput or self._throughput[-1][0] != bucket:
+            self._throughput.append([bucket, 0, 0])
+        self._throughput[-1][column] += 1
 
-    def throughput(self, now: float | None = None) -> tuple[int, ...]:
-        """Completions per 10 s bucket, oldest first, the last THROUGHPUT_BUCKETS buckets."""
+    def throughput(self, now: float | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Completions and failures per 10 s bucket, oldest first, the last THROUGHPUT_BUCKETS
+        buckets each."""
         now = time.time() if now is None else now
         current = int(now // THROUGHPUT_BUCKET_S)
-        counts = {int(b): int(c) for b, c in self._throughput}
-        return tuple(counts.get(b, 0) for b in range(current - THROUGHPUT_BUCKETS + 1, current + 1))
+        counts = {bucket: (done, failed) for bucket, done, failed in self._throughput}
+        first = current - THROUGHPUT_BUCKETS + 1
+        window = [counts.get(bucket, (0, 0)) for bucket in range(first, current + 1)]
+        return tuple(done for done, _ in window), tuple(failed for _, failed in window)
 
     def event(self, level: str, kind: str, message: str, **refs: Unpack[EventRefs]) -> Event:
         """Append to the bounded event log (the message must already be sanitised)."""
@@ -317,7 +331,7 @@ class EngineState:
         events = [e for e in self.events if e.seq > event_seq]
         header = copy.copy(self.header)
         header.counters = copy.copy(self.header.counters)
-        header.throughput = self.throughput()
+        header.throughput, header.failures = self.throughput()
         return StateDelta(
             self.version,
             full,

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from validator_tui.engine.recovery import Recovery
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import OutboxRow, Store, StoreError
 from validator_tui.engine.tasks import TaskRegistry
+from validator_tui.logs import RepeatLimiter
 from validator_tui.models.platform import (
     ChallengeUpdatedMessage,
     JobCancelledMessage,
@@ -86,6 +88,8 @@ class Validator:
         self._tasks: set[asyncio.Task[None]] = set()
         store, claims_allowed = self._open_store()
         self.ctx = self._context(store)
+        #: Frames of unknown types: one line per type per minute, with a count.
+        self._unknown_frames = RepeatLimiter(partial(self.ctx.log, "warn", "ws"))
         self.challenges = ChallengeManager(self.ctx, self._on_challenge_active)
         self.jobs = JobManager(
             self.ctx,
@@ -399,7 +403,9 @@ class Validator:
                 )
                 self._background(self.check_challenge_updates())
         else:
-            self.ctx.log("warn", "ws", f"ignored unknown message type {message.type!r}")
+            self._unknown_frames.say(
+                message.type, f"ignored a WebSocket frame of unknown type {message.type!r}"
+            )
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` without holding up the WebSocket reader (a new_job may be next)."""
@@ -513,6 +519,12 @@ class Validator:
             return refused
         record = self.state.vms.get(vm_id)
         if record is None:
+            job = self._job_of_vm(vm_id)
+            if job is not None and job.state.finished:
+                return Outcome.refused(
+                    f"VM {vm_id} of job {job.id} was removed when the job finished "
+                    f"({job.state.value})"
+                )
             return Outcome.refused(f"VM {vm_id} is not one of this validator's VMs")
         host = self.ctx.hosts.get(record.host)
         if host is None:

@@ -98,7 +98,9 @@ class VmWatcher:
                     "GET",
                     health_url,
                     "GET /health",
-                    deadline=max(0.5, self.max_interval),
+                    # One poll may take what is left of the boot time (a slow evaluator
+                    # answering /health in seconds is healthy), never less than half a second.
+                    deadline=max(0.5, deadline - time.monotonic()),
                     max_body=MAX_HEALTH_BYTES,
                 )
                 if response.status_code == 200:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import (
     AfterValidator,
@@ -62,7 +65,9 @@ class Challenge(WireModel):
 
 
 class ChallengesResponse(WireModel):
-    challenges: list[Challenge]
+    """The envelope of `GET /challenges/active`; its entries are read one by one."""
+
+    challenges: list[Any]
 
 
 class Job(WireModel):
@@ -77,7 +82,89 @@ class Job(WireModel):
 
 
 class PendingJobsResponse(WireModel):
-    jobs: list[Job]
+    """The envelope of `GET /jobs/pending`; its entries are read one by one."""
+
+    jobs: list[Any]
+
+
+EntryT = TypeVar("EntryT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedEntry:
+    """A list entry that could not be read: where, and the first bad field with its value."""
+
+    index: int
+    #: The entry's `id` when it had a usable one: the platform still lists that id.
+    id: str | None
+    #: Where in the entry: `created_at`, or `<entry>` for an entry that is not an object.
+    field: str
+    #: `created_at = 'yesterday': <why>` (unsanitised).
+    problem: str
+
+    def describe(self, what: str) -> str:
+        """`skipped <what> entry 1 (id 'job-x'): created_at = 'yesterday': <why>`, sanitised."""
+        named = f" (id {self.id!r})" if self.id is not None else ""
+        return f"skipped {what} entry {self.index}{named}: {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Sequence[EntryT]):
+    """A list the platform sent, read entry by entry: the readable entries, in order, and the
+    entries that were skipped."""
+
+    entries: tuple[EntryT, ...]
+    skipped: tuple[SkippedEntry, ...] = ()
+
+    @overload
+    def __getitem__(self, index: int) -> EntryT: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[EntryT]: ...
+    def __getitem__(self, index: int | slice) -> EntryT | Sequence[EntryT]:
+        return self.entries[index]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def skipped_ids(self) -> frozenset[str]:
+        """The ids of the skipped entries that had one (still listed, though unreadable)."""
+        return frozenset(entry.id for entry in self.skipped if entry.id is not None)
+
+
+def read_entries(raw: list[Any], model: type[EntryT]) -> Listing[EntryT]:
+    """Validate each entry of `raw` as `model`; an invalid entry is skipped, never the list."""
+    entries: list[EntryT] = []
+    skipped: list[SkippedEntry] = []
+    for index, item in enumerate(raw):
+        try:
+            entries.append(model.model_validate(item))
+        except ValidationError as exc:
+            where, problem = _first_error(exc)
+            skipped.append(SkippedEntry(index, _entry_id(item), where, problem))
+    return Listing(tuple(entries), tuple(skipped))
+
+
+def _entry_id(item: Any) -> str | None:
+    """The entry's `id`, if it is a string a valid entry could have."""
+    value = item.get("id") if isinstance(item, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+
+
+_VALUE_REPR = reprlib.Repr()
+_VALUE_REPR.maxstring = _VALUE_REPR.maxother = 60
+_VALUE_REPR.maxlist = _VALUE_REPR.maxdict = 4
+_VALUE_REPR.maxlevel = 2
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    """Where the first invalid field is, and `created_at = 'yesterday': <pydantic's words>`
+    (the value abbreviated; sanitise before display)."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "<entry>"
+    if first["type"] == "missing":
+        return where, f"{where}: {first['msg']}"
+    return where, f"{where} = {_VALUE_REPR.repr(first['input'])}: {first['msg']}"
 
 
 class ClaimResponse(WireModel):
@@ -190,15 +277,7 @@ def parse_ws_message(frame: str | bytes) -> WsMessage:
     try:
         return _known_adapter.validate_python(data)
     except ValidationError as exc:
-        raise MessageDecodeError(f"bad {kind!r} message: {_short_errors(exc)}") from None
-
-
-def _short_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+        raise MessageDecodeError(f"bad {kind!r} message: {_first_error(exc)[1]}") from None
 
 
 class EvaluateRequest(BaseModel):

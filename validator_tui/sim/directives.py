@@ -18,6 +18,9 @@ values are ignored, and the last occurrence of a name wins.
 - `#sim:bytes=<n>`        answer a valid 200 body of `n` bytes (at most 1 GB; the padding is one
                           log line), streamed without Content-Length and ended by closing the
                           connection, as an evaluator dumping huge logs would.
+- `#sim:trickle=<bytes/s>` answer 200 at once, then send a valid body at that rate (one long
+                          log line, an hour's worth, at least 1 byte/s): an answer that is
+                          always arriving and never done, as a wedged evaluator's can be.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Directives:
     log_lines: int = DEFAULT_LOG_LINES
     ansi: bool = False
     answer_bytes: int | None = None
+    trickle_bytes_per_s: int | None = None
 
 
 def score_token(text: str) -> str:
@@ -101,4 +105,6 @@ def parse_directives(code: str) -> Directives:
             result = replace(result, log_lines=min(count, MAX_LOG_LINES))
         elif name == "bytes" and (size := _int(value)) is not None:
             result = replace(result, answer_bytes=min(size, MAX_ANSWER_BYTES))
+        elif name == "trickle" and (rate := _int(value)) is not None and rate > 0:
+            result = replace(result, trickle_bytes_per_s=min(rate, MAX_ANSWER_BYTES))
     return result

@@ -3,7 +3,8 @@
 `GET /health` → 200 `{"status":"ok"}`. `POST /evaluate` with JSON `{job_id, challenge_id,
 submission_id, miner_hotkey, code}` → 200 `{"score": score_for_code(code), "metrics":
 {tests_passed, tests_total, latency_ms}, "logs": [...]}`, changed by the `#sim:` directives in
-`code` (see `directives.py`) and delayed by the simulator-wide latency. Connections are
+`code` (see `directives.py`) and delayed by the simulator-wide latency; `/health` answers after
+the simulator-wide health latency. Connections are
 keep-alive; request bodies need Content-Length (chunked bodies get 411).
 """
 
@@ -114,6 +115,41 @@ class _Huge:
     size: int
 
 
+@dataclass(frozen=True)
+class _Trickle:
+    """A 200 answer sent at `rate` bytes per second (see `_stream_trickle`)."""
+
+    rate: int
+
+
+#: A trickling answer sends an hour's worth of bytes, in pieces this many times a second.
+TRICKLE_SECONDS = 3600
+TRICKLE_TICKS_PER_S = 10
+
+
+async def _stream_trickle(writer: asyncio.StreamWriter, rate: int) -> None:
+    """A valid /evaluate body sent at `rate` bytes per second, headers at once, without
+    Content-Length and ended by closing the connection (after an hour's worth of bytes)."""
+    head = b'{"score":0.5,"metrics":{},"logs":["'
+    tail = b'"]}'
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+    writer.write(head)
+    await writer.drain()
+    padding = rate * TRICKLE_SECONDS
+    owed = 0.0
+    while padding > 0:
+        await asyncio.sleep(1 / TRICKLE_TICKS_PER_S)
+        owed += rate / TRICKLE_TICKS_PER_S
+        piece = min(padding, int(owed))
+        if piece:
+            writer.write(b"x" * piece)
+            await writer.drain()
+            owed -= piece
+            padding -= piece
+    writer.write(tail)
+    await writer.drain()
+
+
 async def _stream_huge(writer: asyncio.StreamWriter, size: int) -> None:
     """A valid /evaluate body of exactly `size` bytes (one long log line), written in chunks
     without Content-Length and ended by closing the connection; nothing this big is ever held
@@ -151,11 +187,13 @@ class EvaluatorServer:
         *,
         log: Callable[[str], None],
         latency_s: Callable[[], float],
+        health_latency_s: Callable[[], float] = lambda: 0.0,
         count: Callable[[str], None] | None = None,
     ) -> None:
         self._sock = sock
         self._log = log
         self._latency_s = latency_s
+        self._health_latency_s = health_latency_s
         #: Told `evaluator <path>` for every request (the simulator's request counters).
         self._count = count
         self._server: asyncio.Server | None = None
@@ -215,19 +253,25 @@ class EvaluatorServer:
             if isinstance(answer, _Huge):
                 await _stream_huge(writer, answer.size)
                 return
+            if isinstance(answer, _Trickle):
+                await _stream_trickle(writer, answer.rate)
+                return
             status, body = answer
             writer.write(_response(status, body, request.keep_alive))
             await writer.drain()
             if not request.keep_alive:
                 return
 
-    async def _respond(self, request: _Request) -> tuple[int, bytes] | _Huge | None:
+    async def _respond(self, request: _Request) -> tuple[int, bytes] | _Huge | _Trickle | None:
         """(status, body) for a request, or None to drop the connection unanswered."""
         if self._count is not None:
             self._count(f"evaluator {request.path[:40]}")
         if request.path == "/health":
             if request.method != "GET":
                 return 405, _json({"error": "method not allowed"})
+            delay = self._health_latency_s()
+            if delay > 0:
+                await asyncio.sleep(delay)
             self._log("health check: ok")
             return 200, b'{"status":"ok"}'
         if request.path == "/evaluate":
@@ -236,7 +280,7 @@ class EvaluatorServer:
             return await self._evaluate(request.body)
         return 404, _json({"error": "not found"})
 
-    async def _evaluate(self, body: bytes) -> tuple[int, bytes] | _Huge | None:
+    async def _evaluate(self, body: bytes) -> tuple[int, bytes] | _Huge | _Trickle | None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -257,6 +301,10 @@ class EvaluatorServer:
         delay = self._latency_s() + directives.sleep_s
         if delay > 0:
             await asyncio.sleep(delay)
+        if directives.trickle_bytes_per_s is not None:
+            rate = directives.trickle_bytes_per_s
+            self._log(f"evaluate job={job_id} trickling its answer at {rate} bytes/s")
+            return _Trickle(rate)
         if directives.answer_bytes is not None:
             self._log(f"evaluate job={job_id} answering {directives.answer_bytes} bytes")
             return _Huge(directives.answer_bytes)

@@ -12,7 +12,7 @@ import json
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -30,6 +30,8 @@ from validator_tui.sim.platform_ws import Frame, WsHub
 from validator_tui.sim.server import RunningServer, start_server
 
 HOTKEY_HEADER = "X-Validator-Hotkey"
+#: The lists the platform sends, by the key their envelope holds them under.
+ListName = Literal["jobs", "challenges"]
 REQUEST_LOG_LIMIT = 10_000
 
 Handler = Callable[[Request, str], Awaitable[Response]]
@@ -63,6 +65,10 @@ class PlatformSimulator:
         self._server: RunningServer | None = None
         self._generator: asyncio.Task[None] | None = None
         self._jobs_per_minute = jobs_per_minute
+        self._raw_entries: dict[str, list[Any]] = {"jobs": [], "challenges": []}
+        self._overrides: dict[str, dict[str, dict[str, Any]]] = {"jobs": {}, "challenges": {}}
+        self._refuse_websockets = 0
+        self._floods: set[asyncio.Task[int]] = set()
         #: (method, path, X-Validator-Hotkey or None) of the latest REST requests.
         self.requests: deque[tuple[str, str, str | None]] = deque(maxlen=REQUEST_LOG_LIMIT)
         for _ in range(challenges):
@@ -85,8 +91,11 @@ class PlatformSimulator:
         return self.url
 
     async def stop(self) -> None:
-        """Stop generating jobs, close every WebSocket and stop the server."""
+        """Stop generating jobs and frames, close every WebSocket and stop the server."""
         await self._stop_generator()
+        for flood in list(self._floods):
+            flood.cancel()
+        await asyncio.gather(*self._floods, return_exceptions=True)
         self._hub.drop_all()
         if self._server is not None:
             await self._server.stop()
@@ -172,6 +181,36 @@ class PlatformSimulator:
     def send_raw_ws(self, text: str) -> int:
         """Send `text` verbatim to every connected validator (a test hook); return how many."""
         return self._hub.broadcast(Frame(text))
+
+    def send_ws_frames(self, text: str, count: int = 1, size: int = 0) -> None:
+        """Send `text` verbatim `count` times to every connected validator, in the background
+        (waiting for each connection's queue, never dropping it: a flood). With `size`, the
+        frame is padded with trailing spaces to `size` bytes (an oversized frame)."""
+        padded = text + " " * max(0, size - len(text.encode()))
+        flood = asyncio.create_task(self._hub.flood(Frame(padded), count))
+        self._floods.add(flood)
+        flood.add_done_callback(self._floods.discard)
+
+    def refuse_websockets(self, count: int = 1) -> None:
+        """Refuse the next `count` WebSocket handshakes with HTTP 403."""
+        self._refuse_websockets += max(0, count)
+
+    def add_raw_entry(self, listing: ListName, entry: Any) -> None:
+        """Serve `entry` (any JSON value, malformed or not) at the end of `listing`
+        (`jobs`: `GET /jobs/pending`, `challenges`: `GET /challenges/active`)."""
+        self._raw_entries[listing].append(entry)
+
+    def override_entry(self, listing: ListName, entry_id: str, fields: dict[str, Any]) -> None:
+        """Serve the entry `entry_id` of `listing` with `fields` replaced (e.g. a job's
+        `created_at` as "yesterday"); the job or challenge itself is unchanged."""
+        self._overrides[listing].setdefault(entry_id, {}).update(fields)
+
+    def clear_entries(self) -> None:
+        """Serve the lists as they are again: no raw entries, no overrides."""
+        for raw in self._raw_entries.values():
+            raw.clear()
+        for overrides in self._overrides.values():
+            overrides.clear()
 
     def connected_validators(self) -> list[str]:
         """Hotkeys of the validators connected over WebSocket."""
@@ -283,10 +322,17 @@ class PlatformSimulator:
 
     async def _get_challenges(self, request: Request, hotkey: str) -> Response:
         active = [self._state.challenge_dict(c) for c in self._state.active_challenges()]
-        return JSONResponse({"challenges": active})
+        return JSONResponse({"challenges": self._served("challenges", active)})
 
     async def _get_pending(self, request: Request, hotkey: str) -> Response:
-        return JSONResponse({"jobs": [job.wire() for job in self._state.pending_jobs()]})
+        pending = [job.wire() for job in self._state.pending_jobs()]
+        return JSONResponse({"jobs": self._served("jobs", pending)})
+
+    def _served(self, listing: ListName, entries: list[dict[str, Any]]) -> list[Any]:
+        """`entries` with their overrides applied, then the raw entries."""
+        overrides = self._overrides[listing]
+        served: list[Any] = [entry | overrides.get(entry["id"], {}) for entry in entries]
+        return served + self._raw_entries[listing]
 
     async def _claim(self, request: Request, hotkey: str) -> Response:
         job = self._state.jobs.get(request.path_params["job_id"])
@@ -322,6 +368,11 @@ class PlatformSimulator:
         return Response(served, media_type="application/json")
 
     async def _websocket(self, ws: WebSocket) -> None:
-        self._state.stats["ws_connections"] += 1
         self.requests.append(("WS", ws.url.path, ws.headers.get(HOTKEY_HEADER)))
+        if self._refuse_websockets > 0:
+            self._refuse_websockets -= 1
+            self._state.stats["ws_refused"] += 1
+            await ws.close()  # before accepting: the server answers the handshake with 403
+            return
+        self._state.stats["ws_connections"] += 1
         await self._hub.serve(ws, ws.path_params["hotkey"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -43,6 +43,27 @@ class FaultBody(_Body):
     delay_s: float = Field(default=0.0, ge=0.0, le=600.0)
     body: str = ""
     retry_after_s: float | None = Field(default=None, ge=0.0)
+
+
+class WsSendBody(_Body):
+    text: str
+    count: int = Field(default=1, ge=1, le=1_000_000)
+    size: int = Field(default=0, ge=0, le=64 * 1024 * 1024)
+
+
+class RefuseBody(_Body):
+    count: int = Field(default=1, ge=1, le=1_000_000)
+
+
+class RawEntryBody(_Body):
+    list: Literal["jobs", "challenges"]
+    entry: Any
+
+
+class OverrideBody(_Body):
+    list: Literal["jobs", "challenges"]
+    id: str
+    fields: dict[str, Any]
 
 
 class RateBody(_Body):
@@ -101,6 +122,29 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
     async def drop_ws(request: Request) -> Any:
         return {"dropped": sim.drop_websockets()}
 
+    async def send_ws(request: Request) -> Any:
+        body = await _parse(request, WsSendBody)
+        sim.send_ws_frames(body.text, body.count, body.size)
+        return {"ok": True}
+
+    async def refuse_ws(request: Request) -> Any:
+        sim.refuse_websockets((await _parse(request, RefuseBody)).count)
+        return {"ok": True}
+
+    async def add_raw_entry(request: Request) -> Any:
+        body = await _parse(request, RawEntryBody)
+        sim.add_raw_entry(body.list, body.entry)
+        return {"ok": True}
+
+    async def override_entry(request: Request) -> Any:
+        body = await _parse(request, OverrideBody)
+        sim.override_entry(body.list, body.id, body.fields)
+        return {"ok": True}
+
+    async def clear_entries(request: Request) -> Any:
+        sim.clear_entries()
+        return {"ok": True}
+
     async def set_rate(request: Request) -> Any:
         sim.set_job_rate((await _parse(request, RateBody)).jobs_per_minute)
         return {"ok": True}
@@ -123,6 +167,11 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
         ("POST", "/_sim/challenges/{challenge_id}/update", update_challenge),
         ("POST", "/_sim/faults", add_fault),
         ("POST", "/_sim/ws/drop", drop_ws),
+        ("POST", "/_sim/ws/send", send_ws),
+        ("POST", "/_sim/ws/refuse", refuse_ws),
+        ("POST", "/_sim/entries/raw", add_raw_entry),
+        ("POST", "/_sim/entries/override", override_entry),
+        ("DELETE", "/_sim/entries", clear_entries),
         ("POST", "/_sim/rate", set_rate),
         ("GET", "/_sim/results", results),
         ("GET", "/_sim/stats", stats),

@@ -88,6 +88,22 @@ class WsHub:
                 self._drop(connection, CLOSE_TRY_AGAIN_LATER)
         return sent
 
+    async def flood(self, frame: Frame, count: int) -> int:
+        """Queue `frame` `count` times for every connection, waiting for room in its queue
+        instead of dropping it; return how many frames were queued."""
+        queued = 0
+        for connection in list(self._connections):
+            for _ in range(count):
+                while connection in self._connections:
+                    try:
+                        connection.queue.put_nowait(frame)
+                    except asyncio.QueueFull:
+                        await asyncio.sleep(0.001)
+                    else:
+                        queued += 1
+                        break
+        return queued
+
     def drop_all(self) -> int:
         """Close every connection; return how many there were."""
         connections = list(self._connections)

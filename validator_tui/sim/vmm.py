@@ -9,9 +9,9 @@ QEMU does. A unix socket is served owner-only (mode 0600), as dstack's default l
 Tests steer it in-process (`fail_next`, `set_boot`, `set_evaluator`, `crash`,
 `restart_empty`, `go_down`/`come_back`) or over HTTP under `/_sim/` (never behind auth):
 POST `/_sim/fail` `{method, count, error, name_contains?}`, POST `/_sim/boot` `{seconds?,
-never?, name_contains?}`, POST `/_sim/evaluator` `{latency_s}`, POST `/_sim/crash` `{id,
-boot_error?}`, POST `/_sim/outage` `{seconds}` (stop answering, VMs kept running, and answer
-again after `seconds`), GET `/_sim/vms`, GET `/_sim/stats`.
+never?, name_contains?}`, POST `/_sim/evaluator` `{latency_s, health_latency_s?}`, POST
+`/_sim/crash` `{id, boot_error?}`, POST `/_sim/outage` `{seconds}` (stop answering, VMs kept
+running, and answer again after `seconds`), GET `/_sim/vms`, GET `/_sim/stats`.
 """
 
 from __future__ import annotations
@@ -220,9 +220,10 @@ class VmmSimulator:
         """Boot plan for VMs created from now on (only those whose name contains the text)."""
         self._state.boot.set(seconds=seconds, never=never, name_contains=name_contains)
 
-    def set_evaluator(self, *, latency_s: float = 0.0) -> None:
-        """Extra latency every /evaluate answer waits."""
+    def set_evaluator(self, *, latency_s: float = 0.0, health_latency_s: float = 0.0) -> None:
+        """Extra latency every /evaluate answer waits, and every /health answer."""
         self._state.evaluator_latency_s = latency_s
+        self._state.health_latency_s = health_latency_s
 
     def crash(self, vm_id: str, boot_error: str = "") -> None:
         """Make a VM's process die by itself (status `exited`); KeyError for unknown ids."""
@@ -321,7 +322,10 @@ class VmmSimulator:
         return JSONResponse({"ok": True})
 
     def _control_evaluator(self, data: dict[str, Any]) -> Response:
-        self.set_evaluator(latency_s=float(data.get("latency_s", 0.0)))
+        self.set_evaluator(
+            latency_s=float(data.get("latency_s", 0.0)),
+            health_latency_s=float(data.get("health_latency_s", 0.0)),
+        )
         return JSONResponse({"ok": True})
 
     def _control_crash(self, data: dict[str, Any]) -> Response:

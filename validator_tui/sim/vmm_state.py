@@ -111,6 +111,7 @@ class VmmState:
         self.shutdown_seconds = shutdown_seconds
         self.boot = BootRules(boot_seconds)
         self.evaluator_latency_s = 0.0
+        self.health_latency_s = 0.0
         self.vms: dict[str, SimVm] = {}
         self.stats: Counter[str] = Counter()
         self._seed = seed
@@ -222,6 +223,7 @@ class VmmState:
                 sock,
                 log=vm.console,
                 latency_s=lambda: self.evaluator_latency_s,
+                health_latency_s=lambda: self.health_latency_s,
                 count=self.count,
             )
             vm.evaluators.append(server)

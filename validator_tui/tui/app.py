@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from validator_tui.control import ConsoleExit, EngineClient, StateDelta
+from validator_tui.control.paths import attach_command
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.actions import Owner, bindings
 from validator_tui.tui.commands import ActionsProvider
@@ -72,7 +73,9 @@ class ValidatorApp(App[ConsoleExit]):
 
     CSS_PATH = "app.tcss"
     TITLE = "validator-tui"
-    COMMANDS: ClassVar = App.COMMANDS | {ActionsProvider}
+    #: Our actions only: Textual's own (Keys, Maximize, …) open panels that esc does not close
+    #: and keys the help does not document.
+    COMMANDS: ClassVar = {ActionsProvider}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-medium"), (150, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS = bindings(Owner.APP)
@@ -200,7 +203,10 @@ class ValidatorApp(App[ConsoleExit]):
             self._leaving = True
             self.exit(ConsoleExit.DETACH)
             return
-        self.push_screen(QuitScreen(self.main.running_jobs()), self._quit_chosen)
+        quit_screen = QuitScreen(
+            self.main.running_jobs(), attach_command(self.engine.info.state_dir)
+        )
+        self.push_screen(quit_screen, self._quit_chosen)
 
     def _quit_chosen(self, choice: ConsoleExit | None) -> None:
         if choice is ConsoleExit.DETACH:

@@ -11,7 +11,7 @@ import time
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
-from validator_tui.control import ChallengeState, ConnectionView, JobState
+from validator_tui.control import ChallengeState, ConnectionView, JobRecord, JobState
 from validator_tui.sanitize import clean_line
 
 JOB_MARKERS: dict[JobState, tuple[str, str]] = {
@@ -138,9 +138,13 @@ def bar(used: int, total: int, width: int) -> Text:
     return text
 
 
+#: A cut inside a word backs up to the word's start when that wastes at most this many cells.
+WORD_BACKUP = 2
+
+
 def fit(text: str, width: int, align: str = "left") -> str:
-    """`text` in exactly `width` cells: padded, or cut with `…` (at a word boundary when
-    one is near the end, so a column never shows half a word)."""
+    """`text` in exactly `width` cells: padded, or cut with `…` (at a word boundary when one
+    is within WORD_BACKUP cells of the end, so a column shows no half word, nor blank cells)."""
     length = cell_len(text)
     if length <= width:
         pad = " " * (width - length)
@@ -150,9 +154,18 @@ def fit(text: str, width: int, align: str = "left") -> str:
     cut = set_cell_size(text, width - 1)
     if not text[len(cut) :].startswith(" "):  # the cut is inside a word: back to its start
         space = cut.rfind(" ")
-        if space >= (width - 1) // 2:
+        if space >= len(cut) - WORD_BACKUP:
             cut = cut[:space]
     return set_cell_size(cut.rstrip(" ,;:·-") + "…", width)
+
+
+def sorted_label(label: str, width: int, marker: str) -> str:
+    """A column header `label` with its sort `marker` in `width` cells: the label is cut,
+    never the marker."""
+    full = f"{label} {marker}"
+    if cell_len(full) <= width:
+        return full
+    return set_cell_size(label, max(0, width - cell_len(marker))) + marker
 
 
 #: dstack's boot stages (`boot_progress`) in a word or two.
@@ -185,9 +198,11 @@ def boot_stage(progress: str) -> str:
     return text.split()[0]
 
 
-def job_reason(error: str | None) -> str:
-    """Why a job is where it is, in one sanitised line (empty when there is nothing to say)."""
-    return clean_line(error or "", 300)
+def job_reason(job: JobRecord) -> str:
+    """Why a job is where it is, in one sanitised line: why a pending job waits, what went
+    wrong with a finished one (empty when there is nothing to say)."""
+    waiting = job.waiting_reason if job.state is JobState.PENDING else ""
+    return clean_line(job.error or waiting, 300)
 
 
 def when(at: float | None, now: float) -> str:

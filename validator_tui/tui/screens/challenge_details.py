@@ -14,7 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from validator_tui.control import ChallengeRecord, VmRecord
+from validator_tui.control import ChallengeRecord, ChallengeStats, VmRecord
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import challenge_state_text, duration, when
 from validator_tui.tui.widgets.vm_console import LogSource, VmConsole
@@ -26,6 +26,33 @@ ChallengeLookup = Callable[[str], tuple[ChallengeRecord | None, VmRecord | None]
 
 def _field(value: object) -> Text:
     return Text(clean_line(str(value), 500) if value not in (None, "") else "-")
+
+
+def stats_text(stats: ChallengeStats) -> Text:
+    """`12 done · 3 failed · 80% success · mean score 0.612 · p50 1.5s · p95 4.2s`."""
+    rate = stats.success_rate
+    if rate is None:
+        return Text("no job finished in the last hour", style="dim")
+    text = Text()
+    text.append(f"{stats.completed} done", style="green")
+    text.append(" · ")
+    text.append(f"{stats.failed} failed", style="bold red" if stats.failed else "")
+    text.append(f" · {rate:.0%} success")
+    if stats.mean_score is not None:
+        text.append(f" · mean score {stats.mean_score:.3f}")
+    for label, ms in (("p50", stats.p50_ms), ("p95", stats.p95_ms)):
+        if ms is not None:
+            text.append(f" · {label} {_exec_time(ms)}")
+    return text
+
+
+def _exec_time(ms: int) -> str:
+    """`850ms`, `4.2s`, `2m05s`: an execution time at a precision worth reading."""
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    return duration(ms / 1000)
 
 
 def challenge_details(
@@ -64,6 +91,7 @@ def challenge_details(
         ("uptime", Text("-" if uptime is None else duration(uptime))),
         ("jobs running", Text(str(challenge.jobs_running))),
         ("jobs run", Text(f"{challenge.jobs_run} (since the engine started)")),
+        ("last hour", stats_text(challenge.stats)),
     ]
     for label, value in rows:
         fields.add_row(label, value)

@@ -14,12 +14,16 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from validator_tui.control import JobRecord
+from validator_tui.control import JobRecord, JobState
 from validator_tui.sanitize import clean_line, clean_lines
 from validator_tui.tui.format import duration, job_state_text, score_text, when
 
 MAX_LOG_LINES = 500
 REFRESH_S = 0.5
+
+
+#: What a pending job's details say when nothing holds it.
+NOT_WAITING = "nothing holds it: the next claim pass takes it"
 
 
 def _field(value: object) -> Text:
@@ -51,6 +55,9 @@ def job_details(job: JobRecord, challenge_name: str, now: float) -> RenderableTy
         ("result", _field(job.result_status)),
         ("error", Text(clean_line(job.error, 1000), style="bold red") if job.error else Text("-")),
     ]
+    if job.state is JobState.PENDING:
+        waiting = clean_line(job.waiting_reason, 1000) or NOT_WAITING
+        rows.insert(2, ("waiting", Text(waiting, "yellow")))
     for label, value in rows:
         fields.add_row(label, value)
 

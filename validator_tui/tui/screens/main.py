@@ -28,13 +28,14 @@ from validator_tui.control import (
     HostState,
     JobRecord,
     JobState,
+    LinkStatus,
     Outcome,
     StateDelta,
     VmRecord,
 )
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.actions import Owner, actions_of, bindings, by_name
-from validator_tui.tui.format import short_id
+from validator_tui.tui.format import short_id, wall_time
 from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.job_details import JobDetailsScreen
@@ -49,6 +50,7 @@ from validator_tui.tui.widgets.key_footer import KeyFooter
 from validator_tui.tui.widgets.line_table import LineTable
 from validator_tui.tui.widgets.quota_panel import QuotaGauges, QuotaPanel
 from validator_tui.tui.widgets.status_bar import StatusBar
+from validator_tui.tui.widgets.titles import QuietTitles
 from validator_tui.tui.widgets.vm_console import VmConsole
 
 if TYPE_CHECKING:
@@ -85,6 +87,50 @@ class VmTarget:
         return f"{owner} · {clean_line(self.vm_id, 80)}"
 
 
+@dataclass(frozen=True, slots=True)
+class Question:
+    """An open confirm dialog: its screen, its action's label and why it no longer applies
+    (`stale`: None while it still does)."""
+
+    screen: ConfirmScreen
+    label: str
+    stale: Callable[[], str | None]
+
+
+def _job_now(job: JobRecord, meanwhile: bool) -> str:
+    """`job 1234abcd is completed`, or as news: `job 1234abcd completed meanwhile`."""
+    if meanwhile:
+        return f"job {short_id(job.id)} {job.state.value} meanwhile"
+    return f"job {short_id(job.id)} is {job.state.value}"
+
+
+def _job_state_refusal(name: str, job: JobRecord, *, meanwhile: bool = False) -> str | None:
+    """Why job action `name` cannot act on `job` in its state (`meanwhile`: worded as a change
+    since the operator was asked)."""
+    if name == "claim_job" and job.state is not JobState.PENDING:
+        return f"{_job_now(job, meanwhile)}: only a pending job can be claimed"
+    if name == "cancel_job":
+        if job.state is JobState.PENDING:
+            return f"{_job_now(job, meanwhile)}: it is not claimed, there is nothing to cancel"
+        if job.state.finished:
+            if meanwhile:
+                return f"{_job_now(job, meanwhile)}: nothing to cancel"
+            return (
+                f"job {short_id(job.id)} is already {job.state.value}: there is nothing to cancel"
+            )
+    return None
+
+
+def _host_state_refusal(name: str, host: HostRecord, *, meanwhile: bool = False) -> str | None:
+    """Why host action `name` cannot act on `host` in its state (`meanwhile`: since asked)."""
+    shown = f"host {clean_line(host.id, 40)} is {'now ' if meanwhile else ''}{host.state.value}"
+    if name == "drain_host" and host.draining:
+        return f"{shown}: it is already being drained"
+    if name == "undrain_host" and not host.draining:
+        return f"{shown}: only a drained or draining host can be undrained"
+    return None
+
+
 class MainScreen(Screen[None]):
     """Shows the engine's state (fed by the app) and acts on the selection."""
 
@@ -101,6 +147,10 @@ class MainScreen(Screen[None]):
         self.vms: dict[str, VmRecord] = {}
         self.active_table: str = JOBS
         self._bindings_signature: tuple[str | None, ...] = ()
+        self._question: Question | None = None
+        #: When the console last had the engine's state live (the app's clock).
+        self._fresh_at: float | None = None
+        self._as_of_shown = ""
 
     @property
     def console_app(self) -> ValidatorApp:
@@ -179,7 +229,9 @@ class MainScreen(Screen[None]):
     # -- engine state -------------------------------------------------------------------------
 
     def apply(self, delta: StateDelta, now: float) -> None:
-        """Show what changed in the engine (`delta.full`: replace everything)."""
+        """Show what changed in the engine (`delta.full`: replace everything). While the
+        engine is out of reach everything is shown as of the last time it was in reach."""
+        shown = self._shown_time(now)
         feed, table = self.feed, self.challenge_table
         removed_jobs: list[str] = delta.removed_jobs
         removed_challenges: list[str] = delta.removed_challenges
@@ -194,16 +246,17 @@ class MainScreen(Screen[None]):
             self.vms.pop(vm_id, None)
         self.vms.update((vm.id, vm) for vm in delta.vms)
         if delta.hosts or delta.full:
-            self._show_hosts(delta, now)
-        table.apply(delta.challenges, removed_challenges, now)
-        feed.rename_challenges(table.names(), now)
-        feed.apply(delta.jobs, removed_jobs, now, full=delta.full)
+            self._show_hosts(delta, shown)
+        table.apply(delta.challenges, removed_challenges, shown)
+        feed.rename_challenges(table.names(), shown)
+        feed.apply(delta.jobs, removed_jobs, shown, full=delta.full)
         if delta.events:
-            self.query_one(EventLog).add_events(delta.events, now)
+            self.query_one(EventLog).add_events(delta.events, shown)
         self.header = delta.header
         self._show_header(now)
         self._sync_console()
         self._sync_bindings()
+        self._recheck_question()
 
     def _show_hosts(self, delta: StateDelta, now: float) -> None:
         """Update the hosts panel; with several hosts it shows, and so do the host columns."""
@@ -218,18 +271,43 @@ class MainScreen(Screen[None]):
         self.challenge_table.set_hidden(hidden)
 
     def tick(self, now: float) -> None:
-        """Refresh what shows relative times."""
-        self.feed.tick(now)
-        self.challenge_table.tick(now)
-        self.host_table.tick(now)
+        """Refresh what shows relative times (as of the last state, while the engine is out of
+        reach)."""
+        shown = self._shown_time(now)
+        self.feed.tick(shown)
+        self.challenge_table.tick(shown)
+        self.host_table.tick(shown)
         self._show_header(now)
+        self._recheck_question()
+
+    def _shown_time(self, now: float) -> float:
+        """The time the console shows the engine's state at: `now` while the state is live;
+        while the engine is out of reach (an attached console whose link is down), the last
+        time it was live, and every panel dims and says "as of" that time."""
+        engine = self.console_app.engine
+        live = engine.embedded or engine.link.status is LinkStatus.CONNECTED
+        if live or self._fresh_at is None:
+            self._fresh_at = now
+        as_of = "" if live else f"as of {wall_time(self._fresh_at, now)}"
+        if as_of != self._as_of_shown:
+            self._as_of_shown = as_of
+            self.set_class(bool(as_of), "-stale")
+            for panel in self.query(".panel"):
+                if isinstance(panel, QuietTitles):
+                    panel.set_subtitle(as_of)
+        return now if live else self._fresh_at
 
     def _show_header(self, now: float) -> None:
         engine = self.console_app.engine
         attached = None if engine.embedded else engine.info
-        self.query_one(StatusBar).show(self.header, now, attached=attached, link=engine.link)
-        self.query_one(QuotaPanel).show(self.header.quota, self.header.throughput)
-        self.query_one("#quota-line", QuotaGauges).show(self.header.quota)
+        shown_at, as_of = self._shown_time(now), self._as_of_shown
+        self.query_one(StatusBar).show(
+            self.header, now, attached=attached, link=engine.link, as_of=(shown_at, as_of)
+        )
+        self.query_one(QuotaPanel).show(
+            self.header.quota, self.header.throughput, self.header.failures
+        )
+        self.query_one("#quota-line", QuotaGauges).show(self.header.quota, as_of=as_of)
 
     def running_jobs(self) -> int:
         """Jobs claimed by this validator and not finished (the feed never drops one)."""
@@ -348,12 +426,7 @@ class MainScreen(Screen[None]):
         host = self.selected_host()
         if host is None:
             return "select a host in the Hosts panel (or a job or CVM on it)"
-        shown = f"host {clean_line(host.id, 40)} is {host.state.value}"
-        if name == "drain_host" and host.draining:
-            return f"{shown}: it is already being drained"
-        if name == "undrain_host" and not host.draining:
-            return f"{shown}: only a drained or draining host can be undrained"
-        return None
+        return _host_state_refusal(name, host)
 
     def _job_refusal(self, name: str) -> str | None:
         if self.active_table != JOBS:
@@ -363,15 +436,7 @@ class MainScreen(Screen[None]):
             if self.feed.row_count:
                 return "no job selected: ↑/↓ picks one"
             return "no job selected" + (": none matches the filter" if self.feed.jobs else "")
-        job_name = f"job {short_id(job.id)}"
-        if name == "claim_job" and job.state is not JobState.PENDING:
-            return f"{job_name} is {job.state.value}: only a pending job can be claimed"
-        if name == "cancel_job":
-            if job.state is JobState.PENDING:
-                return f"{job_name} is pending: it is not claimed, there is nothing to cancel"
-            if job.state.finished:
-                return f"{job_name} is already {job.state.value}: there is nothing to cancel"
-        return None
+        return _job_state_refusal(name, job)
 
     def _vm_refusal(self, name: str) -> str | None:
         target = self.selected_vm()
@@ -382,8 +447,19 @@ class MainScreen(Screen[None]):
             if challenge is not None:
                 return f"{clean_line(challenge.name or challenge.id, 60)} has no CVM yet"
             return "select a job or a challenge CVM with a VM"
+        return None if name == "copy_vm_id" else self._vm_state_refusal(name, target)
+
+    def _vm_state_refusal(
+        self, name: str, target: VmTarget, *, meanwhile: bool = False
+    ) -> str | None:
+        """Why VM action `name` cannot act on `target` as the console knows it now
+        (`meanwhile`: worded as a change since the operator was asked)."""
+        job = target.job
+        if job is not None and job.state.finished and target.vm_id not in self.vms:
+            return f"{_job_now(job, meanwhile)}: its VM was removed when the job finished"
         status = self.vm_status(target.vm_id)
-        shown = f"VM {short_id(target.vm_id)} is {clean_line(status, 40) or 'in an unknown state'}"
+        shown = f"VM {short_id(target.vm_id)} is {'now ' if meanwhile else ''}"
+        shown += clean_line(status, 40) or "in an unknown state"
         if name == "start_vm" and status not in STARTABLE_VM:
             return f"{shown}: only a stopped VM can be started"
         if name == "stop_vm" and status not in STOPPABLE_VM:
@@ -397,6 +473,71 @@ class MainScreen(Screen[None]):
             return False
         self.toast(reason, title=f"{by_name(name).title}: not done", severity="warning")
         return True
+
+    # -- questions that go stale --------------------------------------------------------------
+
+    def _job_question_stale(self, asked: JobRecord) -> str | None:
+        """Why cancelling `asked` (as the question showed it) no longer applies."""
+        job = self.feed.jobs.get(asked.id)
+        if job is None:
+            return f"job {short_id(asked.id)} left the feed meanwhile"
+        return _job_state_refusal("cancel_job", job, meanwhile=True)
+
+    def _vm_question_stale(self, name: str, asked: VmTarget) -> str | None:
+        """Why VM action `name` on `asked` (as the question showed it) no longer applies: its
+        job finished, its CVM was replaced or removed, or the VM's status changed."""
+        if asked.job is not None:
+            job = self.feed.jobs.get(asked.job.id)
+            if job is None:
+                return f"job {short_id(asked.job.id)} left the feed meanwhile"
+            ended = job.state.finished and not asked.job.state.finished
+            if ended and asked.vm_id in self.vms:
+                return (
+                    f"{_job_now(job, True)}: the engine removes its VM as the job ends "
+                    "(ask again if the VM stays)"
+                )
+            return self._vm_state_refusal(name, VmTarget(asked.vm_id, job=job), meanwhile=True)
+        challenge = self.challenge_table.challenges.get(
+            asked.challenge.id if asked.challenge else ""
+        )
+        if challenge is None:
+            return f"{asked.label} left the active list meanwhile"
+        shown = clean_line(challenge.name or challenge.id, 60)
+        if challenge.vm_id != asked.vm_id:
+            if not challenge.vm_id:
+                return f"the CVM of {shown} was removed meanwhile"
+            return f"the CVM of {shown} was replaced meanwhile (VM {short_id(challenge.vm_id)})"
+        current = VmTarget(asked.vm_id, challenge=challenge)
+        return self._vm_state_refusal(name, current, meanwhile=True)
+
+    def _challenge_question_stale(self, asked: ChallengeRecord) -> str | None:
+        """Why rebuilding `asked` no longer applies: it left the active list."""
+        if asked.id in self.challenge_table.challenges:
+            return None
+        return f"{clean_line(asked.name or asked.id, 60)} left the active list meanwhile"
+
+    def _host_question_stale(self, name: str, asked: HostRecord) -> str | None:
+        """Why host action `name` on `asked` no longer applies (it left, or its state did)."""
+        host = self.host_table.hosts.get(asked.id)
+        if host is None:
+            return f"host {clean_line(asked.id, 40)} left the pool meanwhile"
+        return _host_state_refusal(name, host, meanwhile=True)
+
+    def _recheck_question(self) -> None:
+        """Close the open question when what it asks about changed so that its action no
+        longer applies, with a toast that says why. A question under another screen is checked
+        once it is on top again (and its answer is checked in any case)."""
+        question = self._question
+        if question is None or self.app.screen is not question.screen:
+            return
+        reason = question.stale()
+        if reason is not None:
+            self._question = None
+            question.screen.dismiss(False)
+            self._toast_stale(question.label, reason)
+
+    def _toast_stale(self, label: str, reason: str) -> None:
+        self.toast(reason, title=f"{label}: not done", severity="warning")
 
     @property
     def active_bindings(self) -> dict[str, ActiveBinding]:
@@ -437,6 +578,7 @@ class MainScreen(Screen[None]):
             "“cancelled by operator” (score 0). It counts as cancelled, not failed.",
             "Cancel job",
             lambda: self.console_app.engine.cancel(job.id),
+            lambda: self._job_question_stale(job),
             decline="Keep it",
         )
 
@@ -563,6 +705,7 @@ class MainScreen(Screen[None]):
             + (f"; the {running} running in their own VMs go on." if running else "."),
             "Rebuild CVM",
             lambda: self.console_app.engine.rebuild(challenge.id),
+            lambda: self._challenge_question_stale(challenge),
             decline="Keep it",
         )
 
@@ -596,6 +739,7 @@ class MainScreen(Screen[None]):
             f"{target.label}\n{what}",
             "Stop VM",
             lambda: self.console_app.engine.stop_vm(target.vm_id),
+            lambda: self._vm_question_stale("stop_vm", target),
             decline="Keep it",
         )
 
@@ -625,6 +769,7 @@ class MainScreen(Screen[None]):
             f"{target.label}\n{what}",
             "Remove VM",
             lambda: self.console_app.engine.remove_vm(target.vm_id),
+            lambda: self._vm_question_stale("remove_vm", target),
             decline="Keep it",
         )
 
@@ -652,6 +797,7 @@ class MainScreen(Screen[None]):
             "it (H). The drain is kept across restarts.",
             "Drain host",
             lambda: self.console_app.engine.drain_host(host.id),
+            lambda: self._host_question_stale("drain_host", host),
             decline="Keep it",
         )
 
@@ -666,6 +812,7 @@ class MainScreen(Screen[None]):
             "again (CVMs that moved away stay where they are).",
             "Undrain host",
             lambda: self.console_app.engine.undrain_host(host.id),
+            lambda: self._host_question_stale("undrain_host", host),
             decline="Keep it drained",
         )
 
@@ -744,16 +891,27 @@ class MainScreen(Screen[None]):
         detail: str,
         label: str,
         command: Callable[[], Awaitable[Outcome]],
+        stale: Callable[[], str | None],
         *,
         decline: str = "No",
     ) -> None:
+        """Ask `question`; on yes, run `command`. While the dialog is open, `stale` says why
+        the action no longer applies to what it asks about (None while it does): the dialog
+        then closes itself with that reason, and a yes is checked against it once more."""
+        screen = ConfirmScreen(question, detail, confirm_label=label, decline_label=decline)
+
         def answered(yes: bool | None) -> None:
-            if yes:
+            self._question = None
+            if not yes:
+                return
+            reason = stale()
+            if reason is not None:
+                self._toast_stale(label, reason)
+            else:
                 self._run_command(label.lower(), command)
 
-        self.app.push_screen(
-            ConfirmScreen(question, detail, confirm_label=label, decline_label=decline), answered
-        )
+        self._question = Question(screen, label, stale)
+        self.app.push_screen(screen, answered)
 
     @work(exit_on_error=False, group="command")
     async def _run_command(self, label: str, command: Callable[[], Awaitable[Outcome]]) -> None:

@@ -14,7 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from validator_tui.control import OutboxRow, Outcome
+from validator_tui.control import OutboxRow, Outcome, ResultStatus
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import short_id, when
 from validator_tui.tui.screens.confirm import ConfirmScreen
@@ -23,14 +23,14 @@ REFRESH_S = 2.0
 #: Rows asked of the engine: dead letters and unsent results come first.
 LIMIT = 1000
 DEAD = "dead"
-#: How each outbox status reads, and its style.
-STATUS_TEXT: dict[str, tuple[str, str]] = {
-    DEAD: ("‼ dead letter", "bold red"),
-    "pending": ("⇡ unsent", "yellow"),
-    "sent": ("✓ accepted", "green"),
-    "dropped": ("⊘ job cancelled by the platform", "magenta"),
-    "not_ours": ("↷ not ours", "dim"),
-    "discarded": ("✗ discarded", "dim"),
+#: Each outbox status's mark and style (its words are the status's own).
+STATUS_LOOK: dict[ResultStatus, tuple[str, str]] = {
+    ResultStatus.DEAD: ("‼", "bold red"),
+    ResultStatus.PENDING: ("⇡", "yellow"),
+    ResultStatus.SENT: ("✓", "green"),
+    ResultStatus.DROPPED: ("⊘", "magenta"),
+    ResultStatus.NOT_OURS: ("↷", "dim"),
+    ResultStatus.DISCARDED: ("✗", "dim"),
 }
 
 ListOutbox = Callable[[int], Awaitable[list[OutboxRow]]]
@@ -39,8 +39,11 @@ Command = Callable[[str], Awaitable[Outcome]]
 
 def status_text(status: str) -> Text:
     """`‼ dead letter` in red, `⇡ unsent` in yellow, …; an unknown status as it is."""
-    shown, style = STATUS_TEXT.get(status, (clean_line(status, 30), ""))
-    return Text(shown, style=style)
+    if status not in STATUS_LOOK:
+        return Text(clean_line(status, 30))
+    known = ResultStatus(status)
+    mark, style = STATUS_LOOK[known]
+    return Text(f"{mark} {known.words}", style=style)
 
 
 def row_details(row: OutboxRow, now: float) -> Text:

@@ -45,9 +45,10 @@ class QuitScreen(ModalScreen[ConsoleExit | None]):
         Binding("n", "choose('')", "Back", show=False),
     ]
 
-    def __init__(self, running: int) -> None:
+    def __init__(self, running: int, attach_command: str) -> None:
         super().__init__()
         self.running = running
+        self.attach_command = attach_command
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-dialog"):
@@ -62,7 +63,7 @@ class QuitScreen(ModalScreen[ConsoleExit | None]):
                     "\n\n",
                     ("Detach: ", "bold"),
                     "the validator keeps running without this terminal, jobs go on; "
-                    "`validator-tui attach` brings the console back.",
+                    f"`{self.attach_command}` brings the console back.",
                 ),
                 id="quit-detail",
             )

@@ -235,7 +235,7 @@ class JobFeed(LineTable[JobRecord]):
             Cell("-" if elapsed is None else age(elapsed)),
             Cell(short_id(job.vm_id)),
             Cell(clean_line(job.host, 32) or "-"),
-            Cell(job_reason(job.error), "red" if failed else "dim"),
+            Cell(job_reason(job), "red" if failed else "dim"),
         )
 
     def sort_value(self, record: JobRecord, column: str) -> object:
@@ -258,7 +258,7 @@ class JobFeed(LineTable[JobRecord]):
             return job.vm_id or ""
         if column == "host":
             return job.host
-        return job_reason(job.error).casefold()
+        return job_reason(job).casefold()
 
     def matches(self, record: JobRecord) -> bool:
         if not self.state_filter.admits(record):
@@ -284,7 +284,7 @@ class JobFeed(LineTable[JobRecord]):
                 score_text(job.score),
                 job.vm_id or "",
                 job.host,
-                job_reason(job.error),
+                job_reason(job),
                 job.result_status,
             )
             text = self._haystacks[job.id] = "\n".join(clean_line(p, 300) for p in parts).casefold()

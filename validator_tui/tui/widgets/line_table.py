@@ -29,7 +29,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from validator_tui.tui.actions import Owner, bindings
-from validator_tui.tui.format import fit
+from validator_tui.tui.format import fit, sorted_label
 from validator_tui.tui.widgets.cached_style import CachedStyle
 from validator_tui.tui.widgets.titles import QuietTitles
 
@@ -588,7 +588,8 @@ class LineTable(ScrollView, QuietTitles, CachedStyle, Generic[RecordT], can_focu
         for placed in self._layout():
             label = placed.column.label
             if placed.column.key == self.sort_key:
-                label += " ▼" if self.sort_reverse else " ▲"
+                marker = "▼" if self.sort_reverse else "▲"
+                label = sorted_label(label, placed.width, marker)
             segments.append(Segment(fit(label, placed.width, placed.column.align), style))
             segments.append(Segment(" " * GAP, style))
         return Strip(segments).adjust_cell_length(width, style)

@@ -58,13 +58,15 @@ class QuotaGauges(Lines):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.usage = _EMPTY
+        self.as_of = ""
 
     def on_mount(self) -> None:
         self.show(self.usage)
 
-    def show(self, usage: QuotaUsage) -> None:
-        """Show `usage`."""
-        self.usage = usage
+    def show(self, usage: QuotaUsage, *, as_of: str = "") -> None:
+        """Show `usage`; `as_of` (`as of 12:34:56`) leads the compact line of a usage that is
+        no longer live."""
+        self.usage, self.as_of = usage, as_of
         self.show_lines(self._render_usage())
 
     def on_resize(self, event: events.Resize) -> None:
@@ -75,6 +77,8 @@ class QuotaGauges(Lines):
         rows = gauge_rows(self.usage)
         if self.has_class("compact"):
             line = Text(no_wrap=True, overflow="ellipsis")
+            if self.as_of:
+                line.append(f"{self.as_of} · ", style="bold")
             for index, (label, used, total, amount) in enumerate(rows):
                 if index:
                     line.append(" · ", style="dim")
@@ -123,19 +127,20 @@ def spark_rows(values: Sequence[float], width: int, height: int) -> list[str]:
 
 
 class Throughput(Lines):
-    """`jobs/min N (last M min)` above a sparkline of completions per bucket; redrawn when a
-    bucket changes."""
+    """`last 60 s  ✓ N done  ✗ M failed` above a sparkline of completions per bucket and its
+    window; redrawn when a bucket changes."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._buckets: tuple[int, ...] = ()
+        self._failures: tuple[int, ...] = ()
 
     def on_mount(self) -> None:
-        self.show(self._buckets)
+        self.show(self._buckets, self._failures)
 
-    def show(self, buckets: tuple[int, ...]) -> None:
-        """Show the completions per `THROUGHPUT_BUCKET_S` bucket, oldest first."""
-        self._buckets = buckets
+    def show(self, buckets: tuple[int, ...], failures: tuple[int, ...] = ()) -> None:
+        """Show the completions and failures per `THROUGHPUT_BUCKET_S` bucket, oldest first."""
+        self._buckets, self._failures = buckets, failures
         self.show_lines(self._render_buckets())
 
     def on_resize(self, event: events.Resize) -> None:
@@ -143,12 +148,21 @@ class Throughput(Lines):
         self.show_lines(self._render_buckets())
 
     def _render_buckets(self) -> list[Text]:
-        buckets = self._buckets
-        per_minute = sum(buckets[-int(60 / THROUGHPUT_BUCKET_S) :])
-        label = Text(f"jobs/min {per_minute}", style="bold", no_wrap=True)
-        label.append(f"  (last {len(buckets) * THROUGHPUT_BUCKET_S / 60:.0f} min)", style="dim")
+        buckets, minute = self._buckets, int(60 / THROUGHPUT_BUCKET_S)
+        completed, failed = sum(buckets[-minute:]), sum(self._failures[-minute:])
+        label = Text("last 60 s  ", style="dim", no_wrap=True)
+        label.append(f"✓ {completed} done", style="bold green")
+        label.append("  ")
+        label.append(f"✗ {failed} failed", style="bold red" if failed else "dim")
         rows = spark_rows([float(v) for v in buckets], self.size.width, 2)
-        return [label, *(Text(row, style="green", no_wrap=True) for row in rows)]
+        minutes = len(buckets) * THROUGHPUT_BUCKET_S / 60
+        window = Text(
+            f"✓ per {THROUGHPUT_BUCKET_S:g} s, last {minutes:.0f} min",
+            style="dim",
+            no_wrap=True,
+        )
+        sparkline = [Text(row, style="green", no_wrap=True) for row in rows]
+        return [label, *sparkline, window] if buckets else [label]
 
 
 class QuotaPanel(Vertical, QuietTitles):
@@ -164,7 +178,9 @@ class QuotaPanel(Vertical, QuietTitles):
         yield QuotaGauges()
         yield Throughput(id="throughput")
 
-    def show(self, usage: QuotaUsage, throughput: tuple[int, ...]) -> None:
+    def show(
+        self, usage: QuotaUsage, throughput: tuple[int, ...], failures: tuple[int, ...] = ()
+    ) -> None:
         """Update the gauges and the sparkline (each repaints only what changed)."""
         self.query_one(QuotaGauges).show(usage)
-        self.query_one(Throughput).show(throughput)
+        self.query_one(Throughput).show(throughput, failures)

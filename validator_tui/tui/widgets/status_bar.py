@@ -26,10 +26,17 @@ class StatusBar(Lines):
         *,
         attached: EngineInfo | None = None,
         link: Link | None = None,
+        as_of: tuple[float, str] = (0.0, ""),
     ) -> None:
         """Render `header` as of `now` (ages are measured with the app's clock); `attached`:
-        the engine this console is attached to, with the `link` to it."""
-        lines = list(render_header(header, now))
+        the engine this console is attached to, with the `link` to it. `as_of`: when its label
+        is set (`as of 12:34:56`), the header is not live: it is shown dimmed, as it was at
+        that time, each line led by the label."""
+        at, label = as_of
+        if label:
+            lines = [stale_line(line, label) for line in render_header(header, at)]
+        else:
+            lines = list(render_header(header, now))
         if attached is not None:
             lines.insert(0, engine_line(attached, link or Link(), now))
         self.set_class(attached is not None, "-attached")
@@ -49,6 +56,14 @@ def engine_line(info: EngineInfo, link: Link, now: float) -> Text:
     line.append(*_SEP)
     line.append(clean_line(info.state_dir, 200), style="dim")
     return line
+
+
+def stale_line(line: Text, label: str) -> Text:
+    """`line` as a figure no longer live: led by `label`, its colours gone, dimmed."""
+    stale = Text(label, style="bold", no_wrap=True, overflow="ellipsis")
+    stale.append(*_SEP)
+    stale.append(line.plain, style="dim")
+    return stale
 
 
 def link_text(link: Link, now: float) -> Text:

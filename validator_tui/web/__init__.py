@@ -1,0 +1,1 @@
+"""The browser view of a running engine (`validator-tui serve`, the `web` extra)."""
