@@ -492,13 +492,14 @@ def _serve(args: argparse.Namespace) -> int:
     if state_dir is None:
         return 1
     try:
-        from validator_tui.web.server import ReadOnlyConsoleServer, is_loopback
+        from validator_tui.web.server import ReadOnlyConsoleServer
     except ImportError as exc:
         print(
             f"serve: the web extra is not installed ({exc.name}): pip install -e '.[web]'",
             file=sys.stderr,
         )
         return 1
+    from validator_tui.config import is_loopback
     from validator_tui.logs import setup_logging
 
     if not is_loopback(args.host):

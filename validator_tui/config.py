@@ -240,11 +240,12 @@ def split_listen(value: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address) names this machine's loopback only."""
-    if host == "localhost":
+    """Whether `host` (a name or an address, `[::1]` too) names this machine's loopback only."""
+    name = host.strip("[]")
+    if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
