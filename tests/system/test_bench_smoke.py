@@ -14,6 +14,7 @@ TABLE_HEADER = "| metric"
 
 SCRIPTS = {
     "claim_latency.py": ["--jobs", "3", "--warmup", "0", "--interval-ms", "20"],
+    "metrics_scrape.py": ["--jobs", "3", "--warmup", "0", "--interval-ms", "20"],
     "hosts.py": [
         *("--jobs", "5", "--warmup", "2", "--backlog", "5", "--rounds", "1"),
         *("--pending", "20", "--passes", "2"),
