@@ -71,8 +71,8 @@ class PlatformSimulator:
 
     @property
     def stats(self) -> Counter[str]:
-        """Live counters: requests per route, claims_ok/conflict/not_found, results_accepted/rejected,
-        ws_frames_sent, ws_connections."""
+        """Live counters: requests per route, claims_ok/conflict/not_found,
+        results_accepted/rejected, ws_frames_sent, ws_connections."""
         return self._state.stats
 
     # lifecycle
