@@ -11,7 +11,8 @@ the job keeps its allocation (state claimed) until a poll asked after the claim 
 it is ours (gone from `/jobs/pending`: run it) or not (still listed: claim it again). A job the
 platform lists as pending is claimable whatever our history says, unless we are running it; one
 whose claim answered 404/409/410 waits for a backoff first (`lost_claim_backoff_s`, doubled at
-each further loss).
+each further loss). A 5xx with an empty body (a lost race as the v1 server answers it) says
+nothing about the job: no backoff.
 
 Claim order: announced jobs (`new_job`), then jobs first seen in a listing, then re-tries of
 lost claims; the order they joined within each. A pass costs what changed (claims started,
@@ -492,7 +493,8 @@ class JobManager:
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
             record.state, record.finished_at = JobState.LOST, time.time()
-            self._note_lost(job_id, exc.status)
+            if exc.status in (404, 409, 410):
+                self._note_lost(job_id, exc.status)
             self.ctx.state.header.counters.lost += 1
             self.ctx.state.put_job(record, f"claim lost (HTTP {exc.status})")
             self._forget_stored(job_id)
