@@ -60,6 +60,10 @@ CLAIM_RETRY_S = 5.0
 LOST_BACKOFF_MAX_FACTOR = 32
 #: Claim tiers, first claimed first: announced (`new_job`), first seen listed, lost before.
 ANNOUNCED, LISTED, RETRY = 0, 1, 2
+#: Re-tries of lost claims start at most this many claims a second (each is an HTTP request:
+#: thousands of leftovers must not take the engine's core).
+RETRIES_PER_S = 20.0
+RETRIES_PACED = f"re-try of a lost claim: at most {RETRIES_PER_S:g} such claims a second"
 VM_LOST = "VM lost: the VMM no longer has it"
 CANCELLED_BY_OPERATOR = "cancelled by operator"
 RESTARTED = "validator restarted"
@@ -110,6 +114,25 @@ class _Queue:
         while heap and self.members.get(heap[0][2]) != heap[0][:2]:
             heapq.heappop(heap)
         return heap[0][2] if heap else None
+
+
+@dataclass(slots=True)
+class _Pace:
+    """A token bucket: at most `rate` spends a second, bursts of at most `rate`."""
+
+    rate: float
+    tokens: float = 0.0
+    at: float = 0.0
+
+    def ready(self) -> bool:
+        """Whether a spend is allowed now (refilling the bucket for the time passed)."""
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return self.tokens >= 1.0
+
+    def spend(self) -> None:
+        self.tokens -= 1.0
 
 
 @dataclass(slots=True)
@@ -165,6 +188,9 @@ class JobManager:
         #: The reason holding every job (auto-claim off, a pause) last shown on held jobs.
         self._held_shown = ""
         self._lost: dict[str, _Lost] = {}
+        self._retry_pace = _Pace(RETRIES_PER_S)
+        #: The wake-up that resumes paced re-tries (None when none is due).
+        self._pace_wake: asyncio.TimerHandle | None = None
         self._arrivals = itertools.count()
         self._poll_lock = asyncio.Lock()
 
@@ -336,7 +362,25 @@ class JobManager:
                 queue.discard(job_id)
             if job_id is not None and (best is None or queue.members[job_id] < best[0]):
                 best = (queue.members[job_id], job_id)
-        return None if best is None else best[1]
+        if best is None:
+            return None
+        if best[0][0] == RETRY:
+            if not self._retry_pace.ready():
+                self._wake_for_pace()
+                return None
+            self._retry_pace.spend()
+        return best[1]
+
+    def _wake_for_pace(self) -> None:
+        """Run a pass when the next paced re-try is allowed (one wake-up at a time)."""
+        if self._pace_wake is None:
+            self._pace_wake = asyncio.get_running_loop().call_later(
+                1.0 / RETRIES_PER_S, self._paced_pass
+            )
+
+    def _paced_pass(self) -> None:
+        self._pace_wake = None
+        self.claim_what_fits()
 
     def _waits(self, job_id: str) -> bool:
         """Whether `job_id` is pending with no claim of ours under way."""
@@ -354,6 +398,9 @@ class JobManager:
                 del self._queues[challenge_id]
                 continue
             reason = self._queued_reason(challenge_id, blocker, capacity)
+            head = queue.head()
+            if not reason and head is not None and queue.members[head][0] == RETRY:
+                reason = RETRIES_PACED
             if reason == queue.shown:
                 continue
             queue.shown = reason
@@ -839,6 +886,9 @@ class JobManager:
         """Claim nothing more; let claims in flight settle; cancel running jobs (their VMs
         removed, error results queued). Returns by `until` (time.monotonic) at the latest."""
         self.stopping = True
+        if self._pace_wake is not None:
+            self._pace_wake.cancel()
+            self._pace_wake = None
         self.publish_claim_state()
         if self._claim_tasks:
             await asyncio.wait(list(self._claim_tasks), timeout=_left(until))
