@@ -57,6 +57,13 @@ async def wait_for_stat(sims: SimProcesses, key: str, at_least: int, timeout: fl
     return True
 
 
+def without_setting(path: Path, key: str) -> None:
+    """Drop `key` (at its default value) from the config at `path`: an engine from before the
+    setting existed refuses a config that names it."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(x for x in lines if not x.startswith(f"{key} =")), encoding="utf-8")
+
+
 async def run(args: argparse.Namespace) -> None:
     print_machine()
     async with sim_processes(seed=7, pending_limit=args.entries + 1000) as sims:
@@ -71,6 +78,7 @@ async def run(args: argparse.Namespace) -> None:
             if args.engine_src:
                 cwd = args.engine_src
                 env["PYTHONPATH"] = args.engine_src
+                without_setting(path, "lost_claim_backoff_s")
             engine = await asyncio.create_subprocess_exec(
                 *cli_argv("run", "--headless", "--config", str(path)),
                 stdout=asyncio.subprocess.DEVNULL,
