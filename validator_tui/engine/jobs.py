@@ -295,7 +295,10 @@ class JobManager:
         record = self.ctx.state.jobs.get(job_id)
         note = "seen pending"
         if record is not None and listed_at is not None and self._offered_again(record, listed_at):
-            note = f"listed as pending again (was {record.state.value}): claimable"
+            was = record.state.value
+            note = f"listed as pending again (was {was}): " + (
+                "claimable after its backoff" if job_id in self._lost else "claimable"
+            )
             self.ctx.state.drop_job(job_id)
             record = None
         if record is None:
