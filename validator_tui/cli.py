@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="create N pending jobs per minute (default: 0, no jobs; POST /_sim/jobs adds some)",
     )
+    platform.add_argument(
+        "--pending-limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="list at most N entries in GET /jobs/pending (default: 100)",
+    )
     vmm = sims.add_parser("vmm", help="the dstack VMM simulator")
     vmm.add_argument("--host", default="127.0.0.1", help="address to listen on")
     vmm.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -629,7 +636,7 @@ async def _serve_sim(args: argparse.Namespace) -> int:
     if args.sim == "platform":
         from validator_tui.sim.platform import PlatformSimulator
 
-        platform = PlatformSimulator(seed=args.seed)
+        platform = PlatformSimulator(seed=args.seed, pending_limit=args.pending_limit)
         url = await platform.start(args.host, args.port)
         platform.set_job_rate(args.jobs_per_minute)
         stop = platform.stop

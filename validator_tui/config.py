@@ -124,6 +124,9 @@ class EngineSettings(Section):
     placement: Literal["spread", "pack"] = "spread"
     #: A host whose VMM does not answer for this long is `down`: its challenge CVMs move.
     host_down_grace_s: PositiveSeconds = 30.0
+    #: A job whose claim answered 404/409/410 but that the platform lists again is claimed
+    #: again only after this long, doubled at each further loss (at most 32 times as long).
+    lost_claim_backoff_s: PositiveSeconds = 30.0
 
 
 class VmSpec(Section):

@@ -79,10 +79,13 @@ class DemoEnvironment:
         hosts: int = 1,
         unix_hosts: int = 0,
         gpus: int = 0,
+        pending_limit: int = 100,
     ) -> None:
         if not 1 <= hosts <= 16 or not 0 <= unix_hosts <= hosts:
             raise ValueError("hosts must be 1..16 and unix_hosts at most hosts")
-        self.platform = PlatformSimulator(seed=seed, challenges=challenges)
+        self.platform = PlatformSimulator(
+            seed=seed, challenges=challenges, pending_limit=pending_limit
+        )
         #: One VMM simulator per host (their seeds differ, so do their VM ids), `gpus` each.
         self.vmms = [
             VmmSimulator(boot_seconds=boot_seconds, seed=seed + 1000 * index, gpus=gpus)
