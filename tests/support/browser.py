@@ -48,7 +48,8 @@ class Browser:
 async def headless_page(width: int, height: int) -> AsyncIterator[Browser]:
     """A fresh headless Chromium (its own profile) with one page of `width` x `height`."""
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile as it exits.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [
                 CHROMIUM,
