@@ -49,7 +49,7 @@ from validator_tui.tui.widgets.job_feed import JobFeed
 from validator_tui.tui.widgets.key_footer import KeyFooter
 from validator_tui.tui.widgets.line_table import LineTable
 from validator_tui.tui.widgets.quota_panel import QuotaGauges, QuotaPanel
-from validator_tui.tui.widgets.status_bar import StatusBar
+from validator_tui.tui.widgets.status_bar import StatusBar, claims_banner
 from validator_tui.tui.widgets.titles import QuietTitles
 from validator_tui.tui.widgets.vm_console import VmConsole
 
@@ -151,6 +151,10 @@ class MainScreen(Screen[None]):
         #: When the console last had the engine's state live (the app's clock).
         self._fresh_at: float | None = None
         self._as_of_shown = ""
+        #: Why claims are blocked as a whole ("" when they are not), shown in the header.
+        self._banner = ""
+        #: The waiting reasons of the pending jobs in the feed (kept from the last job change).
+        self._waiting: list[str] = []
 
     @property
     def console_app(self) -> ValidatorApp:
@@ -253,6 +257,11 @@ class MainScreen(Screen[None]):
         if delta.events:
             self.query_one(EventLog).add_events(delta.events, shown)
         self.header = delta.header
+        if delta.jobs or removed_jobs:
+            pending = JobState.PENDING
+            self._waiting = [j.waiting_reason for j in feed.jobs.values() if j.state is pending]
+        hosts = list(self.host_table.hosts.values())
+        self._banner = claims_banner(self.header, hosts, self._waiting)
         self._show_header(now)
         self._sync_console()
         self._sync_bindings()
@@ -302,7 +311,13 @@ class MainScreen(Screen[None]):
         attached = None if engine.embedded else engine.info
         shown_at, as_of = self._shown_time(now), self._as_of_shown
         self.query_one(StatusBar).show(
-            self.header, now, attached=attached, link=engine.link, as_of=(shown_at, as_of)
+            self.header,
+            now,
+            attached=attached,
+            link=engine.link,
+            as_of=(shown_at, as_of),
+            banner=self._banner,
+            host=self.only_host(),
         )
         self.query_one(QuotaPanel).show(
             self.header.quota, self.header.throughput, self.header.failures
@@ -323,15 +338,20 @@ class MainScreen(Screen[None]):
         """The challenge under the CVM table's cursor, when that table is the active one."""
         return self.challenge_table.selected_challenge if self.active_table == CHALLENGES else None
 
+    def only_host(self) -> HostRecord | None:
+        """The pool's host when it has exactly one (no Hosts panel then)."""
+        hosts = self.host_table.hosts
+        return next(iter(hosts.values())) if len(hosts) == 1 else None
+
     def selected_host(self) -> HostRecord | None:
         """The host under the Hosts panel's cursor when that table is the active one, else the
-        host of the selected job or challenge CVM."""
+        host of the selected job or challenge CVM; with a single host, that host."""
         hosts = self.host_table.hosts
         if self.active_table == HOSTS:
             return self.host_table.selected_host
         job, challenge = self.selected_job(), self.selected_challenge()
         name = job.host if job is not None else challenge.host if challenge is not None else ""
-        return hosts.get(name)
+        return hosts.get(name) or self.only_host()
 
     def selected_vm(self) -> VmTarget | None:
         """The VM of the selection: the selected job's VM or the selected challenge's CVM."""
