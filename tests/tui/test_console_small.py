@@ -37,12 +37,14 @@ def test_banner_says_why_claims_are_blocked_as_a_whole() -> None:
     # Jobs waiting for different things, or nothing: no banner (each row says why).
     assert claims_banner(Header(), up, [short, "challenge CVM not active"]) == ""
     assert claims_banner(Header(), up, [short, ""]) == ""
+    # A reason that holds only some challenges' jobs is not a block of claims as a whole.
+    assert claims_banner(Header(), up, ["challenge CVM not active"] * 3) == ""
     # The engine's own pause is the banner, once (not again among the warnings).
     paused = Header(claims_paused="claims paused: the platform is unreachable", auto_claim=False)
     assert claims_banner(paused, up, ["auto-claim off"]) == paused.claims_paused
     _, bottom = render_header(paused, 0.0, banner=claims_banner(paused, up, []))
     assert bottom.plain.count("platform is unreachable") == 1
-    assert bottom.plain.startswith("⏸ claims paused: the platform is unreachable")
+    assert bottom.plain.startswith("⚠ claims paused: the platform is unreachable")
 
 
 async def test_header_banner_when_auto_claim_is_off_and_gone_when_on() -> None:
@@ -56,7 +58,7 @@ async def test_header_banner_when_auto_claim_is_off_and_gone_when_on() -> None:
                 engine.update_job(job.id, waiting_reason="auto-claim off")
         await console.sync()
         second = console.text().splitlines()[1]
-        assert second.startswith(" ⏸ claims blocked: auto-claim off (2 pending jobs wait)")
+        assert second.startswith(" ⚠ claims blocked: auto-claim off (2 pending jobs wait)")
 
 
 async def test_a_single_host_shows_its_drain_state_and_h_acts_on_it() -> None:
@@ -96,9 +98,13 @@ async def test_tab_reaches_every_panel_at_80x24() -> None:
             assert main.focused_panel().region.height > 0
             await console.pilot.press("tab")
         assert seen == ["jobs", "challenges", "hosts", "events", "console", "jobs"]
+        for index in range(12):  # arriving while the log is hidden: it still follows them
+            engine.add_event("info", "job", f"while hidden {index}", ago=0.0)
+        await console.sync()
         await console.pilot.press("tab", "tab")
         assert main.focused_panel().id == "events"
-        assert "job timed out after 60s" in console.text()
+        assert "while hidden 11" in console.text()
+        assert "new" not in str(main.event_log.border_title)
         assert "tdx-b" in console.text()  # the Hosts panel shares the region
         await console.pilot.press("shift+tab")
         assert main.focused_panel().id == "hosts"
@@ -116,6 +122,9 @@ async def test_z_zooms_the_focused_panel_and_back() -> None:
         await console.pilot.press("z")
         assert main.maximized is None
         assert "Challenge CVMs" in console.text()
+        await console.pilot.press("tab", "tab", "tab", "z")  # the VM console, 6 rows at most
+        assert main.maximized is main.vm_console
+        assert main.vm_console.region.height >= 20
 
 
 async def test_the_zoomed_event_log_is_searchable_and_counts_news_while_scrolled_up() -> None:

@@ -107,6 +107,9 @@ class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
         self.search = ""
         #: Entries shown that arrived while the view was scrolled up from the newest.
         self.unseen = 0
+        #: The view stays on the newest entry (the operator has not scrolled up); kept while
+        #: the log is hidden (no height: every offset would count as scrolled up).
+        self._following = True
 
     def on_mount(self) -> None:
         self._show_title()
@@ -166,7 +169,7 @@ class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
     # -- drawing ------------------------------------------------------------------------------
 
     def _append(self, entries: list[list[Token]]) -> None:
-        following = self.scroll_y >= self.max_scroll_y
+        following = self._following
         shown = 0
         for tokens in entries:
             if len(self._entries) == self.max_lines:
@@ -218,17 +221,19 @@ class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         """Back at the newest entry: nothing is unseen any more."""
         super().watch_scroll_y(old_value, new_value)
-        if self.unseen and new_value >= self.max_scroll_y:
+        if not self.scrollable_content_region.height:
+            return
+        self._following = new_value >= self.max_scroll_y
+        if self.unseen and self._following:
             self.unseen = 0
             self._show_title()
 
     def on_resize(self, event: events.Resize) -> None:
         width = self.scrollable_content_region.width
         if width != self._width:
-            following = self.scroll_y >= self.max_scroll_y
             self._width = width
             self._rewrap()
-            self._set_height(follow=following)
+            self._set_height(follow=self._following)
             self.refresh()
 
     def notify_style_update(self) -> None:

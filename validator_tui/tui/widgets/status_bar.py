@@ -96,7 +96,9 @@ def claims_banner(header: Header, hosts: Sequence[HostRecord], waiting: Sequence
     if hosts and not any(host.state is HostState.UP for host in hosts):
         return f"claims blocked: {_no_taker(hosts)}"
     reasons = set(waiting)
-    if len(reasons) != 1 or "" in reasons:
+    # Only what holds every job (capacity, hosts) starts with "waiting"; a CVM not active
+    # or a claim to retry holds some challenges' jobs, which their rows say.
+    if len(reasons) != 1 or not next(iter(reasons)).startswith("waiting"):
         return ""
     reason = clean_line(reasons.pop(), 160)
     capacity = "waiting for capacity ("
@@ -150,7 +152,7 @@ def render_header(
         bottom.append(f"⚠ {header.conflict}", style="bold reverse red")
         bottom.append(*_SEP)
     if banner:
-        bottom.append(f"⏸ {clean_line(banner, 200)}", style="bold reverse yellow")
+        bottom.append(f"⚠ {clean_line(banner, 200)}", style="bold reverse yellow")
         bottom.append(*_SEP)
     parts = [
         ("●", "running", counters.running, "bold cyan"),
