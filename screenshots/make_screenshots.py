@@ -3,7 +3,8 @@
 Runs the console headless against a DemoEnvironment (both simulators on loopback, a steady
 job stream, auto-claim on), lets jobs flow for a few seconds, and saves the main screen at
 160x48 and 80x24, the job details, the challenge CVM details, the ORM query, the help screen,
-the stop-or-detach question `q` asks, a console attached to the engine over its control
+the stop-or-detach question `q` asks, the event log at 80x24 (tab) and zoomed (`z`) with
+auto-claim off, a console attached to the engine over its control
 socket (`validator-tui attach`), and three dstack hosts with one of them down.
 
     .venv/bin/python screenshots/make_screenshots.py [--seed N] [--seconds S] [--only SET]
@@ -120,6 +121,16 @@ async def _small(env: DemoEnvironment, seconds: float) -> None:
         await pilot.pause(0.3)
         _save(app, "quit-dialog.svg")
         await pilot.press("escape")
+        # Auto-claim off (the header's banner says claims are blocked), then tab to the event
+        # log, which takes the jobs' place at this width, and zoom it.
+        await pilot.press("a", "tab", "tab")
+        await _wait(pilot, lambda: not app.main.header.auto_claim, timeout=3.0)
+        await pilot.pause(1.0)
+        _save(app, "events-80x24.svg")
+        await pilot.press("z")
+        await pilot.pause(0.3)
+        _save(app, "events-zoomed-80x24.svg")
+        await pilot.press("z", "a")
     await _stop(engine)
 
 

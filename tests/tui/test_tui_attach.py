@@ -169,7 +169,10 @@ async def test_an_attached_console_whose_engine_stops_shows_its_state_as_of_then
                     )
                     status = main.query_one(StatusBar)
                     assert not main.has_class("-stale")
-                    assert status.texts[2].startswith("● running 2")
+                    # Auto-claim is off here: the banner leads, and the counters follow it.
+                    assert status.texts[2].startswith(
+                        "⚠ claims blocked: auto-claim off │ ● running 2"
+                    )
                     assert main.feed.border_subtitle in (None, "")
 
                     engine.send_signal(signal.SIGTERM)
@@ -194,5 +197,50 @@ async def test_an_attached_console_whose_engine_stops_shows_its_state_as_of_then
                         assert main.query_one(panel).border_subtitle == as_of, panel
                     assert main.feed.styles.text_opacity < 1
                     assert main.query_one("#quota-line", QuotaGauges).texts[0].startswith(as_of)
+            finally:
+                await console.close()
+
+
+async def test_an_attached_console_at_80x24_explains_blocked_claims_and_reaches_every_panel(
+    tmp_path: Path,
+) -> None:
+    """The banner, the single host's drain (`h`, then its state in the header) and `tab`/`z`
+    to the event log, in a console attached to a real engine process."""
+    async with DemoEnvironment(**env_options(tmp_path, hotkey=ALICE)) as env:
+        env.platform.add_jobs(2)
+        async with headless_engine(env, tmp_path):
+            assert env.config is not None
+            console = SocketEngine(env.config.state_path)
+            await console.connect()
+            app = ValidatorApp(console, clock=frozen_clock, cursor_blink=False)
+            try:
+                async with app.run_test(size=(80, 24)) as pilot:
+                    main = app.main
+                    await wait_until(pilot, lambda: settled(app, 2), "the engine's state shown")
+                    status = main.query_one(StatusBar)
+                    await wait_until(
+                        pilot,
+                        lambda: status.texts[2].startswith(
+                            "⚠ claims blocked: auto-claim off (2 pending jobs wait)"
+                        ),
+                        "the banner",
+                    )
+                    host = main.only_host()
+                    assert host is not None and not main.host_table.display
+                    main.challenge_table.focus()
+                    await pilot.pause()
+                    await pilot.press("h")
+                    assert isinstance(app.screen, ConfirmScreen)
+                    await pilot.press("y")
+                    await wait_until(
+                        pilot,
+                        # Its CVMs have no other host to move to: it stays draining.
+                        lambda: "vmm ● connected · ◐ draining │" in status.texts[1],
+                        f"the host's drain in the header: {status.texts[1]!r}",
+                    )
+                    await pilot.press("tab", "z")
+                    assert main.maximized is main.event_log
+                    assert main.event_log.region.height >= 20
+                    assert any("drain" in line for line in main.event_log.lines)
             finally:
                 await console.close()

@@ -81,6 +81,22 @@ def test_main_screen_with_three_hosts(snap_compare: Any) -> None:
     assert snap_compare(app_on(engine), terminal_size=(120, 36), run_before=shown)
 
 
+def test_events_and_hosts_at_80x24(snap_compare: Any) -> None:
+    """Too narrow for the right column: tab to the event log, and Hosts and Events take the
+    place of Jobs and Challenge CVMs."""
+    engine = with_hosts(demo_state(FakeEngine()))
+    assert snap_compare(
+        app_on(engine), press=["tab", "tab", "tab"], terminal_size=(80, 24), run_before=shown
+    )
+
+
+def test_event_log_zoomed_at_80x24(snap_compare: Any) -> None:
+    """`z` on the event log: it fills the screen above the footer."""
+    assert snap_compare(
+        app_on(), press=["tab", "tab", "z"], terminal_size=(80, 24), run_before=shown
+    )
+
+
 def test_help_screen(snap_compare: Any) -> None:
     assert snap_compare(
         app_on(), press=["question_mark"], terminal_size=(120, 36), run_before=shown

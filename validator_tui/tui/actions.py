@@ -278,6 +278,14 @@ ACTIONS: tuple[Action, ...] = (
         "toggle_wrap", "w", "Wrap", "VM console: wrap long lines", Section.CONSOLE, footer=False
     ),
     _action(
+        "zoom",
+        "z",
+        "Zoom",
+        "zoom the focused panel to the full screen, and back (the event log zoomed: / searches it)",
+        Section.CONSOLE,
+        footer=False,
+    ),
+    _action(
         "help",
         "question_mark",
         "Help",

@@ -19,7 +19,7 @@ from textual.notifications import SeverityLevel
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, Log
 
 from validator_tui.control import (
     ChallengeRecord,
@@ -49,7 +49,7 @@ from validator_tui.tui.widgets.job_feed import JobFeed
 from validator_tui.tui.widgets.key_footer import KeyFooter
 from validator_tui.tui.widgets.line_table import LineTable
 from validator_tui.tui.widgets.quota_panel import QuotaGauges, QuotaPanel
-from validator_tui.tui.widgets.status_bar import StatusBar
+from validator_tui.tui.widgets.status_bar import StatusBar, claims_banner
 from validator_tui.tui.widgets.titles import QuietTitles
 from validator_tui.tui.widgets.vm_console import VmConsole
 
@@ -63,6 +63,9 @@ READ_ONLY = "read-only console: commands are refused"
 #: The main screen's own actions (the footer dims those that do not apply).
 MAIN_ACTIONS = frozenset(action.name for action in actions_of(Owner.MAIN))
 JOBS, CHALLENGES, HOSTS = "jobs", "challenges", "hosts"
+EVENTS, CONSOLE = "events", "console"
+#: Panels that take the place of Jobs and Challenge CVMs on a screen too narrow for both.
+ASIDE = frozenset({HOSTS, EVENTS})
 #: Screen lines from which the right column has room for hosts, gauges, sparkline and events.
 ROOM_FOR_SPARKLINE = 44
 
@@ -135,6 +138,10 @@ class MainScreen(Screen[None]):
     """Shows the engine's state (fed by the app) and acts on the selection."""
 
     BINDINGS = bindings(Owner.MAIN)
+    #: A zoomed panel (`z`) keeps the footer and the search prompt below it.
+    ALLOW_IN_MAXIMIZED_VIEW = "KeyFooter, #filter-bar"
+    #: `z` zooms back; escape keeps clearing the filter or the search.
+    ESCAPE_TO_MINIMIZE = False
 
     #: Textual's `Screen.focused` repaints the whole screen when the focus moves, though the
     #: widgets whose focus styles change repaint themselves: a full render of every panel
@@ -151,6 +158,12 @@ class MainScreen(Screen[None]):
         #: When the console last had the engine's state live (the app's clock).
         self._fresh_at: float | None = None
         self._as_of_shown = ""
+        #: Why claims are blocked as a whole ("" when they are not), shown in the header.
+        self._banner = ""
+        #: Whether the open prompt searches the event log (else it filters the job feed).
+        self._search_events = False
+        #: The waiting reasons of the pending jobs in the feed (kept from the last job change).
+        self._waiting: list[str] = []
 
     @property
     def console_app(self) -> ValidatorApp:
@@ -199,6 +212,60 @@ class MainScreen(Screen[None]):
     @property
     def host_table(self) -> HostTable:
         return self.query_one("#hosts", HostTable)
+
+    @property
+    def event_log(self) -> EventLog:
+        return self.query_one("#events", EventLog)
+
+    def focused_panel(self) -> Widget | None:
+        """The panel that holds the focus (None while the filter prompt has it)."""
+        focused = self.focused
+        if focused is None:
+            return None
+        panels = (n for n in focused.ancestors_with_self if n.has_class("panel"))
+        return next((n for n in panels if isinstance(n, Widget)), None)
+
+    def _panel_ring(self) -> list[Widget]:
+        """The panels `tab` goes through, in order (Hosts only with several hosts)."""
+        ring: list[Widget] = [self.feed, self.challenge_table]
+        if len(self.host_table.hosts) > 1:
+            ring.append(self.host_table)
+        return [*ring, self.event_log, self.vm_console]
+
+    def focus_next(self, selector: str | type[Widget] = "*") -> Widget | None:
+        """As `Screen.focus_next`; too narrow for the right column, the next panel of the ring
+        (Hosts and Events then take the place of Jobs and Challenge CVMs)."""
+        if self._switching_panels():
+            return self._cycle_panels(1)
+        return super().focus_next(selector)
+
+    def focus_previous(self, selector: str | type[Widget] = "*") -> Widget | None:
+        """As `focus_next`, backwards."""
+        if self._switching_panels():
+            return self._cycle_panels(-1)
+        return super().focus_previous(selector)
+
+    def _switching_panels(self) -> bool:
+        return self.has_class("-narrow") and self.maximized is None and bool(self.focused_panel())
+
+    def _cycle_panels(self, step: int) -> Widget:
+        """Focus the panel `step` places along the ring from the focused one."""
+        ring = self._panel_ring()
+        current = self.focused_panel()
+        index = ring.index(current) if current in ring else 0
+        panel = ring[(index + step) % len(ring)]
+        self._show_aside(panel)
+        target = panel.query_one(Log) if panel is self.vm_console else panel
+        target.focus()
+        return target
+
+    def _show_aside(self, panel: Widget) -> None:
+        """Hosts or Events focused: they take the left column's place on a narrow screen;
+        Jobs or Challenge CVMs focused: they have it back (the VM console changes nothing)."""
+        if panel.id in ASIDE:
+            self.add_class("-aside")
+        elif panel.id in (JOBS, CHALLENGES):
+            self.remove_class("-aside")
 
     def on_mount(self) -> None:
         widgets = (self.feed, self.challenge_table, self.host_table, self.query_one("#quota"))
@@ -253,6 +320,11 @@ class MainScreen(Screen[None]):
         if delta.events:
             self.query_one(EventLog).add_events(delta.events, shown)
         self.header = delta.header
+        if delta.jobs or removed_jobs:
+            pending = JobState.PENDING
+            self._waiting = [j.waiting_reason for j in feed.jobs.values() if j.state is pending]
+        hosts = list(self.host_table.hosts.values())
+        self._banner = claims_banner(self.header, hosts, self._waiting)
         self._show_header(now)
         self._sync_console()
         self._sync_bindings()
@@ -302,7 +374,13 @@ class MainScreen(Screen[None]):
         attached = None if engine.embedded else engine.info
         shown_at, as_of = self._shown_time(now), self._as_of_shown
         self.query_one(StatusBar).show(
-            self.header, now, attached=attached, link=engine.link, as_of=(shown_at, as_of)
+            self.header,
+            now,
+            attached=attached,
+            link=engine.link,
+            as_of=(shown_at, as_of),
+            banner=self._banner,
+            host=self.only_host(),
         )
         self.query_one(QuotaPanel).show(
             self.header.quota, self.header.throughput, self.header.failures
@@ -323,15 +401,20 @@ class MainScreen(Screen[None]):
         """The challenge under the CVM table's cursor, when that table is the active one."""
         return self.challenge_table.selected_challenge if self.active_table == CHALLENGES else None
 
+    def only_host(self) -> HostRecord | None:
+        """The pool's host when it has exactly one (no Hosts panel then)."""
+        hosts = self.host_table.hosts
+        return next(iter(hosts.values())) if len(hosts) == 1 else None
+
     def selected_host(self) -> HostRecord | None:
         """The host under the Hosts panel's cursor when that table is the active one, else the
-        host of the selected job or challenge CVM."""
+        host of the selected job or challenge CVM; with a single host, that host."""
         hosts = self.host_table.hosts
         if self.active_table == HOSTS:
             return self.host_table.selected_host
         job, challenge = self.selected_job(), self.selected_challenge()
         name = job.host if job is not None else challenge.host if challenge is not None else ""
-        return hosts.get(name)
+        return hosts.get(name) or self.only_host()
 
     def selected_vm(self) -> VmTarget | None:
         """The VM of the selection: the selected job's VM or the selected challenge's CVM."""
@@ -380,7 +463,9 @@ class MainScreen(Screen[None]):
         self._sync_bindings()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        focused = self.focused
+        focused, panel = self.focused, self.focused_panel()
+        if panel is not None:
+            self._show_aside(panel)
         if focused is not None:
             self._set_active(focused.id)
             self._sync_console()
@@ -415,6 +500,8 @@ class MainScreen(Screen[None]):
             return "no failed job in the feed"
         if name == "clear_filter":
             field_open = self.has_class("-filtering")
+            if self._events_searched():
+                return None if self.event_log.search or field_open else "no search to clear"
             return None if self.feed.filter_text or field_open else "no filter to clear"
         if name == "orm_query" and not self.challenge_table.challenges:
             return "no challenge to query yet"
@@ -655,18 +742,37 @@ class MainScreen(Screen[None]):
         self._sync_bindings()
 
     def action_filter(self) -> None:
+        """Open the prompt: it searches the event log while that has the focus, else it
+        filters the job feed."""
+        self._search_events = self.focused_panel() is self.event_log
+        prompt = self.query_one("#filter", Input)
+        label = "Search events:" if self._search_events else "Filter jobs:"
+        self.query_one("#filter-label", Label).update(label)
+        prompt.value = self.event_log.search if self._search_events else self.feed.filter_text
         self.add_class("-filtering")
-        self.query_one("#filter", Input).focus()
+        prompt.focus()
+
+    def _events_searched(self) -> bool:
+        """Whether the prompt and escape act on the event log's search (not the feed's filter)."""
+        if self.has_class("-filtering"):
+            return self._search_events
+        return self.focused_panel() is self.event_log
 
     def action_clear_filter(self) -> None:
         if self._refused("clear_filter"):
             return
         self.query_one("#filter", Input).value = ""
-        self.feed.set_filter("", self.console_app.clock())
+        if self._events_searched():
+            self.event_log.set_search("")
+        else:
+            self.feed.set_filter("", self.console_app.clock())
         self._close_filter_prompt()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
+        if self._search_events:
+            self.event_log.set_search(event.value)
+            return
         self.feed.set_filter(event.value, self.console_app.clock())
         self._sync_console()
         self._sync_bindings()
@@ -683,10 +789,24 @@ class MainScreen(Screen[None]):
             self.remove_class("-filtering")
 
     def _close_filter_prompt(self) -> None:
-        """Give the footer its line back (the filter stays in force)."""
+        """Give the footer its line back (the filter or search stays in force) and the focus
+        to what it filters."""
+        searched = self._events_searched()
         self.remove_class("-filtering")
-        self.feed.focus()
+        self._search_events = False
+        (self.event_log if searched else self.feed).focus()
         self._sync_bindings()
+
+    def action_zoom(self) -> None:
+        """Zoom the focused panel to the full screen, or back."""
+        if self.maximized is not None:
+            self.minimize()
+            return
+        panel = self.focused_panel()
+        if panel is None:
+            self.toast("nothing to zoom: focus a panel first (tab)", title="Zoom: not done")
+            return
+        self.maximize(panel, container=False)
 
     # -- CVM and VM actions -------------------------------------------------------------------
 

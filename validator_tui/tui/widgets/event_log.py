@@ -74,7 +74,8 @@ def wrap_tokens(tokens: list[Token], width: int) -> list[list[Token]]:
 
 class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
     """Appends engine events (and the console's own notes) as they arrive; follows the newest
-    unless the operator scrolled up."""
+    unless the operator scrolled up, and then counts in its title the entries that arrived
+    meanwhile (`3 new`). `set_search` shows only the entries that contain a text."""
 
     DEFAULT_CSS = """
     EventLog {
@@ -102,9 +103,43 @@ class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
         self._line_counts: deque[int] = deque()
         self._width = 0
         self._styles: dict[str, Style] = {}
+        #: Only entries containing this text (casefolded) are shown; "" shows every entry.
+        self.search = ""
+        #: Entries shown that arrived while the view was scrolled up from the newest.
+        self.unseen = 0
+        #: The view stays on the newest entry (the operator has not scrolled up); kept while
+        #: the log is hidden (no height: every offset would count as scrolled up).
+        self._following = True
 
     def on_mount(self) -> None:
-        self.set_title("Events")
+        self._show_title()
+
+    def _show_title(self) -> None:
+        """`Events`, then the search in force and the entries not seen yet."""
+        title = "Events"
+        if self.search:
+            title += f" · /{clean_line(self.search, 40)}"
+        if self.unseen:
+            title += f" · {self.unseen} new ↓"
+        self.set_title(title)
+
+    def set_search(self, text: str) -> None:
+        """Show only the entries whose text contains `text` (any case); "" shows all."""
+        search = text.strip()
+        if search == self.search:
+            return
+        self.search = search
+        self.unseen = 0
+        self._rewrap()
+        self._set_height(follow=True)
+        self._show_title()
+        self.refresh()
+
+    def _matches(self, tokens: list[Token]) -> bool:
+        if not self.search:
+            return True
+        needle = self.search.casefold()
+        return needle in " ".join(text for text, _ in tokens).casefold()
 
     @property
     def lines(self) -> list[str]:
@@ -126,13 +161,16 @@ class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
         self._entries.clear()
         self._lines.clear()
         self._line_counts.clear()
+        self.unseen = 0
+        self._show_title()
         self._set_height(follow=False)
         self.refresh()
 
     # -- drawing ------------------------------------------------------------------------------
 
     def _append(self, entries: list[list[Token]]) -> None:
-        following = self.scroll_y >= self.max_scroll_y
+        following = self._following
+        shown = 0
         for tokens in entries:
             if len(self._entries) == self.max_lines:
                 self._entries.popleft()
@@ -140,10 +178,14 @@ class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
                     self._lines.popleft()
             self._entries.append(tokens)
             if self._width:
-                wrapped = self._wrap(tokens)
+                wrapped = self._wrap(tokens) if self._matches(tokens) else []
                 self._lines.extend(wrapped)
                 self._line_counts.append(len(wrapped))
+                shown += bool(wrapped)
         self._set_height(follow=following)
+        if not following and shown:
+            self.unseen += shown
+            self._show_title()
         self.refresh()
 
     def _wrap(self, tokens: list[Token]) -> list[Strip]:
@@ -164,7 +206,7 @@ class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
         self._lines.clear()
         self._line_counts.clear()
         for tokens in self._entries:
-            wrapped = self._wrap(tokens)
+            wrapped = self._wrap(tokens) if self._matches(tokens) else []
             self._lines.extend(wrapped)
             self._line_counts.append(len(wrapped))
 
@@ -176,13 +218,22 @@ class EventLog(ScrollView, QuietTitles, CachedStyle, can_focus=True):
         if follow:
             self.scroll_to(y=self.max_scroll_y, animate=False)
 
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Back at the newest entry: nothing is unseen any more."""
+        super().watch_scroll_y(old_value, new_value)
+        if not self.scrollable_content_region.height:
+            return
+        self._following = new_value >= self.max_scroll_y
+        if self.unseen and self._following:
+            self.unseen = 0
+            self._show_title()
+
     def on_resize(self, event: events.Resize) -> None:
         width = self.scrollable_content_region.width
         if width != self._width:
-            following = self.scroll_y >= self.max_scroll_y
             self._width = width
             self._rewrap()
-            self._set_height(follow=following)
+            self._set_height(follow=self._following)
             self.refresh()
 
     def notify_style_update(self) -> None:

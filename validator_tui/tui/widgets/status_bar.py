@@ -6,11 +6,14 @@ changed (`Lines`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 
-from validator_tui.control import EngineInfo, Header, Link, LinkStatus
+from validator_tui.control import EngineInfo, Header, HostRecord, HostState, Link, LinkStatus
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import age, connection_text, short_hotkey
+from validator_tui.tui.widgets.host_table import HOST_MARKERS, host_state_text
 from validator_tui.tui.widgets.lines import Lines
 
 _SEP = (" │ ", "dim")
@@ -27,16 +30,17 @@ class StatusBar(Lines):
         attached: EngineInfo | None = None,
         link: Link | None = None,
         as_of: tuple[float, str] = (0.0, ""),
+        banner: str = "",
+        host: HostRecord | None = None,
     ) -> None:
         """Render `header` as of `now` (ages are measured with the app's clock); `attached`:
         the engine this console is attached to, with the `link` to it. `as_of`: when its label
         is set (`as of 12:34:56`), the header is not live: it is shown dimmed, as it was at
-        that time, each line led by the label."""
+        that time, each line led by the label. `banner`: why claims are blocked as a whole
+        (`claims_banner`); `host`: the pool's only host, whose state joins the vmm segment."""
         at, label = as_of
-        if label:
-            lines = [stale_line(line, label) for line in render_header(header, at)]
-        else:
-            lines = list(render_header(header, now))
+        shown = render_header(header, at if label else now, banner=banner, host=host)
+        lines = [stale_line(line, label) for line in shown] if label else list(shown)
         if attached is not None:
             lines.insert(0, engine_line(attached, link or Link(), now))
         self.set_class(attached is not None, "-attached")
@@ -79,8 +83,45 @@ def link_text(link: Link, now: float) -> Text:
     return Text("✗ engine gone" + (f": {detail}" if detail else ""), style="bold red")
 
 
-def render_header(header: Header, now: float) -> tuple[Text, Text]:
-    """The two header lines (no markup is parsed from any value)."""
+def claims_banner(header: Header, hosts: Sequence[HostRecord], waiting: Sequence[str]) -> str:
+    """Why claims are blocked as a whole, in one line ("" when they are not): the engine's
+    own pause if any, else auto-claim off, else no host taking VMs, else the one reason every
+    pending job shares (`waiting`: the waiting reasons of the pending jobs shown)."""
+    if header.claims_paused:
+        return header.claims_paused
+    if not header.auto_claim:
+        count = len(waiting)
+        jobs = f" ({count} pending job{' waits' if count == 1 else 's wait'})" if count else ""
+        return f"claims blocked: auto-claim off{jobs}"
+    if hosts and not any(host.state is HostState.UP for host in hosts):
+        return f"claims blocked: {_no_taker(hosts)}"
+    reasons = set(waiting)
+    # Only what holds every job (capacity, hosts) starts with "waiting"; a CVM not active
+    # or a claim to retry holds some challenges' jobs, which their rows say.
+    if len(reasons) != 1 or not next(iter(reasons)).startswith("waiting"):
+        return ""
+    reason = clean_line(reasons.pop(), 160)
+    capacity = "waiting for capacity ("
+    if reason.startswith(capacity) and reason.endswith(")"):
+        reason = f"no capacity for a job VM: {reason[len(capacity) : -1]}"
+    return f"claims blocked: {reason}"
+
+
+def _no_taker(hosts: Sequence[HostRecord]) -> str:
+    """`host tdx-a drained`, `all hosts drained`, `no host takes VMs (tdx-a drained, …)`."""
+    if len(hosts) == 1:
+        return f"host {clean_line(hosts[0].id, 40)} {hosts[0].state.value}"
+    if all(host.draining for host in hosts):
+        return "all hosts drained"
+    states = ", ".join(f"{clean_line(host.id, 40)} {host.state.value}" for host in hosts)
+    return f"no host takes VMs ({states})"
+
+
+def render_header(
+    header: Header, now: float, *, banner: str = "", host: HostRecord | None = None
+) -> tuple[Text, Text]:
+    """The two header lines (no markup is parsed from any value): `banner` leads the second
+    line; `host` (a single host's state other than up) follows the VMM's connection."""
     top = Text(no_wrap=True, overflow="ellipsis")
     top.append(short_hotkey(header.hotkey) or "no hotkey", style="bold")
     top.append(*_SEP)
@@ -91,6 +132,10 @@ def render_header(header: Header, now: float) -> tuple[Text, Text]:
     top.append(*_SEP)
     top.append("vmm ")
     top.append_text(connection_text(header.vmm, now))
+    if host is not None and host.state is not HostState.UP:
+        _, style = HOST_MARKERS[host.state]
+        top.append(" · ")
+        top.append(host_state_text(host, now), style=style)
     top.append(*_SEP)
     top.append("auto-claim ")
     top.append(
@@ -110,6 +155,9 @@ def render_header(header: Header, now: float) -> tuple[Text, Text]:
     if header.conflict:
         bottom.append(f"⚠ {header.conflict}", style="bold reverse red")
         bottom.append(*_SEP)
+    if banner:
+        bottom.append(f"⚠ {clean_line(banner, 200)}", style="bold reverse yellow")
+        bottom.append(*_SEP)
     parts = [
         ("●", "running", counters.running, "bold cyan"),
         ("✓", "done", counters.completed, "green"),
@@ -127,5 +175,7 @@ def render_header(header: Header, now: float) -> tuple[Text, Text]:
         bottom.append(*_SEP)
         bottom.append(f"‼ dead letters {counters.dead_letters}", style="bold red")
     for warning in header.warnings():
+        if warning == banner:
+            continue
         bottom.append_text(Text.assemble(_SEP, (f"⚠ {clean_line(warning, 200)}", "bold yellow")))
     return top, bottom

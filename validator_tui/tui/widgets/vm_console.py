@@ -23,6 +23,8 @@ FLUSH_DELAY_S = 0.1
 
 class VmConsole(Vertical, QuietTitles):
     """Shows the log of the VM given to `follow`; switching VMs cancels the old stream.
+    While it follows no VM it carries the `-empty` class (a short screen then gives its rows
+    to the feed). `z` zooms the panel as a whole, not just its log (`ALLOW_MAXIMIZE`).
 
     While following, the view stays on the newest line; `toggle_pause` holds new lines back
     (the view stays still, scroll freely) and shows them on resume;
@@ -30,8 +32,10 @@ class VmConsole(Vertical, QuietTitles):
     or paused, wrap) leads the title, so it stays visible at any size.
     """
 
+    ALLOW_MAXIMIZE = True
+
     def __init__(self, source: LogSource, *, max_lines: int = 2000, id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(id=id, classes="-empty")
         self._source = source
         self.max_lines = max_lines
         self.vm_id: str | None = None
@@ -68,6 +72,7 @@ class VmConsole(Vertical, QuietTitles):
         self._held_total = 0
         self.query_one(Log).clear()
         self._update_title()
+        self.set_class(vm_id is None, "-empty")
         if vm_id is None:
             self.workers.cancel_group(self, "vm-console")
         else:
