@@ -157,8 +157,9 @@ class JobManager:
             return "auto-claim off"
         if blocker:
             return blocker
-        if not self.challenges.is_active(record.challenge_id):
-            return "challenge CVM not active"
+        waits = self.challenges.claims_wait(record.challenge_id)
+        if waits:
+            return waits
         if capacity:
             return capacity
         if self._retry_claim_at.get(record.id, 0.0) > time.monotonic():
@@ -324,8 +325,9 @@ class JobManager:
         blocker = self.claim_blocker()
         if blocker:
             return Outcome.refused(blocker)
-        if not self.challenges.is_active(record.challenge_id):
-            return Outcome.refused("the job's challenge CVM is not active")
+        waits = self.challenges.claims_wait(record.challenge_id)
+        if waits:
+            return Outcome.refused(f"the job's challenge: {waits}")
         try:
             allocation = self.ctx.hosts.place_job(self.job_resources(), owner=f"job {job_id}")
         except CapacityError as exc:
@@ -476,7 +478,7 @@ class JobManager:
             if record is None or record.state is not JobState.PENDING or self.stopping:
                 del self._maybe_ours[job_id]
                 continue
-            if not self.challenges.is_active(record.challenge_id):
+            if self.challenges.claims_wait(record.challenge_id):
                 continue
             try:
                 allocation = self.ctx.hosts.place_job(self.job_resources(), owner=f"job {job_id}")
@@ -767,6 +769,9 @@ class _Progress:
     def submission_fetched(self, miner_hotkey: str) -> None:
         if miner_hotkey and not self.job.miner_hotkey:
             self.job.miner_hotkey = sys.intern(miner_hotkey)
+
+    def waiting(self, reason: str) -> None:
+        self.jobs.ctx.state.put_job(self.job, reason)
 
     def creating_vm(self, vm_name: str) -> None:
         job, ctx = self.job, self.jobs.ctx
