@@ -12,6 +12,7 @@ from validator_tui.demo import DemoEnvironment
 from validator_tui.engine import validator as validator_module
 from validator_tui.engine.records import HostState, JobState
 from validator_tui.sim.scoring import score_for_code
+from validator_tui.sim.vmm import VmmSimulator
 
 ENGINE = {
     "poll_interval_s": 0.3,
@@ -126,3 +127,67 @@ async def test_undrain_before_anything_moved_changes_nothing():
             job_vms = sum(1 for job in jobs if validator.state.jobs[job["id"]].vm_id)
             assert sum(sim.stats["vms_created"] for sim in env.vmms) == created + job_vms
             assert events(validator, "replaced by rebuilt CVM") == []
+
+
+async def test_claims_wait_until_the_vm_list_of_a_returning_vmm_was_read(monkeypatch):
+    """The VMM answers again but its VM list cannot be read yet (Status refused): a job
+    announced meanwhile is not claimed and says why; once the list is read, the lost CVMs are
+    provisioned again and the job completes."""
+    monkeypatch.setattr(validator_module, "RECONCILE_INTERVAL_S", 1.0)
+    async with DemoEnvironment(
+        seed=64, jobs_per_minute=0, boot_seconds=0.1, engine=ENGINE, evaluator_latency_s=0.05
+    ) as env:
+        async with running(env.config) as validator:
+            await env.vmm.go_down()
+            env.vmm.restart_empty()
+            await wait_for(
+                lambda: "VMM is not answering" in validator.state.header.claims_paused,
+                5,
+                "claims paused",
+            )
+            env.vmm.fail_next("Status", count=3, error="Failed to list VMs: busy")
+            job = env.platform.add_job()
+            await env.vmm.come_back()
+            await wait_for(
+                lambda: validator.state.header.claims_paused == "", 5, "the VMM answering"
+            )
+            await wait_for(lambda: job["id"] in validator.state.jobs, 5, "the job seen")
+            record = validator.state.jobs[job["id"]]
+            assert record.state is JobState.PENDING
+            assert record.waiting_reason == (
+                "waiting for the VM list of the VMM, which answers again, to be checked"
+            )
+            await wait_for(lambda: job["id"] in env.platform.results(), 20, "the result")
+            assert_each_scored_once(env, [job])
+            assert len(events(validator, "lost (the VMM no longer has it)")) == 3
+
+
+async def test_undrain_cancels_moves_under_way():
+    """Two hosts: drain h1 while the moves of its CVMs to h2 boot, undrain it: the moves are
+    cancelled (the CVMs being booted on h2 are removed), the CVMs on h1 keep serving, nothing is
+    replaced."""
+    async with DemoEnvironment(
+        seed=65, jobs_per_minute=0, boot_seconds=0.1, engine=ENGINE, hosts=2
+    ) as env:
+        async with running(env.config) as validator:
+            h2 = env.host_of("h2")
+            before = {c.id: (c.host, c.vm_id) for c in validator.state.challenges.values()}
+            moving = sum(1 for host, _ in before.values() if host == "h1")
+            on_h2 = cvms_on(h2)
+            h2.set_boot(seconds=30, name_contains="-ch-")
+            drained = await validator.drain_host("h1")
+            assert drained.ok and f"{moving} challenge CVMs move" in drained.message
+            await wait_for(lambda: len(cvms_on(h2)) == len(on_h2) + moving, 5, "moves booting")
+            undone = await validator.undrain_host("h1")
+            assert undone.ok and f"{moving} challenge CVM moves cancelled" in undone.message
+            await wait_for(lambda: cvms_on(h2) == on_h2, 5, "the moves' CVMs removed")
+            after = {c.id: (c.host, c.vm_id) for c in validator.state.challenges.values()}
+            assert after == before
+            assert validator.ctx.hosts.get_usage().allocations == 3
+            assert all(not validator.challenges.claims_wait(cid) for cid in after)
+            assert events(validator, "replaced by rebuilt CVM") == []
+
+
+def cvms_on(sim: VmmSimulator) -> set[str]:
+    """The challenge CVMs a VMM simulator lists (those being removed left out)."""
+    return {vm["id"] for vm in sim.vms() if "-ch-" in vm["name"] and vm["status"] != "removing"}

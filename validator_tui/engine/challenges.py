@@ -516,7 +516,7 @@ class ChallengeManager:
                     found = await find_vms_named(host, config.name)
                     if found:
                         return found[0]
-                return await host.vmm.create_vm(config)
+                return await self._create_once(host, config)
             except VmmError:
                 raise
             except AnswerLost:
@@ -525,6 +525,26 @@ class ChallengeManager:
                 if not is_transient(exc):
                     raise
             await asyncio.sleep(backoff.next())
+
+    async def _create_once(self, host: Host, config: VmConfiguration) -> str:
+        """One CreateVm, in a task of its own: when the provisioning is cancelled meanwhile (a
+        move undone, a host down), the CVM it creates is removed once its id is known."""
+        creating = self.ctx.tasks.spawn(
+            host.vmm.create_vm(config), name=f"create-{config.name}", quiet=True
+        )
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            self.ctx.tasks.spawn(
+                self._remove_once_created(host, creating), name=f"remove-{config.name}"
+            )
+            raise
+
+    async def _remove_once_created(self, host: Host, creating: asyncio.Task[str]) -> None:
+        """Remove the CVM `creating` makes, if it makes one."""
+        with contextlib.suppress(ClientError):
+            vm_id = await creating
+            await self._remove_vm_id(host, vm_id, "provisioning was cancelled")
 
     async def _fail(self, runtime: _Runtime, reason: str) -> None:
         runtime.failures += 1
@@ -703,6 +723,11 @@ class ChallengeManager:
             runtime.moving_off, runtime.waiting = None, False
             if runtime.task is not None and not runtime.task.done() and runtime.target:
                 runtime.task.cancel()
+            record = self.ctx.state.challenges.get(runtime.spec.id)
+            if record is not None and record.state is ChallengeState.UPDATING:
+                record.enter(ChallengeState.ACTIVE, "move cancelled: the host takes VMs again")
+                self.ctx.state.put_challenge(record)
+                self._on_active(runtime.spec.id)
             cancelled += 1
         return cancelled
 
