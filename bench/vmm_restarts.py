@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ CHALLENGES = 3
 ENGINE = {"vm_poll_interval_s": 0.2, "job_timeout_s": 120.0, "boot_timeout_s": 30.0}
 #: Errors of a job whose own VM died with the host (the only failure a reboot may cause).
 VM_DIED = ("VM lost", "evaluator on VM")
+ID = re.compile(r"[0-9a-f]{8}-[0-9a-f-]{27}")
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Run:
     #: (start, end) of each window in which a job announced counts as "during a restart":
     #: from going down until 1 s after answering again.
     windows: list[tuple[float, float]] = field(default_factory=list)
+    #: When each job was first seen at the platform (wall time, within 0.1 s).
+    announced: dict[str, float] = field(default_factory=dict)
 
 
 def cause(error: str | None) -> str:
@@ -63,9 +67,13 @@ def cause(error: str | None) -> str:
     return "vm died" if any(text in error for text in VM_DIED) else "ours"
 
 
-async def watch_cvms(env: DemoEnvironment, run: Run, stop: asyncio.Event) -> None:
-    """Collect the challenge CVMs the VMM lists after each restart (every one is new)."""
+async def watch(env: DemoEnvironment, run: Run, stop: asyncio.Event) -> None:
+    """Note when each job was announced, and collect the challenge CVMs the VMM lists after
+    each restart (every one is new)."""
     while not stop.is_set():
+        now = time.time()
+        for job in env.platform.jobs():
+            run.announced.setdefault(job["id"], now)
         if run.restarts and env.vmm.serving:
             names = {vm["id"] for vm in env.vmm.vms() if "-ch-" in vm["name"]}
             run.restarts[-1].cvms |= names
@@ -126,7 +134,7 @@ async def main_async(args: argparse.Namespace) -> int:
         async with running(env.config, challenges=CHALLENGES) as validator:
             run = Run()
             stop = asyncio.Event()
-            watcher = asyncio.create_task(watch_cvms(env, run, stop))
+            watcher = asyncio.create_task(watch(env, run, stop))
             started = time.monotonic()
             await restarts(env, validator, run, args)
             env.platform.set_job_rate(0)
@@ -148,17 +156,16 @@ def report(env: DemoEnvironment, validator: Validator, run: Run, seconds: float)
     jobs = env.platform.jobs()
     outcomes: Counter[str] = Counter()
     near: Counter[str] = Counter()
-    ours: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
     for job in jobs:
         bodies = results.get(job["id"])
         kind = "no result" if not bodies else cause(bodies[0]["error"])
         outcomes[kind] += 1
-        record = validator.state.jobs.get(job["id"])
-        seen = record.timeline[0].at if record is not None and record.timeline else None
+        seen = run.announced.get(job["id"])
         if seen is not None and in_window(seen, run.windows):
             near[kind] += 1
-        if kind == "ours" and bodies:
-            ours[str(bodies[0]["error"])[:120]] += 1
+        if kind in ("ours", "vm died") and bodies:
+            errors[f"{kind}: {ID.sub('<id>', str(bodies[0]['error']))[:140]}"] += 1
     per_restart = [len(restart.cvms) for restart in run.restarts]
     claimed = sorted(j.claimed_at for j in validator.state.jobs.values() if j.claimed_at)
     resumed = [
@@ -169,7 +176,9 @@ def report(env: DemoEnvironment, validator: Validator, run: Run, seconds: float)
     print(f"\nran {seconds:.0f} s: {len(run.restarts)} restarts, {len(jobs)} jobs announced")
     print(f"outcomes: {dict(sorted(outcomes.items()))}")
     print(f"announced while down or within 1 s of the answer: {dict(sorted(near.items()))}")
-    print(f"failed for a reason of ours: {outcomes['ours']} {dict(ours) if ours else ''}")
+    print(f"failed for a reason of ours: {outcomes['ours']}")
+    for text, count in errors.most_common():
+        print(f"  {count:4d}  {text}")
     print(f"CVMs created per restart: {per_restart} (one per challenge: {CHALLENGES})")
     if active:
         print(f"CVMs active again after the VMM answered: median {median(active):.1f} s")

@@ -145,7 +145,7 @@ async def test_claims_wait_until_the_vm_list_of_a_returning_vmm_was_read(monkeyp
                 5,
                 "claims paused",
             )
-            env.vmm.fail_next("Status", count=3, error="Failed to list VMs: busy")
+            env.vmm.fail_next("Status", count=5, error="Failed to list VMs: busy")
             job = env.platform.add_job()
             await env.vmm.come_back()
             await wait_for(
