@@ -466,3 +466,19 @@ async def test_restart_empty_forgets_every_vm(vmm_sim: VmmSimulator) -> None:
         assert vmm_sim.restart_empty() == 2
         assert (await rpc(http, "Status", {}))["vms"] == []
         assert vmm_sim.vms() == []
+
+
+async def test_outage_empty_is_a_host_reboot_on_the_same_address(vmm_sim: VmmSimulator) -> None:
+    """`/_sim/outage {empty}`: refuses connections, then answers on the same URL without VMs."""
+    async with httpx.AsyncClient(base_url=vmm_sim.url) as http:
+        await rpc(http, "CreateVm", vm_body("vt-5Grwva-ch-a", ports=[]))
+        answer = await http.post("/_sim/outage", json={"seconds": 0.3, "empty": True})
+        assert answer.json() == {"ok": True, "down_for_s": 0.3}
+        deadline = asyncio.get_running_loop().time() + 5
+        while vmm_sim.serving and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        with pytest.raises(httpx.ConnectError):
+            await http.post("/prpc/Status?json", json={})
+        while not vmm_sim.serving and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert (await rpc(http, "Status", {}))["vms"] == []

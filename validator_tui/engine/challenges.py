@@ -45,6 +45,8 @@ KIND = "challenge"
 _RESUMABLE = frozenset({ChallengeState.STOPPED, ChallengeState.BOOTING})
 #: The capacity-shortfall warning is logged at most this often (the header always shows it).
 SHORTFALL_WARNING_EVERY_S = 60.0
+#: A job waiting for its challenge's CVM to be provisioned again looks this often.
+COMPOSE_WAIT_POLL_S = 0.1
 
 
 @dataclass(slots=True)
@@ -70,6 +72,10 @@ class _Runtime:
     waiting: bool = False
     #: What the current lifecycle work (`task`) provisions a CVM with, if it does.
     target: Allocation | None = None
+    #: Why there is no serving CVM (shown to the jobs that wait for one).
+    why_none: str = "being provisioned"
+    #: The host its CVM is to move off (a drain), until the move is done or undone.
+    moving_off: str | None = None
 
 
 class ChallengeManager:
@@ -102,14 +108,43 @@ class ChallengeManager:
             and record.vm_status == "running"
         )
 
-    def active_ids(self) -> frozenset[str]:
-        """The challenges whose jobs may be claimed now (see `is_active`)."""
-        return frozenset(cid for cid in self.ctx.state.challenges if self.is_active(cid))
-
-    def compose_for(self, challenge_id: str) -> bytes | None:
-        """The verified compose bytes of the challenge's active version."""
+    def claims_wait(self, challenge_id: str) -> str:
+        """Why jobs of this challenge may not be claimed now ("" when they may): its CVM is not
+        active, or the host holding it answers again and its VM list was not read since (the
+        CVM may be gone with a VMM that restarted)."""
+        if not self.is_active(challenge_id):
+            return "challenge CVM not active"
         runtime = self._runtimes.get(challenge_id)
-        return runtime.compose if runtime and runtime.vm else None
+        host = self.ctx.hosts.of(runtime.vm.allocation) if runtime and runtime.vm else None
+        if host is None or host.settled:
+            return ""
+        where = f"host {host.name}'s VMM" if self.ctx.hosts.several else "the VMM"
+        return f"waiting for the VM list of {where}, which answers again, to be checked"
+
+    def active_ids(self) -> frozenset[str]:
+        """The challenges whose jobs may be claimed now (see `claims_wait`)."""
+        return frozenset(cid for cid in self.ctx.state.challenges if not self.claims_wait(cid))
+
+    async def compose_when_serving(
+        self, challenge_id: str, on_wait: Callable[[str], None]
+    ) -> bytes | None:
+        """The verified compose of the challenge's serving CVM. While it has none because that
+        CVM is being provisioned again (lost with a VMM that restarted, left on a host that is
+        down, removed, a failed rebuild retried), wait for it, telling `on_wait` why each time
+        that changes; the caller's timeout bounds the wait. None once the challenge leaves the
+        active list."""
+        told = ""
+        while True:
+            runtime = self._runtimes.get(challenge_id)
+            if runtime is None or runtime.leaving:
+                return None
+            if runtime.vm is not None and runtime.compose is not None:
+                return runtime.compose
+            why = f"waiting for challenge CVM {runtime.spec.name} ({runtime.why_none})"
+            if why != told:
+                told = why
+                on_wait(why)
+            await asyncio.sleep(COMPOSE_WAIT_POLL_S)
 
     # -- start-up adoption -----------------------------------------------------------------
 
@@ -168,6 +203,7 @@ class ChallengeManager:
                     )
                     adopted = True
                     runtime.waiting = host.draining
+                    runtime.moving_off = host.name if host.draining else None
                     continue
             await self._remove_vm_id(host, info.id, f"stale CVM of challenge {spec.id}")
         return adopted
@@ -455,6 +491,7 @@ class ChallengeManager:
         except (ComposeError, ClientError, VmNotReady) as exc:
             await self._fail(runtime, str(exc))
         finally:
+            runtime.moving_off = None
             if new_vm is not None:
                 with contextlib.suppress(ValueError):
                     runtime.extra_vms.remove(new_vm)
@@ -481,7 +518,7 @@ class ChallengeManager:
                     found = await find_vms_named(host, config.name)
                     if found:
                         return found[0]
-                return await host.vmm.create_vm(config)
+                return await self._create_once(host, config)
             except VmmError:
                 raise
             except AnswerLost:
@@ -491,9 +528,30 @@ class ChallengeManager:
                     raise
             await asyncio.sleep(backoff.next())
 
+    async def _create_once(self, host: Host, config: VmConfiguration) -> str:
+        """One CreateVm, in a task of its own: when the provisioning is cancelled meanwhile (a
+        move undone, a host down), the CVM it creates is removed once its id is known."""
+        creating = self.ctx.tasks.spawn(
+            host.vmm.create_vm(config), name=f"create-{config.name}", quiet=True
+        )
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            self.ctx.tasks.spawn(
+                self._remove_once_created(host, creating), name=f"remove-{config.name}"
+            )
+            raise
+
+    async def _remove_once_created(self, host: Host, creating: asyncio.Task[str]) -> None:
+        """Remove the CVM `creating` makes, if it makes one."""
+        with contextlib.suppress(ClientError):
+            vm_id = await creating
+            await self._remove_vm_id(host, vm_id, "provisioning was cancelled")
+
     async def _fail(self, runtime: _Runtime, reason: str) -> None:
         runtime.failures += 1
         runtime.retry_after = time.monotonic() + min(300.0, 10.0 * 2 ** (runtime.failures - 1))
+        runtime.why_none = f"provisioning failed, retried later: {reason}"
         if runtime.vm is not None:
             old, runtime.vm, runtime.compose = runtime.vm, None, None
             await self._destroy(old, "rebuild failed")
@@ -603,6 +661,7 @@ class ChallengeManager:
             vm = runtime.vm
             if vm is not None and vm.allocation.host == host.name:
                 runtime.vm, runtime.compose = None, None
+                runtime.why_none = f"provisioning again: host {host.name} is down"
                 self._leave_behind(vm.vm_id, host)
                 if self.ctx.hosts.release(vm.allocation):
                     self.ctx.publish_quota()
@@ -646,10 +705,33 @@ class ChallengeManager:
             vm = runtime.vm
             if runtime.leaving or vm is None or vm.allocation.host != host.name:
                 continue
+            busy = runtime.waiting or (runtime.task is not None and not runtime.task.done())
+            # A rebuild under way is not a move: undoing the drain leaves it to finish.
+            runtime.moving_off = None if busy else host.name
             runtime.waiting = True
             moving += 1
         self._place_waiting()
         return moving
+
+    def stay_on(self, host: Host) -> int:
+        """The drain of `host` is undone: each CVM still there stays; its move, waiting for room
+        or being provisioned, is cancelled (a CVM that already moved stays where it is). Returns
+        how many moves were cancelled."""
+        cancelled = 0
+        for runtime in self._runtimes.values():
+            vm = runtime.vm
+            if runtime.moving_off != host.name or vm is None or vm.allocation.host != host.name:
+                continue
+            runtime.moving_off, runtime.waiting = None, False
+            if runtime.task is not None and not runtime.task.done() and runtime.target:
+                runtime.task.cancel()
+            record = self.ctx.state.challenges.get(runtime.spec.id)
+            if record is not None and record.state is ChallengeState.UPDATING:
+                record.enter(ChallengeState.ACTIVE, "move cancelled: the host takes VMs again")
+                self.ctx.state.put_challenge(record)
+                self._on_active(runtime.spec.id)
+            cancelled += 1
+        return cancelled
 
     def forget_vm(self, vm_id: str) -> None:
         """The operator removed this CVM: release it and provision a new one now."""
@@ -661,6 +743,7 @@ class ChallengeManager:
             with contextlib.suppress(StoreError):
                 self.ctx.store.delete_challenge_vm(vm_id)
             runtime.vm, runtime.compose = None, None
+            runtime.why_none = "provisioning a new one: the operator removed it"
             runtime.failures, runtime.retry_after = 0, 0.0
             record = self.ctx.state.challenges.get(runtime.spec.id)
             if record is not None:
@@ -717,6 +800,7 @@ class ChallengeManager:
                 if self.ctx.hosts.release(runtime.vm.allocation):
                     self.ctx.publish_quota()
                 runtime.vm, runtime.compose = None, None
+                runtime.why_none = "provisioning again after the VMM restarted"
             self.ctx.log(
                 "warn",
                 "cvm",

@@ -66,6 +66,9 @@ class JobProgress(Protocol):
         """The submission's code is here; `miner_hotkey` is the miner the ORM names ("" if
         none)."""
 
+    def waiting(self, reason: str) -> None:
+        """The job waits for what `reason` says (the job timeout bounds the wait)."""
+
     def creating_vm(self, vm_name: str) -> None:
         """A VM named `vm_name` is about to be created: commit the name (so that a crash cannot
         orphan it), or raise `JobFailed` to create none."""
@@ -205,16 +208,17 @@ class DstackExecutor:
         log: JobLog,
         progress: JobProgress,
     ) -> str:
-        """Create the job's VM from the challenge's verified compose; returns its id.
+        """Create the job's VM from the challenge's verified compose; returns its id. While the
+        challenge's CVM is being provisioned again the job waits for it (`progress` hears why).
 
         `progress` commits the VM name before CreateVm, so a crash cannot orphan it.
         While the VMM does not answer (no answer, 5xx) CreateVm is retried with backoff; after
         an answer was lost the VM is looked up by name first, so a retry never makes a second
         one. A VMM refusal (HTTP 400) fails the job.
         """
-        compose = self.challenges.compose_for(job.challenge_id)
+        compose = await self.challenges.compose_when_serving(job.challenge_id, progress.waiting)
         if compose is None:
-            raise JobFailed("challenge CVM is not active: no verified compose to run")
+            raise JobFailed("the challenge left the active list: no verified compose to run")
         progress.creating_vm(vm.name)
         env = {
             "JOB_ID": job.id,

@@ -10,7 +10,9 @@ left free after the placement.
 
 Health: a host whose VMM stops answering takes no new VMs at once; after the grace period
 (`engine.host_down_grace_s`) it is `down` and the pool's listeners move its challenge CVMs
-away; when it answers again it is `up` and they clean up what was left on it.
+away; when it answers again it is `up` and they clean up what was left on it. A host that
+stopped answering is not `settled` until its VM list was read after it answered again (a VMM
+that restarted may have lost every VM): until then no job is claimed for a CVM there.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ class Host:
         self.down_since: float | None = None
         #: Start-up could not list its VMs: the reconciler sorts them out once it answers.
         self.orphans_pending = False
+        #: Its VM list was read since it last answered again (see `unsettle`/`settle`).
+        self.settled = True
+        #: Bumped each time it stops answering: a VM list read before is out of date.
+        self.outages = 0
         self._down_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
@@ -93,6 +99,20 @@ class Host:
     def takes_vms(self) -> bool:
         """New VMs may be placed here: it answers, is not down and not draining."""
         return self.health.up and not self.down and not self.draining
+
+    def unsettle(self) -> None:
+        """It stopped answering: what it lists is unknown until a listing read after it answers
+        again settles it."""
+        self.settled = False
+        self.outages += 1
+
+    def settle(self, outages: int) -> bool:
+        """A VM list read while `outages` was current was reconciled: settled, unless it stopped
+        answering since. True if this settled it."""
+        if self.settled or outages != self.outages:
+            return False
+        self.settled = True
+        return True
 
     @property
     def wants_gpus(self) -> bool:
@@ -231,6 +251,7 @@ class HostPool:
                 for listener in list(self._on_up):
                     listener(host)
         elif not host.down and host._down_timer is None:
+            host.unsettle()
             host.unreachable_since = host.unreachable_since or time.time()
             loop = asyncio.get_running_loop()
             host._down_timer = loop.call_later(self.grace, self._grace_over, host)

@@ -243,9 +243,7 @@ class JobManager:
     def _challenge_hold(self, challenge_id: str) -> str:
         """Why no job of `challenge_id` may be claimed now ("" when its jobs may be): the one
         place that says whether a challenge takes claims."""
-        if not self.challenges.is_active(challenge_id):
-            return "challenge CVM not active"
-        return ""
+        return self.challenges.claims_wait(challenge_id)
 
     def _queued_reason(self, challenge_id: str, blocker: str, capacity: str) -> str:
         """Why a queued job of `challenge_id` is not being claimed now ("" if nothing holds it)."""
@@ -1004,6 +1002,9 @@ class _Progress:
     def submission_fetched(self, miner_hotkey: str) -> None:
         if miner_hotkey and not self.job.miner_hotkey:
             self.job.miner_hotkey = sys.intern(miner_hotkey)
+
+    def waiting(self, reason: str) -> None:
+        self.jobs.ctx.state.put_job(self.job, reason)
 
     def creating_vm(self, vm_name: str) -> None:
         job, ctx = self.job, self.jobs.ctx

@@ -31,6 +31,8 @@ class Reconciler:
         self.challenges = challenges
         self.recovery = recovery
         self._busy: set[str] = set()
+        #: Hosts asked for while a pass over them ran: that pass is followed by another.
+        self._again: set[str] = set()
 
     async def reconcile(self, hosts: list[Host] | None = None) -> None:
         """One pass over `hosts` (default: every host), concurrently."""
@@ -42,14 +44,21 @@ class Reconciler:
         CVMs left behind, and notice VMs we hold that it no longer lists (a VMM restart): a
         challenge CVM is provisioned again, a job fails with "VM lost", their quota is
         released. VMs of another validator with our hotkey are left alone and reported
-        (engine/foreign). A host already being reconciled is skipped (that pass covers it)."""
+        (engine/foreign). A host that answers again is `settled` by the first pass that read
+        its list after that (claims for its CVMs resume). A host already being reconciled gets
+        one more pass once that one ends (its listing may predate the request)."""
         if host.name in self._busy:
+            self._again.add(host.name)
             return
         self._busy.add(host.name)
         try:
             await self._reconcile_host(host)
+            while host.name in self._again:
+                self._again.discard(host.name)
+                await self._reconcile_host(host)
         finally:
             self._busy.discard(host.name)
+            self._again.discard(host.name)
 
     async def _reconcile_host(self, host: Host) -> None:
         ctx = self.ctx
@@ -58,6 +67,7 @@ class Reconciler:
             for vm_id, vm in ctx.state.vms.items()
             if vm.host == host.name
         }
+        outages = host.outages
         try:
             listing = await host.vmm.status(keyword=ctx.naming.prefix, brief=True)
         except ClientError:
@@ -77,6 +87,8 @@ class Reconciler:
                 ctx.state.drop_vm(vm_id)
                 if self.jobs.on_vm_lost(owner):
                     ctx.log("warn", "vm", f"job VM {vm_id} lost: {VM_LOST}", job_id=owner)
+        if host.settle(outages):
+            self.jobs.claim_what_fits()
         active_names = {
             ctx.naming.job_vm(job.id) for job in ctx.state.jobs.values() if job.state.active
         }

@@ -443,7 +443,8 @@ class Validator:
         self.state.header_changed()
 
     def _on_health_change(self) -> None:
-        """The platform's or a VMM's health changed: header, claims, waiting CVMs."""
+        """The platform's or a VMM's health changed: header, claims, waiting CVMs; a VMM that
+        answers again has its VM list read at once (claims for its CVMs wait for that)."""
         hosts = list(self.ctx.hosts)
         quiet = [host for host in hosts if not host.answering]
         if not quiet:
@@ -464,6 +465,9 @@ class Validator:
         self.state.header.slow_request = slow
         self.state.header.platform_up = self.ctx.platform_health.up
         self.state.header_changed()
+        unsettled = [host for host in hosts if host.answering and not host.settled]
+        if unsettled and not self.jobs.stopping:
+            self._background(self.reconciler.reconcile(unsettled))
         self.challenges.capacity_freed()
         self.jobs.on_health_change()
 
@@ -597,14 +601,17 @@ class Validator:
         )
 
     async def undrain_host(self, name: str) -> Outcome:
-        """Return a drained (or draining) host to the pool."""
+        """Return a drained (or draining) host to the pool; challenge CVMs that have not moved
+        off it yet stay (their moves are cancelled): undoing a drain changes nothing else."""
         host = self._set_draining(name, False)
         if isinstance(host, Outcome):
             return host
+        stayed = self.challenges.stay_on(host)
         self.ctx.publish_quota()
         self.challenges.capacity_freed()
         self.jobs.claim_what_fits()
-        return Outcome.done(f"host {name} takes VMs again")
+        note = f"; {stayed} challenge CVM moves cancelled (they stay)" if stayed else ""
+        return Outcome.done(f"host {name} takes VMs again{note}")
 
     def _set_draining(self, name: str, draining: bool) -> Host | Outcome:
         """Drain (or undrain) host `name`, recorded in the store first; the host, or the

@@ -7,11 +7,12 @@ content type) and GET (fields from the query string), `Teepod.` prefix trimmed, 
 QEMU does. A unix socket is served owner-only (mode 0600), as dstack's default listener.
 
 Tests steer it in-process (`fail_next`, `set_boot`, `set_evaluator`, `crash`,
-`restart_empty`, `go_down`/`come_back`) or over HTTP under `/_sim/` (never behind auth):
+`restart_empty`, `go_down`/`come_back`, `outage`) or over HTTP under `/_sim/` (never behind auth):
 POST `/_sim/fail` `{method, count, error, name_contains?}`, POST `/_sim/boot` `{seconds?,
 never?, name_contains?}`, POST `/_sim/evaluator` `{latency_s, health_latency_s?}`, POST
-`/_sim/crash` `{id, boot_error?}`, POST `/_sim/outage` `{seconds}` (stop answering, VMs kept
-running, and answer again after `seconds`), GET `/_sim/vms`, GET `/_sim/stats`.
+`/_sim/crash` `{id, boot_error?}`, POST `/_sim/outage` `{seconds, empty?}` (stop answering, VMs
+kept running, and answer again after `seconds`; with `empty`, a host reboot: the VMs die with it
+and it comes back on the same address without them), GET `/_sim/vms`, GET `/_sim/stats`.
 """
 
 from __future__ import annotations
@@ -188,15 +189,18 @@ class VmmSimulator:
             else:
                 await self.start(where, port)
 
-    def outage(self, seconds: float) -> None:
-        """Go down now and come back after `seconds` (a running outage is replaced)."""
+    def outage(self, seconds: float, *, empty: bool = False) -> None:
+        """Go down now and come back after `seconds` (a running outage is replaced); `empty`:
+        as a host that rebooted, every VM dies as it goes down and it comes back without them."""
         if self._outage is not None:
             self._outage.cancel()
-        self._outage = asyncio.create_task(self._down_for(seconds))
+        self._outage = asyncio.create_task(self._down_for(seconds, empty))
 
-    async def _down_for(self, seconds: float) -> None:
+    async def _down_for(self, seconds: float, empty: bool) -> None:
         await asyncio.sleep(0.05)  # the control request that asked for it gets its answer
         await self.go_down()
+        if empty:
+            self.restart_empty()
         await asyncio.sleep(seconds)
         await self.come_back()
 
@@ -339,7 +343,7 @@ class VmmSimulator:
         seconds = float(data.get("seconds", 30.0))
         if not 0 < seconds <= 3600:
             raise ValueError("seconds must be in (0, 3600]")
-        self.outage(seconds)
+        self.outage(seconds, empty=bool(data.get("empty", False)))
         return JSONResponse({"ok": True, "down_for_s": seconds})
 
     def _control_vms(self, data: dict[str, Any]) -> Response:
