@@ -5,7 +5,6 @@ drain, and GPUs attached by slot."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 
 from tests.support.engine import FAST, running, wait_for
@@ -99,19 +98,16 @@ async def test_a_host_that_dies_fails_over_and_its_stale_cvm_goes_when_it_return
             first = env.platform.add_jobs(60)
             await wait_for(lambda: job_vms_on(env)[1] >= 2, 20, "jobs running on h2")
             await h2.go_down()
-            down_at = time.monotonic()
             await wait_for(
-                lambda: validator.state.hosts["h2"].state is HostState.DOWN, 10, "h2 down"
+                lambda: validator.state.hosts["h2"].state is HostState.DOWN, 30, "h2 down"
             )
 
             def moved() -> bool:
                 record = validator.state.challenges[victim.id]
                 return record.state is ChallengeState.ACTIVE and record.host in ("h1", "h3")
 
-            await wait_for(moved, 15, "the challenge CVM provisioned on another host")
-            took = time.monotonic() - down_at
-            # Grace (1 s) + boot (0.3 s) + the probe interval and a shared machine's slack.
-            assert took < 1.0 + 0.3 + 4.0, took
+            # How fast it moves is bench/hosts.py's to measure; here: that it moves.
+            await wait_for(moved, 30, "the challenge CVM provisioned on another host")
             while_down = env.platform.add_jobs(30)
             await wait_for(
                 lambda: all(j["id"] in env.platform.results() for j in while_down),
