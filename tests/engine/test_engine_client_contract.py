@@ -1,14 +1,14 @@
 """Every `EngineClient` keeps the same contract: the in-process engine, the control-socket
 client and the console tests' `FakeEngine` answer the same command scenarios the same way (a
-command done and seen in the state, refused for a reason, refused for a read-only console, a
-job the engine does not know), so the fake the console tests use cannot drift from the engine.
+command done and seen in the state, refused for a missing host or an unknown job, refused
+for a read-only console), so the fake the console tests use cannot drift from the engine.
 The real clients run a real engine against the simulators."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import pytest
 from tests.support.control import hosted
 from tests.support.engine import FAST, all_challenges_active, wait_for
 from tests.support.fake_engine import FakeEngine
-from validator_tui.control import READ_ONLY_REFUSAL, EngineClient, JobState
+from validator_tui.control import READ_ONLY_REFUSAL, EngineClient, JobState, Outcome
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.demo import DemoEnvironment
@@ -50,6 +50,7 @@ async def _in_process(tmp_path: Path, read_only: bool) -> AsyncIterator[Subject]
     """The console's embedded engine (a read-only one refuses every console's commands)."""
     async with _environment(tmp_path) as env:
         (job,) = env.platform.add_jobs(1)
+        assert env.config is not None
         validator = Validator(env.config, read_only=read_only)
         engine = InProcessEngine(validator)
         engine.start()
@@ -68,6 +69,7 @@ async def _socket(tmp_path: Path, read_only: bool) -> AsyncIterator[Subject]:
     """An attached console (a read-only one, on an engine that takes commands)."""
     async with _environment(tmp_path) as env:
         (job,) = env.platform.add_jobs(1)
+        assert env.config is not None
         async with hosted(env.config) as host:
             await wait_for(lambda: job["id"] in host.validator.state.jobs, 10, "the job")
             client = SocketEngine(Path(host.info.state_dir), read_only=read_only)
@@ -115,20 +117,23 @@ async def test_a_command_done_shows_in_the_state(kind: str, tmp_path: Path) -> N
         assert await _auto_claim_turns_on(subject.client)
 
 
-@pytest.mark.parametrize("kind", CLIENTS)
-async def test_a_command_refused_says_why(kind: str, tmp_path: Path) -> None:
-    async with SUBJECTS[kind](tmp_path, False) as subject:
-        outcome = await subject.client.drain_host("nowhere")
-        assert not outcome.ok
-        assert "nowhere" in outcome.message
+#: Commands the engine refuses, each with what its reason must name.
+REFUSALS: dict[str, tuple[Callable[[EngineClient], Awaitable[Outcome]], str]] = {
+    "a host that is not in the pool": (lambda client: client.drain_host("nowhere"), "nowhere"),
+    "an unknown job": (lambda client: client.claim("no-such-job"), "no-such-job"),
+}
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
-async def test_a_command_on_an_unknown_job_names_it(kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", list(REFUSALS))
+async def test_a_command_refused_names_what_is_missing(
+    kind: str, case: str, tmp_path: Path
+) -> None:
+    send, missing = REFUSALS[case]
     async with SUBJECTS[kind](tmp_path, False) as subject:
-        outcome = await subject.client.claim("no-such-job")
+        outcome = await send(subject.client)
         assert not outcome.ok
-        assert "no-such-job" in outcome.message
+        assert missing in outcome.message
 
 
 @pytest.mark.parametrize("kind", CLIENTS)

@@ -41,8 +41,8 @@ from validator_tui.control import (
     TimelineEntry,
     VmKind,
     VmRecord,
+    frames,
 )
-from validator_tui.control import frames
 from validator_tui.control.frame_commands import ClientCommands
 from validator_tui.engine.state import EngineState
 
