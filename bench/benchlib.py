@@ -174,6 +174,13 @@ class SimProcesses:
             response.raise_for_status()
             count -= batch
 
+    async def add_unclaimable(self, count: int) -> None:
+        """List `count` pending entries whose claims answer 404 (never announced)."""
+        response = await self.control.post(
+            f"{self.platform_url}/_sim/unclaimable", json={"count": count}
+        )
+        response.raise_for_status()
+
     async def set_rate(self, jobs_per_minute: float) -> None:
         """Let the platform simulator generate jobs at this rate (0 stops)."""
         response = await self.control.post(
@@ -276,10 +283,17 @@ async def spawn_sim(*args: str) -> tuple[asyncio.subprocess.Process, str]:
 
 @asynccontextmanager
 async def sim_processes(
-    *, seed: int = 0, boot_seconds: float = 0.0, evaluator_latency_s: float = 0.0
+    *,
+    seed: int = 0,
+    boot_seconds: float = 0.0,
+    evaluator_latency_s: float = 0.0,
+    pending_limit: int = 100,
 ) -> AsyncIterator[SimProcesses]:
-    """Start both simulators as subprocesses on ephemeral loopback ports; stop them after."""
-    platform_proc, platform_url = await spawn_sim("platform", "--seed", str(seed))
+    """Start both simulators as subprocesses on ephemeral loopback ports (the platform lists
+    at most `pending_limit` pending entries); stop them after."""
+    platform_proc, platform_url = await spawn_sim(
+        "platform", "--seed", str(seed), "--pending-limit", str(pending_limit)
+    )
     vmm_proc, vmm_url = await spawn_sim("vmm", "--boot-seconds", str(boot_seconds))
     control = httpx.AsyncClient(timeout=30.0, trust_env=False)
     try:

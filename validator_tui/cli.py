@@ -1,4 +1,4 @@
-"""Command-line entry: `validator-tui run | attach | demo | sim platform | sim vmm |
+"""Command-line entry: `validator-tui run | attach | status | demo | sim platform | sim vmm |
 config check | outbox list|retry|discard`."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from validator_tui.config import ValidatorConfig
     from validator_tui.control.interface import EngineMode
     from validator_tui.control.lock import StateDirLock
+    from validator_tui.control.status import Verdict
     from validator_tui.engine.store import OutboxRow
     from validator_tui.engine.validator import Validator
 
@@ -49,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="log lines as text or one JSON object each (--headless; default: text)",
     )
+
+    run.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics here (overrides [metrics] listen)",
+    )
+
+    status = sub.add_parser(
+        "status",
+        help="the running engine's health in one line; exit 0 OK, 1 WARNING, 2 CRITICAL, "
+        "3 UNKNOWN (monitoring plugins)",
+    )
+    status.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
+    status.add_argument(
+        "--state-dir", metavar="PATH", help="the engine's state dir (default: from the config)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object instead of a line")
 
     attach = sub.add_parser(
         "attach", help="open the console of a running engine (quitting leaves it running)"
@@ -118,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="N",
         help="create N pending jobs per minute (default: 0, no jobs; POST /_sim/jobs adds some)",
+    )
+    platform.add_argument(
+        "--pending-limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="list at most N entries in GET /jobs/pending (default: 100)",
     )
     vmm = sims.add_parser("vmm", help="the dstack VMM simulator")
     vmm.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -219,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "attach":
         return _attach(args)
+    if args.command == "status":
+        return _status(args)
     if args.command == "outbox":
         return _outbox(args)
     if args.command == "serve":
@@ -389,7 +416,7 @@ def _run(args: argparse.Namespace) -> int:
     from validator_tui.logs import setup_logging
 
     try:
-        config = load_config(args.config)
+        config = _with_metrics_listen(load_config(args.config), args.metrics_listen)
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
@@ -405,6 +432,22 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_embedded(validator, mode, args.log_format))
 
 
+def _with_metrics_listen(config: ValidatorConfig, listen: str | None) -> ValidatorConfig:
+    """`config` with `run --metrics-listen` in force (ConfigError when it is not valid)."""
+    from pydantic import ValidationError
+
+    from validator_tui.config import ConfigError, MetricsSettings
+
+    if listen is None:
+        return config
+    try:
+        metrics = MetricsSettings(listen=listen, allow_remote=config.metrics.allow_remote)
+    except ValidationError as exc:
+        errors = "; ".join(str(error["msg"]) for error in exc.errors())
+        raise ConfigError(f"--metrics-listen: {errors}") from exc
+    return config.model_copy(update={"metrics": metrics})
+
+
 def _attach(args: argparse.Namespace) -> int:
     state_dir = _state_dir_of(args, "attach")
     if state_dir is None:
@@ -414,6 +457,41 @@ def _attach(args: argparse.Namespace) -> int:
     return asyncio.run(run_attached(state_dir, read_only=args.read_only))
 
 
+def _status(args: argparse.Namespace) -> int:
+    """`status`: the engine's health over its control socket, with the monitoring-plugins
+    exit code (no engine on the state dir is CRITICAL; an unreadable config is UNKNOWN)."""
+    from validator_tui.control.status import Level, Verdict
+
+    state_dir = _state_dir_of(args, "status")
+    if state_dir is None:
+        verdict = Verdict()
+        verdict.add(Level.UNKNOWN, "cannot tell which state dir to ask (see above)")
+    else:
+        verdict = asyncio.run(_ask_status(state_dir))
+    print(json.dumps(verdict.as_json()) if args.json else verdict.line())
+    return int(verdict.level)
+
+
+async def _ask_status(state_dir: Path) -> Verdict:
+    """The verdict on the engine serving `state_dir` (CRITICAL when none answers)."""
+    from validator_tui.control.client import EngineUnavailable, SocketEngine
+    from validator_tui.control.paths import ControlPathError
+    from validator_tui.control.status import Level, Verdict, assess
+
+    client = SocketEngine(state_dir, read_only=True, client="status")
+    try:
+        await client.connect()
+        if client.replica.snapshots == 0:
+            raise EngineUnavailable("the engine sent no snapshot")
+        return assess(await client.changes_since(0, 0))
+    except (EngineUnavailable, ControlPathError, OSError) as exc:
+        verdict = Verdict()
+        verdict.add(Level.CRITICAL, f"no engine answers on {state_dir}: {exc}")
+        return verdict
+    finally:
+        await client.close()
+
+
 def _serve(args: argparse.Namespace) -> int:
     """`validator-tui serve`: the read-only console of the engine on the state dir, in
     browsers holding this start's token, until SIGINT/SIGTERM."""
@@ -421,13 +499,14 @@ def _serve(args: argparse.Namespace) -> int:
     if state_dir is None:
         return 1
     try:
-        from validator_tui.web.server import ReadOnlyConsoleServer, is_loopback
+        from validator_tui.web.server import ReadOnlyConsoleServer
     except ImportError as exc:
         print(
             f"serve: the web extra is not installed ({exc.name}): pip install -e '.[web]'",
             file=sys.stderr,
         )
         return 1
+    from validator_tui.config import is_loopback
     from validator_tui.logs import setup_logging
 
     if not is_loopback(args.host):
@@ -557,7 +636,7 @@ async def _serve_sim(args: argparse.Namespace) -> int:
     if args.sim == "platform":
         from validator_tui.sim.platform import PlatformSimulator
 
-        platform = PlatformSimulator(seed=args.seed)
+        platform = PlatformSimulator(seed=args.seed, pending_limit=args.pending_limit)
         url = await platform.start(args.host, args.port)
         platform.set_job_rate(args.jobs_per_minute)
         stop = platform.stop

@@ -13,6 +13,7 @@ variable that holds its token (`token_env`). Mixing both forms is an error namin
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from tomlkit.exceptions import ParseError, TOMLKitError
@@ -122,6 +124,9 @@ class EngineSettings(Section):
     placement: Literal["spread", "pack"] = "spread"
     #: A host whose VMM does not answer for this long is `down`: its challenge CVMs move.
     host_down_grace_s: PositiveSeconds = 30.0
+    #: A job whose claim answered 404/409/410 but that the platform lists again is claimed
+    #: again only after this long, doubled at each further loss (at most 32 times as long).
+    lost_claim_backoff_s: PositiveSeconds = 30.0
 
 
 class VmSpec(Section):
@@ -203,6 +208,51 @@ class OrmSettings(Section):
     code_field: str = "code"
 
 
+class MetricsSettings(Section):
+    """Where the engine serves Prometheus metrics (`GET /metrics`); off while `listen` is
+    empty. A non-loopback address needs `allow_remote` (the metrics carry no secrets, but
+    hosts, quotas and counts are the operator's business)."""
+
+    listen: str = ""
+    allow_remote: bool = False
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _remote_allowed(self) -> MetricsSettings:
+        if self.listen and not self.allow_remote and not is_loopback(split_listen(self.listen)[0]):
+            raise ValueError(
+                f"listen {self.listen!r} is not a loopback address: set allow_remote = true "
+                "to serve metrics beyond this machine"
+            )
+        return self
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (or `[IPv6]:PORT`) as (host, port); ValueError when it is not one."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (for example 127.0.0.1:9464)")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, `[::1]` too) names this machine's loopback only."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class ValidatorConfig(Section):
     """The whole configuration of one validator."""
 
@@ -218,6 +268,7 @@ class ValidatorConfig(Section):
     host_ports: HostPorts = Field(default_factory=HostPorts)
     hosts: list[HostConfig] = Field(default_factory=list)
     orm: OrmSettings = Field(default_factory=OrmSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _one_host_form(self) -> ValidatorConfig:

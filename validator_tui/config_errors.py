@@ -123,7 +123,7 @@ def validation_error_text(
     key names the closest known one."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        loc = ".".join(_printable(str(p)) for p in err["loc"]) or "<root>"
         variable = (from_env or {}).get(str(err["loc"][0])) if err["loc"] else None
         where = f"${variable} (environment)" if variable else label
         kind = err["type"]

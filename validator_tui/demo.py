@@ -28,14 +28,11 @@ from validator_tui.sim.vmm import VmmSimulator
 DEMO_HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 
 
-def find_free_port_range(
-    size: int, rng: random.Random | None = None, avoid: list[tuple[int, int]] | None = None
-) -> tuple[int, int]:
+def find_free_port_range(size: int, avoid: list[tuple[int, int]] | None = None) -> tuple[int, int]:
     """A run of `size` consecutive loopback ports that are free now, below the ephemeral range
     (and outside the ranges in `avoid`)."""
-    rng = rng or random.Random()
     for _ in range(200):
-        start = rng.randrange(20000, 32000 - size)
+        start = random.randrange(20000, 32000 - size)
         end = start + size - 1
         if any(start <= b and a <= end for a, b in avoid or []):
             continue
@@ -79,10 +76,13 @@ class DemoEnvironment:
         hosts: int = 1,
         unix_hosts: int = 0,
         gpus: int = 0,
+        pending_limit: int = 100,
     ) -> None:
         if not 1 <= hosts <= 16 or not 0 <= unix_hosts <= hosts:
             raise ValueError("hosts must be 1..16 and unix_hosts at most hosts")
-        self.platform = PlatformSimulator(seed=seed, challenges=challenges)
+        self.platform = PlatformSimulator(
+            seed=seed, challenges=challenges, pending_limit=pending_limit
+        )
         #: One VMM simulator per host (their seeds differ, so do their VM ids), `gpus` each.
         self.vmms = [
             VmmSimulator(boot_seconds=boot_seconds, seed=seed + 1000 * index, gpus=gpus)
@@ -102,7 +102,6 @@ class DemoEnvironment:
         )
         self._engine = engine or {}
         self._port_pool = port_pool
-        self._rng = random.Random(seed)
         self.config: ValidatorConfig | None = None
 
     async def __aenter__(self) -> DemoEnvironment:
@@ -155,7 +154,8 @@ class DemoEnvironment:
         """A config for one validator (own hotkey, state dir and host-port range(s))."""
         ranges: list[tuple[int, int]] = []
         for _ in self.vmms:
-            ranges.append(find_free_port_range(self._port_pool, self._rng, avoid=ranges))
+            # Not from the seed: two demos of one seed on a machine would pick the same ports.
+            ranges.append(find_free_port_range(self._port_pool, avoid=ranges))
         start, end = ranges[0]
         engine = {
             "auto_claim": self._auto_claim,

@@ -14,10 +14,12 @@ TABLE_HEADER = "| metric"
 
 SCRIPTS = {
     "claim_latency.py": ["--jobs", "3", "--warmup", "0", "--interval-ms", "20"],
+    "metrics_scrape.py": ["--jobs", "3", "--warmup", "0", "--interval-ms", "20"],
     "hosts.py": [
         *("--jobs", "5", "--warmup", "2", "--backlog", "5", "--rounds", "1"),
         *("--pending", "20", "--passes", "2"),
     ],
+    "pending_flood.py": ["--entries", "50", "--window-s", "1", "--every-s", "0.5"],
     "throughput.py": ["--jobs", "5", "--warmup", "2", "--backlog", "5"],
     "tui_latency.py": ["--samples", "2", "--settle-s", "0.2", "--jobs-per-second", "5"],
     "idle_cpu.py": ["--seconds", "0.2", "--windows", "1", "--settle-s", "0"],

@@ -136,7 +136,10 @@ def test_demo_headless_runs_jobs_and_stops_cleanly(tmp_path):
             lines = [process.stdout.readline() for _ in range(3)]
             assert lines[0].startswith("platform simulator: http://127.0.0.1:")
             assert lines[1].startswith("dstack VMM simulator: http://127.0.0.1:")
-            time.sleep(4)
+            deadline = time.monotonic() + 60
+            while "completed, score" not in log.read_text():
+                assert time.monotonic() < deadline, "no job completed within 60 s"
+                time.sleep(0.1)
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(30)

@@ -16,6 +16,7 @@ from validator_tui.config import (
     ConfigError,
     EngineSettings,
     HostPorts,
+    MetricsSettings,
     OrmSettings,
     ResourceLimits,
     ValidatorConfig,
@@ -32,6 +33,7 @@ SECTIONS = {
     "challenge_vm": VmSpec,
     "host_ports": HostPorts,
     "orm": OrmSettings,
+    "metrics": MetricsSettings,
 }
 TOP_KEYS = [k for k in ValidatorConfig.model_fields if k not in SECTIONS] + ["typo"]
 

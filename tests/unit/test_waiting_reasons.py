@@ -1,6 +1,6 @@
-"""Pending jobs say why they wait, and a pass of `claim_what_fits` that could claim nothing
-is skipped only while nothing that decides a reason has changed (an engine built, never run:
-no sockets)."""
+"""Pending jobs say why they wait, and a pass of `claim_what_fits` rewords the reasons of the
+jobs whose reason changed, after what decides them changed (an engine built, never run: no
+sockets)."""
 
 from __future__ import annotations
 

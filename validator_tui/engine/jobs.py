@@ -9,7 +9,14 @@ Claims run only while the platform and the VMM answer and the store is writable.
 whose request never left leaves the job pending. A claim whose answer was lost is *unsure*:
 the job keeps its allocation (state claimed) until a poll asked after the claim says whether
 it is ours (gone from `/jobs/pending`: run it) or not (still listed: claim it again). A job the
-platform lists as pending is claimable whatever our history says, unless we are running it.
+platform lists as pending is claimable whatever our history says, unless we are running it; one
+whose claim answered 404/409/410 waits for a backoff first (`lost_claim_backoff_s`, doubled at
+each further loss). A 5xx with an empty body (a lost race as the v1 server answers it) says
+nothing about the job: no backoff.
+
+Claim order: announced jobs (`new_job`), then jobs first seen in a listing, then re-tries of
+lost claims; the order they joined within each. A pass costs what changed (claims started,
+reasons that changed), not the length of the pending list.
 
 A claim's quota is taken on the host the pool's placement picks (engine/hosts); the job's VM
 runs there. When that host goes down (several hosts), a job not yet evaluating fails with an
@@ -20,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from validator_tui.clients.errors import AnswerLost, ClaimLost, ClientError, DecodeError, NotSent
 from validator_tui.engine.challenge_stats import ChallengeStatsBook
@@ -48,6 +57,14 @@ from validator_tui.models.platform import ClaimResponse, Job, JobResults, Listin
 from validator_tui.sanitize import clean_line
 
 CLAIM_RETRY_S = 5.0
+#: A lost claim's backoff doubles at each further loss up to this many times the first one.
+LOST_BACKOFF_MAX_FACTOR = 32
+#: Claim tiers, first claimed first: announced (`new_job`), first seen listed, lost before.
+ANNOUNCED, LISTED, RETRY = 0, 1, 2
+#: Re-tries of lost claims start at most this many claims a second (each is an HTTP request:
+#: thousands of leftovers must not take the engine's core).
+RETRIES_PER_S = 20.0
+RETRIES_PACED = f"re-try of a lost claim: at most {RETRIES_PER_S:g} such claims a second"
 VM_LOST = "VM lost: the VMM no longer has it"
 CANCELLED_BY_OPERATOR = "cancelled by operator"
 RESTARTED = "validator restarted"
@@ -67,6 +84,66 @@ class _Run:
     task: asyncio.Task[None]
     allocation: Allocation
     cancel_reason: CancelReason | None = None
+
+
+@dataclass(slots=True)
+class _Queue:
+    """One challenge's pending jobs that only what holds every job of the challenge keeps
+    waiting (auto-claim, a pause, its CVM, capacity), in claim order (tier, then arrival);
+    `shown` is the waiting reason all of them show."""
+
+    heap: list[tuple[int, int, str]] = field(default_factory=list)
+    members: dict[str, tuple[int, int]] = field(default_factory=dict)
+    shown: str = ""
+
+    def add(self, job_id: str, tier: int, seq: int) -> None:
+        self.members[job_id] = (tier, seq)
+        heapq.heappush(self.heap, (tier, seq, job_id))
+
+    def discard(self, job_id: str) -> None:
+        """Forget `job_id` (its heap entry goes when it reaches the head, or at a rebuild)."""
+        if (
+            self.members.pop(job_id, None) is not None
+            and len(self.heap) > 2 * len(self.members) + 64
+        ):
+            self.heap = [(tier, seq, job) for job, (tier, seq) in self.members.items()]
+            heapq.heapify(self.heap)
+
+    def head(self) -> str | None:
+        """The job this queue would claim first, if any."""
+        heap = self.heap
+        while heap and self.members.get(heap[0][2]) != heap[0][:2]:
+            heapq.heappop(heap)
+        return heap[0][2] if heap else None
+
+
+@dataclass(slots=True)
+class _Pace:
+    """A token bucket: at most `rate` spends a second, bursts of at most `rate`."""
+
+    rate: float
+    tokens: float = 0.0
+    at: float = 0.0
+
+    def ready(self) -> bool:
+        """Whether a spend is allowed now (refilling the bucket for the time passed)."""
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return self.tokens >= 1.0
+
+    def spend(self) -> None:
+        self.tokens -= 1.0
+
+
+@dataclass(slots=True)
+class _Lost:
+    """Claims of a job that answered 404/409/410: how many, and when it may be claimed again."""
+
+    losses: int
+    due: float
+    due_wall: float
+    status: int
 
 
 @dataclass(slots=True)
@@ -106,12 +183,18 @@ class JobManager:
         #: Jobs the operator cancelled whose result is not answered yet: they end `cancelled`.
         self._operator_cancelled: set[str] = set()
         self.stopping = False
-        self._retry_claim_at: dict[str, float] = {}
-        self._pending: dict[str, None] = {}
-        #: Bumped whenever a job joins `_pending`.
-        self._pending_joined = 0
-        #: What the last `claim_what_fits` pass saw when it could claim nothing (see there).
-        self._idle_pass: tuple[object, ...] | None = None
+        #: Pending jobs waiting only for what holds their whole challenge, per challenge.
+        self._queues: dict[str, _Queue] = {}
+        #: Pending jobs held back by a timer of their own: job id → (due, reason).
+        self._held: dict[str, tuple[float, str]] = {}
+        self._held_heap: list[tuple[float, str]] = []
+        #: The reason holding every job (auto-claim off, a pause) last shown on held jobs.
+        self._held_shown = ""
+        self._lost: dict[str, _Lost] = {}
+        self._retry_pace = _Pace(RETRIES_PER_S)
+        #: The wake-up that resumes paced re-tries (None when none is due).
+        self._pace_wake: asyncio.TimerHandle | None = None
+        self._arrivals = itertools.count()
         self._poll_lock = asyncio.Lock()
         self.challenge_stats = ChallengeStatsBook()
 
@@ -157,19 +240,18 @@ class JobManager:
         """Why no job VM fits on any host now ("" when one does), in human units."""
         return self.ctx.hosts.job_capacity_reason(self.job_resources())
 
-    def _waiting_reason(self, record: JobRecord, blocker: str, capacity: str) -> str:
-        """Why the pending `record` is not being claimed now ("" if nothing holds it)."""
+    def _challenge_hold(self, challenge_id: str) -> str:
+        """Why no job of `challenge_id` may be claimed now ("" when its jobs may be): the one
+        place that says whether a challenge takes claims."""
+        if not self.challenges.is_active(challenge_id):
+            return "challenge CVM not active"
+        return ""
+
+    def _queued_reason(self, challenge_id: str, blocker: str, capacity: str) -> str:
+        """Why a queued job of `challenge_id` is not being claimed now ("" if nothing holds it)."""
         if not self.auto_claim:
             return "auto-claim off"
-        if blocker:
-            return blocker
-        if not self.challenges.is_active(record.challenge_id):
-            return "challenge CVM not active"
-        if capacity:
-            return capacity
-        if self._retry_claim_at.get(record.id, 0.0) > time.monotonic():
-            return "claim failed: retrying shortly"
-        return ""
+        return blocker or self._challenge_hold(challenge_id) or capacity
 
     def _show_waiting(self, record: JobRecord, reason: str) -> None:
         if record.waiting_reason != reason:
@@ -190,11 +272,13 @@ class JobManager:
             self._settle_unsure(listed, asked_at)
             for job in jobs:
                 self._see(job.id, job.challenge_id, job.submission_id, job.miner_hotkey, asked_wall)
+            for job_id in [job_id for job_id in self._lost if job_id not in listed]:
+                del self._lost[job_id]
             for job_id, record in list(self.ctx.state.jobs.items()):
                 gone = job_id not in listed and job_id not in self._claiming
                 if record.state is not JobState.PENDING or not gone:
                     continue
-                self._retry_claim_at.pop(job_id, None)
+                self._unqueue(record)
                 if record.claim_unsure:
                     # Our own lost claim may be what took it: it may be ours to run.
                     self._maybe_ours[job_id] = None
@@ -211,12 +295,16 @@ class JobManager:
         miner: str,
         listed_at: float | None = None,
     ) -> JobRecord:
-        """Show a job the platform offers. A finished record of it (failed, lost, …) finished
-        before `listed_at` gives way to a new pending one: the platform offers it again."""
+        """Show a job the platform offers (announced, or listed at `listed_at`) and queue it
+        for a claim. A finished record of it (failed, lost, …) finished before `listed_at`
+        gives way to a new pending one: the platform offers it again."""
         record = self.ctx.state.jobs.get(job_id)
         note = "seen pending"
         if record is not None and listed_at is not None and self._offered_again(record, listed_at):
-            note = f"listed as pending again (was {record.state.value}): claimable"
+            was = record.state.value
+            note = f"listed as pending again (was {was}): " + (
+                "claimable after its backoff" if job_id in self._lost else "claimable"
+            )
             self.ctx.state.drop_job(job_id)
             record = None
         if record is None:
@@ -226,9 +314,8 @@ class JobManager:
                 submission_id=clean_line(submission_id, 200),
                 miner_hotkey=sys.intern(clean_line(miner, 100)),
             )
+            self._queue_job(record, ANNOUNCED if listed_at is None else LISTED)
             self.ctx.state.put_job(record, note)
-            self._pending[job_id] = None
-            self._pending_joined += 1
         elif record.state is JobState.PENDING and (submission_id and not record.submission_id):
             record.submission_id = clean_line(submission_id, 200)
             record.miner_hotkey = sys.intern(clean_line(miner, 100))
@@ -252,49 +339,147 @@ class JobManager:
         record = self._see(job_id, challenge_id, "", "")
         if record.state is not JobState.PENDING or job_id in self._claiming:
             return
-        blocker = self.claim_blocker()
-        # Whether a job VM fits is the placement's to say: the reason is worded only if not.
-        if not self._waiting_reason(record, blocker, "") and self._spawn_claim(job_id):
+        queue = self._queues.get(record.challenge_id)
+        queued = queue is not None and job_id in queue.members
+        if queue is not None and queued and queue.members[job_id][0] != ANNOUNCED:
+            queue.add(job_id, ANNOUNCED, next(self._arrivals))  # a listing saw it first
+        if queued and self.auto_claim and not self.claim_blocker() and self._spawn_claim(job_id):
             return
-        self._show_waiting(record, self._waiting_reason(record, blocker, self._capacity_reason()))
+        self.claim_what_fits()
 
     def claim_what_fits(self) -> None:
-        """With auto-claim, start claims for pending jobs, oldest first, while capacity allows
-        (jobs that may already be ours come first); every pending job left says why it waits."""
+        """With auto-claim, start claims for pending jobs in claim order (jobs that may already
+        be ours first) while capacity allows; every pending job left says why it waits. Costs
+        the claims started and the reasons that changed, not the length of the pending list."""
         if self._maybe_ours:
             self._run_maybe_ours()
+        self._release_due()
         blocker = self.claim_blocker()
+        if self.auto_claim and not blocker:
+            while (job_id := self._next_claimable()) is not None and self._spawn_claim(job_id):
+                pass
+        self._show_reasons(blocker)
+
+    def _next_claimable(self) -> str | None:
+        """The queued job to claim next: the first in claim order among challenges that take
+        claims (jobs no longer pending leave their queue on the way)."""
+        best: tuple[tuple[int, int], str] | None = None
+        for challenge_id, queue in self._queues.items():
+            if self._challenge_hold(challenge_id):
+                continue
+            while (job_id := queue.head()) is not None and not self._waits(job_id):
+                queue.discard(job_id)
+            if job_id is not None and (best is None or queue.members[job_id] < best[0]):
+                best = (queue.members[job_id], job_id)
+        if best is None:
+            return None
+        if best[0][0] == RETRY:
+            if not self._retry_pace.ready():
+                self._wake_for_pace()
+                return None
+            self._retry_pace.spend()
+        return best[1]
+
+    def _wake_for_pace(self) -> None:
+        """Run a pass when the next paced re-try is allowed (one wake-up at a time)."""
+        if self._pace_wake is None:
+            self._pace_wake = asyncio.get_running_loop().call_later(
+                1.0 / RETRIES_PER_S, self._paced_pass
+            )
+
+    def _paced_pass(self) -> None:
+        self._pace_wake = None
+        self.claim_what_fits()
+
+    def _waits(self, job_id: str) -> bool:
+        """Whether `job_id` is pending with no claim of ours under way."""
+        record = self.ctx.state.jobs.get(job_id)
+        if record is None or record.state is not JobState.PENDING:
+            return False
+        return job_id not in self._claiming and job_id not in self._unsure
+
+    def _show_reasons(self, blocker: str) -> None:
+        """Show every waiting job why it waits, touching only the groups whose reason changed:
+        a challenge's queue, or the jobs held back by a timer of their own."""
         capacity = self._capacity_reason()
-        # Every job completion asks for a pass; with 10,000 jobs waiting for capacity a pass
-        # costs ~6 ms. When what decides every job's reason is as in the last pass that could
-        # claim nothing, this one would change nothing: skip it.
-        seen = (
-            self.auto_claim,
-            blocker,
-            capacity,
-            self._pending_joined,
-            len(self._claiming),
-            self.challenges.active_ids(),
-        )
-        if seen == self._idle_pass:
-            return
-        claimed = False
-        for job_id in list(self._pending):
+        for challenge_id, queue in list(self._queues.items()):
+            if not queue.members:
+                del self._queues[challenge_id]
+                continue
+            reason = self._queued_reason(challenge_id, blocker, capacity)
+            head = queue.head()
+            if not reason and head is not None and queue.members[head][0] == RETRY:
+                reason = RETRIES_PACED
+            if reason == queue.shown:
+                continue
+            queue.shown = reason
+            for job_id in list(queue.members):
+                record = self.ctx.state.jobs.get(job_id)
+                if record is None or record.state is not JobState.PENDING:
+                    queue.discard(job_id)
+                elif job_id not in self._claiming:
+                    self._show_waiting(record, reason)
+        overall = "auto-claim off" if not self.auto_claim else blocker
+        if overall != self._held_shown:
+            self._held_shown = overall
+            for job_id, (_, own) in self._held.items():
+                record = self.ctx.state.jobs.get(job_id)
+                if record is not None and record.state is JobState.PENDING:
+                    self._show_waiting(record, overall or own)
+
+    def _queue_job(self, record: JobRecord, tier: int) -> None:
+        """Queue the pending `record` for a claim in `tier` (a job that lost a claim goes in
+        RETRY, behind its backoff first). Sets the reason it shows; the caller puts it."""
+        lost = self._lost.get(record.id)
+        if lost is not None:
+            if lost.due > time.monotonic():
+                when = time.strftime("%H:%M:%S", time.localtime(lost.due_wall))
+                times = "" if lost.losses == 1 else f" {lost.losses} times"
+                reason = f"lost its claim (HTTP {lost.status}){times}: claimed again at {when}"
+                self._hold(record, lost.due, reason)
+                return
+            tier = RETRY
+        queue = self._queues.setdefault(record.challenge_id, _Queue())
+        queue.add(record.id, tier, next(self._arrivals))
+        record.waiting_reason = queue.shown
+
+    def _hold(self, record: JobRecord, due: float, reason: str) -> None:
+        """Keep the pending `record` from claims until `due` (time.monotonic), saying `reason`
+        (unless what holds every job says more). Sets its reason; the caller puts it."""
+        self._held[record.id] = (due, reason)
+        heapq.heappush(self._held_heap, (due, record.id))
+        record.waiting_reason = self._held_shown or reason
+
+    def _release_due(self) -> None:
+        """Queue the held jobs whose timer has run out."""
+        now, heap = time.monotonic(), self._held_heap
+        while heap and heap[0][0] <= now:
+            due, job_id = heapq.heappop(heap)
+            held = self._held.get(job_id)
+            if held is None or held[0] != due:
+                continue
+            del self._held[job_id]
             record = self.ctx.state.jobs.get(job_id)
-            if record is None or record.state is not JobState.PENDING:
-                del self._pending[job_id]
-                continue
-            if job_id in self._claiming:
-                continue
-            reason = self._waiting_reason(record, blocker, capacity)
-            if not reason and self._spawn_claim(job_id):
-                capacity = self._capacity_reason()
-                claimed = True
-                continue
-            self._show_waiting(record, reason)
-        # Only reasons that depend on nothing else than `seen` (not a claim retry's timer).
-        settled = not claimed and (capacity or blocker or not self.auto_claim)
-        self._idle_pass = seen if settled else None
+            if record is not None and record.state is JobState.PENDING:
+                self._queue_job(record, LISTED)
+                self.ctx.state.put_job(record)
+
+    def _unqueue(self, record: JobRecord) -> None:
+        """`record` waits no more (claimed, or gone from the platform)."""
+        self._held.pop(record.id, None)
+        queue = self._queues.get(record.challenge_id)
+        if queue is not None:
+            queue.discard(record.id)
+
+    def _note_lost(self, job_id: str, status: int) -> None:
+        """The claim of `job_id` answered `status` (404/409/410): if the platform lists it
+        again, claim it only after a backoff that doubles with each loss."""
+        previous = self._lost.get(job_id)
+        losses = 1 if previous is None else previous.losses + 1
+        delay = self.ctx.config.engine.lost_claim_backoff_s * min(
+            2 ** (losses - 1), LOST_BACKOFF_MAX_FACTOR
+        )
+        self._lost[job_id] = _Lost(losses, time.monotonic() + delay, time.time() + delay, status)
 
     def _spawn_claim(self, job_id: str) -> bool:
         """Take the job's quota and send its claim on a task of its own; False if refused."""
@@ -330,17 +515,20 @@ class JobManager:
         blocker = self.claim_blocker()
         if blocker:
             return Outcome.refused(blocker)
-        if not self.challenges.is_active(record.challenge_id):
-            return Outcome.refused("the job's challenge CVM is not active")
+        hold = self._challenge_hold(record.challenge_id)
+        if hold:
+            return Outcome.refused(hold)
         try:
             allocation = self.ctx.hosts.place_job(self.job_resources(), owner=f"job {job_id}")
         except CapacityError as exc:
             return Outcome.refused(f"no capacity: {exc}")
         self._claiming.add(job_id)
+        self._unqueue(record)
         try:
             forgot_answer = self.ctx.store.begin_claim(job_id, record.challenge_id)
         except StoreError as exc:
             self._claiming.discard(job_id)
+            self._queue_job(record, LISTED)
             self.ctx.hosts.release(allocation)
             self._suspend_claims(str(exc))
             return Outcome.refused(str(exc))
@@ -361,6 +549,8 @@ class JobManager:
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
             record.state, record.finished_at = JobState.LOST, time.time()
+            if exc.status in (404, 409, 410):
+                self._note_lost(job_id, exc.status)
             self.ctx.state.header.counters.lost += 1
             self.ctx.state.put_job(record, f"claim lost (HTTP {exc.status})")
             self._forget_stored(job_id)
@@ -370,6 +560,7 @@ class JobManager:
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
             self._forget_stored(job_id, StoredState.PENDING)
+            self._queue_job(record, LISTED)
             self.ctx.state.put_job(record, f"claim not sent, still pending: {exc}")
             self._release(allocation)
             return Outcome.refused(f"claim not sent (the job stays pending): {exc}")
@@ -396,7 +587,7 @@ class JobManager:
         except ClientError as exc:
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
-            self._retry_claim_at[job_id] = time.monotonic() + CLAIM_RETRY_S
+            self._hold(record, time.monotonic() + CLAIM_RETRY_S, "claim failed: retrying shortly")
             self._forget_stored(job_id, StoredState.PENDING)
             self._release(allocation)
             self.ctx.state.put_job(record, f"claim failed: {exc}")
@@ -421,7 +612,8 @@ class JobManager:
         the shutdown came first (then no VM is created)."""
         job_id = record.id
         self._claiming.discard(job_id)
-        self._retry_claim_at.pop(job_id, None)
+        self._unqueue(record)
+        self._lost.pop(job_id, None)
         record.state, record.claimed_at = JobState.CLAIMED, time.time()
         record.claim_unsure = unsure
         record.host = sys.intern(allocation.host)
@@ -462,8 +654,7 @@ class JobManager:
             if job_id in listed:
                 record.state, record.claimed_at = JobState.PENDING, None
                 self._forget_stored(job_id, StoredState.PENDING)
-                self._pending[job_id] = None
-                self._pending_joined += 1
+                self._queue_job(record, LISTED)
                 self.ctx.state.put_job(record, "still pending at the platform: not ours, claimable")
                 if unsure.allocation is not None:
                     self._release(unsure.allocation)
@@ -482,7 +673,7 @@ class JobManager:
             if record is None or record.state is not JobState.PENDING or self.stopping:
                 del self._maybe_ours[job_id]
                 continue
-            if not self.challenges.is_active(record.challenge_id):
+            if self._challenge_hold(record.challenge_id):
                 continue
             try:
                 allocation = self.ctx.hosts.place_job(self.job_resources(), owner=f"job {job_id}")
@@ -729,6 +920,9 @@ class JobManager:
         """Claim nothing more; let claims in flight settle; cancel running jobs (their VMs
         removed, error results queued). Returns by `until` (time.monotonic) at the latest."""
         self.stopping = True
+        if self._pace_wake is not None:
+            self._pace_wake.cancel()
+            self._pace_wake = None
         self.publish_claim_state()
         if self._claim_tasks:
             await asyncio.wait(list(self._claim_tasks), timeout=_left(until))

@@ -12,6 +12,7 @@ import copy
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, Unpack
 
@@ -85,6 +86,10 @@ class Header:
     slow_request: str = ""
     #: Challenges without a CVM for lack of capacity; "" when every challenge has room.
     capacity_warning: str = ""
+    #: The platform API answers its REST requests (presumed until one is answered).
+    platform_up: bool = True
+    #: Where Prometheus metrics are served ("" while they are off).
+    metrics_url: str = ""
 
     def warnings(self) -> tuple[str, ...]:
         """The operator-facing warnings in force, most important first."""
@@ -165,6 +170,8 @@ class EngineState:
         self._event_seq = 0
         #: [bucket, completed, failed] per THROUGHPUT_BUCKET_S bucket.
         self._throughput: deque[list[int]] = deque(maxlen=THROUGHPUT_BUCKETS)
+        #: Called with every job record put and its note (the metrics count from them).
+        self.job_watchers: list[Callable[[JobRecord, str | None], None]] = []
 
     def _bump(self) -> int:
         self.version += 1
@@ -193,6 +200,8 @@ class EngineState:
             job.timeline.append(TimelineEntry(time.time(), note))
             if len(job.timeline) > MAX_TIMELINE:
                 del job.timeline[: len(job.timeline) - MAX_TIMELINE]
+        for watch in self.job_watchers:
+            watch(job, note)
         is_new = job.id not in self._jobs.items
         self._jobs.items[job.id] = job
         self._jobs.touch(job.id, self._bump())

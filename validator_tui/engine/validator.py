@@ -27,7 +27,9 @@ from validator_tui.engine.health import ServerHealth
 from validator_tui.engine.hosts import Host, build_pool
 from validator_tui.engine.jobs import JobManager
 from validator_tui.engine.log_file import keep_log_file, release_log_file
+from validator_tui.engine.metrics import EngineMetrics, MetricsServer
 from validator_tui.engine.naming import VmNaming
+from validator_tui.engine.notify import SystemdNotifier
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.reconciler import Reconciler
 from validator_tui.engine.records import (
@@ -91,6 +93,7 @@ class Validator:
         self.ctx = self._context(store)
         #: Frames of unknown types: one line per type per minute, with a count.
         self._unknown_frames = RepeatLimiter(partial(self.ctx.log, "warn", "ws"))
+        self._poll_failures = RepeatLimiter(partial(self.ctx.log, "warn", "poll"))
         self.challenges = ChallengeManager(self.ctx, self._on_challenge_active)
         self.jobs = JobManager(
             self.ctx,
@@ -101,6 +104,10 @@ class Validator:
         self.jobs.claims_allowed = claims_allowed
         self.recovery = Recovery(self.ctx, self.jobs, self.challenges, ForeignVms(self.ctx))
         self.reconciler = Reconciler(self.ctx, self.jobs, self.challenges, self.recovery)
+        self.metrics = EngineMetrics(self.state, self.ctx.platform_health)
+        #: Serves `GET /metrics` while the engine runs, when `[metrics] listen` is set.
+        self.metrics_server: MetricsServer | None = None
+        self.notifier = SystemdNotifier()
         self.ctx.platform_health.subscribe(self._on_health_change)
         for host in self.ctx.hosts:
             host.health.subscribe(self._on_health_change)
@@ -179,6 +186,7 @@ class Validator:
         `<state_dir>/validator.log` meanwhile (see `log_file`)."""
         log_file = keep_log_file(self.config.state_path)
         try:
+            await self._serve_metrics()
             if not await self._recovered():
                 return
             self._loops = [
@@ -188,12 +196,42 @@ class Validator:
                 self._loop("reconciler", self._reconcile_loop),
                 self._loop("housekeeping", self._housekeeping_loop),
                 self._loop("store-probe", self._store_probe_loop),
+                self.ctx.tasks.spawn(self.notifier.run(self.status_line), name="engine-notify"),
             ]
             self._started.set()
+            self.notifier.send("READY=1", f"STATUS={self.status_line()}")
             await self._stop.wait()
         finally:
+            self.notifier.send("STOPPING=1")
             await self._shutdown()
+            if self.metrics_server is not None:
+                await self.metrics_server.close()
+            self.notifier.close()
             release_log_file(log_file)
+
+    async def _serve_metrics(self) -> None:
+        """Start the metrics server when `[metrics] listen` is set; one that cannot listen is
+        an error in the event log, not a reason to stop validating."""
+        listen = self.config.metrics.listen
+        if not listen:
+            return
+        server = MetricsServer(self.metrics, listen)
+        try:
+            await server.start()
+        except OSError as exc:
+            self.ctx.log("error", "metrics", f"cannot serve metrics on {listen}: {exc}")
+            return
+        self.metrics_server = server
+        self.state.header.metrics_url = server.url
+        self.state.header_changed()
+
+    def status_line(self) -> str:
+        """The counts in one line (systemd's STATUS=, shown by `systemctl status`)."""
+        c = self.state.header.counters
+        return (
+            f"running {c.running}, completed {c.completed}, failed {c.failed}, lost {c.lost}, "
+            f"cancelled {c.cancelled}, outbox {c.outbox_pending}, dead letters {c.dead_letters}"
+        )
 
     async def _recovered(self) -> bool:
         """Run start-up recovery; False if `stop()` came first. Recovery (results queued, our
@@ -306,8 +344,9 @@ class Validator:
         try:
             await self.jobs.fetch_pending_jobs()
         except ClientError as exc:
-            if not self._refuses_us(exc):
-                self.ctx.log("warn", "poll", f"poll failed: {exc}")
+            # While the platform is not answering, its one "not answering" line says it all.
+            if not self._refuses_us(exc) and self.ctx.platform_health.up:
+                self._poll_failures.say("poll failed", f"poll failed: {exc}")
 
     def _refuses_us(self, exc: ClientError) -> bool:
         """A 401/403 to a request about no particular job (a poll) means the platform refuses
@@ -423,6 +462,7 @@ class Validator:
             (host.health.slow for host in hosts if host.health.slow), ""
         )
         self.state.header.slow_request = slow
+        self.state.header.platform_up = self.ctx.platform_health.up
         self.state.header_changed()
         self.challenges.capacity_freed()
         self.jobs.on_health_change()
@@ -451,6 +491,7 @@ class Validator:
             jobs.claim_what_fits()
 
     def _on_result_done(self, job_id: str, status: ResultStatus, detail: str) -> None:
+        self.metrics.on_result(status)
         self.jobs.on_result_done(job_id, status, detail)
 
     # -- operator commands --------------------------------------------------------------------

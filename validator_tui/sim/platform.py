@@ -80,9 +80,9 @@ class PlatformSimulator:
 
     @property
     def stats(self) -> Counter[str]:
-        """Live counters: requests per route, claims_ok/conflict, results_accepted/rejected,
-        ws_frames_sent, ws_connections, refused (requests turned away by
-        `refuse_everything`; per route: "<route> refused")."""
+        """Live counters: requests per route, claims_ok/conflict/not_found,
+        results_accepted/rejected, ws_frames_sent, ws_connections, refused (requests turned
+        away by `refuse_everything`; per route: "<route> refused")."""
         return self._state.stats
 
     # lifecycle
@@ -146,6 +146,12 @@ class PlatformSimulator:
     def add_jobs(self, n: int, challenge_id: str | None = None) -> list[dict[str, Any]]:
         """`add_job` n times."""
         return [self.add_job(challenge_id) for _ in range(n)]
+
+    def add_unclaimable(self, count: int, challenge_id: str | None = None) -> list[str]:
+        """List `count` pending entries whose claims answer 404 (another validator's
+        leftovers), never announced; returns their ids. `stats["claims_not_found"]` counts the
+        claims that answered 404."""
+        return self._state.add_unclaimable(count, challenge_id)
 
     def cancel_job(self, job_id: str) -> None:
         """Cancel a pending or claimed job and announce `job_cancelled`."""

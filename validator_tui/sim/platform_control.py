@@ -27,6 +27,11 @@ class JobsBody(_Body):
     miner_hotkey: str | None = None
 
 
+class UnclaimableBody(_Body):
+    count: int = Field(default=1, ge=1, le=100_000)
+    challenge_id: str | None = None
+
+
 class ChallengeBody(_Body):
     name: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[\w.-]+$")
 
@@ -105,6 +110,10 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
         ]
         return {"jobs": jobs}
 
+    async def add_unclaimable(request: Request) -> Any:
+        body = await _parse(request, UnclaimableBody)
+        return {"jobs": sim.add_unclaimable(body.count, body.challenge_id)}
+
     async def cancel_job(request: Request) -> Any:
         sim.cancel_job(request.path_params["job_id"])
         return {"ok": True}
@@ -172,6 +181,7 @@ def control_routes(sim: PlatformSimulator) -> list[BaseRoute]:
         ("POST", "/_sim/jobs", add_jobs),
         ("GET", "/_sim/jobs", jobs),
         ("POST", "/_sim/jobs/{job_id}/cancel", cancel_job),
+        ("POST", "/_sim/unclaimable", add_unclaimable),
         ("POST", "/_sim/challenges", add_challenge),
         ("DELETE", "/_sim/challenges/{challenge_id}", remove_challenge),
         ("POST", "/_sim/challenges/{challenge_id}/update", update_challenge),

@@ -106,6 +106,8 @@ class PlatformState:
         self.stats: Counter[str] = Counter()
         self._composes: dict[tuple[str, str], bytes] = {}
         self._pending: dict[str, None] = {}
+        #: Entries listed as pending that no claim can take (another validator's leftovers).
+        self._unclaimable: dict[str, SimJob] = {}
         self._finished: dict[str, None] = {}
         self._job_count = 0
 
@@ -241,9 +243,32 @@ class PlatformState:
         except KeyError:
             raise KeyError(f"unknown job {job_id!r}") from None
 
+    def add_unclaimable(self, count: int, challenge_id: str | None = None) -> list[str]:
+        """List `count` pending entries whose claim answers 404 "job not found" (the leftovers
+        of another validator): listed before every real job, never announced, never claimable.
+        Returns their ids."""
+        active = self.active_challenges()
+        if challenge_id is None and not active:
+            raise ValueError("no active challenge to list entries of")
+        ids = []
+        for _ in range(count):
+            challenge = self.challenge(challenge_id) if challenge_id else self.rng.choice(active)
+            job = SimJob(
+                id=self.new_id(),
+                challenge_id=challenge.id,
+                submission_id=self.new_id(),
+                miner_hotkey=self.new_hotkey(),
+                code="",
+                created_at=_EPOCH.isoformat().replace("+00:00", "Z"),
+            )
+            self._unclaimable[job.id] = job
+            ids.append(job.id)
+        return ids
+
     def pending_jobs(self) -> list[SimJob]:
-        """Unclaimed pending jobs, oldest first, at most `pending_limit`."""
-        out: list[SimJob] = []
+        """Pending entries, oldest first (unclaimable ones, then unclaimed jobs), at most
+        `pending_limit`."""
+        out = list(self._unclaimable.values())[: self.pending_limit]
         for job_id in self._pending:
             if len(out) >= self.pending_limit:
                 break
@@ -268,6 +293,7 @@ class PlatformState:
         """`POST /jobs/{id}/claim` by `hotkey`: 200, 404, 409 or 410."""
         job = self.jobs.get(job_id)
         if job is None:
+            self.stats["claims_not_found"] += 1
             return _error(404, "job not found")
         if job.status == "cancelled":
             self.stats["claims_conflict"] += 1

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -38,6 +37,8 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server
+
+from validator_tui.config import is_loopback
 
 logger = logging.getLogger("validator_tui.serve")
 
@@ -53,17 +54,6 @@ PAGE = Path(__file__).with_name("index.html")
 #: textual-serve's own static files: its terminal script, stylesheet and font.
 STATIC = Path(sys.modules[Server.__module__].__file__ or ".").parent / "static"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address) is this machine only."""
-    name = host.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def clamp(value: object, bounds: tuple[int, int], default: int) -> int:

@@ -1,5 +1,5 @@
-"""The header: who we are, upstream connections, auto-claim, job counters; for an attached
-console also the engine it is attached to and the state of that link.
+"""The header: who we are, upstream connections, auto-claim, where metrics are served, job
+counters; for an attached console also the engine it is attached to and the state of that link.
 
 Every age on it ticks at the precision shown, and a tick repaints only the characters that
 changed (`Lines`)."""
@@ -100,6 +100,10 @@ def render_header(header: Header, now: float) -> tuple[Text, Text]:
     if header.read_only:
         top.append(*_SEP)
         top.append("READ-ONLY", style="bold reverse")
+    if header.metrics_url:
+        where = header.metrics_url.removeprefix("http://").removesuffix("/metrics")
+        top.append(*_SEP)
+        top.append(f"metrics {clean_line(where, 60)}", style="dim")
 
     counters = header.counters
     bottom = Text(no_wrap=True, overflow="ellipsis")
