@@ -8,11 +8,15 @@ import pytest
 
 from tests.support.engine import FAST, running, wait_for
 from validator_tui.clients.errors import VmmError
+from validator_tui.control import frames
+from validator_tui.control.desk import CommandDesk
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.records import JobState
 
 
 async def test_a_read_only_engine_refuses_every_command_itself():
+    """Whatever the console asks (even a console that is not read-only), through the command
+    desk every command reaches the engine by."""
     async with DemoEnvironment(
         seed=61, jobs_per_minute=0, boot_seconds=0, engine=FAST, auto_claim=False
     ) as env:
@@ -21,21 +25,26 @@ async def test_a_read_only_engine_refuses_every_command_itself():
             await wait_for(lambda: job["id"] in validator.state.jobs, 10, "job seen")
             challenge = next(iter(validator.state.challenges))
             vm = next(iter(validator.state.vms))
-            outcomes = [
-                await validator.claim(job["id"]),
-                await validator.cancel(job["id"]),
-                await validator.rebuild(challenge),
-                await validator.start_vm(vm),
-                await validator.stop_vm(vm),
-                await validator.remove_vm(vm),
-                await validator.set_auto_claim(True),
-                await validator.drain_host("default"),
-                await validator.undrain_host("default"),
-                await validator.retry_dead_letter(job["id"]),
-                await validator.discard_dead_letter(job["id"]),
+            desk = CommandDesk(validator)
+            commands: list[frames.Command] = [
+                frames.Claim(job_id=job["id"]),
+                frames.Cancel(job_id=job["id"]),
+                frames.Rebuild(challenge_id=challenge),
+                frames.StartVm(vm_id=vm),
+                frames.StopVm(vm_id=vm),
+                frames.RemoveVm(vm_id=vm),
+                frames.SetAutoClaim(enabled=True),
+                frames.DrainHost(host="default"),
+                frames.UndrainHost(host="default"),
+                frames.RetryDeadLetter(job_id=job["id"]),
+                frames.DiscardDeadLetter(job_id=job["id"]),
+                frames.OrmQuery(challenge_id=challenge, sql="SELECT 1"),
+                frames.StopValidator(),
             ]
+            outcomes = [await desk.run("test", command, read_only=False) for command in commands]
             assert all(not o.ok and "read-only" in o.message for o in outcomes), outcomes
             assert validator.state.jobs[job["id"]].state is JobState.PENDING
+            assert not validator.state.header.auto_claim
             assert env.platform.results() == {}
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from tests.support.identities import ALICE, BOB
 from validator_tui.control import (
+    READ_ONLY_REFUSAL,
     ChallengeRecord,
     ChallengeState,
     ChallengeStats,
@@ -40,13 +41,13 @@ from validator_tui.control import (
     TimelineEntry,
     VmKind,
     VmRecord,
+    frames,
 )
+from validator_tui.control.frame_commands import ClientCommands
 from validator_tui.engine.state import EngineState
 
 #: The frozen "now" of every console test.
 FIXED_NOW = 1_700_000_000.0
-#: What the real engine answers every command of a read-only console.
-READ_ONLY_REFUSAL = "read-only mode: commands are disabled"
 NO_RESOURCES = Resources()
 HOST_TOTAL = Resources(vcpu=16, memory_mb=32768, disk_mb=512000)
 MINERS = (ALICE, BOB, "5DAAnrj7VHTznn2AWBemMuyBwZWs6FNFjdyVXUeYum3PTXFy")
@@ -67,7 +68,7 @@ class Call:
 
 
 @dataclass
-class FakeEngine:
+class FakeEngine(ClientCommands):
     """An engine the test fills by hand; see the module docstring."""
 
     hotkey: str = ALICE
@@ -357,15 +358,19 @@ class FakeEngine:
         """The arguments of every `command` the console sent, in order."""
         return [call.args for call in self.calls if call.name == command]
 
-    def _command(self, name: str, *args: object) -> Outcome:
-        self.calls.append(Call(name, args))
-        if self.read_only:
-            return Outcome.refused(READ_ONLY_REFUSAL)
-        effect = self._effects.get(name)
-        if effect is not None:
-            effect(*args)
-        answers = self._answers[name]
-        return answers.popleft() if answers else Outcome.done(f"{name}: done")
+    def _unknown(self, command: frames.Command) -> Outcome | None:
+        """The refusal of a command naming a job, challenge, VM or host this engine does not
+        have (as the real engine refuses it: the message names what is missing)."""
+        known = {
+            "job_id": set(self.state.jobs) | set(self.history) | {r.job_id for r in self.outbox},
+            "challenge_id": set(self.state.challenges),
+            "vm_id": set(self.state.vms),
+            "host": set(self.state.hosts),
+        }
+        for name, value in command.model_dump().items():
+            if name in known and value not in known[name]:
+                return Outcome.refused(f"unknown {name.removesuffix('_id')} {value}")
+        return None
 
     # -- EngineClient -------------------------------------------------------------------------
 
@@ -379,54 +384,31 @@ class FakeEngine:
         found = self.state.job_copy(job_id)
         return found if found is not None else self.history.get(job_id)
 
-    async def claim(self, job_id: str) -> Outcome:
-        return self._command("claim", job_id)
-
-    async def cancel(self, job_id: str) -> Outcome:
-        return self._command("cancel", job_id)
-
-    async def rebuild(self, challenge_id: str) -> Outcome:
-        return self._command("rebuild", challenge_id)
-
-    async def start_vm(self, vm_id: str) -> Outcome:
-        return self._command("start_vm", vm_id)
-
-    async def stop_vm(self, vm_id: str) -> Outcome:
-        return self._command("stop_vm", vm_id)
-
-    async def remove_vm(self, vm_id: str) -> Outcome:
-        return self._command("remove_vm", vm_id)
-
-    async def set_auto_claim(self, enabled: bool) -> Outcome:
-        outcome = self._command("set_auto_claim", enabled)
-        if outcome.ok:
-            self.set_header(auto_claim=enabled)
+    async def command(self, command: frames.Command) -> Outcome:
+        """Record the command; refuse it for a read-only console or a missing target; else
+        run its effect (`on`) and answer the next scripted outcome (`answer`), or done."""
+        name = command.command
+        args = tuple(command.model_dump(exclude={"command"}).values())
+        self.calls.append(Call(name, args))
+        if self.read_only:
+            return Outcome.refused(READ_ONLY_REFUSAL)
+        unknown = self._unknown(command)
+        if unknown is not None:
+            return unknown
+        effect = self._effects.get(name)
+        if effect is not None:
+            effect(*args)
+        answers = self._answers[name]
+        outcome = answers.popleft() if answers else Outcome.done(f"{name}: done")
+        if outcome.ok and isinstance(command, frames.SetAutoClaim):
+            self.set_header(auto_claim=command.enabled)
+        if outcome.ok and isinstance(command, frames.StopValidator):
+            self.stopping = True
         return outcome
-
-    async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
-        return self._command("orm_query", challenge_id, sql, params)
-
-    async def drain_host(self, host: str) -> Outcome:
-        return self._command("drain_host", host)
-
-    async def undrain_host(self, host: str) -> Outcome:
-        return self._command("undrain_host", host)
 
     async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
         self.calls.append(Call("list_outbox", (limit,)))
         return self.outbox[:limit]
-
-    async def retry_dead_letter(self, job_id: str) -> Outcome:
-        return self._command("retry_dead_letter", job_id)
-
-    async def discard_dead_letter(self, job_id: str) -> Outcome:
-        return self._command("discard_dead_letter", job_id)
-
-    async def stop_validator(self) -> Outcome:
-        outcome = self._command("stop_validator")
-        if outcome.ok:
-            self.stopping = True
-        return outcome
 
     async def vm_logs(
         self, vm_id: str, *, lines: int = 200, follow: bool = True

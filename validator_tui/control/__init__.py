@@ -5,6 +5,7 @@ The console imports the engine's record types from here, never from `validator_t
 """
 
 from validator_tui.control.interface import (
+    READ_ONLY_REFUSAL,
     ConsoleExit,
     EngineClient,
     EngineInfo,
@@ -35,6 +36,7 @@ from validator_tui.engine.state import THROUGHPUT_BUCKET_S, Header, StateDelta
 from validator_tui.engine.store import OutboxRow
 
 __all__ = [
+    "READ_ONLY_REFUSAL",
     "THROUGHPUT_BUCKET_S",
     "ChallengeRecord",
     "ChallengeState",

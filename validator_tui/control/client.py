@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from validator_tui.control import frames
-from validator_tui.control.frame_commands import FrameCommands
+from validator_tui.control.frame_commands import ClientCommands
 from validator_tui.control.interface import EngineInfo, EngineMode, Link, LinkStatus
 from validator_tui.control.paths import find_socket, state_dir_key
 from validator_tui.control.replica import Replica
@@ -66,7 +66,7 @@ class _LogStream:
         self.arrived.set()
 
 
-class SocketEngine(FrameCommands):
+class SocketEngine(ClientCommands):
     """A console's view of an engine in another process (connect first, close after)."""
 
     def __init__(
@@ -350,7 +350,7 @@ class SocketEngine(FrameCommands):
             return None
         return await lookup
 
-    async def _command(self, command: frames.Command) -> Outcome:
+    async def command(self, command: frames.Command) -> Outcome:
         request = self._next_id()
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._pending[request] = future

@@ -7,13 +7,14 @@ each direction is a `hello` carrying `PROTOCOL_VERSION`. See docs/control-protoc
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from validator_tui.control.interface import EngineInfo
+from validator_tui.control.engine_info import EngineInfo
 from validator_tui.engine.records import (
     ChallengeRecord,
     Event,
@@ -24,6 +25,9 @@ from validator_tui.engine.records import (
 )
 from validator_tui.engine.state import Header, StateDelta
 from validator_tui.engine.store import OutboxRow
+
+if TYPE_CHECKING:
+    from validator_tui.engine.validator import Validator
 
 #: 2: host records in state frames, drain_host / undrain_host commands.
 PROTOCOL_VERSION = 2
@@ -52,78 +56,196 @@ class Hello(_Frame):
     read_only: bool = False
 
 
-class Claim(_Frame):
+class _Command(_Frame, ABC):
+    """An operator command: its fields, what it does in words, and how the engine runs it.
+    The engine's command desk describes it, refuses it for a read-only console, and runs it."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """What the command does, for the operator log (raw: the desk sanitises it)."""
+
+    @abstractmethod
+    async def run(self, validator: Validator) -> Outcome:
+        """Run the command on the engine (on its loop, one command at a time)."""
+
+
+class Claim(_Command):
+    """Claim a pending job now (whatever the auto-claim setting)."""
+
     command: Literal["claim"] = "claim"
     job_id: Id
 
+    def describe(self) -> str:
+        return f"claim job {self.job_id}"
 
-class Cancel(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.claim(self.job_id)
+
+
+class Cancel(_Command):
+    """Abort a claimed or running job: its VM is destroyed, the platform gets the error result
+    `cancelled by operator`."""
+
     command: Literal["cancel"] = "cancel"
     job_id: Id
 
+    def describe(self) -> str:
+        return f"cancel job {self.job_id}"
 
-class Rebuild(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.cancel(self.job_id)
+
+
+class Rebuild(_Command):
+    """Provision a fresh CVM for the challenge, switch to it, destroy the old one."""
+
     command: Literal["rebuild"] = "rebuild"
     challenge_id: Id
 
+    def describe(self) -> str:
+        return f"rebuild the CVM of challenge {self.challenge_id}"
 
-class StartVm(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.rebuild(self.challenge_id)
+
+
+class StartVm(_Command):
+    """Start one of the engine's VMs."""
+
     command: Literal["start_vm"] = "start_vm"
     vm_id: Id
 
+    def describe(self) -> str:
+        return f"start VM {self.vm_id}"
 
-class StopVm(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.start_vm(self.vm_id)
+
+
+class StopVm(_Command):
+    """Stop one of the engine's VMs."""
+
     command: Literal["stop_vm"] = "stop_vm"
     vm_id: Id
 
+    def describe(self) -> str:
+        return f"stop VM {self.vm_id}"
 
-class RemoveVm(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.stop_vm(self.vm_id)
+
+
+class RemoveVm(_Command):
+    """Remove one of the engine's VMs."""
+
     command: Literal["remove_vm"] = "remove_vm"
     vm_id: Id
 
+    def describe(self) -> str:
+        return f"remove VM {self.vm_id}"
 
-class SetAutoClaim(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.remove_vm(self.vm_id)
+
+
+class SetAutoClaim(_Command):
+    """Turn auto-claim on or off."""
+
     command: Literal["set_auto_claim"] = "set_auto_claim"
     enabled: bool
 
+    def describe(self) -> str:
+        return f"auto-claim {'on' if self.enabled else 'off'}"
 
-class OrmQuery(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.set_auto_claim(self.enabled)
+
+
+class OrmQuery(_Command):
+    """Run a read-only ORM query on a challenge's database; rows come in the outcome."""
+
     command: Literal["orm_query"] = "orm_query"
     challenge_id: Id
     sql: Annotated[str, StringConstraints(max_length=65536)]
     params: Annotated[list[Scalar], Field(max_length=100)] = []
 
+    def describe(self) -> str:
+        """The query, never its parameters."""
+        return f"ORM query on challenge {self.challenge_id}: {self.sql}"
 
-class StopValidator(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.orm_query(self.challenge_id, self.sql, list(self.params))
+
+
+class StopValidator(_Command):
+    """Stop the validator the graceful way: no new claims, running jobs get their result, the
+    outbox is flushed. Done once the engine has begun stopping."""
+
     command: Literal["stop_validator"] = "stop_validator"
 
+    def describe(self) -> str:
+        return "stop the validator"
 
-class RetryDeadLetter(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        running = validator.running_job_count()
+        await validator.stop()
+        return Outcome.done(
+            f"the validator is stopping: {running} running job(s) get their result, "
+            "then the engine exits"
+        )
+
+
+class RetryDeadLetter(_Command):
     """Send a result the platform refused (a dead letter) again, now."""
 
     command: Literal["retry_dead_letter"] = "retry_dead_letter"
     job_id: Id
 
+    def describe(self) -> str:
+        return f"send the dead letter of job {self.job_id} again"
 
-class DiscardDeadLetter(_Frame):
-    """Give up on a dead letter (kept in the store as `discarded`)."""
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.retry_dead_letter(self.job_id)
+
+
+class DiscardDeadLetter(_Command):
+    """Give up on a dead letter for good (kept in the store as `discarded`)."""
 
     command: Literal["discard_dead_letter"] = "discard_dead_letter"
     job_id: Id
 
+    def describe(self) -> str:
+        return f"discard the dead letter of job {self.job_id}"
 
-class DrainHost(_Frame):
-    """No new VMs on the host; its challenge CVMs move; its running jobs finish."""
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.discard_dead_letter(self.job_id)
+
+
+class DrainHost(_Command):
+    """Drain a dstack host: no new VMs there, its challenge CVMs move to other hosts (a new
+    one active first), its running jobs finish; then it shows `drained`."""
 
     command: Literal["drain_host"] = "drain_host"
     host: Id
 
+    def describe(self) -> str:
+        return f"drain host {self.host}"
 
-class UndrainHost(_Frame):
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.drain_host(self.host)
+
+
+class UndrainHost(_Command):
     """Return a drained (or draining) host to the pool."""
 
     command: Literal["undrain_host"] = "undrain_host"
     host: Id
+
+    def describe(self) -> str:
+        return f"undrain host {self.host}"
+
+    async def run(self, validator: Validator) -> Outcome:
+        return await validator.undrain_host(self.host)
 
 
 Command = Annotated[

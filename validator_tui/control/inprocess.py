@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 from validator_tui.control import frames
-from validator_tui.control.frame_commands import FrameCommands
+from validator_tui.control.frame_commands import ClientCommands
 from validator_tui.control.host import EngineHost
 from validator_tui.control.interface import (
     VM_LOG_SETTLE_S,
@@ -40,7 +40,7 @@ class EngineStopped(RuntimeError):
     """The engine's loop is not running: the call cannot be answered."""
 
 
-class InProcessEngine(FrameCommands):
+class InProcessEngine(ClientCommands):
     """Runs a `Validator` on its own thread and serves a console from it.
 
     `start()` runs the engine; `wait_stopped()` returns once it has shut down (after
@@ -183,7 +183,7 @@ class InProcessEngine(FrameCommands):
         except EngineStopped:
             return None
 
-    async def _command(self, command: frames.Command) -> Outcome:
+    async def command(self, command: frames.Command) -> Outcome:
         """Through the engine's command desk, like every console's commands."""
         try:
             return await self.call(

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from validator_tui.engine.records import JobRecord, Outcome
+from validator_tui.control.engine_info import EngineInfo as EngineInfo
+from validator_tui.control.engine_info import EngineMode as EngineMode
+from validator_tui.control.frame_commands import READ_ONLY_REFUSAL as READ_ONLY_REFUSAL
+from validator_tui.control.frame_commands import ClientCommands
+from validator_tui.engine.records import JobRecord
 from validator_tui.engine.state import StateDelta
 from validator_tui.engine.store import OutboxRow
 
@@ -21,25 +25,6 @@ from validator_tui.engine.store import OutboxRow
 #: this long: a console whose selection passes over many VMs (the feed's cursor following a
 #: busy job stream) costs the engine no VMM request per VM.
 VM_LOG_SETTLE_S = 0.25
-
-
-class EngineMode(StrEnum):
-    """How the engine process was started."""
-
-    CONSOLE = "console"  # `validator-tui run`: the console embeds the engine
-    HEADLESS = "headless"  # `validator-tui run --headless` (systemd)
-    DEMO = "demo"  # `validator-tui demo`: simulators + engine (+ console)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineInfo:
-    """Which engine a console is looking at."""
-
-    state_dir: str
-    pid: int
-    mode: EngineMode
-    hotkey: str
-    started_at: float
 
 
 class ConsoleExit(StrEnum):
@@ -67,9 +52,10 @@ class Link:
     retry_in: float | None = None
 
 
-class EngineClient(Protocol):
-    """What a console can see and do. Every command returns the engine's `Outcome` (done, or
-    refused with the reason); a read-only client's commands are refused by the engine itself."""
+class EngineClient(ClientCommands, Protocol):
+    """What a console can see and do. Every command (`ClientCommands`) returns the engine's
+    `Outcome` (done, or refused with the reason); a read-only client's commands are refused by
+    the engine itself."""
 
     @property
     def info(self) -> EngineInfo:
@@ -101,65 +87,10 @@ class EngineClient(Protocol):
         """The engine's record of one job, also one the console no longer holds."""
         ...
 
-    async def claim(self, job_id: str) -> Outcome:
-        """Claim a pending job now (whatever the auto-claim setting)."""
-        ...
-
-    async def cancel(self, job_id: str) -> Outcome:
-        """Abort a claimed or running job: its VM is destroyed, the platform gets the error
-        result `cancelled by operator`."""
-        ...
-
-    async def rebuild(self, challenge_id: str) -> Outcome:
-        """Provision a fresh CVM for the challenge, switch to it, destroy the old one."""
-        ...
-
-    async def start_vm(self, vm_id: str) -> Outcome:
-        """Start one of the engine's VMs."""
-        ...
-
-    async def stop_vm(self, vm_id: str) -> Outcome:
-        """Stop one of the engine's VMs."""
-        ...
-
-    async def remove_vm(self, vm_id: str) -> Outcome:
-        """Remove one of the engine's VMs."""
-        ...
-
-    async def set_auto_claim(self, enabled: bool) -> Outcome:
-        """Turn auto-claim on or off."""
-        ...
-
-    async def drain_host(self, host: str) -> Outcome:
-        """Drain a dstack host: no new VMs there, its challenge CVMs move to other hosts (a
-        new one active first), its running jobs finish; then it shows `drained`."""
-        ...
-
-    async def undrain_host(self, host: str) -> Outcome:
-        """Return a drained (or draining) host to the pool."""
-        ...
-
-    async def orm_query(self, challenge_id: str, sql: str, params: list[object]) -> Outcome:
-        """Run a read-only ORM query on a challenge's database; rows come in the outcome."""
-        ...
-
     async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
         """The results outbox without bodies: dead letters first (`last_error` holds the
         platform's words), then unsent results, then the latest answered ones; at most `limit`
         rows. `status`: dead, pending, sent, dropped, not_ours, discarded."""
-        ...
-
-    async def retry_dead_letter(self, job_id: str) -> Outcome:
-        """Send a result the platform refused (a dead letter) again, now."""
-        ...
-
-    async def discard_dead_letter(self, job_id: str) -> Outcome:
-        """Give up on a dead letter for good (kept as `discarded`)."""
-        ...
-
-    async def stop_validator(self) -> Outcome:
-        """Stop the validator the graceful way: no new claims, running jobs get their result,
-        the outbox is flushed. Done once the engine has begun stopping."""
         ...
 
     def vm_logs(self, vm_id: str, *, lines: int = 200, follow: bool = True) -> AsyncIterator[str]:

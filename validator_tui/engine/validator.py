@@ -499,31 +499,19 @@ class Validator:
         self.jobs.on_result_done(job_id, status, detail)
 
     # -- operator commands --------------------------------------------------------------------
-
-    def _refuse_if_read_only(self) -> Outcome | None:
-        if self.read_only:
-            return Outcome.refused("read-only mode: commands are disabled")
-        return None
+    # Each runs for its command frame (control/frames.py) through the command desk, which
+    # refuses every command of a read-only console or engine before it gets here.
 
     async def claim(self, job_id: str) -> Outcome:
         """Claim a pending job now (whatever the auto-claim setting)."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
         return await self.jobs.claim_job(job_id)
 
     async def cancel(self, job_id: str) -> Outcome:
         """Abort a claimed or running job; its result says `cancelled by operator`."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
         return await self.jobs.cancel_by_operator(job_id)
 
     async def rebuild(self, challenge_id: str) -> Outcome:
         """Provision a fresh CVM for the challenge, switch to it, destroy the old one."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
         if not self.challenges.request_rebuild(challenge_id):
             return Outcome.refused("unknown challenge, or it is leaving the active list")
         return Outcome.done("rebuild started: the new CVM replaces the old one when active")
@@ -541,9 +529,6 @@ class Validator:
         return await self._vm_command(vm_id, "remove")
 
     async def _vm_command(self, vm_id: str, action: str) -> Outcome:
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
         record = self.state.vms.get(vm_id)
         if record is None:
             job = self._job_of_vm(vm_id)
@@ -615,10 +600,7 @@ class Validator:
 
     def _set_draining(self, name: str, draining: bool) -> Host | Outcome:
         """Drain (or undrain) host `name`, recorded in the store first; the host, or the
-        refusal (read-only, no such host, already so, the store cannot record it)."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
+        refusal (no such host, already so, the store cannot record it)."""
         host = self.ctx.hosts.get(name)
         if host is None:
             names = ", ".join(h.name for h in self.ctx.hosts)
@@ -636,9 +618,6 @@ class Validator:
 
     async def set_auto_claim(self, enabled: bool) -> Outcome:
         """Turn auto-claim on or off; when on, pending jobs that fit are claimed at once."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
         self.jobs.auto_claim = enabled
         self.state.header.auto_claim = enabled
         self.state.header_changed()
@@ -668,16 +647,10 @@ class Validator:
 
     async def retry_dead_letter(self, job_id: str) -> Outcome:
         """Send a result the platform refused (a dead letter) again, now."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
         return self.jobs.outbox.retry_dead_letter(job_id)
 
     async def discard_dead_letter(self, job_id: str) -> Outcome:
         """Give up on a result the platform refused (kept in the store as `discarded`)."""
-        refused = self._refuse_if_read_only()
-        if refused:
-            return refused
         return self.jobs.outbox.discard_dead_letter(job_id)
 
     async def vm_logs(
