@@ -106,7 +106,7 @@ async def test_a_host_that_dies_fails_over_and_its_stale_cvm_goes_when_it_return
                 record = validator.state.challenges[victim.id]
                 return record.state is ChallengeState.ACTIVE and record.host in ("h1", "h3")
 
-            # How fast it moves is bench/hosts.py's to measure; here: that it moves.
+            # That it moves, not how fast: a timing belongs in a bench, not a test.
             await wait_for(moved, 30, "the challenge CVM provisioned on another host")
             while_down = env.platform.add_jobs(30)
             await wait_for(
