@@ -7,15 +7,13 @@ Every key answers: an action that cannot act on the selection says why in a toas
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from textual import events, on, work
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding
 from textual.containers import Horizontal, Vertical
-from textual.notifications import SeverityLevel
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
@@ -28,18 +26,16 @@ from validator_tui.control import (
     JobRecord,
     JobState,
     LinkStatus,
-    Outcome,
     StateDelta,
     VmRecord,
 )
-from validator_tui.sanitize import clean_line
 from validator_tui.tui import refusals
-from validator_tui.tui.actions import Owner, bindings, by_name
+from validator_tui.tui.actions import Owner, bindings
+from validator_tui.tui.command_runner import CommandRunner
 from validator_tui.tui.format import wall_time
-from validator_tui.tui.questions import Ask, ask
+from validator_tui.tui.questions import ask
 from validator_tui.tui.refusals import MAIN_ACTIONS, READ_ONLY
 from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
-from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.screens.orm import OrmScreen
 from validator_tui.tui.screens.outbox import OutboxScreen
@@ -65,15 +61,6 @@ ASIDE = frozenset({HOSTS, EVENTS})
 ROOM_FOR_SPARKLINE = 44
 
 
-@dataclass(frozen=True, slots=True)
-class Question:
-    """An open confirm dialog: its screen and what it asks (whose `stale` says why it no
-    longer applies)."""
-
-    screen: ConfirmScreen
-    ask: Ask
-
-
 class MainScreen(Screen[None]):
     """Shows the engine's state (fed by the app) and acts on the selection."""
 
@@ -94,7 +81,7 @@ class MainScreen(Screen[None]):
         self.vms: dict[str, VmRecord] = {}
         self.active_table: str = JOBS
         self._bindings_signature: tuple[str | None, ...] = ()
-        self._question: Question | None = None
+        self.commands = CommandRunner(self, self.selection)
         #: When the console last had the engine's state live (the app's clock).
         self._fresh_at: float | None = None
         self._as_of_shown = ""
@@ -268,7 +255,7 @@ class MainScreen(Screen[None]):
         self._show_header(now)
         self._sync_console()
         self._sync_bindings()
-        self._recheck_question()
+        self.commands.recheck()
 
     def _show_hosts(self, delta: StateDelta, now: float) -> None:
         """Update the hosts panel; with several hosts it shows, and so do the host columns."""
@@ -290,7 +277,7 @@ class MainScreen(Screen[None]):
         self.challenge_table.tick(shown)
         self.host_table.tick(shown)
         self._show_header(now)
-        self._recheck_question()
+        self.commands.recheck()
 
     def _shown_time(self, now: float) -> float:
         """The time the console shows the engine's state at: `now` while the state is live;
@@ -410,32 +397,6 @@ class MainScreen(Screen[None]):
         """Why the action `name` cannot act on the selection now; None when it can."""
         return refusals.why_not(name, self.selection())
 
-    def _refused(self, name: str) -> bool:
-        """Toast why `name` cannot act now; True if it cannot."""
-        reason = self.why_not(name)
-        if reason is None:
-            return False
-        self.toast(reason, title=f"{by_name(name).title}: not done", severity="warning")
-        return True
-
-    # -- questions that go stale --------------------------------------------------------------
-
-    def _recheck_question(self) -> None:
-        """Close the open question when what it asks about changed so that its action no
-        longer applies, with a toast that says why. A question under another screen is checked
-        once it is on top again (and its answer is checked in any case)."""
-        question = self._question
-        if question is None or self.app.screen is not question.screen:
-            return
-        reason = question.ask.stale(self.selection())
-        if reason is not None:
-            self._question = None
-            question.screen.dismiss(False)
-            self._toast_stale(question.ask.label, reason)
-
-    def _toast_stale(self, label: str, reason: str) -> None:
-        self.toast(reason, title=f"{label}: not done", severity="warning")
-
     @property
     def active_bindings(self) -> dict[str, ActiveBinding]:
         """As `Screen.active_bindings`, with this screen's actions dimmed when they do not
@@ -451,25 +412,19 @@ class MainScreen(Screen[None]):
             shown[key] = active
         return shown
 
-    def toast(
-        self, message: str, *, title: str = "", severity: SeverityLevel = "information"
-    ) -> None:
-        """A toast whose text is shown as is (never parsed as markup)."""
-        self.app.notify(message, title=title, severity=severity, markup=False)
-
     # -- job actions --------------------------------------------------------------------------
 
     def action_claim_job(self) -> None:
         job = self.selection().job
-        if self._refused("claim_job") or job is None:
+        if self.commands.refused("claim_job") or job is None:
             return
-        self._run_command("claim", lambda: self.console_app.engine.claim(job.id))
+        self.commands.run("claim", lambda: self.console_app.engine.claim(job.id))
 
     def action_cancel_job(self) -> None:
-        self._ask("cancel_job", self.console_app.engine.cancel)
+        self.commands.ask("cancel_job", self.console_app.engine.cancel)
 
     def action_details(self) -> None:
-        if self._refused("details"):
+        if self.commands.refused("details"):
             return
         sel = self.selection()
         job, challenge = sel.job, sel.challenge
@@ -498,37 +453,29 @@ class MainScreen(Screen[None]):
         return challenge, vm
 
     def action_copy_id(self) -> None:
-        if self._refused("copy_id"):
+        if self.commands.refused("copy_id"):
             return
         sel = self.selection()
         job, challenge = sel.job, sel.challenge
         if job is not None:
-            self._copy("job id", job.id)
+            self.commands.copy("job id", job.id)
         elif challenge is not None:
-            self._copy("challenge id", challenge.id)
+            self.commands.copy("challenge id", challenge.id)
 
     def action_copy_vm_id(self) -> None:
         target = self.selection().vm
-        if self._refused("copy_vm_id") or target is None:
+        if self.commands.refused("copy_vm_id") or target is None:
             return
-        self._copy("VM id", target.vm_id)
-
-    def _copy(self, what: str, value: str) -> None:
-        """Put `value` on the operator's clipboard (OSC 52, written by the app itself)."""
-        text = clean_line(value, 200)
-        self.app.copy_to_clipboard(text)
-        self.toast(
-            f"{text}\n(sent to your terminal's clipboard with OSC 52; some terminals need it "
-            "allowed)",
-            title=f"copied {what}",
-        )
+        self.commands.copy("VM id", target.vm_id)
 
     def action_next_failed(self) -> None:
-        if self._refused("next_failed"):
+        if self.commands.refused("next_failed"):
             return
         self.feed.focus()
         if self.feed.next_failed() is None:
-            self.toast("no failed job shown: the filter hides them", title="Next failed: not done")
+            self.commands.toast(
+                "no failed job shown: the filter hides them", title="Next failed: not done"
+            )
 
     def action_state_filter(self) -> None:
         self.feed.set_state_filter(self.feed.state_filter.next())
@@ -560,7 +507,7 @@ class MainScreen(Screen[None]):
         return self.focused_panel() is self.event_log
 
     def action_clear_filter(self) -> None:
-        if self._refused("clear_filter"):
+        if self.commands.refused("clear_filter"):
             return
         self.query_one("#filter", Input).value = ""
         if self._events_searched():
@@ -605,45 +552,47 @@ class MainScreen(Screen[None]):
             return
         panel = self.focused_panel()
         if panel is None:
-            self.toast("nothing to zoom: focus a panel first (tab)", title="Zoom: not done")
+            self.commands.toast(
+                "nothing to zoom: focus a panel first (tab)", title="Zoom: not done"
+            )
             return
         self.maximize(panel, container=False)
 
     # -- CVM and VM actions -------------------------------------------------------------------
 
     def action_rebuild_challenge(self) -> None:
-        self._ask("rebuild_challenge", self.console_app.engine.rebuild)
+        self.commands.ask("rebuild_challenge", self.console_app.engine.rebuild)
 
     def action_start_vm(self) -> None:
         target = self.selection().vm
-        if self._refused("start_vm") or target is None:
+        if self.commands.refused("start_vm") or target is None:
             return
-        self._run_command("start VM", lambda: self.console_app.engine.start_vm(target.vm_id))
+        self.commands.run("start VM", lambda: self.console_app.engine.start_vm(target.vm_id))
 
     def action_stop_vm(self) -> None:
-        self._ask("stop_vm", self.console_app.engine.stop_vm)
+        self.commands.ask("stop_vm", self.console_app.engine.stop_vm)
 
     def action_remove_vm(self) -> None:
-        self._ask("remove_vm", self.console_app.engine.remove_vm)
+        self.commands.ask("remove_vm", self.console_app.engine.remove_vm)
 
     # -- host actions -------------------------------------------------------------------------
 
     def action_drain_host(self) -> None:
-        self._ask("drain_host", self.console_app.engine.drain_host)
+        self.commands.ask("drain_host", self.console_app.engine.drain_host)
 
     def action_undrain_host(self) -> None:
-        self._ask("undrain_host", self.console_app.engine.undrain_host)
+        self.commands.ask("undrain_host", self.console_app.engine.undrain_host)
 
     # -- console actions ----------------------------------------------------------------------
 
     def action_toggle_auto_claim(self) -> None:
-        if self._refused("toggle_auto_claim"):
+        if self.commands.refused("toggle_auto_claim"):
             return
         enabled = not self.header.auto_claim
-        self._run_command("auto-claim", lambda: self.console_app.engine.set_auto_claim(enabled))
+        self.commands.run("auto-claim", lambda: self.console_app.engine.set_auto_claim(enabled))
 
     def action_orm_query(self) -> None:
-        if self._refused("orm_query"):
+        if self.commands.refused("orm_query"):
             return
         challenges = sorted(
             ((c.name or c.id, c.id) for c in self.challenge_table.challenges.values()),
@@ -680,54 +629,8 @@ class MainScreen(Screen[None]):
         self.vm_console.toggle_wrap()
 
     def action_stop_validator(self) -> None:
-        if self._refused("stop_validator"):
+        if self.commands.refused("stop_validator"):
             return
         question = ask("stop_validator", self.selection())
         if question is not None:
-            self._confirm(question, self.console_app.stop_validator_and_exit)
-
-    # -- command plumbing ---------------------------------------------------------------------
-
-    def _ask(self, name: str, command: Callable[[str], Awaitable[Outcome]]) -> None:
-        """Action `name` (one that asks first): unless refused, ask its question about the
-        selection; on yes, run `command` on what it asked about."""
-        question = None if self._refused(name) else ask(name, self.selection())
-        if question is None:
-            return
-        subject, title = question.subject, question.label.lower()
-        self._confirm(question, lambda: self._run_command(title, lambda: command(subject)))
-
-    def _confirm(self, question: Ask, on_yes: Callable[[], object]) -> None:
-        """Ask `question`; on yes, call `on_yes`. While the dialog is open, the question's
-        `stale` says why the action no longer applies to what it asks about (None while it
-        does): the dialog then closes itself with that reason, and a yes is checked against it
-        once more."""
-        screen = ConfirmScreen(
-            question.question,
-            question.detail,
-            confirm_label=question.label,
-            decline_label=question.decline,
-        )
-
-        def answered(yes: bool | None) -> None:
-            self._question = None
-            if not yes:
-                return
-            reason = question.stale(self.selection())
-            if reason is not None:
-                self._toast_stale(question.label, reason)
-            else:
-                on_yes()
-
-        self._question = Question(screen, question)
-        self.app.push_screen(screen, answered)
-
-    @work(exit_on_error=False, group="command")
-    async def _run_command(self, label: str, command: Callable[[], Awaitable[Outcome]]) -> None:
-        outcome = await command()
-        message = clean_line(outcome.message, 300)
-        if outcome.ok:
-            self.toast(message, title=label)
-        else:
-            self.toast(message, title=f"{label}: refused", severity="error")
-        await self.console_app.refresh_from_engine()
+            self.commands.confirm(question, self.console_app.stop_validator_and_exit)
