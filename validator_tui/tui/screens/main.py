@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input, Label, Log
+from textual.widgets import Input, Log
 
 from validator_tui.control import (
     ChallengeRecord,
@@ -42,6 +42,7 @@ from validator_tui.tui.screens.outbox import OutboxScreen
 from validator_tui.tui.selection import CHALLENGES, HOSTS, JOBS, Selection
 from validator_tui.tui.widgets.challenge_table import ChallengeTable
 from validator_tui.tui.widgets.event_log import EventLog
+from validator_tui.tui.widgets.filter_bar import FilterBar
 from validator_tui.tui.widgets.host_table import HostTable
 from validator_tui.tui.widgets.job_feed import JobFeed
 from validator_tui.tui.widgets.key_footer import KeyFooter
@@ -87,8 +88,6 @@ class MainScreen(Screen[None]):
         self._as_of_shown = ""
         #: Why claims are blocked as a whole ("" when they are not), shown in the header.
         self._banner = ""
-        #: Whether the open prompt searches the event log (else it filters the job feed).
-        self._search_events = False
         #: The waiting reasons of the pending jobs in the feed (kept from the last job change).
         self._waiting: list[str] = []
 
@@ -115,14 +114,12 @@ class MainScreen(Screen[None]):
         yield QuotaGauges(id="quota-line", classes="compact")
         yield VmConsole(self.vm_log_lines, id="console")
         yield KeyFooter()
-        # The filter prompt takes the footer's line while it is open (like htop's): opening it
-        # moves nothing, the feed keeps its size. The feed's title shows the filter in force.
-        with Horizontal(id="filter-bar"):
-            yield Label("Filter jobs:", id="filter-label")
-            yield Input(
-                placeholder="any column, the whole error · enter keeps it · esc clears it",
-                id="filter",
-            )
+        # The feed's title shows the filter in force.
+        yield FilterBar(id="filter-bar")
+
+    @property
+    def filter_bar(self) -> FilterBar:
+        return self.query_one(FilterBar)
 
     @property
     def feed(self) -> JobFeed:
@@ -337,7 +334,7 @@ class MainScreen(Screen[None]):
             embedded=self.console_app.engine.embedded,
             filter_text=feed.filter_text,
             search=self.event_log.search,
-            prompt_open=self.has_class("-filtering"),
+            prompt_open=self.filter_bar.is_open,
             events_searched=self._events_searched(),
         )
 
@@ -492,24 +489,20 @@ class MainScreen(Screen[None]):
     def action_filter(self) -> None:
         """Open the prompt: it searches the event log while that has the focus, else it
         filters the job feed."""
-        self._search_events = self.focused_panel() is self.event_log
-        prompt = self.query_one("#filter", Input)
-        label = "Search events:" if self._search_events else "Filter jobs:"
-        self.query_one("#filter-label", Label).update(label)
-        prompt.value = self.event_log.search if self._search_events else self.feed.filter_text
-        self.add_class("-filtering")
-        prompt.focus()
+        events = self.focused_panel() is self.event_log
+        value = self.event_log.search if events else self.feed.filter_text
+        self.filter_bar.open(events=events, value=value)
 
     def _events_searched(self) -> bool:
         """Whether the prompt and escape act on the event log's search (not the feed's filter)."""
-        if self.has_class("-filtering"):
-            return self._search_events
+        if self.filter_bar.is_open:
+            return self.filter_bar.searching_events
         return self.focused_panel() is self.event_log
 
     def action_clear_filter(self) -> None:
         if self.commands.refused("clear_filter"):
             return
-        self.query_one("#filter", Input).value = ""
+        self.filter_bar.clear()
         if self._events_searched():
             self.event_log.set_search("")
         else:
@@ -518,7 +511,7 @@ class MainScreen(Screen[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        if self._search_events:
+        if self.filter_bar.searching_events:
             self.event_log.set_search(event.value)
             return
         self.feed.set_filter(event.value, self.console_app.clock())
@@ -532,16 +525,11 @@ class MainScreen(Screen[None]):
         else:
             self._close_filter_prompt()
 
-    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
-        if event.widget.id == "filter":
-            self.remove_class("-filtering")
-
     def _close_filter_prompt(self) -> None:
         """Give the footer its line back (the filter or search stays in force) and the focus
         to what it filters."""
         searched = self._events_searched()
-        self.remove_class("-filtering")
-        self._search_events = False
+        self.filter_bar.close()
         (self.event_log if searched else self.feed).focus()
         self._sync_bindings()
 
