@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input, Log
+from textual.widgets import Input
 
 from validator_tui.control import (
     ChallengeRecord,
@@ -33,6 +33,7 @@ from validator_tui.tui import refusals
 from validator_tui.tui.actions import Owner, bindings
 from validator_tui.tui.command_runner import CommandRunner
 from validator_tui.tui.format import wall_time
+from validator_tui.tui.panel_ring import PanelRing
 from validator_tui.tui.questions import ask
 from validator_tui.tui.refusals import MAIN_ACTIONS, READ_ONLY
 from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
@@ -55,9 +56,6 @@ from validator_tui.tui.widgets.vm_console import VmConsole
 if TYPE_CHECKING:
     from validator_tui.tui.app import ValidatorApp
 
-EVENTS, CONSOLE = "events", "console"
-#: Panels that take the place of Jobs and Challenge CVMs on a screen too narrow for both.
-ASIDE = frozenset({HOSTS, EVENTS})
 #: Screen lines from which the right column has room for hosts, gauges, sparkline and events.
 ROOM_FOR_SPARKLINE = 44
 
@@ -83,6 +81,7 @@ class MainScreen(Screen[None]):
         self.active_table: str = JOBS
         self._bindings_signature: tuple[str | None, ...] = ()
         self.commands = CommandRunner(self, self.selection)
+        self.panels = PanelRing(self)
         #: When the console last had the engine's state live (the app's clock).
         self._fresh_at: float | None = None
         self._as_of_shown = ""
@@ -143,53 +142,20 @@ class MainScreen(Screen[None]):
 
     def focused_panel(self) -> Widget | None:
         """The panel that holds the focus (None while the filter prompt has it)."""
-        focused = self.focused
-        if focused is None:
-            return None
-        panels = (n for n in focused.ancestors_with_self if n.has_class("panel"))
-        return next((n for n in panels if isinstance(n, Widget)), None)
-
-    def _panel_ring(self) -> list[Widget]:
-        """The panels `tab` goes through, in order (Hosts only with several hosts)."""
-        ring: list[Widget] = [self.feed, self.challenge_table]
-        if len(self.host_table.hosts) > 1:
-            ring.append(self.host_table)
-        return [*ring, self.event_log, self.vm_console]
+        return self.panels.focused()
 
     def focus_next(self, selector: str | type[Widget] = "*") -> Widget | None:
         """As `Screen.focus_next`; too narrow for the right column, the next panel of the ring
         (Hosts and Events then take the place of Jobs and Challenge CVMs)."""
-        if self._switching_panels():
-            return self._cycle_panels(1)
+        if self.panels.switching():
+            return self.panels.cycle(1)
         return super().focus_next(selector)
 
     def focus_previous(self, selector: str | type[Widget] = "*") -> Widget | None:
         """As `focus_next`, backwards."""
-        if self._switching_panels():
-            return self._cycle_panels(-1)
+        if self.panels.switching():
+            return self.panels.cycle(-1)
         return super().focus_previous(selector)
-
-    def _switching_panels(self) -> bool:
-        return self.has_class("-narrow") and self.maximized is None and bool(self.focused_panel())
-
-    def _cycle_panels(self, step: int) -> Widget:
-        """Focus the panel `step` places along the ring from the focused one."""
-        ring = self._panel_ring()
-        current = self.focused_panel()
-        index = ring.index(current) if current in ring else 0
-        panel = ring[(index + step) % len(ring)]
-        self._show_aside(panel)
-        target = panel.query_one(Log) if panel is self.vm_console else panel
-        target.focus()
-        return target
-
-    def _show_aside(self, panel: Widget) -> None:
-        """Hosts or Events focused: they take the left column's place on a narrow screen;
-        Jobs or Challenge CVMs focused: they have it back (the VM console changes nothing)."""
-        if panel.id in ASIDE:
-            self.add_class("-aside")
-        elif panel.id in (JOBS, CHALLENGES):
-            self.remove_class("-aside")
 
     def on_mount(self) -> None:
         widgets = (self.feed, self.challenge_table, self.host_table, self.query_one("#quota"))
@@ -378,7 +344,7 @@ class MainScreen(Screen[None]):
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         focused, panel = self.focused, self.focused_panel()
         if panel is not None:
-            self._show_aside(panel)
+            self.panels.show_aside(panel)
         if focused is not None:
             self._set_active(focused.id)
             self._sync_console()
