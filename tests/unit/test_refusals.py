@@ -234,3 +234,24 @@ def test_the_stop_question_counts_the_running_jobs_and_never_goes_stale() -> Non
     )
     assert (question.label, question.decline) == ("Stop validator", "Keep it running")
     assert question.stale(Selection()) is None
+
+
+def test_the_selected_host_is_the_hosts_panels_else_that_of_the_job_else_the_only_one() -> None:
+    a, b = HostRecord("tdx-a", "http://a"), HostRecord("tdx-b", "http://b")
+    both = {"tdx-a": a, "tdx-b": b}
+    assert Selection(HOSTS, cursor_host=b, hosts=both).host == b
+    assert on_job(job(JobState.RUNNING, host="tdx-b"), hosts=both).host == b
+    assert on_job(job(JobState.RUNNING), hosts=both).host is None
+    assert on_job(job(JobState.RUNNING), hosts={"tdx-a": a}).host == a
+
+
+def test_a_challenge_is_looked_up_with_its_cvm_and_orm_choices_are_sorted_by_name() -> None:
+    record = cvm()
+    vm = VmRecord(CVM_ID, "cvm", VmKind.CHALLENGE, "chal-1", status="running")
+    sel = replace(on_challenge(record), vms={CVM_ID: vm})
+    assert sel.challenge_with_vm("chal-1") == (record, vm)
+    assert sel.challenge_with_vm("gone") == (None, None)
+    other = ChallengeRecord("chal-0", "Arena")
+    both = replace(sel, challenges={"chal-1": record, "chal-0": other})
+    assert both.orm_choices() == ([("Arena", "chal-0"), ("term-bench", "chal-1")], "chal-1")
+    assert replace(both, active_table=HOSTS).orm_choices()[1] is None

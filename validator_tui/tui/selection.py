@@ -109,3 +109,22 @@ class Selection:
     def running_jobs(self) -> int:
         """Jobs claimed by this validator and not finished (the feed never drops one)."""
         return sum(1 for job in self.jobs.values() if job.state.active)
+
+    def challenge_with_vm(
+        self, challenge_id: str
+    ) -> tuple[ChallengeRecord | None, VmRecord | None]:
+        """The active challenge `challenge_id` and its CVM's record (None: not known)."""
+        challenge = self.challenges.get(challenge_id)
+        vm = None if challenge is None or not challenge.vm_id else self.vms.get(challenge.vm_id)
+        return challenge, vm
+
+    def orm_choices(self) -> tuple[list[tuple[str, str]], str | None]:
+        """The challenges an ORM query may go to, as (name, id) by name, and the one of the
+        selected job or challenge CVM (None: nothing selected)."""
+        challenges = sorted(
+            ((c.name or c.id, c.id) for c in self.challenges.values()),
+            key=lambda pair: pair[0].casefold(),
+        )
+        job, challenge = self.job, self.challenge
+        selected = job.challenge_id if job is not None else challenge.id if challenge else None
+        return challenges, selected

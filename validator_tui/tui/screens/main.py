@@ -20,7 +20,6 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from validator_tui.control import (
-    ChallengeRecord,
     Header,
     HostRecord,
     JobRecord,
@@ -397,7 +396,10 @@ class MainScreen(Screen[None]):
         elif challenge is not None:
             self.app.push_screen(
                 ChallengeDetailsScreen(
-                    challenge.id, self._lookup_challenge, self.vm_log_lines, clock
+                    challenge.id,
+                    lambda challenge_id: self.selection().challenge_with_vm(challenge_id),
+                    self.vm_log_lines,
+                    clock,
                 )
             )
 
@@ -407,13 +409,6 @@ class MainScreen(Screen[None]):
         if job is None:
             return None, ""
         return job, self.challenge_table.names().get(job.challenge_id, job.challenge_id)
-
-    def _lookup_challenge(
-        self, challenge_id: str
-    ) -> tuple[ChallengeRecord | None, VmRecord | None]:
-        challenge = self.challenge_table.challenges.get(challenge_id)
-        vm = None if challenge is None or not challenge.vm_id else self.vms.get(challenge.vm_id)
-        return challenge, vm
 
     def action_copy_id(self) -> None:
         if self.commands.refused("copy_id"):
@@ -548,13 +543,7 @@ class MainScreen(Screen[None]):
     def action_orm_query(self) -> None:
         if self.commands.refused("orm_query"):
             return
-        challenges = sorted(
-            ((c.name or c.id, c.id) for c in self.challenge_table.challenges.values()),
-            key=lambda pair: pair[0].casefold(),
-        )
-        sel = self.selection()
-        job, challenge = sel.job, sel.challenge
-        selected = job.challenge_id if job is not None else challenge.id if challenge else None
+        challenges, selected = self.selection().orm_choices()
         self.app.push_screen(
             OrmScreen(
                 challenges,
