@@ -3,6 +3,9 @@ the actions on what the operator selected. Its bindings go quiet while a dialog 
 
 Every key answers: an action that cannot act on the selection says why in a toast
 (`why_not`), and the footer dims (or, in a read-only console, hides) what does not apply.
+The screen keeps the layout and the wiring: the rules are pure functions over its `Selection`
+(tui/refusals.py, tui/questions.py), commands go through its `CommandRunner`, the focus ring
+is its `PanelRing` and the prompt its `FilterBar`.
 """
 
 from __future__ import annotations
