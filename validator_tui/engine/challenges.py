@@ -5,9 +5,10 @@ A rebuild provisions the new CVM first, switches when it is active, then destroy
 A compose whose sha256 differs from the challenge's `compose_hash` never reaches the VMM.
 
 The manager follows the active list and answers for each challenge's lifecycle; its parts do
-the rest: `CvmProvisioner` places (capacity in `emission_share` order, the job-VM reserve kept),
-provisions and removes CVMs, `CvmAdoption` takes over those found at start-up, `CvmMoves`
-provisions again elsewhere those a host failure, a drain or a VMM restart displaces.
+the rest: `CvmProvisioner` places (capacity in `emission_share` order, the job-VM reserve kept)
+and provisions CVMs, `CvmRemoval` removes them, `CvmAdoption` takes over those found at
+start-up, `CvmMoves` provisions again elsewhere those a host failure, a drain or a VMM restart
+displaces.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from validator_tui.engine.context import EngineContext
 from validator_tui.engine.cvm_adoption import CvmAdoption
 from validator_tui.engine.cvm_moves import CvmMoves
 from validator_tui.engine.cvm_provisioning import CvmProvisioner
+from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.records import ChallengeRecord, ChallengeState
 from validator_tui.engine.vm_ready import FAILED_STATUSES
@@ -41,9 +43,10 @@ class ChallengeManager:
         self.ctx = ctx
         self._book = ChallengeBook(ctx)
         self._runtimes = self._book.runtimes
-        self._provisioner = CvmProvisioner(self._book)
-        self._adoption = CvmAdoption(self._book, self._provisioner)
-        self._moves = CvmMoves(self._book, self._provisioner)
+        self._removal = CvmRemoval(self._book)
+        self._provisioner = CvmProvisioner(self._book, self._removal)
+        self._adoption = CvmAdoption(self._book, self._removal)
+        self._moves = CvmMoves(self._book, self._provisioner, self._removal)
         self._first_sync_done = False
 
     def on_active(self, listener: Callable[[str], None]) -> None:
@@ -224,9 +227,9 @@ class ChallengeManager:
             await asyncio.sleep(0.2)
         if runtime.vm is not None:
             old, runtime.vm, runtime.compose = runtime.vm, None, None
-            await self._provisioner.destroy(old, "challenge left the active list")
+            await self._removal.destroy(old, "challenge left the active list")
         for extra in list(runtime.extra_vms):
-            await self._provisioner.destroy(extra, "challenge left the active list")
+            await self._removal.destroy(extra, "challenge left the active list")
         self._runtimes.pop(challenge_id, None)
         self.ctx.state.drop_challenge(challenge_id)
         self.ctx.log(
@@ -242,12 +245,12 @@ class ChallengeManager:
 
     def left_behind(self, host: Host) -> list[str]:
         """CVMs left on `host` that are to be removed once it answers."""
-        return self._provisioner.left_behind(host)
+        return self._removal.left_behind(host)
 
     async def remove_left_behind(self, host: Host, listed: set[str]) -> None:
         """`host` answers and lists `listed`: remove the CVMs left there (those it no longer
         lists are forgotten)."""
-        await self._provisioner.remove_left_behind(host, listed)
+        await self._removal.remove_left_behind(host, listed)
 
     def on_host_down(self, host: Host) -> None:
         """`host` is down: its challenge CVMs are provisioned again on another host."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from validator_tui.engine.challenge_book import KIND, ChallengeBook, ChallengeRuntime, ChallengeVm
 from validator_tui.engine.compose import ComposeError
-from validator_tui.engine.cvm_provisioning import CvmProvisioner
+from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.quota import CapacityError
 from validator_tui.engine.records import ChallengeState
@@ -15,10 +15,10 @@ from validator_tui.models.vmm import VmInfo
 class CvmAdoption:
     """The CVMs found at start-up, by challenge, until the first sync adopts or removes them."""
 
-    def __init__(self, book: ChallengeBook, provisioner: CvmProvisioner) -> None:
+    def __init__(self, book: ChallengeBook, removal: CvmRemoval) -> None:
         self.book = book
         self.ctx = book.ctx
-        self._provisioner = provisioner
+        self._removal = removal
         self._adoptable: dict[str, list[tuple[Host, VmInfo]]] = {}
 
     def offer_existing(self, host: Host, vms: list[VmInfo]) -> None:
@@ -78,7 +78,7 @@ class CvmAdoption:
                     runtime.waiting = host.draining
                     runtime.moving_off = host.name if host.draining else None
                     continue
-            await self._provisioner.remove_vm_id(host, info.id, f"stale CVM of challenge {spec.id}")
+            await self._removal.remove_vm_id(host, info.id, f"stale CVM of challenge {spec.id}")
         return adopted
 
     def _room_for_adoption(self, host: Host) -> bool:
@@ -92,7 +92,7 @@ class CvmAdoption:
         """The first sync is done: remove the CVMs found of challenges that are not active."""
         for leftovers in self._adoptable.values():
             for host, info in leftovers:
-                await self._provisioner.remove_vm_id(
+                await self._removal.remove_vm_id(
                     host, info.id, "CVM of a challenge that is not active"
                 )
         self._adoptable.clear()

@@ -8,6 +8,7 @@ import contextlib
 
 from validator_tui.engine.challenge_book import ChallengeBook, clear_vm
 from validator_tui.engine.cvm_provisioning import CvmProvisioner
+from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.records import ChallengeState
 from validator_tui.engine.store import StoreError
@@ -16,10 +17,13 @@ from validator_tui.engine.store import StoreError
 class CvmMoves:
     """Moves the CVMs of the challenges in `book` when theirs cannot stay where it is."""
 
-    def __init__(self, book: ChallengeBook, provisioner: CvmProvisioner) -> None:
+    def __init__(
+        self, book: ChallengeBook, provisioner: CvmProvisioner, removal: CvmRemoval
+    ) -> None:
         self.book = book
         self.ctx = book.ctx
         self._provisioner = provisioner
+        self._removal = removal
 
     def on_host_down(self, host: Host) -> None:
         """`host` is down: every challenge CVM there is left behind (what it held released) and
@@ -29,7 +33,7 @@ class CvmMoves:
             if vm is not None and vm.allocation.host == host.name:
                 runtime.vm, runtime.compose = None, None
                 runtime.why_none = f"provisioning again: host {host.name} is down"
-                self._provisioner.leave_behind(vm.vm_id, host)
+                self._removal.leave_behind(vm.vm_id, host)
                 self.book.release(vm.allocation)
                 record = self.ctx.state.challenges.get(runtime.spec.id)
                 if record is not None:

@@ -1,12 +1,11 @@
-"""Where and how challenge CVMs are made and removed.
+"""Where and how challenge CVMs are made.
 
 Placement: challenges wanting a CVM wait in a queue placed in order of `emission_share` (highest
 first) whenever capacity frees, never taking the capacity reserved for job VMs
 (`reserve_job_vms`); those that cannot fit make one shortfall warning (header and log, at most
 once a minute), never an error per challenge. Provisioning creates the CVM (retried while the VMM
-does not answer, never twice), waits for it to boot and switches the challenge to it. Removal
-releases what a CVM held exactly once; a CVM its host would not remove is left behind and
-removed once the host answers again.
+does not answer, never twice), waits for it to boot and switches the challenge to it (the CVMs
+it replaces or abandons are removed by `CvmRemoval`).
 """
 
 from __future__ import annotations
@@ -23,14 +22,14 @@ from validator_tui.engine.challenge_book import (
     ChallengeBook,
     ChallengeRuntime,
     ChallengeVm,
-    clear_vm,
 )
 from validator_tui.engine.compose import ComposeError
+from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host, NoRoom
 from validator_tui.engine.quota import Allocation
 from validator_tui.engine.records import ChallengeState, VmKind, VmRecord
-from validator_tui.engine.store import StoredChallengeVm, StoreError
-from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
+from validator_tui.engine.store import StoredChallengeVm
+from validator_tui.engine.vm_ops import find_vms_named, vm_configuration
 from validator_tui.engine.vm_ready import VmNotReady
 from validator_tui.models.vmm import VmConfiguration, VmInfo
 
@@ -39,14 +38,13 @@ SHORTFALL_WARNING_EVERY_S = 60.0
 
 
 class CvmProvisioner:
-    """Places, provisions and removes the CVMs of the challenges in `book`."""
+    """Places and provisions the CVMs of the challenges in `book`."""
 
-    def __init__(self, book: ChallengeBook) -> None:
+    def __init__(self, book: ChallengeBook, removal: CvmRemoval) -> None:
         self.book = book
         self.ctx = book.ctx
-        #: CVMs left on a host that was down (or refused their removal), by VM id: the host's
-        #: name. Their store rows stay until they are removed.
-        self._left_behind: dict[str, str] = {}
+        self._removal = removal
+        removal.on_freed(self.capacity_freed)
         self._shortfall_warned_at = float("-inf")
 
     # -- lifecycle work ----------------------------------------------------------------------
@@ -215,7 +213,7 @@ class CvmProvisioner:
             self.book.set(spec.id, ChallengeState.ACTIVE, reason="")
             self.ctx.log("info", "cvm", f"{spec.name}: challenge CVM active", challenge_id=spec.id)
             if old is not None:
-                await self.destroy(old, "replaced by rebuilt CVM")
+                await self._removal.destroy(old, "replaced by rebuilt CVM")
             self.book.activated(spec.id)
         except (ComposeError, ClientError, VmNotReady) as exc:
             await self._fail(runtime, str(exc))
@@ -225,7 +223,7 @@ class CvmProvisioner:
                 with contextlib.suppress(ValueError):
                     runtime.extra_vms.remove(new_vm)
                 cleanup = self.ctx.tasks.spawn(
-                    self.destroy(new_vm, "provisioning did not finish"),
+                    self._removal.destroy(new_vm, "provisioning did not finish"),
                     name=f"remove-cvm-{new_vm.vm_id}",
                 )
                 await asyncio.shield(cleanup)
@@ -274,7 +272,7 @@ class CvmProvisioner:
         """Remove the CVM `creating` makes, if it makes one."""
         with contextlib.suppress(ClientError):
             vm_id = await creating
-            await self.remove_vm_id(host, vm_id, "provisioning was cancelled")
+            await self._removal.remove_vm_id(host, vm_id, "provisioning was cancelled")
 
     async def _fail(self, runtime: ChallengeRuntime, reason: str) -> None:
         runtime.failures += 1
@@ -282,7 +280,7 @@ class CvmProvisioner:
         runtime.why_none = f"provisioning failed, retried later: {reason}"
         if runtime.vm is not None:
             old, runtime.vm, runtime.compose = runtime.vm, None, None
-            await self.destroy(old, "rebuild failed")
+            await self._removal.destroy(old, "rebuild failed")
         self.book.set(runtime.spec.id, ChallengeState.FAILED, reason=reason)
         self.ctx.log(
             "error",
@@ -300,62 +298,3 @@ class CvmProvisioner:
                 record.vm_id, record.vm_status = info.id, info.status
                 record.boot_progress, record.host = info.boot_progress, host.name
                 self.ctx.state.put_challenge(record)
-
-    # -- removing a CVM -----------------------------------------------------------------------
-
-    async def destroy(self, vm: ChallengeVm, why: str) -> None:
-        """Remove the CVM and release what it held, exactly once, also when the work that
-        destroys it is cancelled (the removal goes on in a task of its own); a challenge record
-        that showed it shows no VM any more. A CVM its host would not remove is left behind
-        (removed once the host answers again)."""
-        host = self.ctx.hosts.of(vm.allocation)
-        removal = self.ctx.tasks.spawn(
-            self.remove_vm_id(host, vm.vm_id, why), name=f"remove-cvm-{vm.vm_id}"
-        )
-        try:
-            await asyncio.shield(removal)
-        finally:
-            for record in self.ctx.state.challenges.values():
-                if record.vm_id == vm.vm_id:
-                    clear_vm(record)
-                    self.ctx.state.put_challenge(record)
-            removed = (
-                removal.done()
-                and not removal.cancelled()
-                and removal.exception() is None
-                and removal.result()
-            )
-            if not removed:
-                self.leave_behind(vm.vm_id, host)
-            if self.book.release(vm.allocation):
-                self.capacity_freed()
-
-    async def remove_vm_id(self, host: Host, vm_id: str, why: str) -> bool:
-        """Remove one of our CVMs from `host` and forget its store row; True once it is gone."""
-        if not await remove_vm(self.ctx, host, vm_id):
-            return False
-        with contextlib.suppress(StoreError):
-            self.ctx.store.delete_challenge_vm(vm_id)
-        self._left_behind.pop(vm_id, None)
-        self.ctx.log("info", "cvm", f"removed CVM {vm_id}{self.book.on(host)} ({why})", vm_id=vm_id)
-        return True
-
-    def leave_behind(self, vm_id: str, host: Host) -> None:
-        """`vm_id` stays on `host` for now: no longer ours to run, removed once it answers."""
-        self._left_behind[vm_id] = host.name
-        self.ctx.state.drop_vm(vm_id)
-
-    def left_behind(self, host: Host) -> list[str]:
-        """CVMs left on `host` that are to be removed once it answers."""
-        return [vm_id for vm_id, name in self._left_behind.items() if name == host.name]
-
-    async def remove_left_behind(self, host: Host, listed: set[str]) -> None:
-        """`host` answers and lists `listed`: remove the CVMs left there (those it no longer
-        lists are forgotten)."""
-        for vm_id in self.left_behind(host):
-            if vm_id in listed:
-                await self.remove_vm_id(host, vm_id, f"left behind on host {host.name}")
-            else:
-                self._left_behind.pop(vm_id, None)
-                with contextlib.suppress(StoreError):
-                    self.ctx.store.delete_challenge_vm(vm_id)
