@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import contextlib
 
-from validator_tui.engine.challenge_book import ChallengeBook, clear_vm
+from validator_tui.engine.challenge_book import (
+    ChallengeBook,
+    ChallengeRuntime,
+    ChallengeVm,
+    clear_vm,
+)
 from validator_tui.engine.cvm_provisioning import CvmProvisioner
 from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host
@@ -31,28 +36,7 @@ class CvmMoves:
         for runtime in self.book.runtimes.values():
             vm = runtime.vm
             if vm is not None and vm.allocation.host == host.name:
-                runtime.vm, runtime.compose = None, None
-                runtime.why_none = f"provisioning again: host {host.name} is down"
-                self._removal.leave_behind(vm.vm_id, host)
-                self.book.release(vm.allocation)
-                record = self.ctx.state.challenges.get(runtime.spec.id)
-                if record is not None:
-                    clear_vm(record)
-                    self.ctx.state.put_challenge(record)
-                self.ctx.log(
-                    "warn",
-                    "cvm",
-                    f"{runtime.spec.name}: host {host.name} is down: its CVM {vm.vm_id} is "
-                    "left behind, provisioning one on another host",
-                    challenge_id=runtime.spec.id,
-                    vm_id=vm.vm_id,
-                )
-                if not runtime.leaving:
-                    self.book.set(
-                        runtime.spec.id,
-                        ChallengeState.PENDING,
-                        reason=f"host {host.name} is down: provisioning on another host",
-                    )
+                self._leave_on_down_host(runtime, vm, host)
             if runtime.leaving:
                 continue
             elsewhere = runtime.target is not None and runtime.target.host != host.name
@@ -65,6 +49,38 @@ class CvmMoves:
                 runtime.failures, runtime.retry_after = 0, 0.0
                 runtime.waiting = True
         self._provisioner.place_waiting()
+
+    def _leave_on_down_host(self, runtime: ChallengeRuntime, vm: ChallengeVm, host: Host) -> None:
+        """The serving CVM `vm` is left behind on `host`, which is down; its challenge is
+        pending a CVM on another host."""
+        self._removal.leave_behind(vm.vm_id, host)
+        self._drop_serving(runtime, f"provisioning again: host {host.name} is down")
+        record = self.ctx.state.challenges.get(runtime.spec.id)
+        if record is not None:
+            clear_vm(record)
+            self.ctx.state.put_challenge(record)
+        self.ctx.log(
+            "warn",
+            "cvm",
+            f"{runtime.spec.name}: host {host.name} is down: its CVM {vm.vm_id} is "
+            "left behind, provisioning one on another host",
+            challenge_id=runtime.spec.id,
+            vm_id=vm.vm_id,
+        )
+        if not runtime.leaving:
+            self.book.set(
+                runtime.spec.id,
+                ChallengeState.PENDING,
+                reason=f"host {host.name} is down: provisioning on another host",
+            )
+
+    def _drop_serving(self, runtime: ChallengeRuntime, why: str) -> None:
+        """The challenge's serving CVM serves no more (what it held is released); `why` it has
+        none is shown to the jobs waiting for one."""
+        if runtime.vm is not None:
+            self.book.release(runtime.vm.allocation)
+        runtime.vm, runtime.compose = None, None
+        runtime.why_none = why
 
     def move_off(self, host: Host) -> int:
         """`host` is being drained: each challenge CVM there moves (a new one is provisioned
@@ -107,11 +123,9 @@ class CvmMoves:
         for runtime in self.book.runtimes.values():
             if runtime.vm is None or runtime.vm.vm_id != vm_id:
                 continue
-            self.book.release(runtime.vm.allocation)
             with contextlib.suppress(StoreError):
                 self.ctx.store.delete_challenge_vm(vm_id)
-            runtime.vm, runtime.compose = None, None
-            runtime.why_none = "provisioning a new one: the operator removed it"
+            self._drop_serving(runtime, "provisioning a new one: the operator removed it")
             runtime.failures, runtime.retry_after = 0, 0.0
             record = self.ctx.state.challenges.get(runtime.spec.id)
             if record is not None:
@@ -133,10 +147,8 @@ class CvmMoves:
             self.ctx.state.drop_vm(vm_id)
             with contextlib.suppress(StoreError):
                 self.ctx.store.delete_challenge_vm(vm_id)
-            if active and runtime.vm is not None:
-                self.book.release(runtime.vm.allocation)
-                runtime.vm, runtime.compose = None, None
-                runtime.why_none = "provisioning again after the VMM restarted"
+            if active:
+                self._drop_serving(runtime, "provisioning again after the VMM restarted")
             self.ctx.log(
                 "warn",
                 "cvm",
