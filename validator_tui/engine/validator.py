@@ -94,7 +94,7 @@ class Validator:
         #: Frames of unknown types: one line per type per minute, with a count.
         self._unknown_frames = RepeatLimiter(partial(self.ctx.log, "warn", "ws"))
         self._poll_failures = RepeatLimiter(partial(self.ctx.log, "warn", "poll"))
-        self.challenges = ChallengeManager(self.ctx, self._on_challenge_active)
+        self.challenges = ChallengeManager(self.ctx)
         self.jobs = JobManager(
             self.ctx,
             self.challenges,
@@ -102,6 +102,7 @@ class Validator:
             ResultOutbox(self.ctx, self._on_result_done),
         )
         self.jobs.claims_allowed = claims_allowed
+        self.challenges.on_active(self._on_challenge_active)
         self.recovery = Recovery(self.ctx, self.jobs, self.challenges, ForeignVms(self.ctx))
         self.reconciler = Reconciler(self.ctx, self.jobs, self.challenges, self.recovery)
         self.metrics = EngineMetrics(self.state, self.ctx.platform_health)
@@ -489,10 +490,9 @@ class Validator:
         self.jobs.claim_what_fits()
 
     def _on_challenge_active(self, challenge_id: str) -> None:
-        # Called from ChallengeManager, which exists before the JobManager does.
-        jobs: JobManager | None = getattr(self, "jobs", None)
-        if jobs is not None and jobs.auto_claim:
-            jobs.claim_what_fits()
+        """A challenge's CVM serves (again): claim the jobs it lets in, when auto-claiming."""
+        if self.jobs.auto_claim:
+            self.jobs.claim_what_fits()
 
     def _on_result_done(self, job_id: str, status: ResultStatus, detail: str) -> None:
         self.metrics.on_result(status)
