@@ -51,8 +51,9 @@ from validator_tui.engine.records import (
     ResultStatus,
     VmKind,
     VmRecord,
+    check_transition,
 )
-from validator_tui.engine.store import StoredJob, StoredState, StoreError
+from validator_tui.engine.store import StoredJob, StoredState, StoreError, stored_state
 from validator_tui.models.platform import ClaimResponse, Job, JobResults, Listing
 from validator_tui.sanitize import clean_line
 
@@ -255,6 +256,58 @@ class JobManager:
         if record.waiting_reason != reason:
             record.waiting_reason = reason
             self.ctx.state.put_job(record)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def set_state(
+        self,
+        record: JobRecord,
+        state: JobState,
+        note: str | None = None,
+        *,
+        settled: bool = True,
+        body: bytes | None = None,
+        vm_name: str | None = None,
+    ) -> None:
+        """The one place a job's state is set: checks the move (records.JOB_TRANSITIONS),
+        writes the job's row (`body`: its result queued in the same transaction; `vm_name`:
+        the name of the VM about to be created), stamps the record and publishes it with
+        `note`. `settled` False: a claim whose answer was lost (its row stays `claiming`).
+
+        With a `vm_name`, a row not written raises StoreError and changes nothing. Otherwise
+        a row not written suspends claims when the job is active (a restart would not know
+        it); the row of a job that ended or is pending again is best effort."""
+        check_transition(record.state, state)
+        try:
+            self._write_row(record, state, settled, body, vm_name)
+        except StoreError as exc:
+            if vm_name is not None:
+                raise
+            if state.active:
+                self._suspend_claims(str(exc))
+        record.enter(state, settled=settled)
+        self.ctx.state.put_job(record, note)
+
+    def _write_row(
+        self,
+        record: JobRecord,
+        state: JobState,
+        settled: bool,
+        body: bytes | None,
+        vm_name: str | None,
+    ) -> None:
+        row = stored_state(state, settled=settled)
+        if body is not None:
+            self.ctx.store.finish_job_with_result(record.id, row, body)
+            return
+        self.ctx.store.upsert_job(
+            record.id,
+            record.challenge_id,
+            row,
+            submission_id=record.submission_id,
+            miner_hotkey=record.miner_hotkey,
+            vm_name=vm_name,
+        )
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -546,18 +599,16 @@ class JobManager:
                 return self._claimed(record, allocation, note, unsure=True)
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
-            record.state, record.finished_at = JobState.LOST, time.time()
             if exc.status in (404, 409, 410):
                 self._note_lost(job_id, exc.status)
             self.ctx.state.header.counters.lost += 1
-            self.ctx.state.put_job(record, f"claim lost (HTTP {exc.status})")
-            self._forget_stored(job_id)
+            self.set_state(record, JobState.LOST, f"claim lost (HTTP {exc.status})")
             self._release(allocation)
             return Outcome.refused("another validator claimed it first")
         except NotSent as exc:
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
-            self._forget_stored(job_id, StoredState.PENDING)
+            self._withdraw_claim(record)
             self._queue_job(record, LISTED)
             self.ctx.state.put_job(record, f"claim not sent, still pending: {exc}")
             self._release(allocation)
@@ -566,8 +617,7 @@ class JobManager:
             self._claiming.discard(job_id)
             self._unsure[job_id] = _Unsure(record, allocation, time.monotonic())
             record.claim_unsure = True
-            record.state = JobState.CLAIMED
-            self.ctx.state.put_job(record, f"claim answer lost: {exc}")
+            self.set_state(record, JobState.CLAIMED, f"claim answer lost: {exc}", settled=False)
             self.ctx.log(
                 "warn",
                 "claim",
@@ -586,7 +636,7 @@ class JobManager:
             self._claiming.discard(job_id)
             self._cancel_requested.pop(job_id, None)
             self._hold(record, time.monotonic() + CLAIM_RETRY_S, "claim failed: retrying shortly")
-            self._forget_stored(job_id, StoredState.PENDING)
+            self._withdraw_claim(record)
             self._release(allocation)
             self.ctx.state.put_job(record, f"claim failed: {exc}")
             self.ctx.log("warn", "claim", f"claim failed: {exc}", job_id=job_id)
@@ -612,21 +662,10 @@ class JobManager:
         self._claiming.discard(job_id)
         self._unqueue(record)
         self._lost.pop(job_id, None)
-        record.state, record.claimed_at = JobState.CLAIMED, time.time()
         record.claim_unsure = unsure
         record.host = sys.intern(allocation.host)
-        try:
-            self.ctx.store.upsert_job(
-                job_id,
-                record.challenge_id,
-                StoredState.CLAIMED,
-                submission_id=record.submission_id,
-                miner_hotkey=record.miner_hotkey,
-            )
-        except StoreError as exc:
-            self._suspend_claims(str(exc))
         self.ctx.state.header.counters.claimed_total += 1
-        self.ctx.state.put_job(record, note)
+        self.set_state(record, JobState.CLAIMED, note)
         cancel = self._cancel_requested.pop(job_id, None)
         if cancel is CancelReason.PLATFORM:
             self._release(allocation)
@@ -650,10 +689,9 @@ class JobManager:
             del self._unsure[job_id]
             record = unsure.record
             if job_id in listed:
-                record.state, record.claimed_at = JobState.PENDING, None
-                self._forget_stored(job_id, StoredState.PENDING)
                 self._queue_job(record, LISTED)
-                self.ctx.state.put_job(record, "still pending at the platform: not ours, claimable")
+                note = "still pending at the platform: not ours, claimable"
+                self.set_state(record, JobState.PENDING, note)
                 if unsure.allocation is not None:
                     self._release(unsure.allocation)
                 continue
@@ -702,10 +740,10 @@ class JobManager:
             challenge_id=stored.challenge_id,
             submission_id=stored.submission_id,
             miner_hotkey=stored.miner_hotkey,
-            state=JobState.CLAIMED,
             claim_unsure=True,
         )
-        self.ctx.state.put_job(record, "claim interrupted by a restart: asking the platform")
+        note = "claim interrupted by a restart: asking the platform"
+        self.set_state(record, JobState.CLAIMED, note, settled=False)
         self._unsure[stored.id] = _Unsure(record, None, time.monotonic(), recovered=True)
 
     def _suspend_claims(self, reason: str) -> None:
@@ -787,10 +825,8 @@ class JobManager:
         return error
 
     def _mark_cancelled(self, job: JobRecord, note: str) -> None:
-        job.state, job.finished_at = JobState.CANCELLED, time.time()
         self.ctx.state.header.counters.cancelled += 1
-        self._forget_stored(job.id, StoredState.CANCELLED)
-        self.ctx.state.put_job(job, note)
+        self.set_state(job, JobState.CANCELLED, note)
 
     def _submit(self, job: JobRecord, results: JobResults) -> None:
         """Record the result on the job and queue it: serialised once, stored, then sent."""
@@ -798,12 +834,8 @@ class JobManager:
         job.score, job.error = results.score, results.error
         job.metrics, job.logs = dict(results.metrics), list(results.logs)
         job.execution_time_ms = results.execution_time_ms
-        job.state = JobState.SUBMITTING
-        try:
-            self.ctx.store.finish_job_with_result(job.id, StoredState.SUBMITTING, body)
-        except StoreError as exc:
-            self._suspend_claims(str(exc))
-        self.ctx.state.put_job(job, "result queued" if results.error is None else results.error)
+        note = "result queued" if results.error is None else results.error
+        self.set_state(job, JobState.SUBMITTING, note, body=body)
         self.outbox.enqueue(job.id, body, claim_unsure=job.claim_unsure)
 
     def on_result_done(self, job_id: str, status: ResultStatus, detail: str) -> None:
@@ -811,29 +843,16 @@ class JobManager:
         by_operator = job_id in self._operator_cancelled
         self._operator_cancelled.discard(job_id)
         job = self.ctx.state.jobs.get(job_id)
-        counters = self.ctx.state.header.counters
-        if job is None:
-            return
-        job.finished_at = time.time()
+        if job is None or job.state not in _AWAITING_ANSWER:
+            return  # not ours to finish: a new offer of the job since its result was queued
         job.result_status = status
         sent = status is ResultStatus.SENT
-        if sent and job.error is None:
-            job.state = JobState.COMPLETED
-            counters.completed += 1
-        elif status is ResultStatus.DROPPED or (sent and by_operator):
-            job.state = JobState.CANCELLED
-            counters.cancelled += 1
-        elif status is ResultStatus.NOT_OURS:
-            job.state = JobState.LOST
-            counters.lost += 1
-        else:
-            job.state = JobState.FAILED
-            counters.failed += 1
-        self.ctx.state.count_finish(job.state)
-        self._count_for_challenge(job)
+        state = _answered_state(status, job.error is None, by_operator)
+        self.ctx.state.header.counters.count_end(state)
+        self.ctx.state.count_finish(state)
         note = f"result {status}" + (f": {detail}" if detail and not sent else "")
-        self._forget_stored(job_id, StoredState(job.state.value))
-        self.ctx.state.put_job(job, note)
+        self.set_state(job, state, note)
+        self._count_for_challenge(job)
         logger.info(
             "%s, score %s in %s ms%s%s",
             job.state.value,
@@ -886,12 +905,9 @@ class JobManager:
         elif self.outbox.drop(job_id):
             self._operator_cancelled.discard(job_id)
             if job is not None:
-                job.state, job.finished_at = JobState.CANCELLED, time.time()
-                self.ctx.state.header.counters.cancelled += 1
-                self.ctx.state.put_job(job, "cancelled by the platform: result not sent")
+                self._mark_cancelled(job, "cancelled by the platform: result not sent")
         elif job is not None and job.state is JobState.PENDING:
-            job.state, job.finished_at = JobState.CANCELLED, time.time()
-            self.ctx.state.put_job(job, "cancelled by the platform while pending")
+            self.set_state(job, JobState.CANCELLED, "cancelled by the platform while pending")
         if job is not None:
             self.ctx.log("info", "cancel", "job cancelled by the platform", job_id=job_id)
 
@@ -961,11 +977,11 @@ class JobManager:
             challenge.stats = self.challenge_stats.summary(job.challenge_id)
             self.ctx.state.put_challenge(challenge)
 
-    def _forget_stored(self, job_id: str, state: StoredState = StoredState.LOST) -> None:
-        try:
-            self.ctx.store.upsert_job(job_id, "", state)
-        except StoreError:
-            return
+    def _withdraw_claim(self, record: JobRecord) -> None:
+        """The claim of the pending `record` never reached the platform: its row says pending
+        again (best effort: a restart finding it `claiming` asks the platform)."""
+        with contextlib.suppress(StoreError):
+            self.ctx.store.upsert_job(record.id, record.challenge_id, StoredState.PENDING)
 
     def _count_challenge_job(self, challenge_id: str, delta: int) -> None:
         record = self.ctx.state.challenges.get(challenge_id)
@@ -974,6 +990,22 @@ class JobManager:
             record.jobs_run += max(0, delta)
             self.ctx.state.put_challenge(record)
         self.ctx.state.header_changed()
+
+
+#: The states of a job whose result the outbox may answer: queued, or a dead letter sent again.
+_AWAITING_ANSWER = frozenset({JobState.SUBMITTING, JobState.FAILED})
+
+
+def _answered_state(status: ResultStatus, no_error: bool, by_operator: bool) -> JobState:
+    """The state a job ends in once the platform answered its result with `status`."""
+    sent = status is ResultStatus.SENT
+    if sent and no_error:
+        return JobState.COMPLETED
+    if status is ResultStatus.DROPPED or (sent and by_operator):
+        return JobState.CANCELLED
+    if status is ResultStatus.NOT_OURS:
+        return JobState.LOST
+    return JobState.FAILED
 
 
 def _left(until: float) -> float:
@@ -1007,15 +1039,10 @@ class _Progress:
         self.jobs.ctx.state.put_job(self.job, reason)
 
     def creating_vm(self, vm_name: str) -> None:
-        job, ctx = self.job, self.jobs.ctx
         try:
-            ctx.store.upsert_job(
-                job.id, job.challenge_id, StoredState.PROVISIONING, vm_name=vm_name
-            )
+            self.jobs.set_state(self.job, JobState.PROVISIONING, "creating VM", vm_name=vm_name)
         except StoreError as exc:
             raise JobFailed(f"not creating a VM: {exc}") from None
-        job.state = JobState.PROVISIONING
-        ctx.state.put_job(job, "creating VM")
 
     def vm_created(self, vm_id: str, host_port: int | None) -> None:
         job, ctx = self.job, self.jobs.ctx
@@ -1029,8 +1056,7 @@ class _Progress:
         ctx.state.put_job(job, f"VM {vm_id} created")
 
     def evaluating(self) -> None:
-        self.job.state = JobState.RUNNING
-        self.jobs.ctx.state.put_job(self.job, "evaluating")
+        self.jobs.set_state(self.job, JobState.RUNNING, "evaluating")
 
     def vm_log(self, lines: tuple[str, ...]) -> None:
         self.job.vm_log = lines

@@ -97,6 +97,15 @@ class StoredState(StrEnum):
     LOST = JobState.LOST.value
 
 
+def stored_state(state: JobState, *, settled: bool = True) -> StoredState:
+    """The row state of a job in `state`: the same, except that a claim not settled yet (sent,
+    its answer lost: claimed but unsure) keeps its row's claim intent, `claiming`, which a
+    restart reads as "ask the platform whether it is ours"."""
+    if state is JobState.CLAIMED and not settled:
+        return StoredState.CLAIMING
+    return StoredState(state.value)
+
+
 # Job rows in these states are "in flight": a restart must finish them with an error result.
 IN_FLIGHT = (
     StoredState.CLAIMING,
