@@ -15,8 +15,10 @@ from validator_tui.engine.records import (
 )
 from validator_tui.engine.store import StoredState, stored_state
 
-ALLOWED = [(a, b) for a in JobState for b in JOB_TRANSITIONS[a]]
-REFUSED = [(a, b) for a, b in itertools.product(JobState, JobState) if b not in JOB_TRANSITIONS[a]]
+#: In enum order (not the sets' order, which differs between processes: xdist collects alike).
+MOVES = list(itertools.product(JobState, JobState))
+ALLOWED = [(a, b) for a, b in MOVES if b in JOB_TRANSITIONS[a]]
+REFUSED = [(a, b) for a, b in MOVES if b not in JOB_TRANSITIONS[a]]
 #: Moves the engine makes today, each a path the engine tests take.
 ENGINE_PATHS = [
     (JobState.PENDING, JobState.CLAIMED),  # claim won, or its answer lost
