@@ -67,7 +67,8 @@ class _Run:
 
 
 class JobManager:
-    """Claims and runs jobs; the only writer of job records."""
+    """Runs the jobs its ClaimManager claims and ends them; `set_state` is the one place a
+    job's state is set."""
 
     def __init__(
         self,
@@ -91,15 +92,6 @@ class JobManager:
         self.stopping = False
         self.challenge_stats = ChallengeStatsBook()
         self.claims = ClaimManager(ctx, self)
-
-    def finish_interrupted(self, stored: StoredJob) -> None:
-        """A job a previous run was running when it stopped (not in this run's state): its
-        row says `submitting` and its error result is queued, in one transaction."""
-        body = JobResults.failure(
-            RESTARTED, 0, ["[validator] validator restarted while the job was running"]
-        ).to_json_bytes()
-        self.ctx.store.finish_job_with_result(stored.id, stored_state(JobState.SUBMITTING), body)
-        self.outbox.enqueue(stored.id, body)
 
     # -- claims (engine/claims) -----------------------------------------------------------
 
@@ -212,6 +204,15 @@ class JobManager:
             miner_hotkey=record.miner_hotkey,
             vm_name=vm_name,
         )
+
+    def finish_interrupted(self, stored: StoredJob) -> None:
+        """A job a previous run was running when it stopped (not in this run's state): its
+        row says `submitting` and its error result is queued, in one transaction."""
+        body = JobResults.failure(
+            RESTARTED, 0, ["[validator] validator restarted while the job was running"]
+        ).to_json_bytes()
+        self.ctx.store.finish_job_with_result(stored.id, stored_state(JobState.SUBMITTING), body)
+        self.outbox.enqueue(stored.id, body)
 
     # -- the store ----------------------------------------------------------------------------
 
