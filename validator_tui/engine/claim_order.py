@@ -1,12 +1,13 @@
 """The order and pacing of claims: a challenge's queue of pending jobs, the token bucket
-that paces re-tries of lost claims, a lost claim's backoff, and a claim whose answer was lost
-(engine/claims)."""
+that paces re-tries of lost claims, a lost claim's backoff, a claim whose answer was lost, and
+what a cancel does to a claim under way (engine/claims)."""
 
 from __future__ import annotations
 
 import heapq
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from validator_tui.engine.quota import Allocation
 from validator_tui.engine.records import JobRecord
@@ -90,3 +91,12 @@ class Unsure:
     allocation: Allocation | None
     since: float
     recovered: bool = False
+
+
+class ClaimCancel(StrEnum):
+    """What a cancel did to a job whose claim is under way."""
+
+    #: The claim request is out: the job ends when it is answered.
+    NOTED = "noted"
+    #: The claim's answer was lost: the job ended now.
+    ENDED = "ended"

@@ -29,7 +29,6 @@ import heapq
 import itertools
 import sys
 import time
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from validator_tui.clients.errors import AnswerLost, ClaimLost, ClientError, DecodeError, NotSent
@@ -41,6 +40,7 @@ from validator_tui.engine.claim_order import (
     RETRIES_PACED,
     RETRIES_PER_S,
     RETRY,
+    ClaimCancel,
     Lost,
     Pace,
     Queue,
@@ -57,15 +57,6 @@ if TYPE_CHECKING:
     from validator_tui.engine.jobs import JobManager
 
 RESTARTED = "validator restarted"
-
-
-class ClaimCancel(StrEnum):
-    """What a cancel did to a job whose claim is under way."""
-
-    #: The claim request is out: the job ends when it is answered.
-    NOTED = "noted"
-    #: The claim's answer was lost: the job ended now.
-    ENDED = "ended"
 
 
 class ClaimManager:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from validator_tui.engine.challenge_stats import ChallengeStatsBook
 from validator_tui.engine.challenges import ChallengeManager
-from validator_tui.engine.claims import RESTARTED, ClaimCancel, ClaimManager
+from validator_tui.engine.claim_order import ClaimCancel
+from validator_tui.engine.claims import RESTARTED, ClaimManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.executor import DstackExecutor, JobFailed
 from validator_tui.engine.hosts import Host
