@@ -83,7 +83,8 @@ PROBE_FREE_BYTES = 1 << 20
 
 class StoredState(StrEnum):
     """A job row's state: the job's own states, plus `claiming` (the claim intent, committed
-    before the claim request)."""
+    before the claim request and kept while its answer is lost). `stored_state` maps a job's
+    state to its row's."""
 
     PENDING = JobState.PENDING.value
     CLAIMING = "claiming"
