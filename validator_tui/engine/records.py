@@ -42,6 +42,47 @@ _ACTIVE_JOB_STATES = frozenset(
     {JobState.CLAIMED, JobState.PROVISIONING, JobState.RUNNING, JobState.SUBMITTING}
 )
 
+_RESULT_ANSWERED = frozenset(
+    {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.LOST}
+)
+
+#: The states a job may move to from each state (`JobRecord.enter` refuses any other move).
+#: Pending: claimed (the claim won, or its answer was lost: claimed but unsure), lost (another
+#: validator won the claim), cancelled (by the platform). Claimed: pending again (an unsure
+#: claim settled as not ours), claimed again (an unsure claim settled as ours: run it), its VM
+#: being created, its result queued without a VM (ended early), cancelled. Provisioning and
+#: running: evaluating, the result queued, cancelled by the platform. Submitting: the
+#: platform's answer to the result. Failed: a dead letter sent again and answered.
+JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset({JobState.CLAIMED, JobState.LOST, JobState.CANCELLED}),
+    JobState.CLAIMED: frozenset(
+        {
+            JobState.PENDING,
+            JobState.CLAIMED,
+            JobState.PROVISIONING,
+            JobState.SUBMITTING,
+            JobState.CANCELLED,
+        }
+    ),
+    JobState.PROVISIONING: frozenset({JobState.RUNNING, JobState.SUBMITTING, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset({JobState.SUBMITTING, JobState.CANCELLED}),
+    JobState.SUBMITTING: _RESULT_ANSWERED,
+    JobState.FAILED: _RESULT_ANSWERED,
+    JobState.COMPLETED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+    JobState.LOST: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """A job was asked to move between two states JOB_TRANSITIONS does not join: a bug."""
+
+
+def check_transition(before: JobState, after: JobState) -> None:
+    """Raise IllegalTransition unless a job in `before` may move to `after`."""
+    if after not in JOB_TRANSITIONS[before]:
+        raise IllegalTransition(f"a job cannot move from {before.value} to {after.value}")
+
 
 class ChallengeState(StrEnum):
     PENDING = "pending"
@@ -138,6 +179,19 @@ class JobRecord:
     vm_log: tuple[str, ...] = ()
     #: The host its VM was placed on ("" before the claim).
     host: str = ""
+
+    def enter(self, state: JobState, *, settled: bool = True) -> None:
+        """Move to `state` (IllegalTransition if JOB_TRANSITIONS has no such move), stamping
+        it: a settled claim sets `claimed_at` (a claim whose answer was lost, `settled`
+        False, does not), a return to pending clears it, an end sets `finished_at`."""
+        check_transition(self.state, state)
+        self.state = state
+        if state is JobState.CLAIMED and settled:
+            self.claimed_at = time.time()
+        elif state is JobState.PENDING:
+            self.claimed_at = None
+        elif state.finished:
+            self.finished_at = time.time()
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the claim (or creation), up to the finish."""
@@ -311,6 +365,17 @@ class Counters:
     claimed_total: int = 0
     outbox_pending: int = 0
     dead_letters: int = 0
+
+    def count_end(self, state: JobState) -> None:
+        """Count one job whose result was answered, ending it in `state`."""
+        if state is JobState.COMPLETED:
+            self.completed += 1
+        elif state is JobState.CANCELLED:
+            self.cancelled += 1
+        elif state is JobState.LOST:
+            self.lost += 1
+        else:
+            self.failed += 1
 
 
 @dataclass(slots=True, frozen=True)

@@ -12,9 +12,8 @@ from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.foreign import ForeignVms
 from validator_tui.engine.hosts import Host
-from validator_tui.engine.jobs import RESTARTED, JobManager
+from validator_tui.engine.jobs import JobManager
 from validator_tui.engine.store import StoredChallengeVm, StoredState, StoreError
-from validator_tui.models.platform import JobResults
 from validator_tui.models.vmm import VmInfo
 
 
@@ -55,11 +54,7 @@ class Recovery:
             if stored.state is StoredState.CLAIMING:
                 self.jobs.recover_unsure(stored)
                 continue
-            body = JobResults.failure(
-                RESTARTED, 0, ["[validator] validator restarted while the job was running"]
-            ).to_json_bytes()
-            ctx.store.finish_job_with_result(stored.id, StoredState.SUBMITTING, body)
-            self.jobs.outbox.enqueue(stored.id, body)
+            self.jobs.finish_interrupted(stored)
             ctx.log(
                 "warn",
                 "recover",

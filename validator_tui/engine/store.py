@@ -83,7 +83,8 @@ PROBE_FREE_BYTES = 1 << 20
 
 class StoredState(StrEnum):
     """A job row's state: the job's own states, plus `claiming` (the claim intent, committed
-    before the claim request)."""
+    before the claim request and kept while its answer is lost). `stored_state` maps a job's
+    state to its row's."""
 
     PENDING = JobState.PENDING.value
     CLAIMING = "claiming"
@@ -95,6 +96,15 @@ class StoredState(StrEnum):
     FAILED = JobState.FAILED.value
     CANCELLED = JobState.CANCELLED.value
     LOST = JobState.LOST.value
+
+
+def stored_state(state: JobState, *, settled: bool = True) -> StoredState:
+    """The row state of a job in `state`: the same, except that a claim not settled yet (sent,
+    its answer lost: claimed but unsure) keeps its row's claim intent, `claiming`, which a
+    restart reads as "ask the platform whether it is ours"."""
+    if state is JobState.CLAIMED and not settled:
+        return StoredState.CLAIMING
+    return StoredState(state.value)
 
 
 # Job rows in these states are "in flight": a restart must finish them with an error result.
