@@ -77,7 +77,14 @@ async def test_a_gone_job_vms_log_is_served_from_its_record():
     async with DemoEnvironment(seed=63, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
         async with running(env.config) as validator:
             job = env.platform.add_job()
-            await wait_for(lambda: job["id"] in env.platform.results(), 15, "job done")
+            await wait_for(
+                lambda: (
+                    job["id"] in validator.state.jobs
+                    and validator.state.jobs[job["id"]].state.finished
+                ),
+                15,
+                "job finished (its result answered)",
+            )
             record = validator.state.jobs[job["id"]]
             await wait_for(lambda: record.vm_id not in validator.state.vms, 10, "VM gone")
             assert record.vm_log, "the job kept its VM's log"
@@ -90,7 +97,14 @@ async def test_vm_commands_on_a_finished_jobs_vm_say_it_was_removed_with_the_job
     async with DemoEnvironment(seed=64, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
         async with running(env.config) as validator:
             job = env.platform.add_job()
-            await wait_for(lambda: job["id"] in env.platform.results(), 15, "job done")
+            await wait_for(
+                lambda: (
+                    job["id"] in validator.state.jobs
+                    and validator.state.jobs[job["id"]].state.finished
+                ),
+                15,
+                "job finished (its result answered)",
+            )
             record = validator.state.jobs[job["id"]]
             vm_id = record.vm_id
             assert vm_id is not None
