@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     for place in states:
         print(f"  {place}")
     broken = [
-        f"{p.relative_to(PACKAGE.parent)}: {n} lines" for p, n in mods if n > MAX_MODULE_LINES
+        f"{path.relative_to(PACKAGE.parent)}: {lines} lines"
+        for path, lines in mods
+        if lines > MAX_MODULE_LINES and path.name not in LARGE_MODULES_ALLOWED
     ]
     broken += [
         f"{name}: {count} methods"

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from validator_tui import __version__
+from validator_tui.cli.common import (
+    lock_state_dir,
+    state_dir_arguments,
+    state_dir_of,
+    stop_on_signals,
+)
+from validator_tui.cli.monitor import serve_command, status_command
+from validator_tui.cli.outbox import outbox_command
 
 #: The demo's job timeout: short, so a stuck job shows as failed while one watches.
 DEMO_JOB_TIMEOUT_S = 60.0
@@ -21,13 +27,8 @@ DEMO_JOB_TIMEOUT_S = 60.0
 UNIX_HOST_FROM = 3
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from validator_tui.config import ValidatorConfig
     from validator_tui.control.interface import EngineMode
-    from validator_tui.control.lock import StateDirLock
-    from validator_tui.control.status import Verdict
-    from validator_tui.engine.store import OutboxRow
     from validator_tui.engine.validator import Validator
 
 
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     attach = sub.add_parser(
         "attach", help="open the console of a running engine (quitting leaves it running)"
     )
-    _state_dir_arguments(attach)
+    state_dir_arguments(attach)
     attach.add_argument(
         "--read-only", action="store_true", help="view only: the engine refuses every command"
     )
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     outbox = sub.add_parser("outbox", help="results outbox: list, retry or discard dead letters")
-    _state_dir_arguments(outbox)
+    state_dir_arguments(outbox)
     actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
     listing = actions.add_parser(
         "list", help="dead letters, unsent and the latest answered results"
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the console of a running engine in a browser, read-only, behind a token "
         "(needs the web extra: pip install -e '.[web]')",
     )
-    _state_dir_arguments(serve)
+    state_dir_arguments(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any)")
     serve.add_argument(
@@ -202,37 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _state_dir_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--state-dir` and `--config` for a command that works on a state dir."""
-    parser.add_argument(
-        "--state-dir",
-        metavar="PATH",
-        help="the engine's state dir (default: $VALIDATOR_TUI_STATE_DIR, else the config's)",
-    )
-    parser.add_argument("--config", metavar="PATH", help="config file (default: lookup order)")
-
-
-def _state_dir_of(args: argparse.Namespace, command: str) -> Path | None:
-    """The state dir a command works on: `--state-dir`, else `$VALIDATOR_TUI_STATE_DIR`, else
-    the config's (the only case that reads a config); None after saying on stderr why the
-    config cannot be used."""
-    from pathlib import Path
-
-    from validator_tui.config import ConfigError, load_config
-
-    named = args.state_dir or os.environ.get("VALIDATOR_TUI_STATE_DIR")
-    if named:
-        return Path(named).expanduser()
-    try:
-        return load_config(args.config).state_path
-    except ConfigError as exc:
-        print(
-            f"{command}: config error:\n{exc}\n(or name the engine's state dir: --state-dir PATH)",
-            file=sys.stderr,
-        )
-        return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -245,11 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "attach":
         return _attach(args)
     if args.command == "status":
-        return _status(args)
+        return status_command(args)
     if args.command == "outbox":
-        return _outbox(args)
+        return outbox_command(args)
     if args.command == "serve":
-        return _serve(args)
+        return serve_command(args)
     return asyncio.run(_demo(args))
 
 
@@ -270,145 +240,6 @@ def _config_check(path: str | None) -> int:
     return 0
 
 
-def _lock(state_dir: Path, mode: EngineMode, hotkey: str) -> StateDirLock | None:
-    """The state dir's lock, or None after saying on stderr who holds it (or what is wrong)."""
-    from validator_tui.control.lock import StateDirLock, StateDirLocked
-    from validator_tui.control.paths import ControlPathError
-
-    try:
-        return StateDirLock.acquire(state_dir, mode=mode, hotkey=hotkey)
-    except StateDirLocked as exc:
-        print(f"validator-tui: {exc}", file=sys.stderr)
-    except (ControlPathError, OSError) as exc:
-        print(f"validator-tui: cannot use state dir {state_dir}: {exc}", file=sys.stderr)
-    return None
-
-
-def _outbox(args: argparse.Namespace) -> int:
-    """`outbox list|retry|discard`: through the control socket when an engine runs on the state
-    dir (a retried result is sent at once), else on its store, holding the state dir's lock
-    meanwhile so no engine starts under it."""
-    from validator_tui.control.lock import StateDirLock, StateDirLocked
-    from validator_tui.control.paths import ControlPathError
-
-    if args.outbox_command == "discard" and not args.yes:
-        print(
-            f"refusing to discard the result of job {args.job_id} without --yes: "
-            "a discarded result is never sent",
-            file=sys.stderr,
-        )
-        return 1
-    state_dir = _state_dir_of(args, "outbox")
-    if state_dir is None:
-        return 1
-    if not state_dir.is_dir():
-        return _outbox_stopped(args, state_dir)
-    try:
-        lock = StateDirLock.acquire(state_dir, mode="outbox (no engine)", hotkey="")
-    except StateDirLocked:
-        return asyncio.run(_outbox_running(args, state_dir))
-    except (ControlPathError, OSError) as exc:
-        print(f"outbox: cannot use state dir {state_dir}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return _outbox_stopped(args, state_dir)
-    finally:
-        lock.release()
-
-
-def _outbox_stopped(args: argparse.Namespace, state_dir: Path) -> int:
-    """The outbox of a stopped engine, on its store."""
-    from validator_tui.engine import outbox_admin
-    from validator_tui.engine.store import StoreError
-
-    try:
-        store = outbox_admin.open_store(state_dir)
-    except StoreError as exc:
-        print(f"outbox: {exc}", file=sys.stderr)
-        return 1
-    try:
-        if args.outbox_command == "list":
-            print(_outbox_table(outbox_admin.list_outbox(store), dead_only=args.dead))
-            return 0
-        act = (
-            outbox_admin.retry_dead_letter
-            if args.outbox_command == "retry"
-            else outbox_admin.discard_dead_letter
-        )
-        outcome = act(store, args.job_id)
-    except StoreError as exc:
-        print(f"outbox: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
-    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
-    return 0 if outcome.ok else 1
-
-
-async def _outbox_running(args: argparse.Namespace, state_dir: Path) -> int:
-    """The outbox of the engine running on `state_dir`, through its control socket (the
-    engine logs a retry or a discard with this command as its origin)."""
-    from validator_tui.control.client import EngineUnavailable, SocketEngine
-
-    client = SocketEngine(state_dir, client="outbox")
-    try:
-        await client.connect()
-    except EngineUnavailable as exc:
-        print(f"outbox: {exc}", file=sys.stderr)
-        return 1
-    try:
-        if args.outbox_command == "list":
-            try:
-                rows = await client.list_outbox()
-            except EngineUnavailable as exc:
-                print(f"outbox: {exc}", file=sys.stderr)
-                return 1
-            print(_outbox_table(rows, dead_only=args.dead))
-            return 0
-        act = (
-            client.retry_dead_letter
-            if args.outbox_command == "retry"
-            else (client.discard_dead_letter)
-        )
-        outcome = await act(args.job_id)
-    finally:
-        await client.close()
-    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
-    return 0 if outcome.ok else 1
-
-
-def _outbox_table(rows: Sequence[OutboxRow], *, dead_only: bool = False) -> str:
-    """A summary line, then one aligned line per entry (only dead letters with `dead_only`):
-    job id, status in the console's words, attempts, last update (UTC) and the last error
-    (for a dead letter, the platform's words), sanitised."""
-    import time
-
-    from validator_tui.engine.records import ResultStatus
-    from validator_tui.sanitize import clean_line
-
-    if not rows:
-        return "the outbox is empty"
-    dead = sum(row.status == ResultStatus.DEAD for row in rows)
-    unsent = sum(row.status == ResultStatus.PENDING for row in rows)
-    summary = f"{dead} dead letters, {unsent} unsent, {len(rows)} entries"
-    if dead_only:
-        rows = [row for row in rows if row.status == ResultStatus.DEAD]
-        if not rows:
-            return "no dead letters"
-    table = [("JOB", "STATUS", "ATTEMPTS", "UPDATED (UTC)", "LAST ERROR")]
-    for row in rows:
-        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.updated_at))
-        error = clean_line(row.last_error, 300) or "-"
-        status = ResultStatus(row.status).words
-        table.append((clean_line(row.job_id, 100), status, str(row.attempts), updated, error))
-    widths = [max(len(line[column]) for line in table) for column in range(4)]
-    lines = [summary]
-    for line in table:
-        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
-        lines.append("  ".join([*cells, line[4]]))
-    return "\n".join(lines)
-
-
 def _run(args: argparse.Namespace) -> int:
     from validator_tui.config import ConfigError, load_config
     from validator_tui.control.interface import EngineMode
@@ -421,7 +252,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
     mode = EngineMode.HEADLESS if args.headless else EngineMode.CONSOLE
-    lock = _lock(config.state_path, mode, config.validator_hotkey)
+    lock = lock_state_dir(config.state_path, mode, config.validator_hotkey)
     if lock is None:
         return 1
     validator = Validator(config, read_only=args.read_only)
@@ -449,107 +280,12 @@ def _with_metrics_listen(config: ValidatorConfig, listen: str | None) -> Validat
 
 
 def _attach(args: argparse.Namespace) -> int:
-    state_dir = _state_dir_of(args, "attach")
+    state_dir = state_dir_of(args, "attach")
     if state_dir is None:
         return 1
     from validator_tui.console import run_attached
 
     return asyncio.run(run_attached(state_dir, read_only=args.read_only))
-
-
-def _status(args: argparse.Namespace) -> int:
-    """`status`: the engine's health over its control socket, with the monitoring-plugins
-    exit code (no engine on the state dir is CRITICAL; an unreadable config is UNKNOWN)."""
-    from validator_tui.control.status import Level, Verdict
-
-    state_dir = _state_dir_of(args, "status")
-    if state_dir is None:
-        verdict = Verdict()
-        verdict.add(Level.UNKNOWN, "cannot tell which state dir to ask (see above)")
-    else:
-        verdict = asyncio.run(_ask_status(state_dir))
-    print(json.dumps(verdict.as_json()) if args.json else verdict.line())
-    return int(verdict.level)
-
-
-async def _ask_status(state_dir: Path) -> Verdict:
-    """The verdict on the engine serving `state_dir` (CRITICAL when none answers)."""
-    from validator_tui.control.client import EngineUnavailable, SocketEngine
-    from validator_tui.control.paths import ControlPathError
-    from validator_tui.control.status import Level, Verdict, assess
-
-    client = SocketEngine(state_dir, read_only=True, client="status")
-    try:
-        await client.connect()
-        if client.replica.snapshots == 0:
-            raise EngineUnavailable("the engine sent no snapshot")
-        return assess(await client.changes_since(0, 0))
-    except (EngineUnavailable, ControlPathError, OSError) as exc:
-        verdict = Verdict()
-        verdict.add(Level.CRITICAL, f"no engine answers on {state_dir}: {exc}")
-        return verdict
-    finally:
-        await client.close()
-
-
-def _serve(args: argparse.Namespace) -> int:
-    """`validator-tui serve`: the read-only console of the engine on the state dir, in
-    browsers holding this start's token, until SIGINT/SIGTERM."""
-    state_dir = _state_dir_of(args, "serve")
-    if state_dir is None:
-        return 1
-    try:
-        from validator_tui.web.server import ReadOnlyConsoleServer
-    except ImportError as exc:
-        print(
-            f"serve: the web extra is not installed ({exc.name}): pip install -e '.[web]'",
-            file=sys.stderr,
-        )
-        return 1
-    from validator_tui.config import is_loopback
-    from validator_tui.logs import setup_logging
-
-    if not is_loopback(args.host):
-        if not args.allow_remote:
-            print(
-                f"serve: {args.host} is not a loopback address: refused without "
-                "--allow-remote (the console shows your validator's state; an SSH "
-                "port-forward reaches a loopback one: ssh -L 8765:127.0.0.1:8765 HOST)",
-                file=sys.stderr,
-            )
-            return 2
-        print(
-            f"warning: serving on {args.host}: anyone who can reach it and holds the token "
-            "sees the console; traffic is plain HTTP, put TLS in a reverse proxy in front",
-            file=sys.stderr,
-        )
-    if args.max_viewers < 1:
-        print("serve: --max-viewers must be at least 1", file=sys.stderr)
-        return 2
-    setup_logging("text")
-    server = ReadOnlyConsoleServer(
-        state_dir,
-        host=args.host,
-        port=args.port,
-        public_url=args.public_url,
-        max_viewers=args.max_viewers,
-    )
-
-    async def serve() -> int:
-        await server.serve_until(_stop_on_signals())
-        return 0
-
-    return asyncio.run(serve())
-
-
-def _stop_on_signals() -> asyncio.Event:
-    """An event SIGINT or SIGTERM sets (handlers on the running loop)."""
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stopping.set)
-    return stopping
 
 
 def _warn_at_start(config: ValidatorConfig, validator: Validator) -> None:
@@ -585,7 +321,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
     lock = None
     if args.state_dir:
-        lock = _lock(Path(args.state_dir), EngineMode.DEMO, DEMO_HOTKEY)
+        lock = lock_state_dir(Path(args.state_dir), EngineMode.DEMO, DEMO_HOTKEY)
         if lock is None:
             return 1
     env = DemoEnvironment(
@@ -600,7 +336,7 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     async with env:
         config: ValidatorConfig = env.config  # type: ignore[assignment]
-        lock = lock or _lock(config.state_path, EngineMode.DEMO, DEMO_HOTKEY)
+        lock = lock or lock_state_dir(config.state_path, EngineMode.DEMO, DEMO_HOTKEY)
         if lock is None:
             return 1
         validator = build_validator(config, read_only=args.read_only)
@@ -661,6 +397,6 @@ async def _serve_sim(args: argparse.Namespace) -> int:
             url = await vmm.start(args.host, args.port)
         stop = vmm.stop
     print(url, flush=True)
-    await _stop_on_signals().wait()
+    await stop_on_signals().wait()
     await stop()
     return 0
