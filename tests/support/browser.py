@@ -8,8 +8,10 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -65,6 +67,7 @@ async def headless_page(width: int, height: int) -> AsyncIterator[Browser]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its renderers go with it (killpg below)
         )
         try:
             endpoint = await asyncio.to_thread(_devtools_endpoint, process)
@@ -76,7 +79,8 @@ async def headless_page(width: int, height: int) -> AsyncIterator[Browser]:
             async with websockets.connect(target["webSocketDebuggerUrl"], max_size=None) as page:
                 yield Browser(page)
         finally:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
 
 

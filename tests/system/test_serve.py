@@ -271,6 +271,7 @@ def test_a_real_browser_shows_the_live_dashboard(served: Served, tmp_path: Path)
 
     png = asyncio.run(look())
     assert png.startswith(b"\x89PNG")
+    _until(lambda: not viewers(served.state_dir), 30, "the browser's viewer process to end")
     (tmp_path / "browser.png").write_bytes(png)
     shots = os.environ.get("VALIDATOR_TUI_SCREENSHOTS")
     if shots:
