@@ -4,7 +4,13 @@ a `Selection`, worded for a toast."""
 
 from __future__ import annotations
 
-from validator_tui.control import ChallengeRecord, HostRecord, JobRecord, JobState
+from validator_tui.control import (
+    READ_ONLY_REFUSAL,
+    ChallengeRecord,
+    HostRecord,
+    JobRecord,
+    JobState,
+)
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.actions import Owner, actions_of, by_name
 from validator_tui.tui.format import short_id
@@ -13,7 +19,7 @@ from validator_tui.tui.selection import CHALLENGES, JOBS, Selection, VmTarget
 STARTABLE_VM = frozenset({"stopped", "exited"})
 STOPPABLE_VM = frozenset({"running", "stopping"})
 #: The refusal of every command in a read-only console.
-READ_ONLY = "read-only console: commands are refused"
+READ_ONLY = READ_ONLY_REFUSAL
 #: The main screen's own actions (the footer dims those that do not apply).
 MAIN_ACTIONS = frozenset(action.name for action in actions_of(Owner.MAIN))
 

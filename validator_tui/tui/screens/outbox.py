@@ -14,7 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from validator_tui.control import OutboxRow, Outcome, ResultStatus
+from validator_tui.control import READ_ONLY_REFUSAL, OutboxRow, Outcome, ResultStatus
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.format import short_id, when
 from validator_tui.tui.screens.confirm import ConfirmScreen
@@ -175,7 +175,7 @@ class OutboxScreen(ModalScreen[None]):
         row = self.selected_row()
         reason = None
         if self._read_only:
-            reason = "read-only console: commands are refused"
+            reason = READ_ONLY_REFUSAL
         elif row is None:
             reason = "the outbox is empty"
         elif row.status != DEAD:
