@@ -21,3 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
     has COLUMNS=80 and LINES=24, which Textual and Rich prefer over the pty's size."""
     for name in ("COLUMNS", "LINES"):
         os.environ.pop(name, None)
+    # Each xdist worker's demos (and the demo processes its tests start) take their VMs' host
+    # ports from a band of their own: two workers' random ranges could overlap, and a VM then
+    # fails "Address already in use".
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        low = 20000 + (int(worker[2:]) % 4) * 3000
+        os.environ["VALIDATOR_TUI_DEMO_PORTS"] = f"{low}-{low + 3000}"

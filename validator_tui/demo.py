@@ -5,6 +5,7 @@ some of them may be reached over a unix socket, as dstack's VMM listens by defau
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
@@ -28,11 +29,25 @@ from validator_tui.sim.vmm import VmmSimulator
 DEMO_HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 
 
+#: The default band of the demos' host ports.
+DEMO_PORTS = (20000, 32000)
+
+
+def demo_port_band() -> tuple[int, int]:
+    """The band demos take host ports from: `$VALIDATOR_TUI_DEMO_PORTS` ("LOW-HIGH"), so demos
+    running side by side (parallel test workers, several operators) can be kept apart."""
+    low, _, high = os.environ.get("VALIDATOR_TUI_DEMO_PORTS", "").partition("-")
+    if low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535:
+        return int(low), int(high)
+    return DEMO_PORTS
+
+
 def find_free_port_range(size: int, avoid: list[tuple[int, int]] | None = None) -> tuple[int, int]:
-    """A run of `size` consecutive loopback ports that are free now, below the ephemeral range
+    """A run of `size` consecutive loopback ports that are free now, within the demo port band
     (and outside the ranges in `avoid`)."""
+    low, high = demo_port_band()
     for _ in range(200):
-        start = random.randrange(20000, 32000 - size)
+        start = random.randrange(low, max(low + 1, high - size))
         end = start + size - 1
         if any(start <= b and a <= end for a, b in avoid or []):
             continue
