@@ -15,10 +15,15 @@ async def test_100_jobs_under_faults_keep_the_invariant():
     assert sum(report.faults.values()) >= 25
     assert len(report.faults) >= 8, report.faults
     assert report.outcomes["scored"] >= 50
-    assert report.outcomes["error result"] >= 5
     assert sum(report.outcomes.values()) == 100
     unclaimed = sum(n for kind, n in report.outcomes.items() if kind.startswith("not claimed"))
     assert unclaimed <= report.faults["5xx_empty"]
+    # Each hanging or NaN evaluation ends in an error result (checked job by job in
+    # `problems`) unless the platform cancelled its job or it was never ours.
+    failing = report.faults["hang"] + report.faults["nan_score"]
+    assert failing >= 4, report.faults  # seed 7 draws 4, whatever the timing
+    spared = report.faults["platform_cancel"] + unclaimed
+    assert report.outcomes["error result"] >= failing - spared
 
 
 async def test_reconciler_leaves_vms_being_removed_alone():

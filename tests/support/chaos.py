@@ -68,6 +68,8 @@ FAULTS = (
     "vmm_restart",
 )
 OUTAGE_S = (0.3, 1.2)
+#: Job codes whose evaluation cannot succeed: their one result must be an error.
+FAILING_CODES = frozenset({"#sim:hang", "#sim:score=nan"})
 #: Faults that take a proxy down for a while: one at a time.
 OUTAGES = frozenset({"platform_refused", "platform_blackhole", "platform_trickle", "vmm_refused"})
 
@@ -105,7 +107,11 @@ class FaultMaker:
         self.outage_seconds = 0.0
 
     def inject(self) -> str | None:
-        """Inject a random fault; returns the job code to use for the next job, if any."""
+        """Inject a random fault; returns the job code to use for the next job, if any.
+
+        Which faults come, in which order, depends on the seed alone: a fault that finds nothing
+        to act on (no VM running to crash) still draws its number, so timing never changes
+        the sequence."""
         kind = self.rng.choice(FAULTS)
         outage_running = self._outage is not None and not self._outage.done()
         while outage_running and kind in OUTAGES:
@@ -136,8 +142,9 @@ class FaultMaker:
             self._later(0.3, lambda: vmm.set_boot(seconds=0.05))
         elif kind == "crash_vm":
             alive = [vm for vm in job_vms(self.env) if vm["status"] == "running"]
+            pick = self.rng.random()
             if alive:
-                vmm.crash(self.rng.choice(alive)["id"], "simulated kernel panic")
+                vmm.crash(alive[int(pick * len(alive))]["id"], "simulated kernel panic")
         elif kind == "hang":
             return "#sim:hang"
         elif kind == "nan_score":
@@ -152,8 +159,9 @@ class FaultMaker:
             vmm.restart_empty()
         else:
             claimed = [j for j in platform_sim.jobs() if j["status"] == "claimed"]
+            pick = self.rng.random()
             if claimed:
-                platform_sim.cancel_job(self.rng.choice(claimed)["id"])
+                platform_sim.cancel_job(claimed[int(pick * len(claimed))]["id"])
         return None
 
     def _start_outage(self, proxy: FaultProxy, mode: Mode) -> None:
@@ -217,6 +225,8 @@ def check(env: DemoEnvironment, validator: Validator, report: ChaosReport) -> No
             report.problems.append(f"job {job['id']} ({job['status']}) has {len(bodies)} results")
             continue
         body = bodies[0]
+        if job["code"] in FAILING_CODES and body["error"] is None:
+            report.problems.append(f"job {job['id']} ({job['code']}) was scored, not failed")
         if body["error"] is None:
             report.outcomes["scored"] += 1
             if body["score"] != score_for_code(job["code"]):
