@@ -41,9 +41,9 @@ from validator_tui.control.client import SocketEngine
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.control.interface import EngineMode
 from validator_tui.control.server import SNAPSHOT_FINISHED_JOBS, snapshot_of
-from validator_tui.engine.records import JobRecord, JobState, TimelineEntry
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import JobRecord, JobState, TimelineEntry
 
 
 def fill_history(state: EngineState, count: int) -> None:

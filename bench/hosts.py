@@ -67,10 +67,10 @@ from validator_tui.config import (
 from validator_tui.demo import find_free_port_range
 from validator_tui.engine.hosts import HostPool, build_pool
 from validator_tui.engine.quota import Allocation, CapacityError
-from validator_tui.engine.records import ChallengeRecord, ChallengeState
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.tasks import TaskRegistry
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import ChallengeRecord, ChallengeState
 
 Placement = Literal["spread", "pack"]
 JOB_VM = VmSpec(vcpu=2, memory_mb=2048, disk_gb=10)

@@ -48,8 +48,8 @@ from benchlib import (
 
 from validator_tui.config import EngineSettings, ResourceLimits, ValidatorConfig
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import ChallengeState
 
 CPU_CORES = 64
 

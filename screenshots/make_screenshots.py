@@ -25,7 +25,7 @@ from validator_tui.control import EngineMode
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.demo import DemoEnvironment, build_validator
-from validator_tui.engine.records import JobState
+from validator_tui.shared.records import JobState
 from validator_tui.tui.app import ValidatorApp
 
 HERE = Path(__file__).resolve().parent

@@ -13,7 +13,7 @@ from tests.support.control import Raw, hosted, open_fds, sleeper, unix_socket_fd
 from tests.support.engine import FAST, wait_for
 from validator_tui.control import frames
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobRecord, JobState
+from validator_tui.shared.records import JobRecord, JobState
 
 
 def env_for(tmp_path: Path, **overrides) -> DemoEnvironment:

@@ -16,7 +16,7 @@ from tests.support.engine import FAST, wait_for
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.interface import LinkStatus
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobRecord, JobState
+from validator_tui.shared.records import JobRecord, JobState
 
 
 def env_for(tmp_path: Path, **overrides) -> DemoEnvironment:

@@ -7,7 +7,7 @@ import random
 
 from tests.support.engine import all_challenges_active, running, wait_for
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobState, Resources, VmKind
+from validator_tui.shared.records import JobState, Resources, VmKind
 
 FAST = {"poll_interval_s": 0.3, "vm_poll_interval_s": 0.05, "challenge_check_interval_s": 0.5}
 

@@ -8,7 +8,7 @@ from tests.support.engine import FAST, challenge_resources, job_vms, running, wa
 from tests.support.identities import ALICE, BOB
 from validator_tui.config import ResourceLimits
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, JobState
+from validator_tui.shared.records import ChallengeState, JobState
 from validator_tui.sim.scoring import score_for_code
 
 

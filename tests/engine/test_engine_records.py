@@ -14,11 +14,11 @@ from tests.support.engine import FAST, challenge_resources, job_vms, running, wa
 from validator_tui.clients.vmm import VmmClient
 from validator_tui.config import ResourceLimits
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, JobState, VmKind, VmRecord
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.tasks import TaskRegistry
 from validator_tui.engine.vm_ready import VmNotReady, VmWatcher
 from validator_tui.models.vmm import PortMapping, VmConfiguration
+from validator_tui.shared.records import ChallengeState, JobState, VmKind, VmRecord
 
 COMPOSE = json.dumps({"manifest_version": 2, "name": "evaluator", "runner": "docker-compose"})
 

@@ -9,9 +9,9 @@ import httpx
 from tests.support.engine import running, wait_for
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.naming import VmNaming
-from validator_tui.engine.records import ChallengeState
 from validator_tui.engine.store import Store
 from validator_tui.models.platform import Challenge, JobResults
+from validator_tui.shared.records import ChallengeState
 
 FAST = {"poll_interval_s": 0.5, "vm_poll_interval_s": 0.05}
 

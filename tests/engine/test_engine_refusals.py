@@ -11,7 +11,7 @@ from validator_tui.clients.errors import VmmError
 from validator_tui.control import frames
 from validator_tui.control.desk import CommandDesk
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobState
+from validator_tui.shared.records import JobState
 
 
 async def test_a_read_only_engine_refuses_every_command_itself():

@@ -10,8 +10,8 @@ from collections import Counter
 from tests.support.engine import FAST, running, wait_for
 from validator_tui.config import ResourceLimits
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, HostState, JobState, Resources
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import ChallengeState, HostState, JobState, Resources
 from validator_tui.sim.scoring import score_for_code
 
 #: Per host: one challenge CVM (2 vCPU) and room for four job VMs (2 vCPU each).

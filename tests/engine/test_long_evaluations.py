@@ -11,7 +11,7 @@ import time
 from tests.support.engine import FAST, running, wait_for
 from tests.support.sim_thread import SimThread
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobState
+from validator_tui.shared.records import JobState
 
 SCALED = FAST | {"request_timeout_s": 1.0, "job_timeout_s": 6.0}
 

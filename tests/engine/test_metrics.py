@@ -11,8 +11,8 @@ from tests.support.identities import ALICE, BOB
 from validator_tui import __version__
 from validator_tui.config import MetricsSettings, ValidatorConfig
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobState
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import JobState
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -24,10 +24,10 @@ from validator_tui.config import ResourceLimits, VmSpec
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine import validator as validator_module
 from validator_tui.engine.health import REFUSAL_RETRIES
-from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.engine.store import Store
 from validator_tui.engine.validator import Validator
 from validator_tui.headless import run_headless
+from validator_tui.shared.records import ChallengeState, JobState
 from validator_tui.sim.scoring import score_for_code
 
 ENGINE = {

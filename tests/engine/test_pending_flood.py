@@ -8,8 +8,8 @@ from tests.support.engine import FAST, running, wait_for
 from tests.support.identities import ALICE
 from validator_tui.config import ResourceLimits
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobState
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import JobState
 
 
 def polls_after(validator: Validator, count: int) -> object:

@@ -18,8 +18,8 @@ from tests.support.engine import FAST, running, wait_for
 from tests.support.identities import ALICE
 from validator_tui.clients.platform import PlatformClient
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.models.platform import WsMessage
+from validator_tui.shared.records import ChallengeState, JobState
 from validator_tui.sim.platform import PlatformSimulator
 
 SKIPPED = "skipped"

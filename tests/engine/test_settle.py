@@ -10,7 +10,7 @@ from tests.support.engine import challenge_resources, running, wait_for
 from tests.support.outage import events
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine import validator as validator_module
-from validator_tui.engine.records import HostState, JobState
+from validator_tui.shared.records import HostState, JobState
 from validator_tui.sim.scoring import score_for_code
 from validator_tui.sim.vmm import VmmSimulator
 

@@ -13,8 +13,8 @@ from validator_tui.config import ResourceLimits
 from validator_tui.control.host import EngineHost
 from validator_tui.control.interface import EngineMode
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import HostState
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import HostState
 
 ENGINE = FAST | {"host_down_grace_s": 0.5, "request_timeout_s": 1.0}
 

@@ -29,8 +29,8 @@ from tests.support.outage import behind_proxies
 from tests.support.proxy import FaultProxy, Mode
 from validator_tui.config import ResourceLimits
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, Resources
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import ChallengeState, Resources
 from validator_tui.sim.scoring import score_for_code
 
 REQUEST_TIMEOUT_S = 0.5

@@ -10,8 +10,8 @@ from typing import Any
 
 from validator_tui.config import ValidatorConfig
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, Resources
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import ChallengeState, Resources
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:

@@ -18,8 +18,8 @@ from textual.pilot import Pilot
 from tests.support.fake_engine import FIXED_NOW
 from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.demo import DemoEnvironment, build_validator
-from validator_tui.engine.records import ChallengeState, JobState
 from validator_tui.engine.state import EngineState
+from validator_tui.shared.records import ChallengeState, JobState
 from validator_tui.tui.app import ValidatorApp
 
 T = TypeVar("T")

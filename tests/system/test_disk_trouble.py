@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.engine import FAST, challenge_resources, job_vms, running, wait_for
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import JobState
+from validator_tui.shared.records import JobState
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess[bytes]:

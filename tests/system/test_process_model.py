@@ -24,7 +24,7 @@ from tests.support.terminal import PtyProcess, cli
 from validator_tui.config_io import write_config
 from validator_tui.control.client import SocketEngine
 from validator_tui.control.paths import find_socket
-from validator_tui.engine.records import JobState
+from validator_tui.shared.records import JobState
 
 ALT_SCREEN_OFF = b"\x1b[?1049l"
 CURSOR_ON = b"\x1b[?25h"

@@ -19,7 +19,7 @@ from validator_tui.control.client import SocketEngine
 from validator_tui.control.interface import ConsoleExit, LinkStatus
 from validator_tui.control.paths import find_socket
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine.records import ChallengeState, JobState
+from validator_tui.shared.records import ChallengeState, JobState
 from validator_tui.tui.app import ValidatorApp
 from validator_tui.tui.format import wall_time
 from validator_tui.tui.screens.confirm import ConfirmScreen

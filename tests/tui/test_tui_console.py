@@ -14,7 +14,7 @@ from tests.support.tui import (
     sim_job_ids,
     wait_until,
 )
-from validator_tui.engine.records import ChallengeState
+from validator_tui.shared.records import ChallengeState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.orm import OrmScreen
 from validator_tui.tui.screens.outbox import OutboxScreen

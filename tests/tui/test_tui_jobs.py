@@ -18,7 +18,7 @@ from tests.support.tui import (
     wait_until,
 )
 from validator_tui.control import ConsoleExit
-from validator_tui.engine.records import JobState
+from validator_tui.shared.records import JobState
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.screens.quit import QuitScreen
 from validator_tui.tui.widgets.status_bar import StatusBar

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from validator_tui.engine.records import (
+from validator_tui.shared.records import (
     MAX_CHALLENGE_HISTORY,
     ChallengeRecord,
     ChallengeState,

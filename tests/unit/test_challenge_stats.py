@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from validator_tui.engine.challenge_stats import WINDOW_S, ChallengeStatsBook
-from validator_tui.engine.records import ChallengeStats, JobRecord, JobState
+from validator_tui.shared.records import ChallengeStats, JobRecord, JobState
 from validator_tui.tui.screens.challenge_details import stats_text
 
 

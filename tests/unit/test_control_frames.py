@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from validator_tui.control import frames
 from validator_tui.control.replica import Replica
-from validator_tui.engine.records import (
+from validator_tui.shared.delta import Header, StateDelta
+from validator_tui.shared.records import (
     ChallengeRecord,
     Event,
     JobRecord,
@@ -20,7 +21,6 @@ from validator_tui.engine.records import (
     VmKind,
     VmRecord,
 )
-from validator_tui.engine.state import Header, StateDelta
 
 ids = st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=40)
 

@@ -14,9 +14,9 @@ from tests.support.identities import ALICE
 from validator_tui.config import HostConfig, HostPorts, ResourceLimits, ValidatorConfig
 from validator_tui.engine.hosts import HostPool, NoRoom, build_pool
 from validator_tui.engine.quota import CapacityError
-from validator_tui.engine.records import HostState, Resources
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.tasks import TaskRegistry
+from validator_tui.shared.records import HostState, Resources
 
 JOB = Resources(vcpu=2, memory_mb=2048, disk_mb=10240)
 CVM = Resources(vcpu=2, memory_mb=2048, disk_mb=20480)

@@ -11,9 +11,9 @@ import pytest
 
 from tests.support.identities import ALICE
 from validator_tui.config import ValidatorConfig
-from validator_tui.engine.records import IllegalTransition, JobRecord, JobState
 from validator_tui.engine.store import StoredState, StoreError
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import IllegalTransition, JobRecord, JobState
 
 
 @pytest.fixture

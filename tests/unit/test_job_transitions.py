@@ -7,13 +7,13 @@ import itertools
 
 import pytest
 
-from validator_tui.engine.records import (
+from validator_tui.engine.store import StoredState, stored_state
+from validator_tui.shared.records import (
     JOB_TRANSITIONS,
     IllegalTransition,
     JobRecord,
     JobState,
 )
-from validator_tui.engine.store import StoredState, stored_state
 
 #: In enum order (not the sets' order, which differs between processes: xdist collects alike).
 MOVES = list(itertools.product(JobState, JobState))

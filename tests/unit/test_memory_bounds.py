@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from validator_tui.control import frames
-from validator_tui.engine.records import JobRecord, JobState
-from validator_tui.engine.state import MAX_TOMBSTONES, EngineState
+from validator_tui.engine.state import EngineState
 from validator_tui.models.platform import PendingJobsResponse
+from validator_tui.shared.records import JobRecord, JobState
+from validator_tui.shared.versioned import MAX_TOMBSTONES
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from validator_tui.engine import metrics as metrics_module
 from validator_tui.engine.health import ServerHealth
 from validator_tui.engine.metrics import EngineMetrics
-from validator_tui.engine.records import JobRecord, JobState
 from validator_tui.engine.state import EngineState
+from validator_tui.shared.records import JobRecord, JobState
 
 
 def engine_metrics() -> tuple[EngineState, EngineMetrics]:

@@ -5,8 +5,8 @@ import pytest
 
 from validator_tui.engine import outbox_admin
 from validator_tui.engine import store as store_module
-from validator_tui.engine.state import Header
 from validator_tui.engine.store import Store, StoreError
+from validator_tui.shared.delta import Header
 
 
 def test_begin_claim_forgets_an_answered_result_but_never_an_unsent_one(tmp_path):

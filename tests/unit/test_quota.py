@@ -6,7 +6,7 @@ import pytest
 
 from validator_tui.config import HostPorts, ResourceLimits
 from validator_tui.engine.quota import CapacityError, CVMQuotaManager
-from validator_tui.engine.records import Resources
+from validator_tui.shared.records import Resources
 
 JOB = Resources(vcpu=4, memory_mb=4096, disk_mb=51200, gpu=0)
 

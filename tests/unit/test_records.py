@@ -2,11 +2,11 @@
 the stored states, VM status records and challenge state history."""
 
 from validator_tui.config import ResourceLimits, VmSpec
-from validator_tui.engine.records import ChallengeRecord, ChallengeState, VmKind, VmRecord
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import IN_FLIGHT, Store, StoredState
 from validator_tui.models.platform import JobResults
 from validator_tui.models.resources import Resources
+from validator_tui.shared.records import ChallengeRecord, ChallengeState, VmKind, VmRecord
 
 
 def test_resources_arithmetic_and_fit():

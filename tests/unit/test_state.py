@@ -1,7 +1,7 @@
 """EngineState: versioned change feed, bounded history and events."""
 
-from validator_tui.engine.records import JobRecord, JobState
 from validator_tui.engine.state import THROUGHPUT_BUCKETS, EngineState
+from validator_tui.shared.records import JobRecord, JobState
 
 
 def test_changes_since_returns_only_changed_copies():

@@ -11,8 +11,8 @@ import pytest
 from tests.support.identities import ALICE
 from validator_tui.config import EngineSettings, HostPorts, ResourceLimits, ValidatorConfig, VmSpec
 from validator_tui.engine.quota import Allocation, CapacityError
-from validator_tui.engine.records import ChallengeRecord, ChallengeState, JobState
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.records import ChallengeRecord, ChallengeState, JobState
 
 CHALLENGES = ("chal-a", "chal-b")
 JOB_VM = VmSpec(vcpu=2, memory_mb=2048, disk_gb=10)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from validator_tui.cli.common import state_dir_of
 
 if TYPE_CHECKING:
-    from validator_tui.engine.store import OutboxRow
+    from validator_tui.shared.records import OutboxRow
 
 
 def outbox_command(args: argparse.Namespace) -> int:
@@ -115,8 +115,8 @@ def _outbox_table(rows: Sequence[OutboxRow], *, dead_only: bool = False) -> str:
     (for a dead letter, the platform's words), sanitised."""
     import time
 
-    from validator_tui.engine.records import ResultStatus
     from validator_tui.sanitize import clean_line
+    from validator_tui.shared.records import ResultStatus
 
     if not rows:
         return "the outbox is empty"

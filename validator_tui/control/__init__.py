@@ -1,7 +1,8 @@
-"""The seam between the console and the engine: the `EngineClient` interface, its in-process
-implementation, and the data that crosses it.
+"""The seam between the console and the engine: the `EngineClient` interface and the data
+that crosses it (the records of `validator_tui.shared`, re-exported for the console).
 
-The console imports the engine's record types from here, never from `validator_tui.engine`.
+Importing this package loads nothing of the engine: the in-process client, the control
+server and the socket client are modules of their own.
 """
 
 from validator_tui.control.interface import (
@@ -13,7 +14,8 @@ from validator_tui.control.interface import (
     Link,
     LinkStatus,
 )
-from validator_tui.engine.records import (
+from validator_tui.shared.delta import THROUGHPUT_BUCKET_S, Header, StateDelta
+from validator_tui.shared.records import (
     ChallengeRecord,
     ChallengeState,
     ChallengeStats,
@@ -24,6 +26,7 @@ from validator_tui.engine.records import (
     HostState,
     JobRecord,
     JobState,
+    OutboxRow,
     Outcome,
     QuotaUsage,
     Resources,
@@ -32,8 +35,6 @@ from validator_tui.engine.records import (
     VmKind,
     VmRecord,
 )
-from validator_tui.engine.state import THROUGHPUT_BUCKET_S, Header, StateDelta
-from validator_tui.engine.store import OutboxRow
 
 __all__ = [
     "READ_ONLY_REFUSAL",

@@ -22,10 +22,9 @@ from validator_tui.control.frame_commands import ClientCommands
 from validator_tui.control.interface import EngineInfo, EngineMode, Link, LinkStatus
 from validator_tui.control.paths import find_socket, state_dir_key
 from validator_tui.control.replica import Replica
-from validator_tui.engine.records import JobRecord, Outcome
-from validator_tui.engine.state import StateDelta
-from validator_tui.engine.store import OutboxRow
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.delta import StateDelta
+from validator_tui.shared.records import JobRecord, OutboxRow, Outcome
 
 logger = logging.getLogger("validator_tui.attach")
 

@@ -13,9 +13,9 @@ import logging
 
 from validator_tui.control import frames
 from validator_tui.control.frame_commands import READ_ONLY_REFUSAL
-from validator_tui.engine.records import Outcome
 from validator_tui.engine.validator import Validator
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.records import Outcome
 
 logger = logging.getLogger("validator_tui.operator")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from validator_tui.control import frames
-from validator_tui.engine.records import Outcome
+from validator_tui.shared.records import Outcome
 
 #: What the engine answers every command of a read-only console.
 READ_ONLY_REFUSAL = "read-only console: commands are refused"

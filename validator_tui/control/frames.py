@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from validator_tui.control.engine_info import EngineInfo
-from validator_tui.engine.records import (
+from validator_tui.shared.delta import Header, StateDelta
+from validator_tui.shared.records import (
     ChallengeRecord,
     Event,
     HostRecord,
     JobRecord,
+    OutboxRow,
     Outcome,
     VmRecord,
 )
-from validator_tui.engine.state import Header, StateDelta
-from validator_tui.engine.store import OutboxRow
 
 if TYPE_CHECKING:
     from validator_tui.engine.validator import Validator

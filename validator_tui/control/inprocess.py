@@ -24,10 +24,9 @@ from validator_tui.control.interface import (
     Link,
     LinkStatus,
 )
-from validator_tui.engine.records import JobRecord, Outcome
-from validator_tui.engine.state import Header, StateDelta
-from validator_tui.engine.store import OutboxRow
 from validator_tui.engine.validator import Validator
+from validator_tui.shared.delta import Header, StateDelta
+from validator_tui.shared.records import JobRecord, OutboxRow, Outcome
 
 T = TypeVar("T")
 #: VM log lines waiting for the console, at most (the engine side waits beyond it).

@@ -17,9 +17,8 @@ from validator_tui.control.engine_info import EngineInfo as EngineInfo
 from validator_tui.control.engine_info import EngineMode as EngineMode
 from validator_tui.control.frame_commands import READ_ONLY_REFUSAL as READ_ONLY_REFUSAL
 from validator_tui.control.frame_commands import ClientCommands
-from validator_tui.engine.records import JobRecord
-from validator_tui.engine.state import StateDelta
-from validator_tui.engine.store import OutboxRow
+from validator_tui.shared.delta import StateDelta
+from validator_tui.shared.records import JobRecord, OutboxRow
 
 #: A VM log stream starts reading from the VMM only once its console has stayed on the VM
 #: this long: a console whose selection passes over many VMs (the feed's cursor following a

@@ -10,46 +10,15 @@ Records are replaced, never changed in place, so the console may keep what it wa
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import replace
-from typing import Generic, TypeVar
 
 from validator_tui.control.frames import StateFrame
-from validator_tui.engine.records import ChallengeRecord, Event, HostRecord, JobRecord, VmRecord
-from validator_tui.engine.state import MAX_TOMBSTONES, Header, StateDelta
+from validator_tui.shared.delta import Header, StateDelta
+from validator_tui.shared.records import ChallengeRecord, Event, HostRecord, JobRecord, VmRecord
+from validator_tui.shared.versioned import VersionedRecords
 
-T = TypeVar("T", JobRecord, ChallengeRecord, VmRecord, HostRecord)
 MAX_EVENTS = 2000
-
-
-class _Table(Generic[T]):
-    """Records by id, each with the replica version at which it last changed."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, T] = {}
-        self.touched: OrderedDict[str, int] = OrderedDict()
-        self.removed: deque[tuple[int, str]] = deque(maxlen=MAX_TOMBSTONES)
-
-    def put(self, item: T, version: int) -> None:
-        self.items[item.id] = item
-        self.touched[item.id] = version
-        self.touched.move_to_end(item.id)
-
-    def drop(self, key: str, version: int) -> None:
-        if self.items.pop(key, None) is not None:
-            self.touched.pop(key, None)
-            self.removed.append((version, key))
-
-    def since(self, version: int) -> tuple[list[T], list[str], bool]:
-        """Changed records, removed ids, and whether `version` is too old to answer exactly."""
-        if len(self.removed) == MAX_TOMBSTONES and self.removed[0][0] > version:
-            return [], [], True
-        changed: list[T] = []
-        for key in reversed(self.touched):
-            if self.touched[key] <= version:
-                break
-            changed.append(self.items[key])
-        return changed, [key for v, key in self.removed if v > version], False
 
 
 class Replica:
@@ -64,10 +33,7 @@ class Replica:
         #: Snapshots swapped in so far (a console waits for the first).
         self.snapshots = 0
         self._reset_at = 0
-        self._jobs: _Table[JobRecord] = _Table()
-        self._challenges: _Table[ChallengeRecord] = _Table()
-        self._vms: _Table[VmRecord] = _Table()
-        self._hosts: _Table[HostRecord] = _Table()
+        self._records = VersionedRecords()
         self._staging: (
             tuple[list[JobRecord], list[ChallengeRecord], list[VmRecord], list[HostRecord]] | None
         ) = None
@@ -77,19 +43,19 @@ class Replica:
 
     @property
     def jobs(self) -> dict[str, JobRecord]:
-        return self._jobs.items
+        return self._records.jobs.items
 
     @property
     def challenges(self) -> dict[str, ChallengeRecord]:
-        return self._challenges.items
+        return self._records.challenges.items
 
     @property
     def vms(self) -> dict[str, VmRecord]:
-        return self._vms.items
+        return self._records.vms.items
 
     @property
     def hosts(self) -> dict[str, HostRecord]:
-        return self._hosts.items
+        return self._records.hosts.items
 
     def new_engine(self) -> None:
         """The next frames come from another engine (its event numbers start again)."""
@@ -113,11 +79,11 @@ class Replica:
             hosts.extend(frame.hosts)
         else:
             for host in frame.hosts:
-                self._hosts.put(host, pending)
+                self._records.hosts.put(host, pending)
             for table, changed, removed in (
-                (self._jobs, frame.jobs, frame.removed_jobs),
-                (self._challenges, frame.challenges, frame.removed_challenges),
-                (self._vms, frame.vms, frame.removed_vms),
+                (self._records.jobs, frame.jobs, frame.removed_jobs),
+                (self._records.challenges, frame.challenges, frame.removed_challenges),
+                (self._records.vms, frame.vms, frame.removed_vms),
             ):
                 for key in removed:
                     table.drop(key, pending)
@@ -143,16 +109,15 @@ class Replica:
         hosts: list[HostRecord],
         version: int,
     ) -> None:
-        self._jobs, self._challenges, self._vms = _Table(), _Table(), _Table()
-        self._hosts = _Table()
+        self._records = VersionedRecords()
         for host in hosts:
-            self._hosts.put(host, version)
+            self._records.hosts.put(host, version)
         for job in jobs:
-            self._jobs.put(job, version)
+            self._records.jobs.put(job, version)
         for challenge in challenges:
-            self._challenges.put(challenge, version)
+            self._records.challenges.put(challenge, version)
         for vm in vms:
-            self._vms.put(vm, version)
+            self._records.vms.put(vm, version)
         self._reset_at = version
         self.snapshots += 1
 
@@ -173,38 +138,11 @@ class Replica:
     def changes_since(self, version: int, event_seq: int) -> StateDelta:
         """What changed after `version` (a reader from before the last snapshot, or from the
         future, gets everything), and the events after `event_seq`."""
-        jobs, removed_jobs, stale_j = self._jobs.since(version)
-        challenges, removed_challenges, stale_c = self._challenges.since(version)
-        vms, removed_vms, stale_v = self._vms.since(version)
-        hosts, _, _ = self._hosts.since(version)
-        full = (
-            version < self._reset_at
-            or version > self.version
-            or version == 0
-            or stale_j
-            or stale_c
-            or stale_v
-        )
-        if full:
-            jobs = list(self._jobs.items.values())
-            challenges = list(self._challenges.items.values())
-            vms = list(self._vms.items.values())
-            hosts = list(self._hosts.items.values())
-            removed_jobs, removed_challenges, removed_vms = [], [], []
         events = [e for e in self.events if e.seq > event_seq]
-        return StateDelta(
-            self.version,
-            full,
-            jobs,
-            removed_jobs,
-            challenges,
-            removed_challenges,
-            vms,
-            removed_vms,
-            events,
-            self.header,
-            hosts,
+        full = version < self._reset_at or version > self.version
+        return self._records.delta(
+            version, current=self.version, header=self.header, events=events, full=full
         )
 
     def job(self, job_id: str) -> JobRecord | None:
-        return self._jobs.items.get(job_id)
+        return self._records.jobs.items.get(job_id)

@@ -26,10 +26,11 @@ from validator_tui.control.interface import EngineInfo
 from validator_tui.control.outbound import Outbound
 from validator_tui.control.paths import ensure_private_dir, link_path
 from validator_tui.control.session import Session
-from validator_tui.engine.records import JobRecord
-from validator_tui.engine.state import EngineState, StateDelta
+from validator_tui.engine.state import EngineState
 from validator_tui.engine.validator import Validator
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.delta import StateDelta
+from validator_tui.shared.records import JobRecord
 
 logger = logging.getLogger("validator_tui.control")
 

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 from validator_tui.control import frames
 from validator_tui.control.interface import VM_LOG_SETTLE_S
 from validator_tui.control.outbound import Outbound
-from validator_tui.engine.records import Outcome
-from validator_tui.engine.store import OutboxRow
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.records import OutboxRow, Outcome
 
 if TYPE_CHECKING:
     from validator_tui.control.server import ControlServer

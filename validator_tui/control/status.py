@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from validator_tui.engine.records import HostRecord, HostState
-from validator_tui.engine.state import StateDelta
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.delta import StateDelta
+from validator_tui.shared.records import HostRecord, HostState
 
 #: The engine's claim blocker when its store cannot be written (disk trouble).
 CLAIMS_SUSPENDED = "claims are suspended"

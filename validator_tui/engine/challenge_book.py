@@ -12,14 +12,14 @@ from validator_tui.engine.compose import ComposeCache, fetch_verified_compose
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.quota import Allocation
-from validator_tui.engine.records import (
+from validator_tui.models.platform import Challenge
+from validator_tui.shared.records import (
     ChallengeRecord,
     ChallengeState,
     Resources,
     VmKind,
     VmRecord,
 )
-from validator_tui.models.platform import Challenge
 
 #: Quota kind of challenge CVM allocations.
 KIND = "challenge"

@@ -7,7 +7,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from validator_tui.engine.records import ChallengeStats, JobRecord, JobState
+from validator_tui.shared.records import ChallengeStats, JobRecord, JobState
 
 #: The window the numbers cover.
 WINDOW_S = 3600.0

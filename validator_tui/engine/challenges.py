@@ -25,10 +25,10 @@ from validator_tui.engine.cvm_moves import CvmMoves
 from validator_tui.engine.cvm_provisioning import CvmProvisioner
 from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host
-from validator_tui.engine.records import ChallengeRecord, ChallengeState
 from validator_tui.engine.vm_ready import FAILED_STATUSES
 from validator_tui.models.platform import Challenge, Listing
 from validator_tui.models.vmm import VmInfo
+from validator_tui.shared.records import ChallengeRecord, ChallengeState
 
 #: States of a challenge whose CVM, once running and booted again, serves jobs again.
 _RESUMABLE = frozenset({ChallengeState.STOPPED, ChallengeState.BOOTING})

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from validator_tui.engine.quota import Allocation
-from validator_tui.engine.records import JobRecord
+from validator_tui.shared.records import JobRecord
 
 CLAIM_RETRY_S = 5.0
 #: A lost claim's backoff doubles at each further loss up to this many times the first one.

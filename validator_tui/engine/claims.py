@@ -48,10 +48,10 @@ from validator_tui.engine.claim_order import (
 )
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.quota import Allocation, CapacityError
-from validator_tui.engine.records import CancelReason, JobRecord, JobState, Outcome
 from validator_tui.engine.store import StoredJob, StoreError, stored_state
 from validator_tui.models.platform import ClaimResponse, Job, Listing
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.records import CancelReason, JobRecord, JobState, Outcome
 
 if TYPE_CHECKING:
     from validator_tui.engine.jobs import JobManager

@@ -13,10 +13,10 @@ from validator_tui.engine.events import log_event
 from validator_tui.engine.health import ServerHealth
 from validator_tui.engine.hosts import HostPool
 from validator_tui.engine.naming import VmNaming
-from validator_tui.engine.records import EventRefs
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.store import Store
 from validator_tui.engine.tasks import TaskRegistry
+from validator_tui.shared.records import EventRefs
 
 
 @dataclass(slots=True)

@@ -8,8 +8,8 @@ from validator_tui.engine.compose import ComposeError
 from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.quota import CapacityError
-from validator_tui.engine.records import ChallengeState
 from validator_tui.models.vmm import VmInfo
+from validator_tui.shared.records import ChallengeState
 
 
 class CvmAdoption:

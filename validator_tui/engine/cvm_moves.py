@@ -15,8 +15,8 @@ from validator_tui.engine.challenge_book import (
 from validator_tui.engine.cvm_provisioning import CvmProvisioner
 from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host
-from validator_tui.engine.records import ChallengeState
 from validator_tui.engine.store import StoreError
+from validator_tui.shared.records import ChallengeState
 
 
 class CvmMoves:

@@ -27,11 +27,11 @@ from validator_tui.engine.compose import ComposeError
 from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host, NoRoom
 from validator_tui.engine.quota import Allocation
-from validator_tui.engine.records import ChallengeState, VmKind, VmRecord
 from validator_tui.engine.store import StoredChallengeVm
 from validator_tui.engine.vm_ops import find_vms_named, vm_configuration
 from validator_tui.engine.vm_ready import VmNotReady
 from validator_tui.models.vmm import VmConfiguration, VmInfo
+from validator_tui.shared.records import ChallengeState, VmKind, VmRecord
 
 #: The capacity-shortfall warning is logged at most this often (the header always shows it).
 SHORTFALL_WARNING_EVERY_S = 60.0

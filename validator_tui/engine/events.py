@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from validator_tui.engine.records import EventRefs
 from validator_tui.engine.state import EngineState
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.records import EventRefs
 
 logger = logging.getLogger("validator_tui.engine")
 

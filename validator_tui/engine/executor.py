@@ -32,12 +32,12 @@ from validator_tui.engine.context import EngineContext
 from validator_tui.engine.health import RefusalBudget
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.quota import Allocation
-from validator_tui.engine.records import JobRecord
 from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
 from validator_tui.engine.vm_ready import VmNotReady
 from validator_tui.models.platform import EvaluateRequest, EvaluateResponse, JobResults
 from validator_tui.models.vmm import VmConfiguration
 from validator_tui.sanitize import clean_line, clean_lines
+from validator_tui.shared.records import JobRecord
 
 MAX_RESULT_LOG_LINES = 200
 MAX_LOG_CHARS = 1000

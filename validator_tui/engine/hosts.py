@@ -30,11 +30,11 @@ from validator_tui.config import HostPorts, HostSettings
 from validator_tui.engine.events import log_event
 from validator_tui.engine.health import ServerHealth
 from validator_tui.engine.quota import Allocation, CapacityError, CVMQuotaManager
-from validator_tui.engine.records import HostRecord, HostState, QuotaUsage, Resources
 from validator_tui.engine.state import EngineState
 from validator_tui.engine.tasks import TaskRegistry
 from validator_tui.engine.vm_ready import VmWatcher
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.records import HostRecord, HostState, QuotaUsage, Resources
 
 HostListener = Callable[["Host"], None]
 

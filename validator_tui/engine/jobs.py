@@ -32,7 +32,10 @@ from validator_tui.engine.executor import DstackExecutor, JobFailed
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.quota import Allocation
-from validator_tui.engine.records import (
+from validator_tui.engine.store import StoredJob, StoreError, stored_state
+from validator_tui.models.platform import Job, JobResults, Listing
+from validator_tui.sanitize import clean_line
+from validator_tui.shared.records import (
     CancelReason,
     JobRecord,
     JobState,
@@ -43,9 +46,6 @@ from validator_tui.engine.records import (
     VmRecord,
     check_transition,
 )
-from validator_tui.engine.store import StoredJob, StoreError, stored_state
-from validator_tui.models.platform import Job, JobResults, Listing
-from validator_tui.sanitize import clean_line
 
 VM_LOST = "VM lost: the VMM no longer has it"
 CANCELLED_BY_OPERATOR = "cancelled by operator"

@@ -26,15 +26,15 @@ from prometheus_client.registry import Collector
 from validator_tui import __version__
 from validator_tui.config import is_loopback, split_listen
 from validator_tui.engine.health import ServerHealth
-from validator_tui.engine.records import (
+from validator_tui.engine.state import EngineState
+from validator_tui.models.resources import Resources
+from validator_tui.shared.records import (
     ChallengeState,
     HostState,
     JobRecord,
     JobState,
     ResultStatus,
 )
-from validator_tui.engine.state import EngineState
-from validator_tui.models.resources import Resources
 
 logger = logging.getLogger("validator_tui.engine.metrics")
 

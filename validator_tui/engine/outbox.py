@@ -13,8 +13,8 @@ from validator_tui.clients.platform import SubmitOutcome
 from validator_tui.engine import outbox_admin
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.health import RefusalBudget
-from validator_tui.engine.records import Outcome, ResultStatus
 from validator_tui.engine.store import StoreError
+from validator_tui.shared.records import Outcome, ResultStatus
 
 DoneCallback = Callable[[str, ResultStatus, str], None]
 

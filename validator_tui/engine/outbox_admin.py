@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from validator_tui.engine.records import Outcome, ResultStatus
-from validator_tui.engine.store import OutboxRow, Store, StoreError
+from validator_tui.engine.store import Store, StoreError
+from validator_tui.shared.records import OutboxRow, Outcome, ResultStatus
 
 STORE_FILE = "state.sqlite3"
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from validator_tui.config import HostPorts, ResourceLimits
-from validator_tui.engine.records import QuotaUsage, Resources
+from validator_tui.shared.records import QuotaUsage, Resources
 
 
 class CapacityError(Exception):

@@ -11,8 +11,8 @@ from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.hosts import Host
 from validator_tui.engine.jobs import VM_LOST, JobManager
-from validator_tui.engine.records import VmKind
 from validator_tui.engine.recovery import Recovery
+from validator_tui.shared.records import VmKind
 
 
 class Reconciler:

@@ -21,7 +21,7 @@ from validator_tui.engine.checkpoint import (
     SAFETY_NET_PAGES,
     WalCheckpointer,
 )
-from validator_tui.engine.records import JobState, ResultStatus
+from validator_tui.shared.records import JobState, OutboxRow, ResultStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -138,18 +138,6 @@ class OutboxEntry:
     status: ResultStatus
     attempts: int
     last_error: str
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """An outbox entry as the operator sees it (no body)."""
-
-    job_id: str
-    status: ResultStatus
-    attempts: int
-    last_error: str
-    created_at: float
-    updated_at: float
 
 
 @dataclass(frozen=True, slots=True)

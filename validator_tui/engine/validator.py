@@ -32,17 +32,9 @@ from validator_tui.engine.naming import VmNaming
 from validator_tui.engine.notify import SystemdNotifier
 from validator_tui.engine.outbox import ResultOutbox
 from validator_tui.engine.reconciler import Reconciler
-from validator_tui.engine.records import (
-    ConnectionView,
-    JobRecord,
-    JobState,
-    Outcome,
-    ResultStatus,
-    VmKind,
-)
 from validator_tui.engine.recovery import Recovery
 from validator_tui.engine.state import EngineState
-from validator_tui.engine.store import OutboxRow, Store, StoreError
+from validator_tui.engine.store import Store, StoreError
 from validator_tui.engine.tasks import TaskRegistry
 from validator_tui.logs import RepeatLimiter
 from validator_tui.models.platform import (
@@ -52,6 +44,15 @@ from validator_tui.models.platform import (
     WsMessage,
 )
 from validator_tui.sanitize import clean_line
+from validator_tui.shared.records import (
+    ConnectionView,
+    JobRecord,
+    JobState,
+    OutboxRow,
+    Outcome,
+    ResultStatus,
+    VmKind,
+)
 
 logger = logging.getLogger("validator_tui.engine")
 

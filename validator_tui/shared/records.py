@@ -1,4 +1,5 @@
-"""Plain records of what the engine knows: jobs, challenges, VMs, events, quota, connections.
+"""Plain records of what the engine knows: jobs, challenges, VMs, events, quota, connections,
+outbox rows. The engine writes them; the console (in-process or attached) reads them.
 
 Records are plain dataclasses (serialisable with `dataclasses.asdict`) so that a consumer in
 another process could receive them. Consumers treat what they receive as read-only copies.
@@ -125,6 +126,18 @@ _RESULT_WORDS = {
     ResultStatus.NOT_OURS: "not ours",
     ResultStatus.DISCARDED: "discarded",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An outbox entry as the operator sees it (no body)."""
+
+    job_id: str
+    status: ResultStatus
+    attempts: int
+    last_error: str
+    created_at: float
+    updated_at: float
 
 
 class CancelReason(StrEnum):
