@@ -16,12 +16,12 @@ from dataclasses import replace
 from validator_tui.control.frames import StateFrame
 from validator_tui.shared.delta import Header, StateDelta
 from validator_tui.shared.records import ChallengeRecord, Event, HostRecord, JobRecord, VmRecord
-from validator_tui.shared.versioned import VersionedRecords
+from validator_tui.shared.versioned import RecordViews, VersionedRecords
 
 MAX_EVENTS = 2000
 
 
-class Replica:
+class Replica(RecordViews):
     """Applies state frames; answers `changes_since` and `job` from what it holds."""
 
     def __init__(self, hotkey: str = "") -> None:
@@ -40,22 +40,6 @@ class Replica:
         self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
         self._event_seq = 0
         self._engine_event_seq = 0
-
-    @property
-    def jobs(self) -> dict[str, JobRecord]:
-        return self._records.jobs.items
-
-    @property
-    def challenges(self) -> dict[str, ChallengeRecord]:
-        return self._records.challenges.items
-
-    @property
-    def vms(self) -> dict[str, VmRecord]:
-        return self._records.vms.items
-
-    @property
-    def hosts(self) -> dict[str, HostRecord]:
-        return self._records.hosts.items
 
     def new_engine(self) -> None:
         """The next frames come from another engine (its event numbers start again)."""

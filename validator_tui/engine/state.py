@@ -26,7 +26,7 @@ from validator_tui.shared.records import (
     TimelineEntry,
     VmRecord,
 )
-from validator_tui.shared.versioned import VersionedRecords
+from validator_tui.shared.versioned import RecordViews, VersionedRecords
 
 THROUGHPUT_BUCKETS = 60
 MAX_TIMELINE = 50
@@ -52,7 +52,7 @@ def _shared_note(note: str) -> str:
 _FINISH_COLUMN = {JobState.COMPLETED: 1, JobState.FAILED: 2}
 
 
-class EngineState:
+class EngineState(RecordViews):
     """The single source of truth the engine writes and the UI (or a log writer) reads."""
 
     def __init__(
@@ -76,22 +76,6 @@ class EngineState:
     def _bump(self) -> int:
         self.version += 1
         return self.version
-
-    @property
-    def jobs(self) -> dict[str, JobRecord]:
-        return self._jobs.items
-
-    @property
-    def challenges(self) -> dict[str, ChallengeRecord]:
-        return self._records.challenges.items
-
-    @property
-    def vms(self) -> dict[str, VmRecord]:
-        return self._records.vms.items
-
-    @property
-    def hosts(self) -> dict[str, HostRecord]:
-        return self._records.hosts.items
 
     def put_job(self, job: JobRecord, note: str | None = None) -> None:
         """Insert or mark changed; `note` adds a timeline entry. Finished jobs age out."""

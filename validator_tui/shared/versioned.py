@@ -122,3 +122,27 @@ class VersionedRecords:
             header,
             hosts,
         )
+
+
+class RecordViews:
+    """The records of a change feed as dicts by id (the engine's state and a console's replica
+    both answer `jobs`, `challenges`, `vms` and `hosts` this way). Read them; change them only
+    through the feed's own methods."""
+
+    _records: VersionedRecords
+
+    @property
+    def jobs(self) -> dict[str, JobRecord]:
+        return self._records.jobs.items
+
+    @property
+    def challenges(self) -> dict[str, ChallengeRecord]:
+        return self._records.challenges.items
+
+    @property
+    def vms(self) -> dict[str, VmRecord]:
+        return self._records.vms.items
+
+    @property
+    def hosts(self) -> dict[str, HostRecord]:
+        return self._records.hosts.items
