@@ -1,7 +1,8 @@
 """The Platform API simulator: a real HTTP + WebSocket server speaking api-reference.md.
 
-`PlatformSimulator` serves the REST routes, the validator WebSocket, the challenges'
-app-compose.json files and a `/_sim/` control API, all driven by a seeded `PlatformState`.
+`PlatformSimulator` serves the validators' routes (`platform_api.py`), the challenges'
+app-compose.json files and a `/_sim/` control API (`platform_control.py`), all driven by a
+seeded `PlatformState`; its methods are the in-process controls.
 """
 
 from __future__ import annotations
@@ -11,40 +12,65 @@ import contextlib
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
-from pydantic import ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
 
-from validator_tui.models.platform import OrmQueryRequest
+from validator_tui.sim.platform_api import LoggedRequest, PlatformApi
 from validator_tui.sim.platform_control import control_routes
-from validator_tui.sim.platform_faults import Fault, FaultInjector
-from validator_tui.sim.platform_orm import QueryError
-from validator_tui.sim.platform_state import PlatformState, Reply, SimJob
+from validator_tui.sim.platform_faults import Fault, FaultInjector, ListingEdits, ListName
+from validator_tui.sim.platform_state import PlatformState, SimJob
 from validator_tui.sim.platform_ws import Frame, WsHub
 from validator_tui.sim.server import RunningServer, start_server
 
-HOTKEY_HEADER = "X-Validator-Hotkey"
-#: The lists the platform sends, by the key their envelope holds them under.
-ListName = Literal["jobs", "challenges"]
 REQUEST_LOG_LIMIT = 10_000
-
-Handler = Callable[[Request, str], Awaitable[Response]]
-
-
-def _json(reply: Reply) -> Response:
-    if reply.body is None:
-        return Response(status_code=reply.status)
-    return JSONResponse(reply.body, status_code=reply.status)
 
 
 def _frame(**fields: Any) -> str:
     return json.dumps(fields, separators=(",", ":"))
+
+
+class JobGenerator:
+    """Calls `make_job` in the background at a steady rate while started."""
+
+    def __init__(self, make_job: Callable[[], object], jobs_per_minute: float) -> None:
+        self._make_job = make_job
+        self._jobs_per_minute = jobs_per_minute
+        self._task: asyncio.Task[None] | None = None
+        self._started = False
+
+    def set_rate(self, jobs_per_minute: float) -> None:
+        """Generate at this rate from now on (0 stops)."""
+        if jobs_per_minute < 0:
+            raise ValueError("jobs_per_minute must be >= 0")
+        self._jobs_per_minute = jobs_per_minute
+        if self._started:
+            self.start()
+
+    def start(self) -> None:
+        """Start (or restart) generating at the current rate."""
+        self._started = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._jobs_per_minute > 0:
+            self._task = asyncio.create_task(self._generate(60.0 / self._jobs_per_minute))
+
+    async def stop(self) -> None:
+        """Stop generating and wait for the background task to end."""
+        self._started = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _generate(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(ValueError):
+                self._make_job()
 
 
 class PlatformSimulator:
@@ -61,22 +87,16 @@ class PlatformSimulator:
         self.url = ""
         self._state = PlatformState(seed, pending_limit)
         self._faults = FaultInjector()
+        self._listings = ListingEdits()
         self._hub = WsHub(on_frame_sent=self._count_frame)
         self._server: RunningServer | None = None
-        self._generator: asyncio.Task[None] | None = None
-        self._jobs_per_minute = jobs_per_minute
-        self._raw_entries: dict[str, list[Any]] = {"jobs": [], "challenges": []}
-        self._overrides: dict[str, dict[str, dict[str, Any]]] = {"jobs": {}, "challenges": {}}
-        self._refuse_websockets = 0
-        self._floods: set[asyncio.Task[int]] = set()
-        #: While set, (status, until on time.monotonic): every request is refused (see
-        #: `refuse_everything`).
-        self._refusal: tuple[int, float] | None = None
-        #: (method, path, X-Validator-Hotkey or None) of the latest REST requests.
-        self.requests: deque[tuple[str, str, str | None]] = deque(maxlen=REQUEST_LOG_LIMIT)
+        self._generator = JobGenerator(self.add_job, jobs_per_minute)
+        #: (method, path, X-Validator-Hotkey or None) of the latest requests ("WS" handshakes).
+        self.requests: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_LIMIT)
         for _ in range(challenges):
             self._state.add_challenge()
-        self.app = Starlette(routes=self._routes())
+        api = PlatformApi(self._state, self._faults, self._listings, self._hub, self.requests)
+        self.app = Starlette(routes=[*api.routes(), *control_routes(self)])
 
     @property
     def stats(self) -> Counter[str]:
@@ -91,16 +111,13 @@ class PlatformSimulator:
         """Serve on `host:port` (0 = ephemeral) and return the base URL."""
         self._server = await start_server(self.app, host, port)
         self.url = self._state.base_url = self._server.url
-        self._restart_generator()
+        self._generator.start()
         return self.url
 
     async def stop(self) -> None:
         """Stop generating jobs and frames, close every WebSocket and stop the server."""
-        await self._stop_generator()
-        for flood in list(self._floods):
-            flood.cancel()
-        await asyncio.gather(*self._floods, return_exceptions=True)
-        self._hub.drop_all()
+        await self._generator.stop()
+        await self._hub.close()
         if self._server is not None:
             await self._server.stop()
             self._server = None
@@ -160,11 +177,7 @@ class PlatformSimulator:
 
     def set_job_rate(self, jobs_per_minute: float) -> None:
         """Generate jobs in the background at this rate (0 stops)."""
-        if jobs_per_minute < 0:
-            raise ValueError("jobs_per_minute must be >= 0")
-        self._jobs_per_minute = jobs_per_minute
-        if self._server is not None:
-            self._restart_generator()
+        self._generator.set_rate(jobs_per_minute)
 
     def inject_fault(
         self,
@@ -188,23 +201,9 @@ class PlatformSimulator:
         """For `seconds` (0 = stop now), answer every REST request `status` (401 or 403) and
         turn every WebSocket handshake away (HTTP 403), as a platform that no longer
         recognises the validators' hotkeys does. Open WebSockets are closed."""
-        if status not in (401, 403):
-            raise ValueError("a refusal is HTTP 401 or 403")
-        if seconds <= 0:
-            self._refusal = None
-            return
-        self._refusal = (status, time.monotonic() + seconds)
-        self._hub.drop_all()
-
-    def _refusing(self) -> int | None:
-        """The status every request gets now, while a refusal is in force."""
-        if self._refusal is None:
-            return None
-        status, until = self._refusal
-        if time.monotonic() >= until:
-            self._refusal = None
-            return None
-        return status
+        self._faults.refuse_everything(status, seconds)
+        if seconds > 0:
+            self._hub.drop_all()
 
     def drop_websockets(self) -> int:
         """Close every validator WebSocket; return how many were open."""
@@ -219,30 +218,25 @@ class PlatformSimulator:
         (waiting for each connection's queue, never dropping it: a flood). With `size`, the
         frame is padded with trailing spaces to `size` bytes (an oversized frame)."""
         padded = text + " " * max(0, size - len(text.encode()))
-        flood = asyncio.create_task(self._hub.flood(Frame(padded), count))
-        self._floods.add(flood)
-        flood.add_done_callback(self._floods.discard)
+        self._hub.flood(Frame(padded), count)
 
     def refuse_websockets(self, count: int = 1) -> None:
         """Refuse the next `count` WebSocket handshakes with HTTP 403."""
-        self._refuse_websockets += max(0, count)
+        self._faults.refuse_handshakes(count)
 
     def add_raw_entry(self, listing: ListName, entry: Any) -> None:
         """Serve `entry` (any JSON value, malformed or not) at the end of `listing`
         (`jobs`: `GET /jobs/pending`, `challenges`: `GET /challenges/active`)."""
-        self._raw_entries[listing].append(entry)
+        self._listings.add_raw(listing, entry)
 
     def override_entry(self, listing: ListName, entry_id: str, fields: dict[str, Any]) -> None:
         """Serve the entry `entry_id` of `listing` with `fields` replaced (e.g. a job's
         `created_at` as "yesterday"); the job or challenge itself is unchanged."""
-        self._overrides[listing].setdefault(entry_id, {}).update(fields)
+        self._listings.override(listing, entry_id, fields)
 
     def clear_entries(self) -> None:
         """Serve the lists as they are again: no raw entries, no overrides."""
-        for raw in self._raw_entries.values():
-            raw.clear()
-        for overrides in self._overrides.values():
-            overrides.clear()
+        self._listings.clear()
 
     def connected_validators(self) -> list[str]:
         """Hotkeys of the validators connected over WebSocket."""
@@ -286,134 +280,3 @@ class PlatformSimulator:
 
         text = _frame(type="new_job", job_id=job.id, challenge_id=job.challenge_id)
         self._hub.broadcast(Frame(text, stamp))
-
-    def _restart_generator(self) -> None:
-        if self._generator is not None:
-            self._generator.cancel()
-            self._generator = None
-        if self._jobs_per_minute > 0:
-            self._generator = asyncio.create_task(self._generate(60.0 / self._jobs_per_minute))
-
-    async def _stop_generator(self) -> None:
-        if self._generator is not None:
-            self._generator.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._generator
-            self._generator = None
-
-    async def _generate(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(ValueError):
-                self.add_job()
-
-    def _routes(self) -> list[BaseRoute]:
-        rest = [
-            ("GET", "/challenges/active", self._get_challenges, True),
-            ("GET", "/jobs/pending", self._get_pending, True),
-            ("POST", "/jobs/{job_id}/claim", self._claim, True),
-            ("POST", "/jobs/{job_id}/results", self._results, True),
-            ("POST", "/challenges/{challenge_id}/orm/query", self._orm_query, True),
-            ("GET", "/repos/{name}/raw/{commit}/app-compose.json", self._compose, False),
-        ]
-        routes: list[BaseRoute] = [
-            Route(path, self._rest(f"{method} {path}", handler, needs_hotkey), methods=[method])
-            for method, path, handler, needs_hotkey in rest
-        ]
-        routes.append(WebSocketRoute("/validators/{hotkey}/ws", self._websocket))
-        routes.extend(control_routes(self))
-        return routes
-
-    def _rest(self, key: str, handler: Handler, needs_hotkey: bool) -> Callable[..., Any]:
-        """Wrap a REST handler: count it, log its hotkey, apply faults, require the header."""
-
-        async def endpoint(request: Request) -> Response:
-            request.state.received_ns = time.monotonic_ns()
-            hotkey = request.headers.get(HOTKEY_HEADER)
-            self._state.stats[key] += 1
-            self.requests.append((request.method, request.url.path, hotkey))
-            refusal = self._refusing()
-            if refusal is not None:
-                self._state.stats["refused"] += 1
-                self._state.stats[f"{key} refused"] += 1
-                return JSONResponse({"error": "validator hotkey not recognised"}, refusal)
-            fault = self._faults.take(request.method, request.url.path)
-            if fault is not None:
-                if fault.delay_s > 0:
-                    await asyncio.sleep(fault.delay_s)
-                if fault.status:
-                    media = "application/json" if fault.body else None
-                    headers = (
-                        {"Retry-After": f"{fault.retry_after_s:g}"}
-                        if fault.retry_after_s is not None
-                        else None
-                    )
-                    return Response(
-                        fault.body, status_code=fault.status, media_type=media, headers=headers
-                    )
-            if needs_hotkey and not hotkey:
-                return JSONResponse({"error": f"missing {HOTKEY_HEADER} header"}, 401)
-            return await handler(request, hotkey or "")
-
-        return endpoint
-
-    async def _get_challenges(self, request: Request, hotkey: str) -> Response:
-        active = [self._state.challenge_dict(c) for c in self._state.active_challenges()]
-        return JSONResponse({"challenges": self._served("challenges", active)})
-
-    async def _get_pending(self, request: Request, hotkey: str) -> Response:
-        pending = [job.wire() for job in self._state.pending_jobs()]
-        return JSONResponse({"jobs": self._served("jobs", pending)})
-
-    def _served(self, listing: ListName, entries: list[dict[str, Any]]) -> list[Any]:
-        """`entries` with their overrides applied, then the raw entries."""
-        overrides = self._overrides[listing]
-        served: list[Any] = [entry | overrides.get(entry["id"], {}) for entry in entries]
-        return served + self._raw_entries[listing]
-
-    async def _claim(self, request: Request, hotkey: str) -> Response:
-        job = self._state.jobs.get(request.path_params["job_id"])
-        if job is not None and job.claim_received_ns is None:
-            job.claim_received_ns = request.state.received_ns
-        return _json(self._state.claim(request.path_params["job_id"], hotkey))
-
-    async def _results(self, request: Request, hotkey: str) -> Response:
-        body = await request.body()
-        return _json(self._state.submit(request.path_params["job_id"], hotkey, body))
-
-    async def _orm_query(self, request: Request, hotkey: str) -> Response:
-        self._state.stats["orm_queries"] += 1
-        challenge = self._state.challenges.get(request.path_params["challenge_id"])
-        if challenge is None:
-            return JSONResponse({"error": "challenge not found"}, 404)
-        try:
-            query = OrmQueryRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return JSONResponse({"error": f"invalid query body: {exc.errors()[0]['msg']}"}, 400)
-        try:
-            rows = challenge.db.query(query.query, query.params)
-        except QueryError as exc:
-            self._state.stats["orm_refused"] += 1
-            return JSONResponse({"error": f"query refused: {exc}"}, 400)
-        return JSONResponse({"rows": rows})
-
-    async def _compose(self, request: Request, hotkey: str) -> Response:
-        params = request.path_params
-        served = self._state.compose(params["name"], params["commit"])
-        if served is None:
-            return JSONResponse({"error": "not found"}, 404)
-        return Response(served, media_type="application/json")
-
-    async def _websocket(self, ws: WebSocket) -> None:
-        self.requests.append(("WS", ws.url.path, ws.headers.get(HOTKEY_HEADER)))
-        if self._refuse_websockets > 0:
-            self._refuse_websockets -= 1
-            self._state.stats["ws_refused"] += 1
-            await ws.close()  # before accepting: the server answers the handshake with 403
-            return
-        if self._refusing() is not None:
-            self._state.stats["refused"] += 1
-            await ws.close()
-            return
-        self._state.stats["ws_connections"] += 1
-        await self._hub.serve(ws, ws.path_params["hotkey"])

@@ -1,8 +1,14 @@
-"""Fault injection for the Platform API simulator's REST routes."""
+"""Fault injection for the Platform API simulator: failing or slow REST requests, refusals
+(every request, or the next WebSocket handshakes) and hand-edited listing entries."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any, Literal
+
+#: The lists the platform sends, by the key their envelope holds them under.
+ListName = Literal["jobs", "challenges"]
 
 
 @dataclass
@@ -28,10 +34,14 @@ class Fault:
 
 
 class FaultInjector:
-    """A queue of faults; each request takes (and uses up) the first one that matches it."""
+    """A queue of faults (each request takes, and uses up, the first one that matches it) and
+    the refusals in force: a window refusing every request, a count of handshakes to refuse."""
 
     def __init__(self) -> None:
         self._faults: list[Fault] = []
+        #: While set, (status, until on time.monotonic): every request is refused.
+        self._refusal: tuple[int, float] | None = None
+        self._handshakes_to_refuse = 0
 
     def add(self, fault: Fault) -> None:
         """Arm `fault` (ignored if its count is not positive)."""
@@ -51,3 +61,62 @@ class FaultInjector:
     def clear(self) -> None:
         """Disarm every fault."""
         self._faults.clear()
+
+    def refuse_everything(self, status: int, seconds: float) -> None:
+        """Refuse every request with `status` (401 or 403) for `seconds` (0 = stop now)."""
+        if status not in (401, 403):
+            raise ValueError("a refusal is HTTP 401 or 403")
+        self._refusal = (status, time.monotonic() + seconds) if seconds > 0 else None
+
+    def refusing(self) -> int | None:
+        """The status every request gets now, while a refusal is in force."""
+        if self._refusal is None:
+            return None
+        status, until = self._refusal
+        if time.monotonic() >= until:
+            self._refusal = None
+            return None
+        return status
+
+    def refuse_handshakes(self, count: int) -> None:
+        """Refuse the next `count` WebSocket handshakes (added to any still pending)."""
+        self._handshakes_to_refuse += max(0, count)
+
+    def take_handshake_refusal(self) -> bool:
+        """Whether to refuse this handshake; uses up one of the pending refusals."""
+        if self._handshakes_to_refuse <= 0:
+            return False
+        self._handshakes_to_refuse -= 1
+        return True
+
+
+class ListingEdits:
+    """Raw entries served at the end of a listing, and field overrides of listed entries."""
+
+    def __init__(self) -> None:
+        self._raw: dict[ListName, list[Any]] = {"jobs": [], "challenges": []}
+        self._overrides: dict[ListName, dict[str, dict[str, Any]]] = {
+            "jobs": {},
+            "challenges": {},
+        }
+
+    def add_raw(self, listing: ListName, entry: Any) -> None:
+        """Serve `entry` (any JSON value) at the end of `listing`."""
+        self._raw[listing].append(entry)
+
+    def override(self, listing: ListName, entry_id: str, fields: dict[str, Any]) -> None:
+        """Serve the entry `entry_id` of `listing` with `fields` replaced."""
+        self._overrides[listing].setdefault(entry_id, {}).update(fields)
+
+    def clear(self) -> None:
+        """No raw entries, no overrides."""
+        for raw in self._raw.values():
+            raw.clear()
+        for overrides in self._overrides.values():
+            overrides.clear()
+
+    def served(self, listing: ListName, entries: list[dict[str, Any]]) -> list[Any]:
+        """`entries` with their overrides applied, then the raw entries."""
+        overrides = self._overrides[listing]
+        served: list[Any] = [entry | overrides.get(entry["id"], {}) for entry in entries]
+        return served + self._raw[listing]

@@ -1,6 +1,6 @@
 """The Platform API simulator's world: challenges, jobs, results; seeded and deterministic.
 
-Pure state and rules (no I/O): the HTTP layer in `platform.py` maps outcomes to responses.
+Pure state and rules (no I/O): the HTTP layer in `platform_api.py` maps outcomes to responses.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from validator_tui.models.platform import JobResults
+from validator_tui.models.platform import JobResults, OrmQueryRequest
 from validator_tui.sim.platform_compose import commit_for, compose_for, tampered
-from validator_tui.sim.platform_orm import ChallengeDb
+from validator_tui.sim.platform_orm import ChallengeDb, QueryError
 
 JOB_HISTORY_LIMIT = 20_000
 AGENTS_PER_CHALLENGE = 4
@@ -289,12 +289,15 @@ class PlatformState:
         self._finish(job)
         return True
 
-    def claim(self, job_id: str, hotkey: str) -> Reply:
-        """`POST /jobs/{id}/claim` by `hotkey`: 200, 404, 409 or 410."""
+    def claim(self, job_id: str, hotkey: str, received_ns: int) -> Reply:
+        """`POST /jobs/{id}/claim` by `hotkey`, received at `received_ns` (time.monotonic_ns,
+        kept as the job's first claim_received_ns): 200, 404, 409 or 410."""
         job = self.jobs.get(job_id)
         if job is None:
             self.stats["claims_not_found"] += 1
             return _error(404, "job not found")
+        if job.claim_received_ns is None:
+            job.claim_received_ns = received_ns
         if job.status == "cancelled":
             self.stats["claims_conflict"] += 1
             return _error(410, "job cancelled")
@@ -337,6 +340,23 @@ class PlatformState:
         self._finish(job)
         self.stats["results_accepted"] += 1
         return Reply(204)
+
+    def orm_query(self, challenge_id: str, body: bytes) -> Reply:
+        """`POST /challenges/{id}/orm/query`: 200 with the rows, 400 or 404."""
+        self.stats["orm_queries"] += 1
+        challenge = self.challenges.get(challenge_id)
+        if challenge is None:
+            return _error(404, "challenge not found")
+        try:
+            query = OrmQueryRequest.model_validate_json(body)
+        except ValidationError as exc:
+            return _error(400, f"invalid query body: {exc.errors()[0]['msg']}")
+        try:
+            rows = challenge.db.query(query.query, query.params)
+        except QueryError as exc:
+            self.stats["orm_refused"] += 1
+            return _error(400, f"query refused: {exc}")
+        return Reply(200, {"rows": rows})
 
     def _rejected(self, reply: Reply) -> Reply:
         self.stats["results_rejected"] += 1

@@ -36,11 +36,12 @@ class _Connection:
 
 
 class WsHub:
-    """The connected validators; `serve` runs one connection, `broadcast` fans out."""
+    """The connected validators; `serve` runs one connection, `broadcast` and `flood` fan out."""
 
     def __init__(self, on_frame_sent: Callable[[], None]) -> None:
         self._connections: set[_Connection] = set()
         self._on_frame_sent = on_frame_sent
+        self._floods: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> int:
@@ -88,10 +89,14 @@ class WsHub:
                 self._drop(connection, CLOSE_TRY_AGAIN_LATER)
         return sent
 
-    async def flood(self, frame: Frame, count: int) -> int:
-        """Queue `frame` `count` times for every connection, waiting for room in its queue
-        instead of dropping it; return how many frames were queued."""
-        queued = 0
+    def flood(self, frame: Frame, count: int) -> None:
+        """In the background, queue `frame` `count` times for every connection, waiting for
+        room in its queue instead of dropping it (`close` stops it)."""
+        task = asyncio.create_task(self._flood(frame, count))
+        self._floods.add(task)
+        task.add_done_callback(self._floods.discard)
+
+    async def _flood(self, frame: Frame, count: int) -> None:
         for connection in list(self._connections):
             for _ in range(count):
                 while connection in self._connections:
@@ -100,9 +105,14 @@ class WsHub:
                     except asyncio.QueueFull:
                         await asyncio.sleep(0.001)
                     else:
-                        queued += 1
                         break
-        return queued
+
+    async def close(self) -> None:
+        """Stop every flood, then close every connection."""
+        for task in list(self._floods):
+            task.cancel()
+        await asyncio.gather(*self._floods, return_exceptions=True)
+        self.drop_all()
 
     def drop_all(self) -> int:
         """Close every connection; return how many there were."""
