@@ -58,10 +58,6 @@ class FaultInjector:
                 return fault
         return None
 
-    def clear(self) -> None:
-        """Disarm every fault."""
-        self._faults.clear()
-
     def refuse_everything(self, status: int, seconds: float) -> None:
         """Refuse every request with `status` (401 or 403) for `seconds` (0 = stop now)."""
         if status not in (401, 403):

@@ -43,10 +43,6 @@ class WsHub:
         self._on_frame_sent = on_frame_sent
         self._floods: set[asyncio.Task[None]] = set()
 
-    @property
-    def connected(self) -> int:
-        return len(self._connections)
-
     def hotkeys(self) -> list[str]:
         """The hotkeys of the connected validators."""
         return sorted(connection.hotkey for connection in self._connections)
