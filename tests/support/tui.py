@@ -20,6 +20,7 @@ from validator_tui.control.inprocess import InProcessEngine
 from validator_tui.demo import DemoEnvironment, build_validator
 from validator_tui.engine.state import EngineState
 from validator_tui.shared.records import ChallengeState, JobState
+from validator_tui.tui.actions import by_binding
 from validator_tui.tui.app import ValidatorApp
 
 T = TypeVar("T")
@@ -129,8 +130,9 @@ def sim_job_ids(env: Any) -> list[str]:
 
 
 def footer_actions(app: Any) -> set[str]:
-    """Actions the active screen's footer offers as enabled."""
-    return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
+    """Actions of the action table the active screen's footer offers as enabled."""
+    shown = (by_binding(b.binding.action) for b in app.screen.active_bindings.values() if b.enabled)
+    return {action.name for action in shown if action is not None}
 
 
 def enabled_actions(app: Any) -> set[str]:

@@ -9,7 +9,7 @@ import pytest
 from tests.support.console import Console, fake_console
 from tests.support.fake_engine import FakeEngine, demo_state
 from validator_tui.control import ChallengeState, JobState
-from validator_tui.tui.actions import ACTIONS, Owner
+from validator_tui.tui.actions import ACTIONS, Owner, by_binding
 from validator_tui.tui.screens.confirm import ConfirmScreen
 
 COMMANDS = {"claim", "cancel", "rebuild", "start_vm", "stop_vm", "remove_vm", "set_auto_claim"}
@@ -122,7 +122,7 @@ async def test_read_only_console_refuses_every_command_by_key() -> None:
             assert console.app.screen is console.app.main
         assert commands_sent(engine) == []
         shown = {b.binding.action for b in console.app.screen.active_bindings.values()}
-        assert not shown & {action.name for action in READ_ONLY_REFUSED}
+        assert not shown & {action.binding_action for action in READ_ONLY_REFUSED}
 
 
 async def test_footer_dims_what_does_not_apply_and_the_key_still_answers() -> None:
@@ -132,9 +132,9 @@ async def test_footer_dims_what_does_not_apply_and_the_key_still_answers() -> No
 
         def enabled() -> dict[str, bool]:
             return {
-                active.binding.action: active.enabled
+                action.name: active.enabled
                 for active in main.active_bindings.values()
-                if active.node is main
+                if active.node is main and (action := by_binding(active.binding.action))
             }
 
         await select_job(console, job_in(engine, JobState.PENDING))
@@ -146,4 +146,4 @@ async def test_footer_dims_what_does_not_apply_and_the_key_still_answers() -> No
         assert enabled()["rebuild_challenge"] and enabled()["stop_vm"]
         assert not enabled()["start_vm"]
         main_actions = {action.name for action in ACTIONS if action.owner is Owner.MAIN}
-        assert all(main.check_action(name, ()) is True for name in main_actions)
+        assert all(main.check_action("run", (name,)) is True for name in main_actions)

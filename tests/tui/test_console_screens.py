@@ -13,6 +13,7 @@ from tests.support.hostile import HOSTILE
 from validator_tui.control import ChallengeState, JobState, TimelineEntry
 from validator_tui.tui.actions import ACTIONS
 from validator_tui.tui.commands import palette_title
+from validator_tui.tui.handlers import lookup_job
 from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
 from validator_tui.tui.screens.help import HelpScreen, help_table
 from validator_tui.tui.screens.job_details import JobDetailsScreen
@@ -165,7 +166,7 @@ async def test_details_of_a_job_that_left_the_feed_come_from_the_engine() -> Non
         engine.remove_job(gone.id)
         await console.sync()
         assert gone.id not in console.app.main.feed.jobs
-        record, _ = await console.app.main._lookup_job(gone.id)
+        record, _ = await lookup_job(console.app.main, gone.id)
         assert record is gone
 
 

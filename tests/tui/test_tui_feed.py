@@ -17,6 +17,7 @@ from tests.support.fake_engine import FIXED_NOW, FakeEngine, demo_state
 from tests.support.tui import running_app, select_row, wait_until
 from validator_tui.control import JobRecord, JobState, StateDelta
 from validator_tui.tui.app import QUIET_POLLS, ValidatorApp
+from validator_tui.tui.handlers import lookup_job
 from validator_tui.tui.screens.job_details import JobDetailsScreen
 from validator_tui.tui.widgets.job_feed import JobFeed, StateFilter
 from validator_tui.tui.widgets.key_footer import KeyFooter
@@ -328,7 +329,7 @@ async def test_details_of_a_job_that_left_the_feed(tmp_path: Path) -> None:
         )
         (gone,) = set(await r.state(lambda s: list(s.jobs))) - set(app.main.feed.jobs)
         assert await r.state(lambda s: s.jobs[gone].state) is JobState.COMPLETED
-        record, _ = await app.main._lookup_job(gone)
+        record, _ = await lookup_job(app.main, gone)
         assert record is not None and record.id == gone
         select_row(app.main.feed, app.main.feed.row_keys()[0])
         await pilot.press("enter")

@@ -18,6 +18,7 @@ from validator_tui.control import (
     VmRecord,
 )
 from validator_tui.tui.actions import ACTIONS, Owner
+from validator_tui.tui.handlers import HANDLERS, ON_YES
 from validator_tui.tui.questions import QUESTIONS, ask
 from validator_tui.tui.refusals import MAIN_ACTIONS, READ_ONLY, why_not
 from validator_tui.tui.selection import CHALLENGES, HOSTS, JOBS, Selection
@@ -171,6 +172,14 @@ def test_actions_of_other_owners_are_never_refused() -> None:
 
 def test_every_action_that_asks_first_has_its_question() -> None:
     assert set(QUESTIONS) == {action.name for action in ACTIONS if action.confirm}
+
+
+def test_every_main_screen_action_has_one_handler_of_its_kind() -> None:
+    asks_first = {action.name for action in ACTIONS if action.confirm}
+    assert set(ON_YES) == asks_first
+    assert set(HANDLERS) == MAIN_ACTIONS - asks_first
+    main_bindings = {action.binding_action for action in ACTIONS if action.owner is Owner.MAIN}
+    assert main_bindings == {f"run({name!r})" for name in MAIN_ACTIONS}
 
 
 def test_a_cancel_question_goes_stale_when_the_job_ends_or_leaves() -> None:

@@ -3,7 +3,8 @@ asks first and whether a read-only console may use it.
 
 The table generates the bindings (of the main screen, the app and the tables), the command
 palette's entries and the help screen, so the three can never disagree; README's key list is
-checked against it by a test.
+checked against it by a test. What a main-screen action does is its handler, by name, in
+tui/handlers.py.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Section(StrEnum):
 class Action:
     """One operator action."""
 
-    name: str  # the `action_<name>` method
+    name: str  # main screen: its handler (tui/handlers.py); else the `action_<name>` method
     key: str  # Textual key name
     key_label: str  # how help, palette and README show the key
     title: str  # short: footer and palette
@@ -45,6 +46,12 @@ class Action:
     confirm: bool = False  # asks first
     read_only_safe: bool = True  # allowed in a read-only console
     footer: bool = True  # shown in the footer
+
+    @property
+    def binding_action(self) -> str:
+        """The Textual action string its key and palette entry run: every main-screen action
+        goes through the screen's one `run` action, with its name."""
+        return f"run({self.name!r})" if self.owner is Owner.MAIN else self.name
 
 
 def _action(
@@ -340,7 +347,7 @@ def actions_of(owner: Owner) -> tuple[Action, ...]:
 def bindings(owner: Owner) -> list[BindingType]:
     """The Textual bindings of `owner`'s actions."""
     return [
-        Binding(action.key, action.name, action.title, show=action.footer)
+        Binding(action.key, action.binding_action, action.title, show=action.footer)
         for action in actions_of(owner)
     ]
 
@@ -351,3 +358,11 @@ def by_name(name: str) -> Action:
         if action.name == name:
             return action
     raise KeyError(name)
+
+
+_BY_BINDING = {action.binding_action: action for action in ACTIONS}
+
+
+def by_binding(binding_action: str) -> Action | None:
+    """The action whose binding runs `binding_action` (None: not one of the table's)."""
+    return _BY_BINDING.get(binding_action)

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from validator_tui.control import Outcome
 from validator_tui.sanitize import clean_line
 from validator_tui.tui.actions import by_name
-from validator_tui.tui.questions import Ask, ask
+from validator_tui.tui.questions import Ask
 from validator_tui.tui.refusals import why_not
 from validator_tui.tui.screens.confirm import ConfirmScreen
 from validator_tui.tui.selection import Selection
@@ -62,15 +62,6 @@ class CommandRunner:
             return False
         self.toast(reason, title=f"{by_name(name).title}: not done", severity="warning")
         return True
-
-    def ask(self, name: str, command: Callable[[str], Awaitable[Outcome]]) -> None:
-        """Action `name` (one that asks first): unless refused, ask its question about the
-        selection; on yes, run `command` on what it asked about."""
-        question = None if self.refused(name) else ask(name, self._selection())
-        if question is None:
-            return
-        subject, title = question.subject, question.label.lower()
-        self.confirm(question, lambda: self.run(title, lambda: command(subject)))
 
     def confirm(self, question: Ask, on_yes: Callable[[], object]) -> None:
         """Ask `question`; on yes, call `on_yes`. While the dialog is open, the question's

@@ -39,7 +39,8 @@ class ActionsProvider(Provider):
             target = self.app if main is None else self._target(action, main)
             reason = None if main is None else main.why_not(action.name)
             help_text = action.help if reason is None else f"{action.help} · not now: {reason}"
-            found.append((action, help_text, partial(self.app.run_action, action.name, target)))
+            run = partial(self.app.run_action, action.binding_action, target)
+            found.append((action, help_text, run))
         return found
 
     async def discover(self) -> Hits:

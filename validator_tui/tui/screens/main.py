@@ -3,9 +3,10 @@ the actions on what the operator selected. Its bindings go quiet while a dialog 
 
 Every key answers: an action that cannot act on the selection says why in a toast
 (`why_not`), and the footer dims (or, in a read-only console, hides) what does not apply.
-The screen keeps the layout and the wiring: the rules are pure functions over its `Selection`
-(tui/refusals.py, tui/questions.py), commands go through its `CommandRunner`, the focus ring
-is its `PanelRing` and the prompt its `FilterBar`.
+The screen keeps the layout and the wiring: every key of the action table goes through its one
+`run` action to that action's handler (tui/handlers.py), the rules are pure functions over its
+`Selection` (tui/refusals.py, tui/questions.py), commands go through its `CommandRunner`, the
+focus ring is its `PanelRing` and the prompt its `FilterBar`.
 """
 
 from __future__ import annotations
@@ -25,23 +26,17 @@ from textual.widgets import Input
 from validator_tui.control import (
     Header,
     HostRecord,
-    JobRecord,
     JobState,
     LinkStatus,
     StateDelta,
     VmRecord,
 )
-from validator_tui.tui import refusals
-from validator_tui.tui.actions import Owner, bindings
+from validator_tui.tui import handlers, refusals
+from validator_tui.tui.actions import Owner, bindings, by_binding
 from validator_tui.tui.command_runner import CommandRunner
 from validator_tui.tui.format import wall_time
 from validator_tui.tui.panel_ring import PanelRing
-from validator_tui.tui.questions import ask
 from validator_tui.tui.refusals import MAIN_ACTIONS, READ_ONLY
-from validator_tui.tui.screens.challenge_details import ChallengeDetailsScreen
-from validator_tui.tui.screens.job_details import JobDetailsScreen
-from validator_tui.tui.screens.orm import OrmScreen
-from validator_tui.tui.screens.outbox import OutboxScreen
 from validator_tui.tui.selection import CHALLENGES, HOSTS, JOBS, Selection
 from validator_tui.tui.widgets.challenge_table import ChallengeTable
 from validator_tui.tui.widgets.event_log import EventLog
@@ -218,8 +213,7 @@ class MainScreen(Screen[None]):
         hosts = list(self.host_table.hosts.values())
         self._banner = claims_banner(self.header, hosts, self._waiting)
         self._show_header(now)
-        self._sync_console()
-        self._sync_bindings()
+        self.selection_changed()
         self.commands.recheck()
 
     def _show_hosts(self, delta: StateDelta, now: float) -> None:
@@ -288,6 +282,7 @@ class MainScreen(Screen[None]):
     def selection(self) -> Selection:
         """What the operator has selected now, with the records around it."""
         feed, table, hosts = self.feed, self.challenge_table, self.host_table
+        prompt = self.filter_bar
         return Selection(
             active_table=self.active_table,
             cursor_job=feed.selected_job,
@@ -302,8 +297,14 @@ class MainScreen(Screen[None]):
             embedded=self.console_app.engine.embedded,
             filter_text=feed.filter_text,
             search=self.event_log.search,
-            prompt_open=self.filter_bar.is_open,
-            events_searched=self._events_searched(),
+            prompt_open=prompt.is_open,
+            # Whether the prompt and escape act on the event log's search (not the feed's
+            # filter).
+            events_searched=(
+                prompt.searching_events
+                if prompt.is_open
+                else self.focused_panel() is self.event_log
+            ),
         )
 
     def only_host(self) -> HostRecord | None:
@@ -314,12 +315,15 @@ class MainScreen(Screen[None]):
         """The VM's last known status (from its challenge's record, else the VM list)."""
         return self.selection().vm_status(vm_id)
 
-    def _sync_console(self) -> None:
+    def selection_changed(self) -> None:
+        """Follow the selected VM in the console and refresh the footer when what the actions
+        can do has changed."""
         selected = self.selection().vm
         if selected is None:
             self.vm_console.follow(None)
         else:
             self.vm_console.follow(selected.vm_id, selected.label)
+        self._sync_bindings()
 
     def _sync_bindings(self) -> None:
         """Refresh the footer only when what the actions can do has changed."""
@@ -334,14 +338,13 @@ class MainScreen(Screen[None]):
     def _row_selected(self, event: LineTable.RowSelected) -> None:
         """`enter` on a table opens the details of its row."""
         self._set_active(event.table.id)
-        self.action_details()
+        self.action_run("details")
 
     @on(LineTable.CursorMoved)
     def _row_highlighted(self, event: LineTable.CursorMoved) -> None:
         if event.table.has_focus:
             self._set_active(event.table.id)
-        self._sync_console()
-        self._sync_bindings()
+        self.selection_changed()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         focused, panel = self.focused, self.focused_panel()
@@ -349,8 +352,7 @@ class MainScreen(Screen[None]):
             self.panels.show_aside(panel)
         if focused is not None:
             self._set_active(focused.id)
-            self._sync_console()
-            self._sync_bindings()
+            self.selection_changed()
 
     def _set_active(self, table_id: str | None) -> None:
         if table_id in (JOBS, CHALLENGES, HOSTS):
@@ -369,109 +371,30 @@ class MainScreen(Screen[None]):
         shown: dict[str, ActiveBinding] = {}
         sel = self.selection()
         for key, active in super().active_bindings.items():
-            if active.node is self and active.binding.action in MAIN_ACTIONS:
-                reason = refusals.why_not(active.binding.action, sel)
+            action = by_binding(active.binding.action) if active.node is self else None
+            if action is not None and action.name in MAIN_ACTIONS:
+                reason = refusals.why_not(action.name, sel)
                 if reason == READ_ONLY:
                     continue
                 active = active._replace(enabled=reason is None)
             shown[key] = active
         return shown
 
-    # -- job actions --------------------------------------------------------------------------
+    # -- actions ------------------------------------------------------------------------------
 
-    def action_claim_job(self) -> None:
-        job = self.selection().job
-        if self.commands.refused("claim_job") or job is None:
-            return
-        self.commands.run("claim", lambda: self.console_app.engine.claim(job.id))
+    def action_run(self, name: str) -> None:
+        """Every key of the screen: the action table's action `name` (tui/handlers.py)."""
+        handlers.run(self, name)
 
-    def action_cancel_job(self) -> None:
-        self.commands.ask("cancel_job", self.console_app.engine.cancel)
+    # -- the filter prompt --------------------------------------------------------------------
 
-    def action_details(self) -> None:
-        if self.commands.refused("details"):
-            return
-        sel = self.selection()
-        job, challenge = sel.job, sel.challenge
-        clock = self.console_app.clock
-        if job is not None:
-            self.app.push_screen(JobDetailsScreen(job.id, self._lookup_job, clock))
-        elif challenge is not None:
-            self.app.push_screen(
-                ChallengeDetailsScreen(
-                    challenge.id,
-                    lambda challenge_id: self.selection().challenge_with_vm(challenge_id),
-                    self.vm_log_lines,
-                    clock,
-                )
-            )
-
-    async def _lookup_job(self, job_id: str) -> tuple[JobRecord | None, str]:
-        """The job as the feed shows it, else from the engine's history (the feed is bounded)."""
-        job = self.feed.jobs.get(job_id) or await self.console_app.engine.job(job_id)
-        if job is None:
-            return None, ""
-        return job, self.challenge_table.names().get(job.challenge_id, job.challenge_id)
-
-    def action_copy_id(self) -> None:
-        if self.commands.refused("copy_id"):
-            return
-        sel = self.selection()
-        job, challenge = sel.job, sel.challenge
-        if job is not None:
-            self.commands.copy("job id", job.id)
-        elif challenge is not None:
-            self.commands.copy("challenge id", challenge.id)
-
-    def action_copy_vm_id(self) -> None:
-        target = self.selection().vm
-        if self.commands.refused("copy_vm_id") or target is None:
-            return
-        self.commands.copy("VM id", target.vm_id)
-
-    def action_next_failed(self) -> None:
-        if self.commands.refused("next_failed"):
-            return
-        self.feed.focus()
-        if self.feed.next_failed() is None:
-            self.commands.toast(
-                "no failed job shown: the filter hides them", title="Next failed: not done"
-            )
-
-    def action_state_filter(self) -> None:
-        self.feed.set_state_filter(self.feed.state_filter.next())
-        self.feed.focus()
-        self._sync_console()
+    def close_filter_prompt(self) -> None:
+        """Give the footer its line back (the filter or search stays in force) and the focus
+        to what it filters."""
+        searched = self.selection().events_searched
+        self.filter_bar.close()
+        (self.event_log if searched else self.feed).focus()
         self._sync_bindings()
-
-    def action_follow_jobs(self) -> None:
-        self.feed.set_follow(not self.feed.follow)
-        self.feed.focus()
-        self._sync_console()
-        self._sync_bindings()
-
-    def action_filter(self) -> None:
-        """Open the prompt: it searches the event log while that has the focus, else it
-        filters the job feed."""
-        events = self.focused_panel() is self.event_log
-        value = self.event_log.search if events else self.feed.filter_text
-        self.filter_bar.open(events=events, value=value)
-
-    def _events_searched(self) -> bool:
-        """Whether the prompt and escape act on the event log's search (not the feed's filter)."""
-        if self.filter_bar.is_open:
-            return self.filter_bar.searching_events
-        return self.focused_panel() is self.event_log
-
-    def action_clear_filter(self) -> None:
-        if self.commands.refused("clear_filter"):
-            return
-        self.filter_bar.clear()
-        if self._events_searched():
-            self.event_log.set_search("")
-        else:
-            self.feed.set_filter("", self.console_app.clock())
-        self._close_filter_prompt()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -479,104 +402,11 @@ class MainScreen(Screen[None]):
             self.event_log.set_search(event.value)
             return
         self.feed.set_filter(event.value, self.console_app.clock())
-        self._sync_console()
-        self._sync_bindings()
+        self.selection_changed()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         if not event.value.strip():
-            self.action_clear_filter()
+            self.action_run("clear_filter")
         else:
-            self._close_filter_prompt()
-
-    def _close_filter_prompt(self) -> None:
-        """Give the footer its line back (the filter or search stays in force) and the focus
-        to what it filters."""
-        searched = self._events_searched()
-        self.filter_bar.close()
-        (self.event_log if searched else self.feed).focus()
-        self._sync_bindings()
-
-    def action_zoom(self) -> None:
-        """Zoom the focused panel to the full screen, or back."""
-        if self.maximized is not None:
-            self.minimize()
-            return
-        panel = self.focused_panel()
-        if panel is None:
-            self.commands.toast(
-                "nothing to zoom: focus a panel first (tab)", title="Zoom: not done"
-            )
-            return
-        self.maximize(panel, container=False)
-
-    # -- CVM and VM actions -------------------------------------------------------------------
-
-    def action_rebuild_challenge(self) -> None:
-        self.commands.ask("rebuild_challenge", self.console_app.engine.rebuild)
-
-    def action_start_vm(self) -> None:
-        target = self.selection().vm
-        if self.commands.refused("start_vm") or target is None:
-            return
-        self.commands.run("start VM", lambda: self.console_app.engine.start_vm(target.vm_id))
-
-    def action_stop_vm(self) -> None:
-        self.commands.ask("stop_vm", self.console_app.engine.stop_vm)
-
-    def action_remove_vm(self) -> None:
-        self.commands.ask("remove_vm", self.console_app.engine.remove_vm)
-
-    # -- host actions -------------------------------------------------------------------------
-
-    def action_drain_host(self) -> None:
-        self.commands.ask("drain_host", self.console_app.engine.drain_host)
-
-    def action_undrain_host(self) -> None:
-        self.commands.ask("undrain_host", self.console_app.engine.undrain_host)
-
-    # -- console actions ----------------------------------------------------------------------
-
-    def action_toggle_auto_claim(self) -> None:
-        if self.commands.refused("toggle_auto_claim"):
-            return
-        enabled = not self.header.auto_claim
-        self.commands.run("auto-claim", lambda: self.console_app.engine.set_auto_claim(enabled))
-
-    def action_orm_query(self) -> None:
-        if self.commands.refused("orm_query"):
-            return
-        challenges, selected = self.selection().orm_choices()
-        self.app.push_screen(
-            OrmScreen(
-                challenges,
-                self.console_app.engine.orm_query,
-                selected=selected,
-                cursor_blink=self.console_app.cursor_blink,
-            )
-        )
-
-    def action_outbox(self) -> None:
-        engine = self.console_app.engine
-        self.app.push_screen(
-            OutboxScreen(
-                engine.list_outbox,
-                engine.retry_dead_letter,
-                engine.discard_dead_letter,
-                self.console_app.clock,
-                read_only=self.console_app.read_only,
-            )
-        )
-
-    def action_toggle_follow(self) -> None:
-        self.vm_console.toggle_pause()
-
-    def action_toggle_wrap(self) -> None:
-        self.vm_console.toggle_wrap()
-
-    def action_stop_validator(self) -> None:
-        if self.commands.refused("stop_validator"):
-            return
-        question = ask("stop_validator", self.selection())
-        if question is not None:
-            self.commands.confirm(question, self.console_app.stop_validator_and_exit)
+            self.close_filter_prompt()
