@@ -33,7 +33,7 @@ async def test_reconciler_leaves_vms_being_removed_alone():
                 job = env.platform.add_job()
                 await wait_for(lambda job=job: job["id"] in env.platform.results(), 5, "result")
                 removing = [vm for vm in env.vmm.vms() if vm["status"] == "removing"]
-                await validator.reconcile()
+                await validator.reconciler.reconcile()
                 if removing:
                     break
             assert removing, "no VM was caught while being removed"

@@ -142,7 +142,7 @@ async def test_a_console_that_never_reads_is_cut_off_and_claims_go_on(tmp_path):
             cut = [e.message for e in state.events if "cut off" in e.message]
             assert len(cut) == 1 and cut[0].startswith("console #1 (pid ")
             assert "did not take its snapshot within 2s" in cut[0]
-            claimed = await host.validator.claim(jobs[0]["id"])
+            claimed = await host.validator.commands.claim(jobs[0]["id"])
             assert claimed.ok, claimed.message
             await wait_for(lambda: jobs[0]["id"] in env.platform.results(), 15, "its result")
             quiet.close()

@@ -25,30 +25,36 @@ async def test_random_command_storm_keeps_quota_exact():
                 challenges = list(validator.state.challenges)
                 action = rng.choice(["claim", "cancel", "rebuild", "vm", "auto", "orm"])
                 if action == "claim" and jobs:
-                    outcomes.append(await validator.claim(rng.choice(jobs).id))
+                    outcomes.append(await validator.commands.claim(rng.choice(jobs).id))
                 elif action == "cancel" and jobs:
-                    outcomes.append(await validator.cancel(rng.choice(jobs).id))
+                    outcomes.append(await validator.commands.cancel(rng.choice(jobs).id))
                 elif action == "rebuild" and challenges:
-                    outcomes.append(await validator.rebuild(rng.choice(challenges)))
+                    outcomes.append(await validator.commands.rebuild(rng.choice(challenges)))
                 elif action == "vm" and vms:
                     vm = rng.choice(vms)
                     command = rng.choice(
-                        [validator.start_vm, validator.stop_vm, validator.remove_vm]
+                        [
+                            validator.commands.start_vm,
+                            validator.commands.stop_vm,
+                            validator.commands.remove_vm,
+                        ]
                     )
                     outcomes.append(await command(vm.id))
                 elif action == "auto":
-                    outcomes.append(await validator.set_auto_claim(rng.random() < 0.7))
+                    outcomes.append(await validator.commands.set_auto_claim(rng.random() < 0.7))
                 elif action == "orm" and challenges:
                     outcomes.append(
-                        await validator.orm_query(rng.choice(challenges), "SELECT 1 AS one", [])
+                        await validator.commands.orm_query(
+                            rng.choice(challenges), "SELECT 1 AS one", []
+                        )
                     )
                 await asyncio.sleep(rng.uniform(0, 0.03))
             assert any(o.ok for o in outcomes) and any(not o.ok for o in outcomes)
             assert all(o.message for o in outcomes)
-            await validator.set_auto_claim(True)
+            await validator.commands.set_auto_claim(True)
             for challenge in list(validator.state.challenges.values()):
                 if challenge.vm_id and challenge.vm_status in ("stopped", "exited"):
-                    assert (await validator.start_vm(challenge.vm_id)).ok
+                    assert (await validator.commands.start_vm(challenge.vm_id)).ok
             await wait_for(lambda: all_challenges_active(validator), 60, "challenges active again")
             await wait_for(
                 lambda: (

@@ -75,7 +75,7 @@ async def test_claim_race_between_two_validators():
 async def test_platform_cancel_while_queued_booting_and_evaluating():
     async with DemoEnvironment(seed=5, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
         async with running(env.config) as validator:
-            await validator.set_auto_claim(False)
+            await validator.commands.set_auto_claim(False)
             queued = env.platform.add_job()
             await wait_for(lambda: queued["id"] in validator.state.jobs, 5, "queued job seen")
             env.platform.cancel_job(queued["id"])
@@ -86,7 +86,7 @@ async def test_platform_cancel_while_queued_booting_and_evaluating():
             env.vmm.set_boot(never=True, name_contains="-job-")
             booting = env.platform.add_job()
             await wait_for(lambda: booting["id"] in validator.state.jobs, 5)
-            assert (await validator.claim(booting["id"])).ok
+            assert (await validator.commands.claim(booting["id"])).ok
             await wait_for(
                 lambda: validator.state.jobs[booting["id"]].state is JobState.PROVISIONING, 5
             )
@@ -99,7 +99,7 @@ async def test_platform_cancel_while_queued_booting_and_evaluating():
 
             evaluating = env.platform.add_job(code="#sim:hang\nprint('x')")
             await wait_for(lambda: evaluating["id"] in validator.state.jobs, 5)
-            assert (await validator.claim(evaluating["id"])).ok
+            assert (await validator.commands.claim(evaluating["id"])).ok
             await wait_for(
                 lambda: validator.state.jobs[evaluating["id"]].state is JobState.RUNNING, 5
             )
@@ -123,14 +123,14 @@ async def test_operator_cancel_sends_cancelled_result():
                 ),
                 5,
             )
-            outcome = await validator.cancel(job["id"])
+            outcome = await validator.commands.cancel(job["id"])
             assert outcome.ok, outcome.message
             await wait_for(lambda: job["id"] in env.platform.results(), 5)
             body = env.platform.results()[job["id"]][0]
             assert body["error"] == "cancelled by operator" and body["score"] == 0
             await wait_for(lambda: not job_vms(env), 5)
             assert validator.ctx.hosts.get_usage().used == challenge_resources()
-            refused = await validator.cancel(job["id"])
+            refused = await validator.commands.cancel(job["id"])
             assert not refused.ok
 
 

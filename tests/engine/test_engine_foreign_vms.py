@@ -8,11 +8,11 @@ import asyncio
 
 from tests.support.engine import FAST, running, wait_for
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine import validator as validator_module
+from validator_tui.engine import loops as loops_module
 
 
 async def test_same_hotkey_engines_leave_each_others_vms_alone_and_say_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(validator_module, "RECONCILE_INTERVAL_S", 0.3)
+    monkeypatch.setattr(loops_module, "RECONCILE_INTERVAL_S", 0.3)
     async with DemoEnvironment(
         seed=51, jobs_per_minute=0, boot_seconds=0, engine=FAST, state_dir=str(tmp_path / "a")
     ) as env:

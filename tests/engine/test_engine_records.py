@@ -34,7 +34,7 @@ async def test_operator_cancel_counts_as_cancelled_not_failed():
         async with running(env.config) as validator:
             job = env.platform.add_job(code="#sim:hang")
             await wait_for(lambda: _state(validator, job["id"]) is JobState.RUNNING, 5)
-            assert (await validator.cancel(job["id"])).ok
+            assert (await validator.commands.cancel(job["id"])).ok
             await wait_for(lambda: _state(validator, job["id"]) is JobState.CANCELLED, 5)
             body = env.platform.results()[job["id"]][0]
             assert body["error"] == "cancelled by operator" and body["score"] == 0
@@ -60,7 +60,7 @@ async def test_job_vm_log_is_kept_after_the_vm_is_removed():
             assert 0 < len(record.vm_log) <= 200
             assert any("health check" in line for line in record.vm_log)
             assert all("\x1b" not in line for line in record.vm_log)
-            served = [line async for line in validator.vm_logs(record.vm_id, follow=True)]
+            served = [line async for line in validator.commands.vm_logs(record.vm_id, follow=True)]
             assert served[:-1] == list(record.vm_log)
             assert served[-1] == (
                 f"[validator] VM {record.vm_id} of job {job['id']} is gone: "
@@ -76,13 +76,13 @@ async def test_pending_jobs_say_why_they_wait():
     ) as env:
         env.config.engine.reserve_job_vms = 0
         async with running(env.config) as validator:
-            await validator.set_auto_claim(False)
+            await validator.commands.set_auto_claim(False)
             job = env.platform.add_job()
             await wait_for(lambda: job["id"] in validator.state.jobs, 5)
             await wait_for(
                 lambda: validator.state.jobs[job["id"]].waiting_reason == "auto-claim off", 5
             )
-            await validator.set_auto_claim(True)
+            await validator.commands.set_auto_claim(True)
             hanging = env.platform.add_job(code="#sim:hang")
             await wait_for(lambda: _state(validator, job["id"]) is JobState.COMPLETED, 10)
             await wait_for(lambda: _state(validator, hanging["id"]) is JobState.RUNNING, 10)
@@ -92,7 +92,7 @@ async def test_pending_jobs_say_why_they_wait():
             await wait_for(lambda: record.waiting_reason.startswith("waiting for capacity"), 5)
             assert record.waiting_reason == "waiting for capacity (needs 2 vCPU, 0 free)"
             assert record.state is JobState.PENDING
-            assert (await validator.cancel(hanging["id"])).ok
+            assert (await validator.commands.cancel(hanging["id"])).ok
             await wait_for(lambda: _state(validator, waiting["id"]) is JobState.COMPLETED, 10)
             assert validator.state.jobs[waiting["id"]].waiting_reason == ""
 
@@ -103,15 +103,15 @@ async def test_challenge_record_through_stop_start_and_remove():
             challenge = next(iter(validator.state.challenges.values()))
             first_vm = challenge.vm_id
             assert first_vm is not None and challenge.jobs_run == 0
-            assert (await validator.stop_vm(first_vm)).ok
+            assert (await validator.commands.stop_vm(first_vm)).ok
             record = validator.state.challenges[challenge.id]
             assert record.state is ChallengeState.STOPPED and record.active_since is None
             assert record.reason == "stopped by operator"
             assert not validator.challenges.is_active(challenge.id)
 
-            assert (await validator.start_vm(first_vm)).ok
+            assert (await validator.commands.start_vm(first_vm)).ok
             assert record.state in (ChallengeState.BOOTING, ChallengeState.ACTIVE)
-            await validator.reconcile()
+            await validator.reconciler.reconcile()
             await wait_for(
                 lambda: record.state is ChallengeState.ACTIVE and record.vm_status == "running",
                 10,
@@ -120,7 +120,7 @@ async def test_challenge_record_through_stop_start_and_remove():
             await wait_for(lambda: validator.challenges.is_active(challenge.id), 10)
             assert record.vm_id == first_vm and record.active_since is not None
 
-            assert (await validator.remove_vm(first_vm)).ok
+            assert (await validator.commands.remove_vm(first_vm)).ok
             assert record.vm_id != first_vm
             assert record.state is not ChallengeState.ACTIVE and record.state in (
                 ChallengeState.PENDING,

@@ -141,8 +141,8 @@ async def test_a_cvm_created_but_not_recorded_before_a_crash_is_adopted_not_fore
         async with running(env.config) as second:
             assert {c.id: c.vm_id for c in second.state.challenges.values()} == cvms
             assert env.vmm.stats["CreateVm"] == creates
-            await second.reconcile()
-            await second.reconcile()
+            await second.reconciler.reconcile()
+            await second.reconciler.reconcile()
             assert second.state.header.conflict == ""
         store = Store(tmp_path / "state.sqlite3")
         assert store.challenge_vm_intents("default") == set()

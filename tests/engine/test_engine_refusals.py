@@ -51,26 +51,26 @@ async def test_a_read_only_engine_refuses_every_command_itself():
 async def test_commands_on_what_does_not_exist_say_what_is_missing():
     async with DemoEnvironment(seed=62, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
         async with running(env.config) as validator:
-            rebuild = await validator.rebuild("no-such-challenge")
+            rebuild = await validator.commands.rebuild("no-such-challenge")
             assert not rebuild.ok and "unknown challenge" in rebuild.message
-            stop = await validator.stop_vm("no-such-vm")
+            stop = await validator.commands.stop_vm("no-such-vm")
             assert not stop.ok and "not one of this validator's VMs" in stop.message
-            drain = await validator.drain_host("nowhere")
+            drain = await validator.commands.drain_host("nowhere")
             assert not drain.ok and "no host named 'nowhere'" in drain.message
             assert "default" in drain.message  # the hosts there are
-            undrain = await validator.undrain_host("default")
+            undrain = await validator.commands.undrain_host("default")
             assert not undrain.ok and "not draining" in undrain.message
-            drained = await validator.drain_host("default")
+            drained = await validator.commands.drain_host("default")
             assert drained.ok and "no other host takes VMs" in drained.message
-            again = await validator.drain_host("default")
+            again = await validator.commands.drain_host("default")
             assert not again.ok and "already" in again.message
-            assert (await validator.undrain_host("default")).ok
-            write = await validator.orm_query(
+            assert (await validator.commands.undrain_host("default")).ok
+            write = await validator.commands.orm_query(
                 next(iter(validator.state.challenges)), "DELETE FROM submissions", []
             )
             assert not write.ok and write.rows == ()
             with pytest.raises(VmmError, match="not found"):  # one host: the VMM answers
-                _ = [line async for line in validator.vm_logs("no-such-vm", follow=False)]
+                _ = [line async for line in validator.commands.vm_logs("no-such-vm", follow=False)]
 
 
 async def test_a_gone_job_vms_log_is_served_from_its_record():
@@ -88,7 +88,7 @@ async def test_a_gone_job_vms_log_is_served_from_its_record():
             record = validator.state.jobs[job["id"]]
             await wait_for(lambda: record.vm_id not in validator.state.vms, 10, "VM gone")
             assert record.vm_log, "the job kept its VM's log"
-            lines = [line async for line in validator.vm_logs(record.vm_id, follow=False)]
+            lines = [line async for line in validator.commands.vm_logs(record.vm_id, follow=False)]
             assert lines[:-1] == list(record.vm_log)[-200:]
             assert lines[-1].endswith("log lines kept") and record.vm_id in lines[-1]
 
@@ -109,7 +109,11 @@ async def test_vm_commands_on_a_finished_jobs_vm_say_it_was_removed_with_the_job
             vm_id = record.vm_id
             assert vm_id is not None
             await wait_for(lambda: vm_id not in validator.state.vms, 10, "VM gone")
-            for command in (validator.start_vm, validator.stop_vm, validator.remove_vm):
+            for command in (
+                validator.commands.start_vm,
+                validator.commands.stop_vm,
+                validator.commands.remove_vm,
+            ):
                 outcome = await command(vm_id)
                 assert not outcome.ok
                 assert outcome.message == (

@@ -166,7 +166,7 @@ async def test_drain_moves_cvms_lets_running_jobs_finish_then_shows_drained():
 
             await wait_for(lambda: len(running_on_h1()) >= 2, 20, "jobs running on h1")
             there = {j.id for j in validator.state.jobs.values() if j.host == "h1"}
-            drained = await validator.drain_host("h1")
+            drained = await validator.commands.drain_host("h1")
             assert drained.ok and "1 challenge CVMs move" in drained.message, drained.message
             assert validator.state.hosts["h1"].state is HostState.DRAINING
             creates = env.host_of("h1").stats["CreateVm"]
@@ -182,9 +182,9 @@ async def test_drain_moves_cvms_lets_running_jobs_finish_then_shows_drained():
             assert moved.host in ("h2", "h3") and moved.vm_id != old_cvm
             assert cvm_ids(env)[0] == set() and sum(len(ids) for ids in cvm_ids(env)) == 3
             assert all(len(results[j["id"]]) == 1 for j in jobs)
-            again = await validator.drain_host("h1")
+            again = await validator.commands.drain_host("h1")
             assert not again.ok and "already drained" in again.message
-            assert (await validator.undrain_host("h1")).ok
+            assert (await validator.commands.undrain_host("h1")).ok
             assert validator.state.hosts["h1"].state is HostState.UP
             assert validator.ctx.store.draining_hosts() == set()
             more = env.platform.add_jobs(12)

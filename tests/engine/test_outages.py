@@ -22,7 +22,7 @@ from tests.support.engine import (
 from tests.support.outage import behind_proxies, events, loop_errors
 from validator_tui.config import ResourceLimits, VmSpec
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine import validator as validator_module
+from validator_tui.engine import loops as loops_module
 from validator_tui.engine.health import REFUSAL_RETRIES
 from validator_tui.engine.store import Store
 from validator_tui.engine.validator import Validator
@@ -116,7 +116,7 @@ async def test_lost_claim_answer_is_settled_by_a_poll(where):
                     5,
                     "the job seen by a poll",
                 )
-                await validator.set_auto_claim(True)
+                await validator.commands.set_auto_claim(True)
                 await wait_for(lambda: job["id"] in env.platform.results(), 15, "the result")
                 await wait_for(lambda: validator.running_job_count() == 0, 5, "idle")
                 assert platform.stats[f"{where}s cut"] == 1
@@ -193,7 +193,7 @@ async def test_vmm_restarted_empty_mid_run(monkeypatch):
     """The VMM restarts and forgets every VM while jobs run: within one reconcile period (made
     1 s here instead of 5 s) plus a boot the challenge CVMs are back, in-flight jobs get a clear
     error or complete, quota is exactly the new CVMs plus running jobs, nothing stays active."""
-    monkeypatch.setattr(validator_module, "RECONCILE_INTERVAL_S", 1.0)
+    monkeypatch.setattr(loops_module, "RECONCILE_INTERVAL_S", 1.0)
     async with DemoEnvironment(
         seed=45, jobs_per_minute=0, boot_seconds=0.3, engine=ENGINE, evaluator_latency_s=1.5
     ) as env:
@@ -368,7 +368,7 @@ async def test_cancel_seen_before_an_accepted_claim_answers_costs_no_vm():
                 job = env.platform.add_job()
                 await wait_for(lambda: job["id"] in validator.state.jobs, 5, "the job seen")
                 await platform.set_mode("slow", delay=0.4)
-                claim = asyncio.create_task(validator.claim(job["id"]))
+                claim = asyncio.create_task(validator.commands.claim(job["id"]))
                 await wait_for(lambda: env.platform.job(job["id"])["status"] == "claimed", 5)
                 assert validator.jobs is not None
                 validator.jobs.on_job_cancelled(job["id"])
@@ -494,7 +494,7 @@ async def test_dead_letters_are_counted_after_a_restart_and_can_be_retried_or_di
                     path_prefix=f"/jobs/{job['id']}/results",
                     body='{"error": "results refused: \\u001b[31mred\\u001b[0m"}',
                 )
-                assert (await validator.claim(job["id"])).ok
+                assert (await validator.commands.claim(job["id"])).ok
             await wait_for(lambda: validator.state.header.counters.dead_letters == 2, 10)
         caplog.set_level(logging.INFO)
         validator = Validator(env.config)
@@ -503,22 +503,22 @@ async def test_dead_letters_are_counted_after_a_restart_and_can_be_retried_or_di
             await asyncio.wait_for(validator.wait_started(), 10)
             assert validator.state.header.counters.dead_letters == 2
             await wait_for(lambda: "dead_letters=2" in caplog.text, 5, "the status line")
-            rows = validator.list_outbox()
+            rows = validator.commands.list_outbox()
             assert {row.job_id: row.status for row in rows} == {
                 jobs[0]["id"]: "dead",
                 jobs[1]["id"]: "dead",
             }
             dead = next(row for row in rows if row.job_id == jobs[0]["id"])
             assert dead.last_error.endswith("HTTP 400: results refused: red"), dead.last_error
-            retried = await validator.retry_dead_letter(jobs[0]["id"])
+            retried = await validator.commands.retry_dead_letter(jobs[0]["id"])
             assert retried.ok, retried.message
             await wait_for(lambda: jobs[0]["id"] in env.platform.results(), 10, "resent")
-            discarded = await validator.discard_dead_letter(jobs[1]["id"])
+            discarded = await validator.commands.discard_dead_letter(jobs[1]["id"])
             assert discarded.ok, discarded.message
-            assert not (await validator.discard_dead_letter(jobs[1]["id"])).ok
-            assert not (await validator.retry_dead_letter("no-such-job")).ok
+            assert not (await validator.commands.discard_dead_letter(jobs[1]["id"])).ok
+            assert not (await validator.commands.retry_dead_letter("no-such-job")).ok
             assert validator.state.header.counters.dead_letters == 0
-            statuses = {row.job_id: row.status for row in validator.list_outbox()}
+            statuses = {row.job_id: row.status for row in validator.commands.list_outbox()}
             assert statuses == {jobs[0]["id"]: "sent", jobs[1]["id"]: "discarded"}
         finally:
             await validator.stop()

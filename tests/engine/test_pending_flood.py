@@ -62,13 +62,13 @@ async def test_announced_jobs_go_before_thousands_of_listed_leftovers():
         resource_limits=one_job_vm,
     ) as env:
         async with running(env.config) as validator:
-            await validator.set_auto_claim(False)
+            await validator.commands.set_auto_claim(False)
             leftovers = set(env.platform.add_unclaimable(3000))
             await wait_for(lambda: leftovers <= validator.state.jobs.keys(), 10, "leftovers seen")
             real = [job["id"] for job in env.platform.add_jobs(3)]
             await wait_for(lambda: set(real) <= validator.state.jobs.keys(), 10, "jobs seen")
             env.platform.requests.clear()
-            await validator.set_auto_claim(True)
+            await validator.commands.set_auto_claim(True)
             await wait_for(
                 lambda: all(env.platform.job(job_id)["claimed_by"] == ALICE for job_id in real),
                 30,

@@ -32,12 +32,12 @@ async def test_orphaned_job_vm_is_removed_and_a_failed_listing_changes_nothing()
                 "nobody-runs-this", "c", StoredState.LOST, vm_name=orphan.name
             )
             orphan_id = await validator.ctx.hosts["default"].vmm.create_vm(orphan)
-            await validator.reconcile()
+            await validator.reconciler.reconcile()
             assert all(vm["id"] != orphan_id or vm["status"] == "removing" for vm in env.vmm.vms())
             assert any("removed orphaned job VM" in e.message for e in validator.state.events)
 
             env.vmm.fail_next("Status", 1, "boom")
             before = len(validator.state.events)
-            await validator.reconcile()
+            await validator.reconciler.reconcile()
             assert len(validator.state.events) == before
             await wait_for(lambda: validator.ctx.hosts.get_usage().used == challenge_resources(), 5)

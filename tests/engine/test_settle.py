@@ -9,7 +9,7 @@ import asyncio
 from tests.support.engine import challenge_resources, running, wait_for
 from tests.support.outage import events
 from validator_tui.demo import DemoEnvironment
-from validator_tui.engine import validator as validator_module
+from validator_tui.engine import loops as loops_module
 from validator_tui.shared.records import HostState, JobState
 from validator_tui.sim.scoring import score_for_code
 from validator_tui.sim.vmm import VmmSimulator
@@ -36,7 +36,7 @@ async def test_vmm_back_empty_after_an_outage_fails_no_job(monkeypatch):
     """The VMM dies with the challenge CVMs active, jobs are announced while it is down and in
     the first second after it answers again, empty, on the same port: no job fails; each
     completes once the challenge's CVM is active again, and each challenge gets one new CVM."""
-    monkeypatch.setattr(validator_module, "RECONCILE_INTERVAL_S", 1.0)
+    monkeypatch.setattr(loops_module, "RECONCILE_INTERVAL_S", 1.0)
     async with DemoEnvironment(
         seed=61, jobs_per_minute=0, boot_seconds=0.4, engine=ENGINE, evaluator_latency_s=0.05
     ) as env:
@@ -90,7 +90,7 @@ async def test_claimed_job_waits_for_its_cvm_provisioned_again():
             )
             env.vmm.set_boot(seconds=2.5, name_contains="-ch-")
             env.vmm.restart_empty()
-            await validator.reconcile()
+            await validator.reconciler.reconcile()
             assert not validator.challenges.is_active(challenge.id)
             await wait_for(lambda: job["id"] in env.platform.results(), 20, "the result")
             assert_each_scored_once(env, [job])
@@ -115,10 +115,10 @@ async def test_undrain_before_anything_moved_changes_nothing():
             cvms = {c.id: c.vm_id for c in validator.state.challenges.values()}
             jobs = env.platform.add_jobs(4)
             await wait_for(lambda: validator.running_job_count() >= 1, 10, "jobs running")
-            assert (await validator.drain_host(name)).ok
+            assert (await validator.commands.drain_host(name)).ok
             assert validator.state.hosts[name].state is HostState.DRAINING
             await asyncio.sleep(0.5)
-            assert (await validator.undrain_host(name)).ok
+            assert (await validator.commands.undrain_host(name)).ok
             await wait_for(
                 lambda: all(job["id"] in env.platform.results() for job in jobs), 20, "results"
             )
@@ -133,7 +133,7 @@ async def test_claims_wait_until_the_vm_list_of_a_returning_vmm_was_read(monkeyp
     """The VMM answers again but its VM list cannot be read yet (Status refused): a job
     announced meanwhile is not claimed and says why; once the list is read, the lost CVMs are
     provisioned again and the job completes."""
-    monkeypatch.setattr(validator_module, "RECONCILE_INTERVAL_S", 1.0)
+    monkeypatch.setattr(loops_module, "RECONCILE_INTERVAL_S", 1.0)
     async with DemoEnvironment(
         seed=64, jobs_per_minute=0, boot_seconds=0.1, engine=ENGINE, evaluator_latency_s=0.05
     ) as env:
@@ -175,10 +175,10 @@ async def test_undrain_cancels_moves_under_way():
             moving = sum(1 for host, _ in before.values() if host == "h1")
             on_h2 = cvms_on(h2)
             h2.set_boot(seconds=30, name_contains="-ch-")
-            drained = await validator.drain_host("h1")
+            drained = await validator.commands.drain_host("h1")
             assert drained.ok and f"{moving} challenge CVMs move" in drained.message
             await wait_for(lambda: len(cvms_on(h2)) == len(on_h2) + moving, 5, "moves booting")
-            undone = await validator.undrain_host("h1")
+            undone = await validator.commands.undrain_host("h1")
             assert undone.ok and f"{moving} challenge CVM moves cancelled" in undone.message
             await wait_for(lambda: cvms_on(h2) == on_h2, 5, "the moves' CVMs removed")
             after = {c.id: (c.host, c.vm_id) for c in validator.state.challenges.values()}

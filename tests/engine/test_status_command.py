@@ -95,7 +95,7 @@ async def test_dead_letters_are_a_warning(capsys):
             [job] = env.platform.add_jobs(1)
             await wait_for(lambda: job["id"] in validator.state.jobs, 5, "job seen")
             env.platform.inject_fault(status=400, path_prefix=f"/jobs/{job['id']}/results")
-            assert (await validator.claim(job["id"])).ok
+            assert (await validator.commands.claim(job["id"])).ok
             await wait_for(lambda: validator.state.header.counters.dead_letters == 1, 10)
             code, out = await status(capsys, host)
             assert code == 1

@@ -79,7 +79,7 @@ class Claim(_Command):
         return f"claim job {self.job_id}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.claim(self.job_id)
+        return await validator.commands.claim(self.job_id)
 
 
 class Cancel(_Command):
@@ -93,7 +93,7 @@ class Cancel(_Command):
         return f"cancel job {self.job_id}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.cancel(self.job_id)
+        return await validator.commands.cancel(self.job_id)
 
 
 class Rebuild(_Command):
@@ -106,7 +106,7 @@ class Rebuild(_Command):
         return f"rebuild the CVM of challenge {self.challenge_id}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.rebuild(self.challenge_id)
+        return await validator.commands.rebuild(self.challenge_id)
 
 
 class StartVm(_Command):
@@ -119,7 +119,7 @@ class StartVm(_Command):
         return f"start VM {self.vm_id}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.start_vm(self.vm_id)
+        return await validator.commands.start_vm(self.vm_id)
 
 
 class StopVm(_Command):
@@ -132,7 +132,7 @@ class StopVm(_Command):
         return f"stop VM {self.vm_id}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.stop_vm(self.vm_id)
+        return await validator.commands.stop_vm(self.vm_id)
 
 
 class RemoveVm(_Command):
@@ -145,7 +145,7 @@ class RemoveVm(_Command):
         return f"remove VM {self.vm_id}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.remove_vm(self.vm_id)
+        return await validator.commands.remove_vm(self.vm_id)
 
 
 class SetAutoClaim(_Command):
@@ -158,7 +158,7 @@ class SetAutoClaim(_Command):
         return f"auto-claim {'on' if self.enabled else 'off'}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.set_auto_claim(self.enabled)
+        return await validator.commands.set_auto_claim(self.enabled)
 
 
 class OrmQuery(_Command):
@@ -174,7 +174,7 @@ class OrmQuery(_Command):
         return f"ORM query on challenge {self.challenge_id}: {self.sql}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.orm_query(self.challenge_id, self.sql, list(self.params))
+        return await validator.commands.orm_query(self.challenge_id, self.sql, list(self.params))
 
 
 class StopValidator(_Command):
@@ -205,7 +205,7 @@ class RetryDeadLetter(_Command):
         return f"send the dead letter of job {self.job_id} again"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.retry_dead_letter(self.job_id)
+        return await validator.commands.retry_dead_letter(self.job_id)
 
 
 class DiscardDeadLetter(_Command):
@@ -218,7 +218,7 @@ class DiscardDeadLetter(_Command):
         return f"discard the dead letter of job {self.job_id}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.discard_dead_letter(self.job_id)
+        return await validator.commands.discard_dead_letter(self.job_id)
 
 
 class DrainHost(_Command):
@@ -232,7 +232,7 @@ class DrainHost(_Command):
         return f"drain host {self.host}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.drain_host(self.host)
+        return await validator.commands.drain_host(self.host)
 
 
 class UndrainHost(_Command):
@@ -245,7 +245,7 @@ class UndrainHost(_Command):
         return f"undrain host {self.host}"
 
     async def run(self, validator: Validator) -> Outcome:
-        return await validator.undrain_host(self.host)
+        return await validator.commands.undrain_host(self.host)
 
 
 Command = Annotated[

@@ -193,7 +193,7 @@ class InProcessEngine(ClientCommands):
 
     async def list_outbox(self, limit: int = 1000) -> list[OutboxRow]:
         async def rows() -> list[OutboxRow]:
-            return self.validator.list_outbox(limit)
+            return self.validator.commands.list_outbox(limit)
 
         return await self.call(rows)
 
@@ -211,7 +211,9 @@ class InProcessEngine(ClientCommands):
         async def pump() -> None:
             await asyncio.sleep(VM_LOG_SETTLE_S)
             try:
-                async for line in self.validator.vm_logs(vm_id, lines=lines, follow=follow):
+                async for line in self.validator.commands.vm_logs(
+                    vm_id, lines=lines, follow=follow
+                ):
                     await hand_over(line)
             except Exception as exc:
                 await hand_over(exc)

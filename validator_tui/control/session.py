@@ -190,7 +190,11 @@ class Session:
                 job = frames.fit_job(self.server.validator.state.job_copy(frame.job_id))
                 self.send(frames.JobAnswer(id=frame.id, job=job))
             elif isinstance(frame, frames.OutboxRequest):
-                self.send(_outbox_answer(frame.id, self.server.validator.list_outbox(frame.limit)))
+                self.send(
+                    _outbox_answer(
+                        frame.id, self.server.validator.commands.list_outbox(frame.limit)
+                    )
+                )
             else:
                 self._error("protocol", "hello was already received")
 
@@ -235,7 +239,7 @@ class Session:
         async def produce() -> None:
             await asyncio.sleep(VM_LOG_SETTLE_S)
             try:
-                async for line in self.server.validator.vm_logs(
+                async for line in self.server.validator.commands.vm_logs(
                     request.vm_id, lines=request.lines, follow=request.follow
                 ):
                     await lines.put(_wire_line(line))

@@ -34,7 +34,13 @@ from validator_tui.engine.state import EngineState
 from validator_tui.engine.tasks import TaskRegistry
 from validator_tui.engine.vm_ready import VmWatcher
 from validator_tui.sanitize import clean_line
-from validator_tui.shared.records import HostRecord, HostState, QuotaUsage, Resources
+from validator_tui.shared.records import (
+    ConnectionView,
+    HostRecord,
+    HostState,
+    QuotaUsage,
+    Resources,
+)
 
 HostListener = Callable[["Host"], None]
 
@@ -394,6 +400,19 @@ class HostPool:
         return f"waiting for a host that takes VMs ({states})"
 
     # -- the console's view ----------------------------------------------------------------------
+
+    def vmm_view(self) -> ConnectionView:
+        """The VMM connection the header shows: connected while every host answers, else the
+        error of each host that does not (and, with some answering, how many are up)."""
+        quiet = [host for host in self if not host.answering]
+        if not quiet:
+            return ConnectionView("connected")
+        if len(quiet) == len(self):
+            errors = "; ".join(host.health.last_error for host in quiet)
+            return ConnectionView("error", last_error=errors or None)
+        errors = "; ".join(f"{host.name}: {host.health.last_error}" for host in quiet)
+        up = len(self) - len(quiet)
+        return ConnectionView(f"{up}/{len(self)} hosts up", last_error=errors or None)
 
     def publish(self) -> None:
         """Copy the total usage into the header and publish every host record that changed."""

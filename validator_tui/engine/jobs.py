@@ -149,6 +149,11 @@ class JobManager:
             header.claims_paused = reason
             self.ctx.state.header_changed()
 
+    def on_challenge_active(self, challenge_id: str) -> None:
+        """A challenge's CVM serves (again): claim the jobs it lets in, when auto-claiming."""
+        if self.auto_claim:
+            self.claim_what_fits()
+
     def on_health_change(self) -> None:
         """The platform's or the VMM's health changed: pause or resume claims."""
         self.publish_claim_state()
@@ -320,7 +325,7 @@ class JobManager:
         self.outbox.enqueue(job.id, body, claim_unsure=job.claim_unsure)
 
     def on_result_done(self, job_id: str, status: ResultStatus, detail: str) -> None:
-        """Outbox callback: the platform answered for this job's result."""
+        """The platform answered for this job's result (a `ResultOutbox.on_done` listener)."""
         by_operator = job_id in self._operator_cancelled
         self._operator_cancelled.discard(job_id)
         job = self.ctx.state.jobs.get(job_id)

@@ -152,8 +152,8 @@ class EngineMetrics:
         held = self._state.jobs
         self._seen = {job_id: seen for job_id, seen in self._seen.items() if job_id in held}
 
-    def on_result(self, status: ResultStatus) -> None:
-        """Count one answer of the platform to a result."""
+    def on_result(self, job_id: str, status: ResultStatus, detail: str) -> None:
+        """Count one answer of the platform to a result (a `ResultOutbox.on_done` listener)."""
         name = RESULT_NAMES.get(status)
         if name is not None:
             self.results.labels(name).inc()

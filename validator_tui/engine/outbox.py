@@ -22,10 +22,15 @@ DoneCallback = Callable[[str, ResultStatus, str], None]
 class ResultOutbox:
     """Sends queued results concurrently; a restart resumes whatever was not answered."""
 
-    def __init__(self, ctx: EngineContext, on_done: DoneCallback) -> None:
+    def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
-        self._on_done = on_done
+        self._on_done: list[DoneCallback] = []
         self._senders: dict[str, asyncio.Task[None]] = {}
+
+    def on_done(self, listener: DoneCallback) -> None:
+        """Call `listener(job_id, status, detail)` each time the platform answers for a
+        result (listeners in the order they were added)."""
+        self._on_done.append(listener)
 
     @property
     def pending(self) -> int:
@@ -103,7 +108,8 @@ class ResultOutbox:
             self.ctx.state.header.counters.dead_letters += 1
         elif status is not ResultStatus.SENT:
             self.ctx.log(level, "result", f"result {status}: {detail}", job_id=job_id)
-        self._on_done(job_id, status, detail)
+        for listener in self._on_done:
+            listener(job_id, status, detail)
 
     # -- dead letters -------------------------------------------------------------------------
 

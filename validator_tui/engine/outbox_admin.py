@@ -1,8 +1,8 @@
 """The results outbox of a stopped engine: list it, send a dead letter again at the next start,
 or discard one, working on the state directory's store directly (`validator-tui outbox`).
 
-A running engine does the same through `Validator.list_outbox`, `retry_dead_letter` and
-`discard_dead_letter` (which also send at once).
+A running engine does the same through `list_outbox`, `retry_dead_letter` and
+`discard_dead_letter` of its `OperatorCommands` (engine/commands.py; they also send at once).
 """
 
 from __future__ import annotations
