@@ -79,7 +79,7 @@ async def test_hostile_challenge_name_is_inert():
         with captured_logs() as (text, jsonl):
             async with running(env.config) as validator:
                 hostile = env.platform.add_challenge(name=HOSTILE)
-                await validator.loops.check_challenge_updates()
+                await validator.jobs.check_challenge_updates()
                 await wait_for(lambda: hostile["id"] in validator.state.challenges, 5)
                 record = validator.state.challenges[hostile["id"]]
                 await wait_for(lambda: record.state.value == "failed", 5, "challenge failed")

@@ -145,7 +145,7 @@ async def test_a_challenge_whose_entry_is_unreadable_is_not_drained(tmp_path) ->
             first = env.platform.challenges()[0]["id"]
             added = env.platform.add_challenge()["id"]
             env.platform.override_entry("challenges", first, {"compose_hash": 42})
-            await validator.loops.check_challenge_updates()
+            await validator.jobs.check_challenge_updates()
 
             def added_is_active() -> bool:
                 record = validator.state.challenges.get(added)

@@ -91,7 +91,7 @@ async def test_unusable_state_dir_at_start_runs_but_refuses_to_claim(tmp_path, t
                 await wait_for(lambda: job["id"] in validator.state.jobs, 5, "job seen")
                 outcome = await validator.commands.claim(job["id"])
                 assert not outcome.ok and "not writable" in outcome.message
-                await validator.loops.check_challenge_updates()
+                await validator.jobs.check_challenge_updates()
                 assert env.platform.stats["claims_ok"] == 0
                 assert env.platform.job(job["id"])["status"] == "pending"
                 assert validator.state.jobs[job["id"]].state is JobState.PENDING

@@ -82,6 +82,16 @@ class ServerHealth:
         log_event(self.state, "error", self.kind, reason)
         self._notify()
 
+    def refuses_us(self, exc: ClientError) -> bool:
+        """True if `exc`, the answer to a request about no particular job (a poll), is a
+        401/403: the server refuses our hotkey, not one request (an auth outage, see
+        `refused`)."""
+        if not isinstance(exc, ApiError) or not exc.refused:
+            return False
+        words = f" {exc.detail}" if exc.detail else ""
+        self.refused(f"{self.kind} refuses our hotkey: {exc.status}{words}")
+        return True
+
     def _notify(self) -> None:
         for listener in list(self._listeners):
             listener()

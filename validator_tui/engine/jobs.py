@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from validator_tui.clients.errors import ClientError
 from validator_tui.engine.challenge_stats import ChallengeStatsBook
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.claim_order import ClaimCancel
@@ -116,7 +117,31 @@ class JobManager:
         """A claim a previous run sent without hearing the answer: the first poll settles it."""
         self.claims.recover_unsure(stored)
 
+    async def check_challenge_updates(self) -> None:
+        """Fetch the active challenges and make the challenge CVMs follow them; jobs waiting
+        for a challenge to be adopted are claimed once it is."""
+        try:
+            challenges = await self.ctx.platform.get_challenges()
+        except ClientError as exc:
+            if not self.ctx.platform_health.refuses_us(exc):
+                self.ctx.log("warn", "challenges", f"cannot fetch challenges: {exc}")
+            return
+        adopting = self.challenges.adoption_pending
+        await self.challenges.sync(challenges)
+        if adopting:
+            self.on_health_change()
+
     # -- capacity ---------------------------------------------------------------------------
+
+    def has_capacity(self, job: JobRecord | Job) -> bool:
+        """True when `job` could be claimed now: claims run, its challenge takes them, and a
+        host has room for its VM. (`claim_job` takes the room itself, so a claim never
+        overcommits whatever this said.)"""
+        return not (
+            self.claim_blocker()
+            or self.challenges.claims_wait(job.challenge_id)
+            or self.ctx.hosts.job_capacity_reason(self.job_resources())
+        )
 
     def job_resources(self) -> Resources:
         """What one job VM holds from the quota."""

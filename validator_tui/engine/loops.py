@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from validator_tui.clients.errors import ApiError, ClientError
+from validator_tui.clients.errors import ClientError
 from validator_tui.clients.platform import WsState
 from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
@@ -130,7 +130,7 @@ class EngineLoops:
                     "challenge updated: rebuilding its CVM",
                     challenge_id=message.challenge_id,
                 )
-                self.background(self.check_challenge_updates())
+                self.background(self.jobs.check_challenge_updates())
         else:
             self._unknown_frames.say(
                 message.type, f"ignored a WebSocket frame of unknown type {message.type!r}"
@@ -147,37 +147,14 @@ class EngineLoops:
             await self.jobs.fetch_pending_jobs()
         except ClientError as exc:
             # While the platform is not answering, its one "not answering" line says it all.
-            if not self._refuses_us(exc) and self.ctx.platform_health.up:
+            if not self.ctx.platform_health.refuses_us(exc) and self.ctx.platform_health.up:
                 self._poll_failures.say("poll failed", f"poll failed: {exc}")
-
-    def _refuses_us(self, exc: ClientError) -> bool:
-        """A 401/403 to a request about no particular job (a poll) means the platform refuses
-        our hotkey, not one request: an auth outage (claims pause, results are retried). True
-        if `exc` is one (logged once, by the platform's health)."""
-        if not isinstance(exc, ApiError) or not exc.refused:
-            return False
-        words = f" {exc.detail}" if exc.detail else ""
-        self.ctx.platform_health.refused(f"platform refuses our hotkey: {exc.status}{words}")
-        return True
 
     async def _challenge_loop(self) -> None:
         interval = self.ctx.config.engine.challenge_check_interval_s
         while True:
-            await self.check_challenge_updates()
+            await self.jobs.check_challenge_updates()
             await asyncio.sleep(interval)
-
-    async def check_challenge_updates(self) -> None:
-        """Fetch the active challenges and make the CVMs follow them."""
-        try:
-            challenges = await self.ctx.platform.get_challenges()
-        except ClientError as exc:
-            if not self._refuses_us(exc):
-                self.ctx.log("warn", "challenges", f"cannot fetch challenges: {exc}")
-            return
-        adopting = self.challenges.adoption_pending
-        await self.challenges.sync(challenges)
-        if adopting:
-            self.jobs.on_health_change()
 
     # -- the hosts and the store ------------------------------------------------------------
 
