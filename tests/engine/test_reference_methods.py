@@ -26,3 +26,29 @@ async def test_has_capacity_says_whether_the_next_claim_fits():
             refused = await jobs.claim_job(second["id"])
             assert not refused.ok and "capacity" in refused.message
             assert env.platform.job(second["id"])["status"] == "pending"
+
+
+async def test_destroy_vm_removes_a_job_vm_and_the_job_fails_with_a_reason():
+    """Removed while it evaluates, and removed while its evaluator is still starting (its
+    /health answers in 3 s): either way the job fails at once, not at the boot timeout."""
+    engine = FAST | {"boot_timeout_s": 30.0}
+    async with DemoEnvironment(seed=42, jobs_per_minute=0, boot_seconds=0, engine=engine) as env:
+        async with running(env.config) as validator:
+            executor = validator.jobs.executor
+            assert not await executor.destroy_vm("no-such-vm")
+            listed = validator.state.jobs
+            for health_latency_s, phase in ((0.0, "evaluating"), (3.0, "created")):
+                env.vmm.set_evaluator(health_latency_s=health_latency_s)
+                job = env.platform.add_job(code="#sim:hang")
+
+                def in_phase(job_id: str = job["id"], phase: str = phase) -> bool:
+                    record = listed.get(job_id)
+                    return record is not None and phase in record.timeline[-1].text
+
+                await wait_for(in_phase, 10, phase)
+                vm_id = listed[job["id"]].vm_id
+                assert vm_id is not None
+                assert await executor.destroy_vm(vm_id)
+                await wait_for(lambda job=job: job["id"] in env.platform.results(), 5, "result")
+                [result] = env.platform.results()[job["id"]]
+                assert result["score"] == 0 and vm_id in result["error"], result["error"]

@@ -309,7 +309,7 @@ class DstackExecutor:
                 if vm.maybe_created and not ids:
                     ids = await find_vms_named(host, vm.name)
                 for vm_id in ids:
-                    if not await remove_vm(self.ctx, host, vm_id):
+                    if not await self.destroy_vm(vm_id, host):
                         raise ClientError(f"cannot remove VM {vm_id}")
         except (TimeoutError, ClientError, asyncio.CancelledError) as exc:
             reason = str(exc) or "the VMM does not answer in time"
@@ -324,6 +324,17 @@ class DstackExecutor:
                 raise
             return
         vm.maybe_created = False
+
+    async def destroy_vm(self, vm_id: str, host: Host | None = None) -> bool:
+        """Remove the VM `vm_id` from `host` (by default the host its record names); True once
+        it is gone, False when it is unknown to us or the VMM would not remove it (logged:
+        the reconciler or the next start removes it)."""
+        if host is None:
+            record = self.ctx.state.vms.get(vm_id)
+            host = None if record is None else self.ctx.hosts.get(record.host)
+            if host is None:
+                return False
+        return await remove_vm(self.ctx, host, vm_id)
 
     async def _await_creation(self, vm: JobVm) -> None:
         """Learn the id of a VM whose CreateVm is in flight (waiting at most CLEANUP_WAIT_S)."""

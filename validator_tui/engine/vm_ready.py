@@ -42,6 +42,8 @@ class VmNotReady(Exception):
 class _Watch:
     booted: asyncio.Future[VmInfo]
     on_info: InfoListener | None
+    #: What the VM is doing, for the reason it failed ("booting", "starting its evaluator").
+    phase: str = "booting"
     interval: float = FIRST_INTERVAL_S
     due: float = 0.0
     last: str = "no answer yet"
@@ -84,7 +86,8 @@ class VmWatcher:
         """Return the seconds it took once the VM booted and its evaluator is healthy.
 
         `on_info` hears every answer about the VM while it boots. Raises `VmNotReady` with the
-        reason (boot_error text, status, VM lost, or the timeout and what was seen last).
+        reason (boot_error text, status, VM lost, or the timeout and what was seen last); a VM
+        that goes away while its evaluator is not answering yet is reported at once.
         """
         started = time.monotonic()
         deadline = started + timeout
@@ -108,14 +111,19 @@ class VmWatcher:
                 last = f"health answered HTTP {response.status_code}"
             except ClientError as exc:
                 last = f"health check failed: {exc}"
+                # An evaluator that does not answer at all may have no VM any more (removed,
+                # crashed): the shared Status poll says so now, not at the boot timeout.
+                await self._booted(vm_id, deadline, on_info, "starting its evaluator")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise VmNotReady(f"not healthy in time ({last})")
             await asyncio.sleep(min(interval, remaining))
             interval = min(interval * 2, self.max_interval)
 
-    async def _booted(self, vm_id: str, deadline: float, on_info: InfoListener | None) -> VmInfo:
-        watch = _Watch(asyncio.get_running_loop().create_future(), on_info)
+    async def _booted(
+        self, vm_id: str, deadline: float, on_info: InfoListener | None, phase: str = "booting"
+    ) -> VmInfo:
+        watch = _Watch(asyncio.get_running_loop().create_future(), on_info, phase)
         watch.due = time.monotonic()
         self._watches[vm_id] = watch
         self._wake.set()
@@ -160,7 +168,7 @@ class VmWatcher:
         """Settle or reschedule one watched VM from the latest answer."""
         if info is None:
             watch.booted.set_exception(
-                VmNotReady(f"VM lost: the VMM no longer has VM {vm_id} (while booting)")
+                VmNotReady(f"VM lost: the VMM no longer has VM {vm_id} (while {watch.phase})")
             )
             return
         self.state.set_vm_status(vm_id, info.status, info.boot_progress, info.boot_error)
@@ -169,7 +177,9 @@ class VmWatcher:
         if info.boot_error:
             watch.booted.set_exception(VmNotReady(f"boot error: {info.boot_error}"))
         elif info.status in FAILED_STATUSES:
-            watch.booted.set_exception(VmNotReady(f"VM is {info.status} while booting"))
+            watch.booted.set_exception(
+                VmNotReady(f"VM {vm_id} is {info.status} while {watch.phase}")
+            )
         elif info.is_ready:
             watch.booted.set_result(info)
         else:
