@@ -100,3 +100,50 @@ def test_used_by_sums_one_kind_and_fits_beside_ignores_the_rest():
     quota.release(cvm)
     assert quota.used_by("challenge") == Resources()
     assert held == JOB
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_port_set_aside_is_handed_to_no_vm_until_its_time_is_over():
+    clock = Clock()
+    quota = CVMQuotaManager(
+        ResourceLimits(cpu_cores=1000, memory_mb=65536, disk_mb=10_000_000),
+        HostPorts(start=30000, end=30002),
+        clock=clock,
+    )
+    quota.set_aside(30000, 60)
+    held = quota.allocate(Resources(vcpu=1), owner="a")
+    assert held.port == 30001
+    quota.set_aside(30001, 60)  # held now: given back to the set-aside ports, not the free ones
+    assert quota.release(held)
+    assert quota.allocate(Resources(vcpu=1), owner="b").port == 30002
+    assert not quota.check_capacity(Resources(vcpu=1))
+    assert quota.ports_set_aside == 2
+    clock.now += 61
+    assert quota.check_capacity(Resources(vcpu=1)) and quota.ports_set_aside == 0
+    assert {quota.allocate(Resources(vcpu=1), owner=o).port for o in "cd"} == {30000, 30001}
+
+
+def test_replace_port_moves_an_allocation_and_its_old_handle_releases_the_new_port():
+    quota = make(cpu=1000, ports=(30000, 30003))
+    first = quota.allocate(Resources(vcpu=1), owner="job")
+    quota.set_aside(first.port, 600)
+    moved = quota.replace_port(first)
+    assert moved.id == first.id and moved.port == 30001
+    assert quota.get_usage().allocations == 1 and quota.get_usage().ports_used == 2
+    assert quota.release(first) and not quota.release(moved)
+    usage = quota.get_usage()
+    assert usage.used == Resources() and usage.allocations == 0
+    assert usage.ports_used == 1  # 30000 stays aside; 30001 is free again
+    assert quota.allocate(Resources(vcpu=1), owner="next").port == 30002
+    quota.set_aside(30003, 600)
+    last = quota.allocate(Resources(vcpu=1), owner="last")
+    assert last.port == 30001
+    with pytest.raises(CapacityError, match="no other free host port"):
+        quota.replace_port(last)

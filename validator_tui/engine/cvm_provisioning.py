@@ -28,7 +28,12 @@ from validator_tui.engine.cvm_removal import CvmRemoval
 from validator_tui.engine.hosts import Host, NoRoom
 from validator_tui.engine.quota import Allocation
 from validator_tui.engine.store import StoredChallengeVm
-from validator_tui.engine.vm_ops import find_vms_named, vm_configuration
+from validator_tui.engine.vm_ops import (
+    find_vms_named,
+    set_port_aside,
+    taken_port,
+    vm_configuration,
+)
 from validator_tui.engine.vm_ready import VmNotReady
 from validator_tui.models.vmm import VmConfiguration, VmInfo
 from validator_tui.shared.records import ChallengeState, VmKind, VmRecord
@@ -216,7 +221,11 @@ class CvmProvisioner:
                 await self._removal.destroy(old, "replaced by rebuilt CVM")
             self.book.activated(spec.id)
         except (ComposeError, ClientError, VmNotReady) as exc:
-            await self._fail(runtime, str(exc))
+            port = taken_port(exc, allocation)
+            if port is None:
+                await self._fail(runtime, str(exc))
+            else:
+                await self._port_taken(runtime, allocation, port)
         finally:
             runtime.moving_off = None
             if new_vm is not None:
@@ -273,6 +282,19 @@ class CvmProvisioner:
         with contextlib.suppress(ClientError):
             vm_id = await creating
             await self._removal.remove_vm_id(host, vm_id, "provisioning was cancelled")
+
+    async def _port_taken(
+        self, runtime: ChallengeRuntime, allocation: Allocation, port: int
+    ) -> None:
+        """Another program holds the CVM's host port: set it aside and place the challenge
+        again at once (its allocation, given back as this provisioning ends, brings it to a
+        host and port again). Not a failure of the challenge."""
+        host = self.ctx.hosts.of(allocation)
+        await set_port_aside(self.ctx, host, self.ctx.naming.challenge_vm(runtime.spec.id), port)
+        runtime.waiting = True
+        if runtime.vm is None:
+            reason = f"host port {port} is in use by another program: trying another"
+            self.book.set(runtime.spec.id, ChallengeState.PENDING, reason=reason)
 
     async def _fail(self, runtime: ChallengeRuntime, reason: str) -> None:
         runtime.failures += 1

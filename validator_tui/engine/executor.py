@@ -31,8 +31,14 @@ from validator_tui.engine.challenges import ChallengeManager
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.health import RefusalBudget
 from validator_tui.engine.hosts import Host
-from validator_tui.engine.quota import Allocation
-from validator_tui.engine.vm_ops import find_vms_named, remove_vm, vm_configuration
+from validator_tui.engine.quota import Allocation, CapacityError
+from validator_tui.engine.vm_ops import (
+    find_vms_named,
+    remove_vm,
+    set_port_aside,
+    taken_port,
+    vm_configuration,
+)
 from validator_tui.engine.vm_ready import VmNotReady
 from validator_tui.models.platform import EvaluateRequest, EvaluateResponse, JobResults
 from validator_tui.models.vmm import VmConfiguration
@@ -53,6 +59,8 @@ KEPT_VM_LOG_LINES = 200
 LOG_TAIL_WITHIN_S = 1.0
 #: How long an evaluation's answer already arriving at the job's end still has to be read.
 ANSWER_IN_HAND_S = 0.5
+#: Host ports one job tries when other programs hold the ones it is given.
+MAX_PORT_TRIES = 4
 
 
 class JobFailed(Exception):
@@ -137,7 +145,7 @@ class DstackExecutor:
                 code, miner = await self._fetch_code(job, log)
                 miner = job.miner_hotkey or clean_line(miner, 100)
                 progress.submission_fetched(miner)
-                vm_id = await self.create_vm(job, miner, allocation, vm, log, progress)
+                vm_id, allocation = await self.create_vm(job, miner, allocation, vm, log, progress)
                 log.add(f"created VM {vm_id} on host {host.name}, host port {allocation.port}")
                 booted = await host.watcher.wait_ready(
                     vm_id,
@@ -207,9 +215,11 @@ class DstackExecutor:
         vm: JobVm,
         log: JobLog,
         progress: JobProgress,
-    ) -> str:
-        """Create the job's VM from the challenge's verified compose; returns its id. While the
-        challenge's CVM is being provisioned again the job waits for it (`progress` hears why).
+    ) -> tuple[str, Allocation]:
+        """Create the job's VM from the challenge's verified compose; returns its id and the
+        allocation it holds. While the challenge's CVM is being provisioned again the job waits
+        for it (`progress` hears why). A host port another program holds is set aside and the
+        VM created with another one (at most MAX_PORT_TRIES ports).
 
         `progress` commits the VM name before CreateVm, so a crash cannot orphan it.
         While the VMM does not answer (no answer, 5xx) CreateVm is retried with backoff; after
@@ -227,21 +237,32 @@ class DstackExecutor:
             "MINER_HOTKEY": miner,
         }
         host = self.ctx.hosts.of(allocation)
-        config = vm_configuration(host, self.ctx.config.job_vm, vm.name, compose, allocation, env)
         where = f" on host {host.name}" if self.ctx.hosts.several else ""
         backoff = Backoff(RETRY_FIRST_S, RETRY_CAP_S)
+        ports_tried = 1
         while vm.vm_id is None:
+            spec = self.ctx.config.job_vm
+            config = vm_configuration(host, spec, vm.name, compose, allocation, env)
             try:
                 vm.vm_id = await self._create_once(host, config, vm)
             except VmmError as exc:
-                raise JobFailed(f"CreateVm{where} failed: {exc}") from None
+                port = taken_port(exc, allocation)
+                if port is None or ports_tried >= MAX_PORT_TRIES:
+                    raise JobFailed(f"CreateVm{where} failed: {exc}") from None
+                await set_port_aside(self.ctx, host, vm.name, port)
+                try:
+                    allocation = host.quota.replace_port(allocation)
+                except CapacityError as no_port:
+                    raise JobFailed(f"CreateVm{where} failed: {exc} ({no_port})") from None
+                ports_tried += 1
+                log.add(f"host port {port} is in use by another program: trying {allocation.port}")
             except ClientError as exc:
                 if not is_transient(exc):
                     raise JobFailed(f"CreateVm{where} failed: {exc}") from None
                 log.add(f"CreateVm failed, retrying: {exc}")
                 await asyncio.sleep(backoff.next())
         progress.vm_created(vm.vm_id, allocation.port)
-        return vm.vm_id
+        return vm.vm_id, allocation
 
     async def _create_once(self, host: Host, config: VmConfiguration, vm: JobVm) -> str:
         """One CreateVm, run as its own task so that a cancelled job can still learn the id.

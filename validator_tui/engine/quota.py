@@ -9,7 +9,8 @@ allocation is a no-op, so no path can make usage drift.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from validator_tui.config import HostPorts, ResourceLimits
@@ -39,13 +40,23 @@ class CVMQuotaManager:
     """Tracks what one host has given to VMs against `ResourceLimits`, the port pool and the
     host's GPU slots."""
 
-    def __init__(self, limits: ResourceLimits, ports: HostPorts, *, host: str = "default") -> None:
+    def __init__(
+        self,
+        limits: ResourceLimits,
+        ports: HostPorts,
+        *,
+        host: str = "default",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.host = host
+        self._clock = clock
         self.total = limits.total
         self._pool_start = ports.start
         self._pool_size = ports.size
         self._free_ports = set(range(ports.start, ports.end + 1))
         self._next_port = ports.start
+        #: Ports another program holds, handed to no VM until the time given (see `set_aside`).
+        self._aside: dict[int, float] = {}
         self._live: dict[int, Allocation] = {}
         self._ids = itertools.count(1)
         self._used = Resources()
@@ -76,6 +87,7 @@ class CVMQuotaManager:
 
     def check_capacity(self, resources: Resources, *, need_port: bool = True) -> bool:
         """True when `resources` (and a host port, if asked) fit in what is left."""
+        self._reclaim_ports()
         return (
             (self._used + resources).fits_in(self.total)
             and (not need_port or bool(self._free_ports))
@@ -153,8 +165,50 @@ class CVMQuotaManager:
             )
         return tuple(free[:count])
 
+    def set_aside(self, port: int, seconds: float) -> None:
+        """`port` is held by another program: hand it to no VM for `seconds` (a VM holding it
+        now gives it back to the set-aside ports, not to the free ones)."""
+        self._aside[port] = self._clock() + seconds
+        self._free_ports.discard(port)
+
+    @property
+    def ports_set_aside(self) -> int:
+        """How many ports are set aside now."""
+        self._reclaim_ports()
+        return len(self._aside)
+
+    def _reclaim_ports(self) -> None:
+        """Ports whose time aside is over are free again (unless a VM holds one)."""
+        if not self._aside:
+            return
+        now = self._clock()
+        held = {allocation.port for allocation in self._live.values()}
+        for port, until in list(self._aside.items()):
+            if until <= now:
+                del self._aside[port]
+                if port not in held:
+                    self._free_ports.add(port)
+
+    def replace_port(self, allocation: Allocation) -> Allocation:
+        """The same allocation with another free host port: its handle from now on (its old
+        port is not given back; set it aside first if another program holds it). Raises
+        `CapacityError` when no other port is free."""
+        live = self._live.get(allocation.id)
+        if live is None:
+            raise CapacityError(f"{allocation.owner} holds nothing on host {self.host}")
+        port = self._take_port()
+        if port is None:
+            raise CapacityError(f"no other free host port for {allocation.owner}")
+        self._free_ports.discard(port)
+        if live.port is not None and live.port not in self._aside:
+            self._free_ports.add(live.port)
+        moved = replace(live, port=port)
+        self._live[allocation.id] = moved
+        return moved
+
     def _take_port(self) -> int | None:
         """The next free port after the last one handed out (round robin, avoids quick reuse)."""
+        self._reclaim_ports()
         if not self._free_ports:
             return None
         for offset in range(self._pool_size):
@@ -167,13 +221,16 @@ class CVMQuotaManager:
         return None
 
     def release(self, allocation: Allocation) -> bool:
-        """Give the resources back. Returns False (and changes nothing) if already released."""
-        if self._live.pop(allocation.id, None) is None:
+        """Give the resources back (by the allocation's id: a handle from before
+        `replace_port` releases the same). Returns False (and changes nothing) if already
+        released."""
+        live = self._live.pop(allocation.id, None)
+        if live is None:
             return False
-        self._used -= allocation.resources
-        self._held_slots.difference_update(allocation.gpu_slots)
-        if allocation.port is not None:
-            self._free_ports.add(allocation.port)
+        self._used -= live.resources
+        self._held_slots.difference_update(live.gpu_slots)
+        if live.port is not None and live.port not in self._aside:
+            self._free_ports.add(live.port)
         return True
 
     def used_by(self, kind: str) -> Resources:

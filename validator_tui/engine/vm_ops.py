@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 from validator_tui.clients.backoff import Backoff
-from validator_tui.clients.errors import ClientError, is_transient
+from validator_tui.clients.errors import ClientError, VmmError, is_transient
 from validator_tui.config import VmSpec
 from validator_tui.engine.context import EngineContext
 from validator_tui.engine.hosts import Host
@@ -96,3 +97,40 @@ async def remove_vm(
             break
     ctx.state.drop_vm(vm_id)
     return True
+
+
+#: How long a host port another program holds is handed to no VM.
+PORT_ASIDE_S = 600.0
+#: QEMU's words when a VM's host port forwarding cannot be set up (dstack's VMM passes them on):
+#: `Could not set up host forwarding rule 'tcp:127.0.0.1:20001-:8080'`.
+_HOSTFWD_RULE = re.compile(r"Could not set up host forwarding rule '(?:tcp|udp):[^:']*:(\d+)-")
+
+
+def taken_port(exc: Exception, allocation: Allocation) -> int | None:
+    """The host port of `allocation` when `exc` says the VMM could not forward it (another
+    program holds it); None for any other failure."""
+    if not isinstance(exc, VmmError) or allocation.port is None:
+        return None
+    match = _HOSTFWD_RULE.search(str(exc))
+    if match is None or int(match.group(1)) != allocation.port:
+        return None
+    return allocation.port
+
+
+async def set_port_aside(ctx: EngineContext, host: Host, name: str, port: int) -> None:
+    """Another program holds `port` on `host`: no VM gets it for PORT_ASIDE_S, and the VM
+    named `name` that could not start with it is removed if the VMM kept it."""
+    host.quota.set_aside(port, PORT_ASIDE_S)
+    where = f" on host {host.name}" if ctx.hosts.several else ""
+    minutes = PORT_ASIDE_S / 60
+    ctx.log(
+        "warn",
+        "quota",
+        f"host port {port}{where} is in use by another program: "
+        f"no VM gets it for {minutes:g} min; {name} tries another",
+    )
+    try:
+        for vm_id in await find_vms_named(host, name):
+            await remove_vm(ctx, host, vm_id)
+    except ClientError as exc:
+        ctx.log("warn", "vm", f"cannot look for {name} to remove it: {exc}")

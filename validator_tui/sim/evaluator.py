@@ -197,19 +197,26 @@ class EvaluatorServer:
         #: Told `evaluator <path>` for every request (the simulator's request counters).
         self._count = count
         self._server: asyncio.Server | None = None
+        self._closed = False
         self._connections: set[asyncio.Task[None]] = set()
         self.port: int = sock.getsockname()[1]
 
     async def start(self) -> None:
-        """Start listening and answering on the reserved socket."""
+        """Start listening and answering on the reserved socket (not after `close`: a VM
+        removed while it boots leaves no evaluator behind)."""
+        if self._closed:
+            return
         self._sock.listen(128)
         self._sock.setblocking(False)
+        # The server exists before the first await, so `close` always reaches it.
         self._server = await asyncio.start_server(
-            self._serve_connection, sock=self._sock, limit=MAX_HEAD_BYTES
+            self._serve_connection, sock=self._sock, limit=MAX_HEAD_BYTES, start_serving=False
         )
+        await self._server.start_serving()
 
     def close(self) -> None:
         """Stop listening, free the port and cut every open connection (hung ones included)."""
+        self._closed = True
         if self._server is not None:
             self._server.close()
         self._sock.close()
@@ -219,6 +226,9 @@ class EvaluatorServer:
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if self._closed:  # accepted just before `close`: the VM is gone, so is the answer
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)

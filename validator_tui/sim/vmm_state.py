@@ -218,15 +218,20 @@ class VmmState:
     async def _boot_done(self, vm: SimVm, generation: int) -> None:
         """Serve the evaluator on the reserved ports, then report `done`."""
         sockets, vm.sockets = vm.sockets, []
-        for sock in sockets:
-            server = EvaluatorServer(
+        servers = [
+            EvaluatorServer(
                 sock,
                 log=vm.console,
                 latency_s=lambda: self.evaluator_latency_s,
                 health_latency_s=lambda: self.health_latency_s,
                 count=self.count,
             )
-            vm.evaluators.append(server)
+            for sock in sockets
+        ]
+        # Every server is in the VM's list before the first await: a VM killed meanwhile
+        # closes them all.
+        vm.evaluators.extend(servers)
+        for server in servers:
             await server.start()
         if vm.generation != generation or not vm.process_running:
             self._release(vm)

@@ -1,0 +1,55 @@
+"""Host ports another program holds: QEMU cannot forward them, the VMM refuses to start the VM;
+the engine sets the port aside and uses another one, for challenge CVMs and job VMs alike."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+from tests.support.engine import FAST, job_vms, running, wait_for
+from validator_tui.demo import DemoEnvironment
+from validator_tui.engine.vm_ops import PORT_ASIDE_S
+from validator_tui.sim.scoring import score_for_code
+
+
+@contextlib.contextmanager
+def strangers(ports: range) -> Iterator[None]:
+    """Another program listening on `ports` of the loopback address."""
+    sockets = []
+    try:
+        for port in ports:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            sockets.append(sock)
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+async def test_cvms_and_jobs_use_other_ports_than_those_another_program_holds():
+    async with DemoEnvironment(seed=51, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
+        first = env.config.host_ports.start
+        with strangers(range(first, first + 5)):
+            async with running(env.config) as validator:
+                cvm_ports = {c.host_port for c in validator.state.vms.values()}
+                assert len(cvm_ports) == 3 and not cvm_ports & set(range(first, first + 5))
+                quota = validator.ctx.hosts["default"].quota
+                assert quota.ports_set_aside == 5
+                next_port = max(cvm_ports) + 1
+                with strangers(range(next_port, next_port + 2)):
+                    job = env.platform.add_job()
+                    await wait_for(lambda: job["id"] in env.platform.results(), 10, "result")
+                [result] = env.platform.results()[job["id"]]
+                assert result["error"] is None
+                assert result["score"] == score_for_code(env.platform.job(job["id"])["code"])
+                assert "in use by another program: trying" in "\n".join(result["logs"])
+                await wait_for(lambda: not job_vms(env), 10, "the job VM removed")
+                usage = validator.ctx.hosts.get_usage()
+                assert usage.allocations == 3 and quota.ports_set_aside == 7
+                warnings = [e.message for e in validator.state.events if e.kind == "quota"]
+                assert len(warnings) == 7, warnings
+                assert f"no VM gets it for {PORT_ASIDE_S / 60:g} min" in warnings[0]
+                assert all(c.last_error == "" for c in validator.state.challenges.values())
