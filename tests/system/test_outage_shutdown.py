@@ -34,9 +34,12 @@ def job_vms(env: DemoEnvironment) -> list[dict]:
     return [vm for vm in env.vmm.vms() if "-job-" in vm["name"] and vm["status"] != "removing"]
 
 
-def cvms_ready(env: DemoEnvironment) -> bool:
+def cvms_ready(env: DemoEnvironment, log: Path) -> bool:
+    """The three challenge CVMs booted, and the engine has said each is active (until then it
+    still asks the VMM about them, and a VMM cut off later would keep their jobs unclaimed)."""
     ready = [vm for vm in env.vmm.vms() if "-ch-" in vm["name"] and vm["boot_progress"] == "done"]
-    return len(ready) == 3
+    active = log.read_text(encoding="utf-8").count("challenge CVM active") if log.exists() else 0
+    return len(ready) == 3 and active >= 3
 
 
 async def sigterm(process: asyncio.subprocess.Process) -> tuple[int, float]:
@@ -62,7 +65,7 @@ async def test_sigterm_with_create_vm_in_flight(tmp_path: Path, vmm_mode: str):
             log = tmp_path / "engine.log"
             process = await start_engine(config_path, log)
             try:
-                await wait_for(lambda: cvms_ready(env), 30, "challenge CVMs")
+                await wait_for(lambda: cvms_ready(env, log), 30, "challenge CVMs")
                 if vmm_mode == "slow":
                     await vmm.set_mode("slow", delay=0.5)
                 else:
