@@ -47,8 +47,9 @@ async def test_cvms_and_jobs_use_other_ports_than_those_another_program_holds():
                 assert result["score"] == score_for_code(env.platform.job(job["id"])["code"])
                 assert "in use by another program: trying" in "\n".join(result["logs"])
                 await wait_for(lambda: not job_vms(env), 10, "the job VM removed")
-                usage = validator.ctx.hosts.get_usage()
-                assert usage.allocations == 3 and quota.ports_set_aside == 7
+                hosts = validator.ctx.hosts
+                await wait_for(lambda: hosts.get_usage().allocations == 3, 5, "quota back")
+                assert quota.ports_set_aside == 7
                 warnings = [e.message for e in validator.state.events if e.kind == "quota"]
                 assert len(warnings) == 7, warnings
                 assert f"no VM gets it for {PORT_ASIDE_S / 60:g} min" in warnings[0]
