@@ -155,9 +155,11 @@ async def test_retries_exhausted_raise_last_error(platform_sim) -> None:
 
 
 async def test_timeout_is_network_error_after_retries(platform_sim) -> None:
-    platform_sim.inject_fault(status=0, delay_s=0.5, count=2, path_prefix="/jobs/pending")
+    # Each attempt must reach the server before it times out (a loaded machine takes a while
+    # to connect), and the answer must come well after that.
+    platform_sim.inject_fault(status=0, delay_s=2.0, count=2, path_prefix="/jobs/pending")
     async with PlatformClient(
-        platform_sim.url, ALICE, timeout=0.1, max_attempts=2, backoff_base=0.001
+        platform_sim.url, ALICE, timeout=0.4, max_attempts=2, backoff_base=0.001
     ) as client:
         with pytest.raises(NetworkError, match="timed out"):
             await client.get_pending_jobs()
