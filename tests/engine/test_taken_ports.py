@@ -20,6 +20,8 @@ def strangers(ports: range) -> Iterator[None]:
     try:
         for port in ports:
             sock = socket.socket()
+            # As servers do: a port a closed connection left in TIME_WAIT can be listened on.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port))
             sock.listen()
             sockets.append(sock)
