@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from tests.support.engine import FAST, job_vms, running, wait_for
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.vm_ops import PORT_ASIDE_S
+from validator_tui.shared.records import ChallengeState
 from validator_tui.sim.scoring import score_for_code
 
 
@@ -56,3 +57,27 @@ async def test_cvms_and_jobs_use_other_ports_than_those_another_program_holds():
                 assert len(warnings) == 7, warnings
                 assert f"no VM gets it for {PORT_ASIDE_S / 60:g} min" in warnings[0]
                 assert all(c.last_error == "" for c in validator.state.challenges.values())
+
+
+async def test_a_rebuild_whose_port_is_taken_keeps_the_old_cvm_until_the_new_one_serves():
+    """The rebuilt CVM has the old one's name: setting the taken port aside removes the VM the
+    VMM kept under that name only if the engine does not know it, so the serving CVM stays."""
+    async with DemoEnvironment(seed=52, jobs_per_minute=0, boot_seconds=0, engine=FAST) as env:
+        async with running(env.config) as validator:
+            challenge = next(iter(validator.state.challenges.values()))
+            old_vm = challenge.vm_id
+            next_port = max(vm.host_port or 0 for vm in validator.state.vms.values()) + 1
+            with strangers(range(next_port, next_port + 1)):
+                assert (await validator.commands.rebuild(challenge.id)).ok
+
+                def rebuilt() -> bool:
+                    now = validator.state.challenges[challenge.id]
+                    return now.vm_id != old_vm and now.state is ChallengeState.ACTIVE
+
+                await wait_for(rebuilt, 15, "the rebuilt CVM active")
+            messages = [e.message for e in validator.state.events]
+            assert not [m for m in messages if "no longer has it" in m or "failed" in m]
+            # One RemoveVm: the old CVM's, once the new one served (not one more before).
+            await wait_for(lambda: env.vmm.stats["vms_removed"] == 1, 5, "the old CVM removed")
+            assert env.vmm.stats["RemoveVm"] == 1
+            assert validator.ctx.hosts["default"].quota.ports_set_aside == 1

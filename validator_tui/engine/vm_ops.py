@@ -119,7 +119,8 @@ def taken_port(exc: Exception, allocation: Allocation) -> int | None:
 
 async def set_port_aside(ctx: EngineContext, host: Host, name: str, port: int) -> None:
     """Another program holds `port` on `host`: no VM gets it for PORT_ASIDE_S, and the VM
-    named `name` that could not start with it is removed if the VMM kept it."""
+    named `name` that could not start with it is removed if the VMM kept it (a VM of that name
+    the engine knows, such as the CVM a rebuild replaces, is left alone)."""
     host.quota.set_aside(port, PORT_ASIDE_S)
     where = f" on host {host.name}" if ctx.hosts.several else ""
     minutes = PORT_ASIDE_S / 60
@@ -131,6 +132,7 @@ async def set_port_aside(ctx: EngineContext, host: Host, name: str, port: int) -
     )
     try:
         for vm_id in await find_vms_named(host, name):
-            await remove_vm(ctx, host, vm_id)
+            if vm_id not in ctx.state.vms:
+                await remove_vm(ctx, host, vm_id)
     except ClientError as exc:
         ctx.log("warn", "vm", f"cannot look for {name} to remove it: {exc}")
