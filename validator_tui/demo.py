@@ -117,6 +117,9 @@ class DemoEnvironment:
         )
         self._engine = engine or {}
         self._port_pool = port_pool
+        #: The host-port ranges handed to validators so far: each validator's are its own (the
+        #: ports are free when a range is picked, but another validator's VMs may take them).
+        self._port_ranges: list[tuple[int, int]] = []
         self.config: ValidatorConfig | None = None
 
     async def __aenter__(self) -> DemoEnvironment:
@@ -170,7 +173,9 @@ class DemoEnvironment:
         ranges: list[tuple[int, int]] = []
         for _ in self.vmms:
             # Not from the seed: two demos of one seed on a machine would pick the same ports.
-            ranges.append(find_free_port_range(self._port_pool, avoid=ranges))
+            taken = self._port_ranges + ranges
+            ranges.append(find_free_port_range(self._port_pool, avoid=taken))
+        self._port_ranges.extend(ranges)
         start, end = ranges[0]
         engine = {
             "auto_claim": self._auto_claim,

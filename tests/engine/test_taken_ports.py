@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 
 from tests.support.engine import FAST, job_vms, running, wait_for
+from tests.support.identities import BOB
 from validator_tui.demo import DemoEnvironment
 from validator_tui.engine.vm_ops import PORT_ASIDE_S
 from validator_tui.shared.records import ChallengeState
@@ -81,3 +82,19 @@ async def test_a_rebuild_whose_port_is_taken_keeps_the_old_cvm_until_the_new_one
             await wait_for(lambda: env.vmm.stats["vms_removed"] == 1, 5, "the old CVM removed")
             assert env.vmm.stats["RemoveVm"] == 1
             assert validator.ctx.hosts["default"].quota.ports_set_aside == 1
+
+
+async def test_validators_of_one_demo_get_host_port_ranges_of_their_own():
+    """Two validators on one VMM with overlapping ranges would map the same host port (the VMM
+    refuses the second: "Port conflict"); a demo's ranges never overlap."""
+    async with DemoEnvironment(seed=53, jobs_per_minute=0, boot_seconds=0, hosts=2) as env:
+        ranges = [
+            (host.host_ports.start, host.host_ports.end)
+            for index in range(2)
+            for host in env.make_config(BOB, f"/nonexistent/{index}").hosts
+        ]
+        ranges.append((env.config.hosts[0].host_ports.start, env.config.hosts[0].host_ports.end))
+        ranges.append((env.config.hosts[1].host_ports.start, env.config.hosts[1].host_ports.end))
+        for i, (start, end) in enumerate(ranges):
+            for other_start, other_end in ranges[i + 1 :]:
+                assert end < other_start or other_end < start, ranges
